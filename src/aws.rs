@@ -1,0 +1,365 @@
+//! AWS access: the one place clients are built, and the call counter every client carries.
+//!
+//! Clients use the default credential chain (environment, profile, IRSA / web identity,
+//! instance role), adaptive retries and timeouts from [`AwsConfig`]; the endpoint can be
+//! overridden (config or `AWS_ENDPOINT_URL`) for an emulator.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, Region};
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::context::FinalizerInterceptorContextRef;
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::orchestrator::Metadata;
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::config_bag::ConfigBag;
+use aws_smithy_types::error::display::DisplayErrorContext;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+
+use crate::config::AwsConfig;
+use crate::error::Error;
+
+/// Outcome of one HTTP attempt of an AWS call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum CallOutcome {
+    Ok,
+    Error,
+    Throttled,
+}
+
+impl CallOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CallOutcome::Ok => "ok",
+            CallOutcome::Error => "error",
+            CallOutcome::Throttled => "throttled",
+        }
+    }
+}
+
+type CallKey = (String, String, CallOutcome);
+
+/// Counts every HTTP attempt every client makes, by service, operation and outcome.
+/// Shared (cheap to clone); the metrics module exports it, tests and benchmarks read it.
+#[derive(Clone, Default)]
+pub struct CallStats {
+    inner: Arc<Mutex<BTreeMap<CallKey, u64>>>,
+    hook: Option<Arc<dyn Fn(&str, &str, CallOutcome) + Send + Sync>>,
+}
+
+impl fmt::Debug for CallStats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CallStats")
+            .field("total", &self.total())
+            .finish()
+    }
+}
+
+/// Read-only calls (everything else counts as a write).
+pub fn is_read_operation(op: &str) -> bool {
+    [
+        "Get", "List", "Generate", "Lookup", "Receive", "Describe", "Simulate",
+    ]
+    .iter()
+    .any(|p| op.starts_with(p))
+}
+
+impl CallStats {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Also call `hook` on every attempt (the metrics module uses it).
+    pub fn with_hook(hook: impl Fn(&str, &str, CallOutcome) + Send + Sync + 'static) -> Self {
+        CallStats {
+            inner: Arc::default(),
+            hook: Some(Arc::new(hook)),
+        }
+    }
+
+    pub fn record(&self, service: &str, operation: &str, outcome: CallOutcome) {
+        if let Ok(mut m) = self.inner.lock() {
+            *m.entry((service.to_string(), operation.to_string(), outcome))
+                .or_insert(0) += 1;
+        }
+        if let Some(h) = &self.hook {
+            h(service, operation, outcome);
+        }
+    }
+
+    /// A copy of all counts.
+    pub fn snapshot(&self) -> BTreeMap<CallKey, u64> {
+        self.inner.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+
+    pub fn total(&self) -> u64 {
+        self.snapshot().values().sum()
+    }
+
+    /// Attempts of write operations (not Get/List/Generate/...).
+    pub fn writes(&self) -> u64 {
+        self.snapshot()
+            .iter()
+            .filter(|((_, op, _), _)| !is_read_operation(op))
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    /// Attempts of one operation, any service and outcome.
+    pub fn count(&self, operation: &str) -> u64 {
+        self.snapshot()
+            .iter()
+            .filter(|((_, op, _), _)| op == operation)
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    /// `Operation=count` pairs, for reports.
+    pub fn by_operation(&self) -> BTreeMap<String, u64> {
+        let mut out = BTreeMap::new();
+        for ((_, op, _), n) in self.snapshot() {
+            *out.entry(op).or_insert(0) += n;
+        }
+        out
+    }
+}
+
+#[derive(Debug)]
+struct CountingInterceptor {
+    service: &'static str,
+    stats: CallStats,
+}
+
+impl Intercept for CountingInterceptor {
+    fn name(&self) -> &'static str {
+        "iam-warden-call-counter"
+    }
+
+    fn read_after_attempt(
+        &self,
+        context: &FinalizerInterceptorContextRef<'_>,
+        _rc: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let op = cfg
+            .load::<Metadata>()
+            .map(|m| m.name().to_string())
+            .unwrap_or_else(|| "unknown".into());
+        let outcome = match context.response() {
+            Some(r) if r.status().is_success() => CallOutcome::Ok,
+            Some(r) => {
+                let throttled = r.status().as_u16() == 429
+                    || r.body()
+                        .bytes()
+                        .map(|b| {
+                            let s = String::from_utf8_lossy(b);
+                            s.contains("Throttl") || s.contains("RequestLimitExceeded")
+                        })
+                        .unwrap_or(false);
+                if throttled {
+                    CallOutcome::Throttled
+                } else {
+                    CallOutcome::Error
+                }
+            }
+            None => CallOutcome::Error,
+        };
+        self.stats.record(self.service, &op, outcome);
+        Ok(())
+    }
+}
+
+/// All clients iam-warden uses, sharing one [`CallStats`].
+#[derive(Clone, Debug)]
+pub struct Clients {
+    pub iam: aws_sdk_iam::Client,
+    pub sts: aws_sdk_sts::Client,
+    pub cloudtrail: aws_sdk_cloudtrail::Client,
+    pub sqs: aws_sdk_sqs::Client,
+    pub calls: CallStats,
+}
+
+impl Clients {
+    /// Build clients from the default credential chain and `cfg`.
+    /// `cloudtrail_endpoint` overrides the endpoint for CloudTrail only.
+    pub async fn connect(
+        cfg: &AwsConfig,
+        cloudtrail_endpoint: Option<&str>,
+        calls: CallStats,
+    ) -> Clients {
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .region(Region::new(cfg.region.clone()))
+            .retry_config(RetryConfig::adaptive().with_max_attempts(cfg.max_attempts))
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(cfg.connect_timeout.get())
+                    .operation_attempt_timeout(cfg.attempt_timeout.get())
+                    .operation_timeout(cfg.operation_timeout.get())
+                    .build(),
+            );
+        if let Some(url) = &cfg.endpoint_url {
+            loader = loader.endpoint_url(url);
+        }
+        let shared = loader.load().await;
+        Self::from_sdk_config(&shared, cloudtrail_endpoint, calls)
+    }
+
+    /// Build clients from an already loaded SDK config (tests pass static credentials).
+    pub fn from_sdk_config(
+        shared: &aws_types::SdkConfig,
+        cloudtrail_endpoint: Option<&str>,
+        calls: CallStats,
+    ) -> Clients {
+        let counter = |service| CountingInterceptor {
+            service,
+            stats: calls.clone(),
+        };
+        let iam = aws_sdk_iam::Client::from_conf(
+            aws_sdk_iam::config::Builder::from(shared)
+                .interceptor(counter("iam"))
+                .build(),
+        );
+        let sts = aws_sdk_sts::Client::from_conf(
+            aws_sdk_sts::config::Builder::from(shared)
+                .interceptor(counter("sts"))
+                .build(),
+        );
+        let mut ct =
+            aws_sdk_cloudtrail::config::Builder::from(shared).interceptor(counter("cloudtrail"));
+        if let Some(url) = cloudtrail_endpoint {
+            ct = ct.endpoint_url(url);
+        }
+        let cloudtrail = aws_sdk_cloudtrail::Client::from_conf(ct.build());
+        let sqs = aws_sdk_sqs::Client::from_conf(
+            aws_sdk_sqs::config::Builder::from(shared)
+                .interceptor(counter("sqs"))
+                .build(),
+        );
+        Clients {
+            iam,
+            sts,
+            cloudtrail,
+            sqs,
+            calls,
+        }
+    }
+
+    /// The caller's ARN (sts:GetCallerIdentity) and account id.
+    pub async fn caller_identity(&self) -> Result<(String, String), Error> {
+        let out = self
+            .sts
+            .get_caller_identity()
+            .send()
+            .await
+            .map_err(|e| aws_error("sts", "GetCallerIdentity", e))?;
+        Ok((
+            out.arn().unwrap_or_default().to_string(),
+            out.account().unwrap_or_default().to_string(),
+        ))
+    }
+}
+
+/// Turn an SDK error into an [`Error::Aws`] with the AWS error code and a hint.
+pub fn aws_error<E, R>(service: &'static str, operation: &'static str, err: SdkError<E, R>) -> Error
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: fmt::Debug,
+{
+    let (code, message, hint) = match &err {
+        SdkError::ServiceError(se) => {
+            let e = se.err();
+            let code = e.code().map(str::to_string);
+            let msg = e
+                .message()
+                .map(str::to_string)
+                .unwrap_or_else(|| DisplayErrorContext(e).to_string());
+            let hint = match code.as_deref() {
+                Some("AccessDenied") | Some("AccessDeniedException") => Some(
+                    "grant iam-warden the permissions in deploy/iam/iam-warden-policy.json"
+                        .to_string(),
+                ),
+                Some("InvalidClientTokenId")
+                | Some("SignatureDoesNotMatch")
+                | Some("ExpiredToken") => {
+                    Some("the AWS credentials are invalid or expired; refresh them".to_string())
+                }
+                Some(c) if c.contains("Throttl") => Some(
+                    "AWS is throttling; lower controller.writes_per_second or poll less often"
+                        .to_string(),
+                ),
+                _ => None,
+            };
+            (code, msg, hint)
+        }
+        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => {
+            let text = DisplayErrorContext(&err).to_string();
+            let hint = if text.contains("credentials") || text.contains("Credentials") {
+                "no usable AWS credentials: set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or run with an instance role / IRSA"
+            } else {
+                "cannot reach the AWS endpoint: check the network, aws.endpoint_url and AWS_ENDPOINT_URL"
+            };
+            (None, text, Some(hint.to_string()))
+        }
+        _ => {
+            let text = DisplayErrorContext(&err).to_string();
+            let hint = (text.contains("credentials") || text.contains("Credentials")).then(|| {
+                "no usable AWS credentials: set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or run with an instance role / IRSA".to_string()
+            });
+            (None, text, hint)
+        }
+    };
+    Error::Aws {
+        service,
+        operation,
+        code,
+        message,
+        hint,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_operations_are_recognised() {
+        for op in [
+            "GetUser",
+            "ListAccessKeys",
+            "GenerateCredentialReport",
+            "LookupEvents",
+            "ReceiveMessage",
+        ] {
+            assert!(is_read_operation(op), "{op}");
+        }
+        for op in [
+            "CreatePolicyVersion",
+            "UpdateAccessKey",
+            "DeleteLoginProfile",
+            "AddUserToGroup",
+            "DeleteMessage",
+        ] {
+            assert!(!is_read_operation(op), "{op}");
+        }
+    }
+
+    #[test]
+    fn call_stats_count_and_split_reads_and_writes() {
+        let seen = Arc::new(Mutex::new(0u32));
+        let s2 = seen.clone();
+        let s = CallStats::with_hook(move |_, _, _| *s2.lock().unwrap() += 1);
+        s.record("iam", "GetUser", CallOutcome::Ok);
+        s.record("iam", "GetUser", CallOutcome::Throttled);
+        s.record("iam", "UpdateAccessKey", CallOutcome::Ok);
+        assert_eq!(s.total(), 3);
+        assert_eq!(s.writes(), 1);
+        assert_eq!(s.count("GetUser"), 2);
+        assert_eq!(*seen.lock().unwrap(), 3);
+        assert_eq!(s.clone().total(), 3, "clones share counts");
+    }
+}

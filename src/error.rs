@@ -1,0 +1,77 @@
+//! Library errors. Every variant says what went wrong and how to fix it.
+
+use std::path::PathBuf;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("invalid configuration: {0}")]
+    Config(String),
+
+    /// An AWS call failed. `hint` says what to do about it.
+    #[error("AWS {service} {operation} failed: {message}{}", hint_suffix(.hint))]
+    Aws {
+        service: &'static str,
+        operation: &'static str,
+        /// The AWS error code (e.g. `NoSuchEntity`, `Throttling`), when AWS sent one.
+        code: Option<String>,
+        message: String,
+        hint: Option<String>,
+    },
+
+    #[error("the credential report could not be read: {0}")]
+    CredentialReport(String),
+
+    #[error("policy document {name} is {len} characters; IAM allows at most 6144 for a managed policy: shorten baseline.{key} (fewer actions or CIDRs)")]
+    PolicyTooLarge {
+        name: String,
+        len: usize,
+        key: &'static str,
+    },
+
+    #[error(
+        "{what} {path}: {source}; check that the directory exists and is writable by iam-warden"
+    )]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("{0}")]
+    Other(String),
+}
+
+fn hint_suffix(h: &Option<String>) -> String {
+    h.as_ref().map(|h| format!(" ({h})")).unwrap_or_default()
+}
+
+impl Error {
+    /// The AWS error code, if this is an AWS error that carried one.
+    pub fn aws_code(&self) -> Option<&str> {
+        match self {
+            Error::Aws { code, .. } => code.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// The entity does not exist (a user deleted between observe and apply, ...).
+    pub fn is_not_found(&self) -> bool {
+        self.aws_code() == Some("NoSuchEntity")
+    }
+
+    /// A quota was hit (LimitExceeded): e.g. a user already in 10 groups.
+    pub fn is_limit_exceeded(&self) -> bool {
+        self.aws_code() == Some("LimitExceeded")
+    }
+
+    pub fn io(what: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            what,
+            path: path.into(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,198 @@
+//! Observing the account: the typed state that [`crate::baseline`] judges.
+//!
+//! Two ways to observe (see DESIGN.md): a whole-account snapshot from
+//! `GetAccountAuthorizationDetails` plus the credential report ([`snapshot`]), and a live
+//! single-user read after an event ([`live`]). Both produce the same [`UserState`].
+
+pub mod credential_report;
+pub mod live;
+pub mod snapshot;
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+pub use snapshot::read_account;
+
+/// One access key of a user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AccessKeyState {
+    /// The AccessKeyId. `None` when observed through the credential report only, which
+    /// names keys by slot: resolve it (live) before acting on the key.
+    pub id: Option<String>,
+    /// 1 or 2: the credential report's slot (or the order of ListAccessKeys).
+    pub slot: u8,
+    pub active: bool,
+    pub created: DateTime<Utc>,
+    pub last_used: Option<DateTime<Utc>>,
+}
+
+impl AccessKeyState {
+    /// How to name this key to a person: its id, or its slot and creation time.
+    pub fn label(&self) -> String {
+        match &self.id {
+            Some(id) => id.clone(),
+            None => format!(
+                "access key {} (created {})",
+                self.slot,
+                self.created.format("%Y-%m-%d")
+            ),
+        }
+    }
+}
+
+/// The user's console password (login profile).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PasswordState {
+    /// When the password was set (credential report `password_last_changed`, or the login
+    /// profile's CreateDate).
+    pub changed: Option<DateTime<Utc>>,
+    pub last_used: Option<DateTime<Utc>>,
+}
+
+/// Where a user's credential facts came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Observed {
+    /// Credential report (up to 4 hours old on AWS).
+    CredentialReport,
+    /// Per-user API calls, just now.
+    Live,
+}
+
+/// Everything iam-warden needs to judge one user.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct UserState {
+    pub name: String,
+    pub arn: String,
+    pub path: String,
+    pub created: DateTime<Utc>,
+    pub tags: BTreeMap<String, String>,
+    pub groups: Vec<String>,
+    /// ARNs of managed policies attached to the user directly.
+    pub attached_policies: Vec<String>,
+    pub password: Option<PasswordState>,
+    pub mfa_active: bool,
+    pub keys: Vec<AccessKeyState>,
+    pub observed: Observed,
+}
+
+impl UserState {
+    pub fn active_keys(&self) -> impl Iterator<Item = &AccessKeyState> {
+        self.keys.iter().filter(|k| k.active)
+    }
+}
+
+/// A customer-managed policy as the account has it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ManagedPolicyState {
+    pub name: String,
+    pub arn: String,
+    pub path: String,
+    pub default_version_id: Option<String>,
+    /// The default version's document, parsed; `None` if it could not be read.
+    pub default_document: Option<serde_json::Value>,
+    /// Version ids, oldest first; the default is among them.
+    pub version_ids: Vec<String>,
+}
+
+/// A group and the managed policies attached to it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GroupState {
+    pub name: String,
+    pub arn: String,
+    pub path: String,
+    pub attached_policies: Vec<String>,
+}
+
+/// The account password policy as IAM reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+pub struct PasswordPolicyState {
+    pub minimum_length: u32,
+    pub require_uppercase: bool,
+    pub require_lowercase: bool,
+    pub require_numbers: bool,
+    pub require_symbols: bool,
+    pub reuse_prevention: u32,
+    /// 0 = passwords never expire.
+    pub max_age_days: u32,
+    pub allow_users_to_change: bool,
+    pub hard_expiry: bool,
+}
+
+/// The whole account at one moment.
+#[derive(Debug, Clone, PartialEq, Serialize, Default)]
+pub struct AccountSnapshot {
+    pub account_id: String,
+    /// The identity iam-warden runs as (always exempt).
+    pub caller_arn: String,
+    pub users: Vec<UserState>,
+    pub groups: BTreeMap<String, GroupState>,
+    /// Customer-managed policies by name (IAM policy names are unique in an account).
+    pub policies: BTreeMap<String, ManagedPolicyState>,
+    /// `None`: the account has no password policy.
+    pub password_policy: Option<PasswordPolicyState>,
+    /// When AWS generated the credential report used.
+    pub report_generated: Option<DateTime<Utc>>,
+    /// Users read live because the report did not cover them (created after it, or a row
+    /// that could not be parsed).
+    pub users_read_live: Vec<String>,
+    /// Problems met while reading that did not stop the read (e.g. a malformed report row).
+    pub warnings: Vec<String>,
+}
+
+impl AccountSnapshot {
+    pub fn user(&self, name: &str) -> Option<&UserState> {
+        self.users.iter().find(|u| u.name == name)
+    }
+}
+
+/// Convert an SDK timestamp.
+pub(crate) fn to_chrono(t: &aws_smithy_types::DateTime) -> Option<DateTime<Utc>> {
+    DateTime::from_timestamp(t.secs(), t.subsec_nanos())
+}
+
+/// The last path segment of an ARN (`arn:aws:iam::1:policy/path/Name` → `Name`).
+pub fn arn_name(arn: &str) -> &str {
+    arn.rsplit('/').next().unwrap_or(arn)
+}
+
+/// Policy documents come URL-encoded from IAM (and plain from some emulators): decode
+/// whichever we get and parse the JSON.
+pub fn decode_policy_document(doc: &str) -> Option<serde_json::Value> {
+    if let Ok(v) = serde_json::from_str(doc) {
+        return Some(v);
+    }
+    let decoded = percent_encoding::percent_decode_str(doc)
+        .decode_utf8()
+        .ok()?;
+    serde_json::from_str(&decoded).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policy_documents_decode_plain_or_url_encoded() {
+        let plain = r#"{"Version":"2012-10-17","Statement":[]}"#;
+        let enc = "%7B%22Version%22%3A%222012-10-17%22%2C%22Statement%22%3A%5B%5D%7D";
+        assert_eq!(decode_policy_document(plain), decode_policy_document(enc));
+        assert!(decode_policy_document(plain).is_some());
+        assert!(decode_policy_document("%7Bnot json").is_none());
+    }
+
+    #[test]
+    fn arn_names() {
+        assert_eq!(
+            arn_name("arn:aws:iam::123456789012:policy/iam-warden/p1"),
+            "p1"
+        );
+        assert_eq!(
+            arn_name("arn:aws:iam::123456789012:user/a+b=c,d.e@f_g-h"),
+            "a+b=c,d.e@f_g-h"
+        );
+        assert_eq!(arn_name("plain"), "plain");
+    }
+}

@@ -1,0 +1,265 @@
+//! Whole-account snapshot in a handful of calls: GetAccountAuthorizationDetails (users,
+//! groups, customer-managed policies with their documents; paged) plus the credential
+//! report, the password policy and the caller identity. Users the report does not cover
+//! are read live; users it covers cost no per-user call.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use aws_sdk_iam::types::{EntityType, ReportStateType};
+use chrono::{DateTime, Utc};
+
+use super::credential_report::{self, ParsedReport};
+use super::{
+    arn_name, decode_policy_document, live, to_chrono, AccountSnapshot, GroupState,
+    ManagedPolicyState, Observed, PasswordPolicyState, UserState,
+};
+use crate::aws::{aws_error, Clients};
+use crate::error::{Error, Result};
+
+/// How long to wait for AWS to generate the credential report before giving up.
+const REPORT_DEADLINE: Duration = Duration::from_secs(120);
+
+/// Read the whole account.
+pub async fn read_account(clients: &Clients) -> Result<AccountSnapshot> {
+    let iam = &clients.iam;
+    let (caller, gaad, report, password_policy) = tokio::join!(
+        clients.caller_identity(),
+        read_authorization_details(iam),
+        read_credential_report(iam),
+        read_password_policy(iam),
+    );
+    let (caller_arn, account_id) = caller?;
+    let (gaad_users, groups, policies) = gaad?;
+    let (report, report_generated) = report?;
+    let password_policy = password_policy?;
+
+    let mut snap = AccountSnapshot {
+        account_id,
+        caller_arn,
+        groups,
+        policies,
+        password_policy,
+        report_generated,
+        ..Default::default()
+    };
+    snap.warnings.extend(
+        report
+            .bad_rows
+            .iter()
+            .map(|b| format!("{b}; this user is read live instead")),
+    );
+    let ParsedReport { mut rows, .. } = report;
+    let mut missing = Vec::new();
+    for mut u in gaad_users {
+        match rows.remove(&u.name) {
+            Some(row) => {
+                u.password = row.password;
+                u.mfa_active = row.mfa_active;
+                u.keys = row.keys;
+                u.observed = Observed::CredentialReport;
+                snap.users.push(u);
+            }
+            None => missing.push(u.name),
+        }
+    }
+    // Users created after the report (or whose row was unreadable): per-user calls.
+    for name in missing {
+        match live::read_user(iam, &name).await? {
+            Some(u) => {
+                snap.users_read_live.push(name);
+                snap.users.push(u);
+            }
+            None => tracing::debug!(user = %name, "user deleted while the account was read"),
+        }
+    }
+    snap.users.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(snap)
+}
+
+type Gaad = (
+    Vec<UserState>,
+    BTreeMap<String, GroupState>,
+    BTreeMap<String, ManagedPolicyState>,
+);
+
+async fn read_authorization_details(iam: &aws_sdk_iam::Client) -> Result<Gaad> {
+    let mut users = Vec::new();
+    let mut groups = BTreeMap::new();
+    let mut policies = BTreeMap::new();
+    let mut marker: Option<String> = None;
+    loop {
+        let out = iam
+            .get_account_authorization_details()
+            .filter(EntityType::User)
+            .filter(EntityType::Group)
+            .filter(EntityType::LocalManagedPolicy)
+            .max_items(1000)
+            .set_marker(marker.take())
+            .send()
+            .await
+            .map_err(|e| aws_error("iam", "GetAccountAuthorizationDetails", e))?;
+        for u in out.user_detail_list() {
+            let Some(name) = u.user_name() else { continue };
+            users.push(UserState {
+                name: name.to_string(),
+                arn: u.arn().unwrap_or_default().to_string(),
+                path: u.path().unwrap_or("/").to_string(),
+                created: u
+                    .create_date()
+                    .and_then(to_chrono)
+                    .unwrap_or(DateTime::<Utc>::UNIX_EPOCH),
+                tags: u
+                    .tags()
+                    .iter()
+                    .map(|t| (t.key().to_string(), t.value().to_string()))
+                    .collect(),
+                groups: u.group_list().to_vec(),
+                attached_policies: u
+                    .attached_managed_policies()
+                    .iter()
+                    .filter_map(|p| p.policy_arn().map(str::to_string))
+                    .collect(),
+                password: None,
+                mfa_active: false,
+                keys: Vec::new(),
+                observed: Observed::CredentialReport,
+            });
+        }
+        for g in out.group_detail_list() {
+            let Some(name) = g.group_name() else { continue };
+            groups.insert(
+                name.to_string(),
+                GroupState {
+                    name: name.to_string(),
+                    arn: g.arn().unwrap_or_default().to_string(),
+                    path: g.path().unwrap_or("/").to_string(),
+                    attached_policies: g
+                        .attached_managed_policies()
+                        .iter()
+                        .filter_map(|p| p.policy_arn().map(str::to_string))
+                        .collect(),
+                },
+            );
+        }
+        for p in out.policies() {
+            let Some(arn) = p.arn() else { continue };
+            // Some emulators omit PolicyName here; the ARN always ends with it.
+            let name = p.policy_name().unwrap_or_else(|| arn_name(arn)).to_string();
+            let mut versions: Vec<_> = p.policy_version_list().iter().collect();
+            versions.sort_by_key(|v| {
+                (
+                    v.create_date().map(|d| (d.secs(), d.subsec_nanos())),
+                    v.version_id().map(version_number),
+                )
+            });
+            let default_document = versions
+                .iter()
+                .find(|v| v.is_default_version())
+                .and_then(|v| v.document())
+                .and_then(decode_policy_document);
+            policies.insert(
+                name.clone(),
+                ManagedPolicyState {
+                    name,
+                    arn: arn.to_string(),
+                    path: p.path().unwrap_or("/").to_string(),
+                    default_version_id: p.default_version_id().map(str::to_string),
+                    default_document,
+                    version_ids: versions
+                        .iter()
+                        .filter_map(|v| v.version_id().map(str::to_string))
+                        .collect(),
+                },
+            );
+        }
+        match (out.is_truncated(), out.marker()) {
+            (true, Some(m)) => marker = Some(m.to_string()),
+            _ => break,
+        }
+    }
+    Ok((users, groups, policies))
+}
+
+/// `v12` → 12 (for ordering versions).
+pub(crate) fn version_number(id: &str) -> u64 {
+    id.trim_start_matches(['v', 'V']).parse().unwrap_or(0)
+}
+
+/// Generate (if AWS has no recent one), wait while AWS is generating it, then get it.
+async fn read_credential_report(
+    iam: &aws_sdk_iam::Client,
+) -> Result<(ParsedReport, Option<DateTime<Utc>>)> {
+    let started = tokio::time::Instant::now();
+    let mut delay = Duration::from_millis(200);
+    loop {
+        let state = match iam.generate_credential_report().send().await {
+            Ok(out) => out.state().cloned(),
+            Err(e) => {
+                let err = aws_error("iam", "GenerateCredentialReport", e);
+                // LimitExceeded: a generation is already under way; wait for it.
+                if !err.is_limit_exceeded() {
+                    return Err(err);
+                }
+                Some(ReportStateType::Inprogress)
+            }
+        };
+        if state == Some(ReportStateType::Complete) {
+            match iam.get_credential_report().send().await {
+                Ok(out) => {
+                    let content = out.content().map(|b| b.as_ref()).unwrap_or_default();
+                    let parsed = credential_report::parse(content)?;
+                    return Ok((parsed, out.generated_time().and_then(to_chrono)));
+                }
+                Err(e) => {
+                    let err = aws_error("iam", "GetCredentialReport", e);
+                    match err.aws_code() {
+                        Some("ReportInProgress")
+                        | Some("ReportNotPresent")
+                        | Some("ReportExpired") => {}
+                        _ => return Err(err),
+                    }
+                }
+            }
+        }
+        if started.elapsed() > REPORT_DEADLINE {
+            return Err(Error::CredentialReport(format!(
+                "AWS did not finish generating it within {}s; try again in a few minutes",
+                REPORT_DEADLINE.as_secs()
+            )));
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
+}
+
+async fn read_password_policy(iam: &aws_sdk_iam::Client) -> Result<Option<PasswordPolicyState>> {
+    match iam.get_account_password_policy().send().await {
+        Ok(out) => Ok(out.password_policy().map(|p| {
+            let num = |v: Option<i32>| v.and_then(|n| u32::try_from(n).ok()).unwrap_or(0);
+            PasswordPolicyState {
+                minimum_length: num(p.minimum_password_length()),
+                require_uppercase: p.require_uppercase_characters(),
+                require_lowercase: p.require_lowercase_characters(),
+                require_numbers: p.require_numbers(),
+                require_symbols: p.require_symbols(),
+                reuse_prevention: num(p.password_reuse_prevention()),
+                max_age_days: if p.expire_passwords() || p.max_password_age().is_some() {
+                    num(p.max_password_age())
+                } else {
+                    0
+                },
+                allow_users_to_change: p.allow_users_to_change_password(),
+                hard_expiry: p.hard_expiry().unwrap_or(false),
+            }
+        })),
+        Err(e) => {
+            let err = aws_error("iam", "GetAccountPasswordPolicy", e);
+            if err.is_not_found() {
+                Ok(None)
+            } else {
+                Err(err)
+            }
+        }
+    }
+}

@@ -1,0 +1,30 @@
+//! iam-warden: keeps every IAM user of an AWS account on a security baseline.
+//!
+//! Module map (one concern each):
+//! - [`config`]: figment configuration, validation.
+//! - [`aws`]: AWS client construction (the only place clients are built) and the call counter.
+//! - [`inventory`]: observing the account (whole-account snapshot, single-user reads).
+//! - [`baseline`]: pure logic: findings and planned actions from (state, baseline, now).
+//! - [`apply`]: executing planned actions against IAM, journaled.
+//! - [`journal`]: the append-only JSON-lines journal.
+//! - [`report`]: rendering audit and plan results.
+//! - [`controller`]: the work queue and the reconcile loop of the daemon.
+//! - [`sources`]: CloudTrail and SQS event sources.
+//! - [`metrics`]: the Prometheus registry and every metric.
+//! - [`http`]: /metrics, /healthz, /readyz.
+
+pub mod app;
+pub mod apply;
+pub mod aws;
+pub mod baseline;
+pub mod config;
+pub mod controller;
+pub mod error;
+pub mod http;
+pub mod inventory;
+pub mod journal;
+pub mod metrics;
+pub mod report;
+pub mod sources;
+
+pub use error::{Error, Result};

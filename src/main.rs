@@ -1,0 +1,123 @@
+//! `iam-warden`: command line, configuration, telemetry; everything else is in the library.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use clap::{Parser, Subcommand, ValueEnum};
+use iam_warden::app::{self, Output};
+use iam_warden::config::Config;
+
+#[derive(Parser)]
+#[command(
+    name = "iam-warden",
+    version,
+    about = "Keeps every IAM user of an AWS account on a security baseline"
+)]
+struct Cli {
+    /// TOML configuration file (it must exist). Without it: defaults + IAM_WARDEN_* variables.
+    #[arg(long, global = true, env = "IAM_WARDEN_CONFIG")]
+    config: Option<PathBuf>,
+    /// Log format on stderr: auto (text on a terminal, JSON otherwise), text or json.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Auto, env = "IAM_WARDEN_LOG_FORMAT")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Auto,
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum OutputArg {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// One read-only pass: judge every user against the baseline.
+    /// Exit 0 = compliant, 1 = findings, 2 = error.
+    Audit {
+        #[arg(long, value_enum, default_value_t = OutputArg::Text)]
+        output: OutputArg,
+        /// Evaluate as if now were this RFC 3339 time (e.g. 2026-12-31T00:00:00Z).
+        #[arg(long, value_parser = parse_time)]
+        at: Option<DateTime<Utc>>,
+    },
+    /// Validate the configuration and print the effective values.
+    CheckConfig,
+}
+
+fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|d| d.with_timezone(&Utc))
+        .map_err(|e| {
+            format!("`{s}` is not an RFC 3339 time ({e}); write e.g. 2026-12-31T00:00:00Z")
+        })
+}
+
+fn init_logging(format: LogFormat, default_level: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    let json = match format {
+        LogFormat::Json => true,
+        LogFormat::Text => false,
+        LogFormat::Auto => !std::io::stderr().is_terminal(),
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().flatten_event(true).init();
+    } else {
+        builder.init();
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match real_main(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("iam-warden: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn real_main(cli: Cli) -> anyhow::Result<u8> {
+    let one_shot_level = "warn";
+    init_logging(cli.log_format, one_shot_level);
+    let cfg = Config::load(cli.config.as_deref())?;
+    match cli.command {
+        Command::CheckConfig => {
+            print!("{}", cfg.to_toml()?);
+            eprintln!("configuration is valid");
+            Ok(0)
+        }
+        Command::Audit { output, at } => {
+            let output = match output {
+                OutputArg::Text => Output::Text,
+                OutputArg::Json => Output::Json,
+            };
+            let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+            rt.block_on(async {
+                let clients = app::clients(&cfg).await;
+                let report = app::audit(&cfg, &clients, at.unwrap_or_else(Utc::now)).await?;
+                match output {
+                    Output::Json => println!("{}", report.to_json()),
+                    Output::Text => print!("{}", report.to_text()),
+                }
+                Ok(if report.compliant() { 0 } else { 1 })
+            })
+        }
+    }
+}
