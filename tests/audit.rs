@@ -112,15 +112,9 @@ async fn audit_judges_every_kind_of_user() {
     let json: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap();
     let got = findings_by_user(&json);
     assert_eq!(
-        json["warnings"].as_array().map(Vec::len),
-        Some(1),
-        "{}",
-        json["warnings"]
-    );
-    assert!(
-        json["warnings"][0].as_str().unwrap().contains("empty"),
-        "the empty tag value is noted: {}",
-        json["warnings"]
+        json["warnings"],
+        serde_json::json!([]),
+        "a name with commas is read from the report"
     );
     let want: BTreeMap<String, Vec<String>> = [
         ("alice", vec![]),
