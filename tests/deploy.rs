@@ -1,0 +1,1944 @@
+//! Checks of the deployment artefacts under `deploy/`, with the real tools.
+//!
+//! Tools (CI installs them; a missing tool FAILS the test, it is never skipped):
+//! - `promtool`        Debian package `prometheus`
+//! - `amtool`          Debian package `prometheus-alertmanager`
+//! - `systemd-analyze` Debian package `systemd`
+//! - a Python with PyYAML and cfn-lint: the project venv `.venv` (moto[server] brings
+//!   both), or any Python named by `IAM_WARDEN_PYTHON`.
+//!
+//! No serde_yaml here: YAML files are turned into JSON by that Python, with a loader
+//! that rejects duplicate keys.
+
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+// ---------------------------------------------------------------------------------
+// What the daemon exports. Label value lists are the closed sets; an empty list
+// means an open set (any value).
+// ---------------------------------------------------------------------------------
+
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+struct MetricDef {
+    name: &'static str,
+    kind: Kind,
+    labels: Labels,
+}
+
+type Labels = &'static [(&'static str, &'static [&'static str])];
+
+const fn metric(name: &'static str, kind: Kind, labels: Labels) -> MetricDef {
+    MetricDef { name, kind, labels }
+}
+
+const RESULTS: &[&str] = &["success", "error", "dropped"];
+const QUEUE_SOURCES: &[&str] = &["cloudtrail", "sqs", "resync", "requeue", "retry"];
+const EVENT_OUTCOMES: &[&str] = &[
+    "enqueued",
+    "ignored",
+    "own_write",
+    "failed_call",
+    "duplicate",
+    "malformed",
+];
+const CHECKS: &[&str] = &[
+    "console-without-mfa",
+    "mfa-policy-missing",
+    "source-ip-policy-missing",
+    "key-too-old",
+    "key-unused",
+    "console-unused",
+    "two-active-keys",
+    "console-on-programmatic-user",
+    "keys-on-console-user",
+    "password-policy-weak",
+];
+const WRITE_ACTIONS: &[&str] = &[
+    "create_policy",
+    "create_policy_version",
+    "delete_policy_version",
+    "create_group",
+    "attach_group_policy",
+    "add_user_to_group",
+    "attach_user_policy",
+    "delete_login_profile",
+    "deactivate_access_key",
+    "delete_access_key",
+    "update_password_policy",
+];
+const OPEN: &[&str] = &[];
+
+const METRICS: &[MetricDef] = &[
+    metric("iam_warden_build_info", Kind::Gauge, &[("version", OPEN)]),
+    metric(
+        "iam_warden_reconciles_total",
+        Kind::Counter,
+        &[("result", RESULTS)],
+    ),
+    metric(
+        "iam_warden_reconcile_duration_seconds",
+        Kind::Histogram,
+        &[],
+    ),
+    metric("iam_warden_queue_depth", Kind::Gauge, &[]),
+    metric("iam_warden_queue_in_flight", Kind::Gauge, &[]),
+    metric(
+        "iam_warden_queue_adds_total",
+        Kind::Counter,
+        &[("source", QUEUE_SOURCES)],
+    ),
+    metric("iam_warden_queue_retries_total", Kind::Counter, &[]),
+    metric("iam_warden_queue_wait_seconds", Kind::Histogram, &[]),
+    metric(
+        "iam_warden_events_total",
+        Kind::Counter,
+        &[("event", OPEN), ("outcome", EVENT_OUTCOMES)],
+    ),
+    metric(
+        "iam_warden_event_to_enforcement_seconds",
+        Kind::Histogram,
+        &[("from", &["event_time", "received"])],
+    ),
+    metric(
+        "iam_warden_last_poll_success_timestamp_seconds",
+        Kind::Gauge,
+        &[("source", &["cloudtrail", "sqs"])],
+    ),
+    metric(
+        "iam_warden_last_resync_success_timestamp_seconds",
+        Kind::Gauge,
+        &[],
+    ),
+    metric(
+        "iam_warden_resyncs_total",
+        Kind::Counter,
+        &[("result", &["success", "error"])],
+    ),
+    metric(
+        "iam_warden_aws_calls_total",
+        Kind::Counter,
+        &[
+            ("service", &["iam", "sts", "cloudtrail", "sqs"]),
+            ("operation", OPEN),
+            ("outcome", &["ok", "error", "throttled"]),
+        ],
+    ),
+    metric(
+        "iam_warden_users",
+        Kind::Gauge,
+        &[("state", &["compliant", "violating", "exempt"])],
+    ),
+    metric(
+        "iam_warden_users_failing_check",
+        Kind::Gauge,
+        &[("check", CHECKS)],
+    ),
+    metric(
+        "iam_warden_writes_total",
+        Kind::Counter,
+        &[
+            ("action", WRITE_ACTIONS),
+            ("outcome", &["applied", "failed", "dry_run", "skipped"]),
+        ],
+    ),
+    metric("iam_warden_breaker_tripped", Kind::Gauge, &[]),
+    metric("iam_warden_credential_report_age_seconds", Kind::Gauge, &[]),
+    metric("iam_warden_ready", Kind::Gauge, &[]),
+    // The `prometheus` crate's process collector.
+    metric("process_cpu_seconds_total", Kind::Counter, &[]),
+    metric("process_resident_memory_bytes", Kind::Gauge, &[]),
+    metric("process_virtual_memory_bytes", Kind::Gauge, &[]),
+    metric("process_open_fds", Kind::Gauge, &[]),
+    metric("process_max_fds", Kind::Gauge, &[]),
+    metric("process_start_time_seconds", Kind::Gauge, &[]),
+    metric("process_threads", Kind::Gauge, &[]),
+    // Prometheus' own per-target series.
+    metric("up", Kind::Gauge, &[]),
+];
+
+/// Labels Prometheus attaches to every scraped series.
+const TARGET_LABELS: &[&str] = &["job", "instance"];
+
+/// The alerts deploy/prometheus/alerts.yml must define.
+const ALERTS: &[&str] = &[
+    "IamWardenDown",
+    "IamWardenNotReady",
+    "IamWardenResyncStale",
+    "IamWardenCloudTrailPollStale",
+    "IamWardenReconcileErrors",
+    "IamWardenBreakerTripped",
+    "IamWardenWriteFailures",
+    "IamWardenAwsThrottling",
+    "IamWardenNonCompliantUsers",
+    "IamWardenConsoleWithoutMfa",
+    "IamWardenCredentialReportStale",
+];
+
+const RUNBOOK_URL: &str = "https://github.com/iam-warden/iam-warden/blob/main/deploy/RUNBOOK.md";
+
+const PORT: u16 = 9464;
+const BINARY: &str = "/usr/local/bin/iam-warden";
+const CONFIG_PATH: &str = "/etc/iam-warden/iam-warden.toml";
+const STATE_DIR: &str = "/var/lib/iam-warden";
+
+// ---------------------------------------------------------------------------------
+// Running tools
+// ---------------------------------------------------------------------------------
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn deploy(rel: &str) -> PathBuf {
+    root().join("deploy").join(rel)
+}
+
+fn read(path: &Path) -> String {
+    fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+}
+
+fn describe(cmd: &Command) -> String {
+    let mut s = cmd.get_program().to_string_lossy().into_owned();
+    for a in cmd.get_args() {
+        let a = a.to_string_lossy();
+        s.push(' ');
+        // Inline Python scripts would drown the output.
+        s.push_str(if a.contains('\n') { "<script>" } else { &a });
+    }
+    s
+}
+
+/// Runs `cmd`; a missing program fails with how to install it.
+fn output(cmd: &mut Command, install_hint: &str) -> Output {
+    match cmd.output() {
+        Ok(out) => out,
+        Err(e) if e.kind() == ErrorKind::NotFound => panic!(
+            "`{}` not found: {install_hint}",
+            cmd.get_program().to_string_lossy()
+        ),
+        Err(e) => panic!("cannot run `{}`: {e}", describe(cmd)),
+    }
+}
+
+/// Runs `cmd` and fails the test with its full output unless it succeeds.
+fn run_ok(cmd: &mut Command, install_hint: &str) -> String {
+    let out = output(cmd, install_hint);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "`{}` failed ({}):\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
+        describe(cmd),
+        out.status
+    );
+    stdout
+}
+
+fn promtool() -> (Command, &'static str) {
+    (
+        Command::new("promtool"),
+        "install the Debian package `prometheus` (apt-get install prometheus)",
+    )
+}
+
+fn amtool() -> (Command, &'static str) {
+    (
+        Command::new("amtool"),
+        "install the Debian package `prometheus-alertmanager` (apt-get install prometheus-alertmanager)",
+    )
+}
+
+fn python() -> (Command, String) {
+    let python = std::env::var_os("IAM_WARDEN_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join(".venv/bin/python"));
+    let hint = format!(
+        "no Python at {}: create the project venv (python3 -m venv .venv && .venv/bin/pip install \
+         'moto[server]', which brings PyYAML and cfn-lint) or set IAM_WARDEN_PYTHON to a Python \
+         that has PyYAML (Debian: python3-yaml) and cfn-lint (pip install cfn-lint)",
+        python.display()
+    );
+    (Command::new(python), hint)
+}
+
+/// Loads YAML files as JSON (one array of documents per file), rejecting duplicate keys.
+fn yaml_files(paths: &[PathBuf]) -> Vec<Vec<Value>> {
+    const SCRIPT: &str = r#"
+import json, sys
+try:
+    import yaml
+except ImportError:
+    sys.exit("PyYAML is missing from " + sys.executable + ": pip install pyyaml (Debian: python3-yaml)")
+
+class StrictLoader(yaml.SafeLoader):
+    pass
+
+def mapping(loader, node, deep=False):
+    loader.flatten_mapping(node)
+    seen = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(None, None, "duplicate key %r" % (key,), key_node.start_mark)
+        seen.add(key)
+    return loader.construct_mapping(node, deep)
+
+StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, mapping)
+out = []
+for path in sys.argv[1:]:
+    with open(path) as f:
+        try:
+            out.append(list(yaml.load_all(f, Loader=StrictLoader)))
+        except yaml.YAMLError as e:
+            sys.exit("%s: invalid YAML: %s" % (path, e))
+json.dump(out, sys.stdout, default=str)
+"#;
+    let (mut cmd, hint) = python();
+    cmd.arg("-c").arg(SCRIPT).args(paths);
+    let stdout = run_ok(&mut cmd, &hint);
+    serde_json::from_str(&stdout).expect("YAML-to-JSON output is JSON")
+}
+
+fn yaml_file(path: &Path) -> Value {
+    let mut docs = yaml_files(&[path.to_path_buf()]).remove(0);
+    assert_eq!(
+        docs.len(),
+        1,
+        "{}: expected one YAML document",
+        path.display()
+    );
+    docs.remove(0)
+}
+
+fn str_at<'a>(v: &'a Value, pointer: &str) -> &'a str {
+    v.pointer(pointer)
+        .and_then(Value::as_str)
+        .unwrap_or_else(|| panic!("missing string at {pointer} in {v}"))
+}
+
+// ---------------------------------------------------------------------------------
+// A small PromQL scanner: metric names, their label matchers, grouping labels.
+// Parsing proper is promtool's job; this only finds references.
+// ---------------------------------------------------------------------------------
+
+#[derive(Debug)]
+struct Selector {
+    metric: String,
+    /// (label, operator, value)
+    matchers: Vec<(String, String, String)>,
+}
+
+#[derive(Debug, Default)]
+struct Refs {
+    selectors: Vec<Selector>,
+    grouping_labels: Vec<String>,
+}
+
+const AGGREGATIONS: &[&str] = &[
+    "sum",
+    "min",
+    "max",
+    "avg",
+    "group",
+    "stddev",
+    "stdvar",
+    "count",
+    "count_values",
+    "bottomk",
+    "topk",
+    "quantile",
+];
+const GROUPING: &[&str] = &[
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+];
+const KEYWORDS: &[&str] = &["and", "or", "unless", "bool", "offset", "inf", "nan"];
+
+fn is_ident_start(c: char) -> bool {
+    c.is_ascii_alphabetic() || c == '_' || c == ':'
+}
+
+fn is_ident_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '_' || c == ':'
+}
+
+fn skip_ws(s: &[char], mut i: usize) -> usize {
+    while i < s.len() && s[i].is_whitespace() {
+        i += 1;
+    }
+    i
+}
+
+fn read_string(s: &[char], i: usize) -> Result<(String, usize), String> {
+    let quote = s[i];
+    let mut out = String::new();
+    let mut j = i + 1;
+    while j < s.len() {
+        match s[j] {
+            '\\' if quote != '`' && j + 1 < s.len() => {
+                out.push(s[j + 1]);
+                j += 2;
+            }
+            c if c == quote => return Ok((out, j + 1)),
+            c => {
+                out.push(c);
+                j += 1;
+            }
+        }
+    }
+    Err("unterminated string".into())
+}
+
+fn read_ident(s: &[char], i: usize) -> (String, usize) {
+    let mut j = i;
+    while j < s.len() && is_ident_char(s[j]) {
+        j += 1;
+    }
+    (s[i..j].iter().collect(), j)
+}
+
+fn promql_refs(expr: &str) -> Result<Refs, String> {
+    let s: Vec<char> = expr.chars().collect();
+    let mut refs = Refs::default();
+    let mut last_metric: Option<usize> = None;
+    let mut i = 0;
+    while i < s.len() {
+        let c = s[i];
+        if c.is_whitespace() {
+            i += 1;
+        } else if c == '#' {
+            while i < s.len() && s[i] != '\n' {
+                i += 1;
+            }
+        } else if c == '"' || c == '\'' || c == '`' {
+            i = read_string(&s, i)?.1;
+            last_metric = None;
+        } else if c == '[' {
+            while i < s.len() && s[i] != ']' {
+                i += 1;
+            }
+            i += 1;
+            last_metric = None;
+        } else if c == '{' {
+            let Some(k) = last_metric.take() else {
+                return Err("a selector without a metric name".into());
+            };
+            i += 1;
+            loop {
+                i = skip_ws(&s, i);
+                match s.get(i) {
+                    None => return Err("unterminated label matchers".into()),
+                    Some('}') => {
+                        i += 1;
+                        break;
+                    }
+                    Some(',') => {
+                        i += 1;
+                        continue;
+                    }
+                    Some(_) => {}
+                }
+                let (label, j) = read_ident(&s, i);
+                if label.is_empty() {
+                    return Err(format!("bad label matcher at offset {i}"));
+                }
+                i = skip_ws(&s, j);
+                let op: String = match (s.get(i), s.get(i + 1)) {
+                    (Some('='), Some('~')) | (Some('!'), Some('~')) | (Some('!'), Some('=')) => {
+                        s[i..i + 2].iter().collect()
+                    }
+                    (Some('='), _) => "=".into(),
+                    _ => return Err(format!("no operator after label {label}")),
+                };
+                i = skip_ws(&s, i + op.len());
+                if !matches!(s.get(i), Some('"' | '\'' | '`')) {
+                    return Err(format!("label {label}: value is not a string"));
+                }
+                let (value, j) = read_string(&s, i)?;
+                i = j;
+                refs.selectors[k].matchers.push((label, op, value));
+            }
+        } else if c.is_ascii_digit() || (c == '.' && s.get(i + 1).is_some_and(char::is_ascii_digit))
+        {
+            // Numbers and durations (0.99, 3600, 5m, 1e3).
+            while i < s.len() && (s[i].is_ascii_alphanumeric() || s[i] == '.' || s[i] == '_') {
+                i += 1;
+            }
+            last_metric = None;
+        } else if is_ident_start(c) {
+            let (ident, j) = read_ident(&s, i);
+            i = j;
+            last_metric = None;
+            let next = skip_ws(&s, i);
+            let lower = ident.to_ascii_lowercase();
+            if GROUPING.contains(&ident.as_str()) {
+                if s.get(next) == Some(&'(') {
+                    let close = s[next..]
+                        .iter()
+                        .position(|&c| c == ')')
+                        .ok_or("unterminated label list")?;
+                    let list: String = s[next + 1..next + close].iter().collect();
+                    refs.grouping_labels.extend(
+                        list.split(',')
+                            .map(str::trim)
+                            .filter(|l| !l.is_empty())
+                            .map(String::from),
+                    );
+                    i = next + close + 1;
+                }
+            } else if KEYWORDS.contains(&lower.as_str())
+                || AGGREGATIONS.contains(&ident.as_str())
+                || s.get(next) == Some(&'(')
+            {
+                // Operator keyword, aggregation or function call.
+            } else {
+                refs.selectors.push(Selector {
+                    metric: ident,
+                    matchers: vec![],
+                });
+                last_metric = Some(refs.selectors.len() - 1);
+            }
+        } else {
+            last_metric = None;
+            i += 1;
+        }
+    }
+    Ok(refs)
+}
+
+/// The metric definition behind a series name, and whether it is a histogram bucket.
+fn lookup_metric(name: &str) -> Option<(&'static MetricDef, bool)> {
+    if let Some(m) = METRICS.iter().find(|m| m.name == name) {
+        return Some((m, false));
+    }
+    for (suffix, bucket) in [("_bucket", true), ("_sum", false), ("_count", false)] {
+        if let Some(base) = name.strip_suffix(suffix) {
+            if let Some(m) = METRICS
+                .iter()
+                .find(|m| m.name == base && m.kind == Kind::Histogram)
+            {
+                return Some((m, bucket));
+            }
+        }
+    }
+    None
+}
+
+/// Problems with the metric names and labels an expression refers to.
+fn check_expr(expr: &str) -> Vec<String> {
+    let refs = match promql_refs(expr) {
+        Ok(r) => r,
+        Err(e) => return vec![format!("cannot scan: {e}")],
+    };
+    let mut problems = vec![];
+    let mut known_labels: BTreeSet<&str> = TARGET_LABELS.iter().copied().collect();
+    if refs.selectors.is_empty() {
+        problems.push("refers to no metric".to_string());
+    }
+    for sel in &refs.selectors {
+        let Some((def, bucket)) = lookup_metric(&sel.metric) else {
+            problems.push(format!("unknown metric `{}`", sel.metric));
+            continue;
+        };
+        known_labels.extend(def.labels.iter().map(|(l, _)| *l));
+        if bucket {
+            known_labels.insert("le");
+        }
+        for (label, op, value) in &sel.matchers {
+            if TARGET_LABELS.contains(&label.as_str()) || (bucket && label == "le") {
+                continue;
+            }
+            let Some((_, values)) = def.labels.iter().find(|(l, _)| l == label) else {
+                problems.push(format!("`{}` has no label `{label}`", sel.metric));
+                continue;
+            };
+            if values.is_empty() || value.contains('$') {
+                continue; // open set, or a Grafana variable
+            }
+            let alternatives: Vec<&str> = if op.ends_with('~') {
+                let plain = value
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_-|".contains(c));
+                if !plain {
+                    continue; // a real regular expression: cannot enumerate
+                }
+                value.split('|').collect()
+            } else {
+                vec![value.as_str()]
+            };
+            for alt in alternatives {
+                if !values.contains(&alt) {
+                    problems.push(format!(
+                        "`{}{{{label}{op}\"{value}\"}}`: `{alt}` is not one of {values:?}",
+                        sel.metric
+                    ));
+                }
+            }
+        }
+    }
+    for label in &refs.grouping_labels {
+        if !known_labels.contains(label.as_str()) {
+            problems.push(format!(
+                "groups by `{label}`, which none of its metrics has (known: {known_labels:?})"
+            ));
+        }
+    }
+    problems
+}
+
+#[test]
+fn promql_scanner_finds_names_labels_and_unknowns() {
+    let refs = promql_refs(
+        r#"histogram_quantile(0.99, sum by (le, from) (rate(iam_warden_event_to_enforcement_seconds_bucket{job="$job", instance=~"$instance"}[$__rate_interval])))
+           / on (job) group_left sum(up offset 5m) or absent(iam_warden_ready{job="a"})"#,
+    )
+    .unwrap();
+    let names: Vec<&str> = refs.selectors.iter().map(|s| s.metric.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "iam_warden_event_to_enforcement_seconds_bucket",
+            "up",
+            "iam_warden_ready"
+        ]
+    );
+    assert_eq!(refs.selectors[0].matchers.len(), 2);
+    assert_eq!(refs.grouping_labels, ["le", "from", "job"]);
+
+    assert!(check_expr(r#"sum by (state) (iam_warden_users{state="violating"})"#).is_empty());
+    assert!(check_expr(r#"iam_warden_reconciles_total{result=~"success|error"}"#).is_empty());
+    assert_eq!(check_expr("iam_warden_user").len(), 1, "unknown metric");
+    assert_eq!(
+        check_expr(r#"iam_warden_users{state="violation"}"#).len(),
+        1,
+        "bad value"
+    );
+    assert_eq!(
+        check_expr(r#"iam_warden_users{check="key-too-old"}"#).len(),
+        1,
+        "bad label"
+    );
+    assert_eq!(
+        check_expr("sum by (action) (iam_warden_users)").len(),
+        1,
+        "bad grouping"
+    );
+    assert_eq!(
+        check_expr("iam_warden_ready_bucket").len(),
+        1,
+        "gauge has no buckets"
+    );
+}
+
+// ---------------------------------------------------------------------------------
+// Prometheus
+// ---------------------------------------------------------------------------------
+
+#[test]
+fn promtool_check_rules_alerts() {
+    let (mut cmd, hint) = promtool();
+    run_ok(
+        cmd.arg("check")
+            .arg("rules")
+            .arg(deploy("prometheus/alerts.yml")),
+        hint,
+    );
+}
+
+#[test]
+fn promtool_test_rules_alerts() {
+    let (mut cmd, hint) = promtool();
+    run_ok(
+        cmd.arg("test")
+            .arg("rules")
+            .arg(deploy("prometheus/alerts.test.yml")),
+        hint,
+    );
+}
+
+#[test]
+fn promtool_check_config_prometheus() {
+    let (mut cmd, hint) = promtool();
+    run_ok(
+        cmd.arg("check")
+            .arg("config")
+            .arg(deploy("prometheus/prometheus.yml")),
+        hint,
+    );
+
+    let config = yaml_file(&deploy("prometheus/prometheus.yml"));
+    let rule_files: Vec<&str> = config["rule_files"]
+        .as_array()
+        .expect("rule_files")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(rule_files, ["alerts.yml"]);
+    let job = config["scrape_configs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["job_name"] == "iam-warden")
+        .expect("a scrape job named iam-warden: the alerts select job=\"iam-warden\"");
+    let target = str_at(job, "/static_configs/0/targets/0");
+    assert!(
+        target.ends_with(&format!(":{PORT}")),
+        "scrape target {target} is not on port {PORT}"
+    );
+}
+
+fn alert_rules() -> Vec<Value> {
+    let doc = yaml_file(&deploy("prometheus/alerts.yml"));
+    let groups = doc["groups"].as_array().expect("groups");
+    assert_eq!(groups.len(), 1, "one rule group");
+    assert_eq!(groups[0]["name"], "iam-warden");
+    groups[0]["rules"].as_array().expect("rules").clone()
+}
+
+/// GitHub's anchor for a Markdown heading.
+fn github_slug(heading: &str) -> String {
+    heading
+        .trim()
+        .to_lowercase()
+        .chars()
+        .filter(|c| c.is_alphanumeric() || *c == ' ' || *c == '-' || *c == '_')
+        .map(|c| if c == ' ' { '-' } else { c })
+        .collect()
+}
+
+/// Runbook sections by anchor: (heading, body).
+fn runbook_sections() -> BTreeMap<String, (String, String)> {
+    let text = read(&deploy("RUNBOOK.md"));
+    let mut sections = BTreeMap::new();
+    let mut current: Option<(String, String)> = None;
+    let mut in_code = false;
+    for line in text.lines() {
+        if line.starts_with("```") {
+            in_code = !in_code;
+        }
+        let heading = (!in_code)
+            .then(|| line.trim_start_matches('#'))
+            .filter(|rest| line.starts_with('#') && rest.starts_with(' '));
+        if let Some(heading) = heading {
+            if let Some((h, body)) = current.take() {
+                sections.insert(github_slug(&h), (h, body));
+            }
+            current = Some((heading.trim().to_string(), String::new()));
+        } else if let Some((_, body)) = current.as_mut() {
+            body.push_str(line);
+            body.push('\n');
+        }
+    }
+    if let Some((h, body)) = current {
+        sections.insert(github_slug(&h), (h, body));
+    }
+    sections
+}
+
+#[test]
+fn every_alert_has_severity_annotations_and_a_runbook_section() {
+    let rules = alert_rules();
+    let sections = runbook_sections();
+    let mut names = vec![];
+    let mut problems = vec![];
+    for rule in &rules {
+        let Some(name) = rule["alert"].as_str() else {
+            problems.push(format!("not an alerting rule: {rule}"));
+            continue;
+        };
+        names.push(name);
+        let severity = rule.pointer("/labels/severity").and_then(Value::as_str);
+        if !matches!(severity, Some("critical" | "warning")) {
+            problems.push(format!(
+                "{name}: severity must be critical or warning, is {severity:?}"
+            ));
+        }
+        for key in ["summary", "description", "runbook_url"] {
+            let value = rule
+                .pointer(&format!("/annotations/{key}"))
+                .and_then(Value::as_str);
+            if value.is_none_or(|v| v.trim().is_empty()) {
+                problems.push(format!("{name}: annotation {key} missing"));
+            }
+        }
+        let anchor = name.to_lowercase();
+        let expected_url = format!("{RUNBOOK_URL}#{anchor}");
+        let url = rule
+            .pointer("/annotations/runbook_url")
+            .and_then(Value::as_str);
+        if url != Some(expected_url.as_str()) {
+            problems.push(format!(
+                "{name}: runbook_url is {url:?}, expected {expected_url}"
+            ));
+        }
+        match sections.get(&anchor) {
+            None => problems.push(format!(
+                "{name}: deploy/RUNBOOK.md has no section `## {name}`"
+            )),
+            Some((_, body)) => {
+                for part in ["**Meaning.**", "**Investigate.**", "**Fix.**"] {
+                    if !body.contains(part) {
+                        problems.push(format!("{name}: runbook section lacks {part}"));
+                    }
+                }
+            }
+        }
+    }
+    let expected: BTreeSet<&str> = ALERTS.iter().copied().collect();
+    let got: BTreeSet<&str> = names.iter().copied().collect();
+    assert_eq!(got, expected, "the set of alerts");
+    assert_eq!(names.len(), got.len(), "duplicate alert names: {names:?}");
+    // Runbook sections that look like alerts must belong to one.
+    for (heading, _) in sections.values() {
+        if heading.starts_with("IamWarden") && !got.contains(heading.as_str()) {
+            problems.push(format!("RUNBOOK.md section `{heading}` matches no alert"));
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "alert problems:\n  {}",
+        problems.join("\n  ")
+    );
+}
+
+#[test]
+fn alert_expressions_use_only_exported_metrics() {
+    let mut problems = vec![];
+    for rule in alert_rules() {
+        let name = rule["alert"].as_str().unwrap_or("?").to_string();
+        let expr = str_at(&rule, "/expr");
+        problems.extend(check_expr(expr).into_iter().map(|p| format!("{name}: {p}")));
+    }
+    assert!(
+        problems.is_empty(),
+        "alert expressions:\n  {}",
+        problems.join("\n  ")
+    );
+}
+
+#[test]
+fn every_alert_has_unit_tests_that_fire_and_stay_quiet() {
+    let tests = yaml_file(&deploy("prometheus/alerts.test.yml"));
+    let mut fires = BTreeSet::new();
+    let mut quiet = BTreeSet::new();
+    for group in tests["tests"].as_array().expect("tests") {
+        for case in group["alert_rule_test"].as_array().into_iter().flatten() {
+            let name = str_at(case, "/alertname").to_string();
+            match case["exp_alerts"].as_array() {
+                Some(a) if !a.is_empty() => fires.insert(name),
+                _ => quiet.insert(name),
+            };
+        }
+    }
+    for alert in ALERTS {
+        assert!(
+            fires.contains(*alert),
+            "alerts.test.yml never expects {alert} to fire"
+        );
+        assert!(
+            quiet.contains(*alert),
+            "alerts.test.yml never expects {alert} to stay quiet"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// Alertmanager
+// ---------------------------------------------------------------------------------
+
+#[test]
+fn amtool_check_config_alertmanager() {
+    let (mut cmd, hint) = amtool();
+    run_ok(
+        cmd.arg("check-config")
+            .arg(deploy("alertmanager/alertmanager.yml")),
+        hint,
+    );
+}
+
+#[test]
+fn alertmanager_routes_each_alert_by_severity() {
+    let config = deploy("alertmanager/alertmanager.yml");
+    for rule in alert_rules() {
+        let name = str_at(&rule, "/alert");
+        let severity = str_at(&rule, "/labels/severity");
+        let receiver = if severity == "critical" {
+            "pager"
+        } else {
+            "chat"
+        };
+        let (mut cmd, hint) = amtool();
+        cmd.args(["config", "routes", "test", "--config.file"])
+            .arg(&config)
+            .arg(format!("--verify.receivers={receiver}"))
+            .arg(format!("alertname={name}"))
+            .arg(format!("severity={severity}"))
+            .args(["job=iam-warden", "instance=warden:9464"]);
+        run_ok(&mut cmd, hint);
+    }
+
+    let am = yaml_file(&config);
+    let inhibit = am["inhibit_rules"].as_array().expect("inhibit_rules");
+    let down = inhibit
+        .iter()
+        .find(|r| {
+            r["source_matchers"]
+                .as_array()
+                .is_some_and(|m| m.iter().any(|m| m == "alertname=\"IamWardenDown\""))
+        })
+        .expect("an inhibit rule with source alertname=\"IamWardenDown\"");
+    let targets: Vec<&str> = down["target_matchers"]
+        .as_array()
+        .expect("target_matchers")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        targets.contains(&"alertname!=\"IamWardenDown\""),
+        "IamWardenDown must not inhibit itself"
+    );
+    assert!(
+        targets
+            .iter()
+            .any(|t| t.starts_with("alertname=~\"IamWarden")),
+        "targets the other alerts"
+    );
+    for url in am["receivers"].as_array().unwrap().iter().flat_map(|r| {
+        r["webhook_configs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|w| str_at(w, "/url").to_string())
+    }) {
+        assert!(
+            url.contains(".example.invalid/"),
+            "placeholder webhook expected, got {url}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// Grafana
+// ---------------------------------------------------------------------------------
+
+fn dashboard() -> Value {
+    let path = deploy("grafana/iam-warden.json");
+    serde_json::from_str(&read(&path)).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Every `expr` anywhere in the dashboard, with a JSON path to report.
+fn dashboard_exprs(v: &Value, path: &str, out: &mut Vec<(String, String)>) {
+    match v {
+        Value::Object(map) => {
+            for (k, child) in map {
+                let p = format!("{path}/{k}");
+                match (k.as_str(), child) {
+                    ("expr", Value::String(e)) => out.push((p, e.clone())),
+                    _ => dashboard_exprs(child, &p, out),
+                }
+            }
+        }
+        Value::Array(items) => {
+            for (i, child) in items.iter().enumerate() {
+                dashboard_exprs(child, &format!("{path}/{i}"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Grafana's built-in interval variables, replaced by fixed durations for promtool.
+fn substitute_grafana_intervals(expr: &str) -> String {
+    [
+        ("${__rate_interval}", "5m"),
+        ("$__rate_interval", "5m"),
+        ("${__interval}", "1m"),
+        ("$__interval", "1m"),
+        ("${__range}", "1h"),
+        ("$__range", "1h"),
+    ]
+    .iter()
+    .fold(expr.to_string(), |e, (from, to)| e.replace(from, to))
+}
+
+#[test]
+fn dashboard_expressions_parse_with_promtool() {
+    let mut exprs = vec![];
+    dashboard_exprs(&dashboard(), "", &mut exprs);
+    assert!(
+        exprs.len() >= 20,
+        "only {} expressions in the dashboard",
+        exprs.len()
+    );
+    let mut rules = String::from("groups:\n  - name: grafana-dashboard\n    rules:\n");
+    for (i, (path, expr)) in exprs.iter().enumerate() {
+        // JSON strings are valid YAML double-quoted scalars.
+        rules.push_str(&format!(
+            "      # {path}\n      - record: grafana:expr_{i}\n        expr: {}\n",
+            serde_json::to_string(&substitute_grafana_intervals(expr)).unwrap()
+        ));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("dashboard-exprs.yml");
+    fs::write(&file, &rules).unwrap();
+    let (mut cmd, hint) = promtool();
+    let out = output(cmd.arg("check").arg("rules").arg(&file), hint);
+    assert!(
+        out.status.success(),
+        "promtool rejects dashboard expressions:\n{}\n{}\n--- rule file\n{rules}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn dashboard_uses_only_exported_metrics() {
+    let dash = dashboard();
+    let mut exprs = vec![];
+    dashboard_exprs(&dash, "", &mut exprs);
+    let mut problems = vec![];
+    for (path, expr) in &exprs {
+        problems.extend(check_expr(expr).into_iter().map(|p| format!("{path}: {p}")));
+    }
+    // Template variable queries: label_values(<selector>, <label>).
+    for var in dash
+        .pointer("/templating/list")
+        .and_then(Value::as_array)
+        .expect("templating")
+    {
+        if var["type"] != "query" {
+            continue;
+        }
+        let query = var["query"]["query"]
+            .as_str()
+            .or(var["query"].as_str())
+            .unwrap_or("");
+        let name = var["name"].as_str().unwrap_or("?");
+        let Some(inner) = query
+            .strip_prefix("label_values(")
+            .and_then(|q| q.strip_suffix(')'))
+        else {
+            problems.push(format!(
+                "variable {name}: expected label_values(...), got {query:?}"
+            ));
+            continue;
+        };
+        let (selector, label) = inner
+            .rsplit_once(',')
+            .expect("label_values(selector, label)");
+        let label = label.trim();
+        problems.extend(
+            check_expr(selector)
+                .into_iter()
+                .map(|p| format!("variable {name}: {p}")),
+        );
+        let metric = promql_refs(selector)
+            .ok()
+            .and_then(|r| r.selectors.into_iter().next());
+        if let Some((def, _)) = metric.and_then(|s| lookup_metric(&s.metric)) {
+            if !TARGET_LABELS.contains(&label) && !def.labels.iter().any(|(l, _)| *l == label) {
+                problems.push(format!(
+                    "variable {name}: {} has no label {label}",
+                    def.name
+                ));
+            }
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "dashboard:\n  {}",
+        problems.join("\n  ")
+    );
+}
+
+#[test]
+fn dashboard_structure() {
+    let dash = dashboard();
+    assert_eq!(dash["uid"], "iam-warden");
+    let schema = dash["schemaVersion"].as_u64().expect("schemaVersion");
+    assert!((36..=41).contains(&schema), "schemaVersion {schema}");
+
+    let vars = dash
+        .pointer("/templating/list")
+        .and_then(Value::as_array)
+        .unwrap();
+    let ds = vars
+        .iter()
+        .find(|v| v["name"] == "datasource")
+        .expect("a `datasource` template variable");
+    assert_eq!(ds["type"], "datasource");
+    assert_eq!(ds["query"], "prometheus");
+
+    let panels = dash["panels"].as_array().expect("panels");
+    let mut all = vec![];
+    for p in panels {
+        all.push(p);
+        all.extend(p["panels"].as_array().into_iter().flatten()); // collapsed rows
+    }
+    let rows: Vec<&str> = all
+        .iter()
+        .filter(|p| p["type"] == "row")
+        .map(|p| str_at(p, "/title"))
+        .collect();
+    assert_eq!(
+        rows,
+        ["Compliance", "Activity", "Sources", "AWS", "Process"]
+    );
+
+    let mut ids = BTreeSet::new();
+    let mut boxes = vec![];
+    for p in &all {
+        let title = p["title"].as_str().unwrap_or("?");
+        let id = p["id"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("panel {title} has no id"));
+        assert!(ids.insert(id), "duplicate panel id {id}");
+        let g = &p["gridPos"];
+        let (x, y, w, h) = (
+            g["x"].as_u64(),
+            g["y"].as_u64(),
+            g["w"].as_u64(),
+            g["h"].as_u64(),
+        );
+        let (Some(x), Some(y), Some(w), Some(h)) = (x, y, w, h) else {
+            panic!("panel {title}: bad gridPos {g}")
+        };
+        assert!(
+            x + w <= 24 && w > 0 && h > 0,
+            "panel {title}: gridPos {g} outside the 24-column grid"
+        );
+        boxes.push((title, x, y, w, h));
+        if p["type"] == "row" {
+            continue;
+        }
+        assert_eq!(
+            p.pointer("/datasource/uid"),
+            Some(&Value::from("${datasource}")),
+            "panel {title}"
+        );
+        let targets = p["targets"]
+            .as_array()
+            .unwrap_or_else(|| panic!("panel {title} has no targets"));
+        assert!(!targets.is_empty(), "panel {title} has no targets");
+        let mut ref_ids = BTreeSet::new();
+        for t in targets {
+            assert!(
+                t["expr"].as_str().is_some_and(|e| !e.trim().is_empty()),
+                "panel {title}: empty expr"
+            );
+            assert!(
+                ref_ids.insert(str_at(t, "/refId")),
+                "panel {title}: duplicate refId"
+            );
+            assert_eq!(
+                t.pointer("/datasource/uid"),
+                Some(&Value::from("${datasource}")),
+                "panel {title}"
+            );
+        }
+    }
+    for (i, a) in boxes.iter().enumerate() {
+        for b in &boxes[i + 1..] {
+            let overlap = a.1 < b.1 + b.3 && b.1 < a.1 + a.3 && a.2 < b.2 + b.4 && b.2 < a.2 + a.4;
+            assert!(!overlap, "panels `{}` and `{}` overlap", a.0, b.0);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// systemd
+// ---------------------------------------------------------------------------------
+
+fn unit_directives(text: &str) -> Vec<(String, String, String)> {
+    let mut section = String::new();
+    let mut out = vec![];
+    for line in text.lines().map(str::trim) {
+        if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
+            continue;
+        }
+        if line.starts_with('[') {
+            section = line.trim_matches(['[', ']']).to_string();
+        } else if let Some((k, v)) = line.split_once('=') {
+            out.push((section.clone(), k.trim().to_string(), v.trim().to_string()));
+        }
+    }
+    out
+}
+
+#[test]
+fn systemd_unit_verifies() {
+    let original = read(&deploy("systemd/iam-warden.service"));
+    let prefix = format!("ExecStart={BINARY} ");
+    // Same unit, but ExecStart runs a binary that exists here; every other line identical.
+    let mut rewritten = 0;
+    let lines: Vec<String> = original
+        .lines()
+        .map(|line| match line.strip_prefix(&prefix) {
+            Some(args) => {
+                rewritten += 1;
+                format!("ExecStart=/bin/true {args}")
+            }
+            None => line.to_string(),
+        })
+        .collect();
+    assert_eq!(rewritten, 1, "expected exactly one `{prefix}...` line");
+    let dir = tempfile::tempdir().unwrap();
+    let unit = dir.path().join("iam-warden.service");
+    fs::write(&unit, lines.join("\n") + "\n").unwrap();
+
+    let mut cmd = Command::new("systemd-analyze");
+    cmd.args(["verify", "--man=no"]).arg(&unit);
+    let out = output(
+        &mut cmd,
+        "install the Debian package `systemd` (apt-get install systemd)",
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // verify exits 0 on unknown keys and bad values, but reports them on stderr.
+    let complaints: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("iam-warden.service"))
+        .collect();
+    assert!(
+        out.status.success() && complaints.is_empty(),
+        "systemd-analyze verify ({}):\n{}\n{stderr}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+#[test]
+fn systemd_unit_runs_hardened() {
+    let d = unit_directives(&read(&deploy("systemd/iam-warden.service")));
+    let get = |key: &str| -> Vec<&str> {
+        d.iter()
+            .filter(|(s, k, _)| s == "Service" && k == key)
+            .map(|(_, _, v)| v.as_str())
+            .collect()
+    };
+    let expect = [
+        ("Type", "simple"),
+        (
+            "ExecStart",
+            &*format!("{BINARY} run --config {CONFIG_PATH}"),
+        ),
+        ("Restart", "on-failure"),
+        ("TimeoutStopSec", "30"),
+        ("KillSignal", "SIGTERM"),
+        ("DynamicUser", "yes"),
+        ("StateDirectory", "iam-warden"),
+        ("Environment", "RUST_LOG=info"),
+        ("EnvironmentFile", "-/etc/iam-warden/env"),
+        ("NoNewPrivileges", "yes"),
+        ("ProtectSystem", "strict"),
+        ("ProtectHome", "yes"),
+        ("PrivateTmp", "yes"),
+        ("PrivateDevices", "yes"),
+        ("ProtectKernelTunables", "yes"),
+        ("ProtectKernelModules", "yes"),
+        ("ProtectKernelLogs", "yes"),
+        ("ProtectControlGroups", "yes"),
+        ("RestrictAddressFamilies", "AF_INET AF_INET6 AF_UNIX"),
+        ("SystemCallFilter", "@system-service"),
+        ("CapabilityBoundingSet", ""),
+        ("MemoryDenyWriteExecute", "yes"),
+        ("LockPersonality", "yes"),
+        ("RestrictNamespaces", "yes"),
+        ("RestrictSUIDSGID", "yes"),
+        ("SystemCallArchitectures", "native"),
+    ];
+    for (key, value) in expect {
+        assert!(
+            get(key).contains(&value),
+            "[Service] {key}={value} expected, found {:?}",
+            get(key)
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// Kubernetes
+// ---------------------------------------------------------------------------------
+
+struct K8s {
+    /// (file name, document)
+    docs: Vec<(String, Value)>,
+    kustomization: Value,
+}
+
+impl K8s {
+    fn load() -> K8s {
+        let dir = deploy("kubernetes");
+        let mut files: Vec<PathBuf> = fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
+            .collect();
+        files.sort();
+        let parsed = yaml_files(&files);
+        let mut docs = vec![];
+        let mut kustomization = None;
+        for (path, file_docs) in files.iter().zip(parsed) {
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            for doc in file_docs {
+                if doc["kind"] == "Kustomization" {
+                    kustomization = Some(doc);
+                } else {
+                    docs.push((name.clone(), doc));
+                }
+            }
+        }
+        K8s {
+            docs,
+            kustomization: kustomization.expect("kustomization.yaml"),
+        }
+    }
+
+    fn one(&self, kind: &str) -> &Value {
+        let found: Vec<&Value> = self
+            .docs
+            .iter()
+            .filter(|(_, d)| d["kind"] == kind)
+            .map(|(_, d)| d)
+            .collect();
+        assert_eq!(found.len(), 1, "expected one {kind}");
+        found[0]
+    }
+}
+
+#[test]
+fn kubernetes_manifests_parse_and_kustomization_lists_them() {
+    let k = K8s::load();
+    let mut files: BTreeSet<String> = k.docs.iter().map(|(f, _)| f.clone()).collect();
+    let listed: BTreeSet<String> = k.kustomization["resources"]
+        .as_array()
+        .expect("resources")
+        .iter()
+        .map(|r| r.as_str().unwrap().to_string())
+        .collect();
+    files.remove("kustomization.yaml");
+    assert_eq!(
+        listed, files,
+        "kustomization.yaml resources vs. files in deploy/kubernetes"
+    );
+    assert_eq!(k.kustomization["namespace"], "iam-warden");
+
+    for (file, doc) in &k.docs {
+        for key in ["/apiVersion", "/kind", "/metadata/name"] {
+            assert!(
+                doc.pointer(key).and_then(Value::as_str).is_some(),
+                "{file}: no {key}"
+            );
+        }
+        if doc["kind"] != "Namespace" {
+            assert_eq!(
+                doc.pointer("/metadata/namespace"),
+                Some(&Value::from("iam-warden")),
+                "{file}"
+            );
+        }
+    }
+    let kinds: BTreeSet<&str> = k.docs.iter().map(|(_, d)| str_at(d, "/kind")).collect();
+    for kind in [
+        "Namespace",
+        "ServiceAccount",
+        "ConfigMap",
+        "PersistentVolumeClaim",
+        "Deployment",
+        "Service",
+        "ServiceMonitor",
+    ] {
+        assert!(kinds.contains(kind), "no {kind} in deploy/kubernetes");
+    }
+    let sm = k
+        .docs
+        .iter()
+        .find(|(_, d)| d["kind"] == "ServiceMonitor")
+        .unwrap();
+    assert_eq!(
+        sm.0, "servicemonitor.yaml",
+        "the ServiceMonitor has its own file"
+    );
+    assert_eq!(sm.1["apiVersion"], "monitoring.coreos.com/v1");
+    let sa = k.one("ServiceAccount");
+    assert!(
+        sa.pointer("/metadata/annotations/eks.amazonaws.com~1role-arn")
+            .and_then(Value::as_str)
+            .is_some_and(|a| a.starts_with("arn:aws:iam::")),
+        "IRSA annotation eks.amazonaws.com/role-arn"
+    );
+}
+
+#[test]
+fn kubernetes_deployment_probes_ports_and_security() {
+    let k = K8s::load();
+    let dep = k.one("Deployment");
+    let svc = k.one("Service");
+    let sm = k.one("ServiceMonitor");
+    let spec = &dep["spec"];
+    assert_eq!(spec["replicas"], 1);
+    assert_eq!(
+        spec.pointer("/strategy/type"),
+        Some(&Value::from("Recreate"))
+    );
+    let pod = &spec["template"]["spec"];
+    assert_eq!(pod["terminationGracePeriodSeconds"], 30);
+    assert_eq!(
+        pod["serviceAccountName"],
+        k.one("ServiceAccount")["metadata"]["name"]
+    );
+    assert_eq!(
+        pod.pointer("/securityContext/runAsNonRoot"),
+        Some(&Value::Bool(true))
+    );
+    assert_eq!(
+        pod.pointer("/securityContext/seccompProfile/type"),
+        Some(&Value::from("RuntimeDefault"))
+    );
+
+    let containers = pod["containers"].as_array().unwrap();
+    assert_eq!(containers.len(), 1);
+    let c = &containers[0];
+    assert_eq!(
+        c["args"],
+        serde_json::json!(["run", "--config", CONFIG_PATH])
+    );
+    let sc = &c["securityContext"];
+    assert_eq!(sc["readOnlyRootFilesystem"], true);
+    assert_eq!(sc["allowPrivilegeEscalation"], false);
+    assert_eq!(
+        sc.pointer("/capabilities/drop"),
+        Some(&serde_json::json!(["ALL"]))
+    );
+    assert_eq!(
+        c.pointer("/resources/requests/cpu"),
+        Some(&Value::from("50m"))
+    );
+    assert_eq!(
+        c.pointer("/resources/requests/memory"),
+        Some(&Value::from("64Mi"))
+    );
+    assert_eq!(
+        c.pointer("/resources/limits/memory"),
+        Some(&Value::from("256Mi"))
+    );
+
+    // The container port, by name and number.
+    let ports = c["ports"].as_array().unwrap();
+    let metrics = ports
+        .iter()
+        .find(|p| p["name"] == "metrics")
+        .expect("a container port named metrics");
+    assert_eq!(metrics["containerPort"], PORT);
+    let resolves_to_metrics =
+        |port: &Value| port == "metrics" || port.as_u64() == Some(u64::from(PORT));
+    for (probe, path) in [("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")] {
+        let get = &c[probe]["httpGet"];
+        assert_eq!(get["path"], path, "{probe} path");
+        assert!(
+            resolves_to_metrics(&get["port"]),
+            "{probe} port {} is not the metrics port",
+            get["port"]
+        );
+    }
+
+    // The Service exposes that port and selects the pod.
+    let svc_port = svc
+        .pointer("/spec/ports")
+        .and_then(Value::as_array)
+        .unwrap();
+    assert_eq!(svc_port.len(), 1);
+    assert_eq!(svc_port[0]["port"], PORT);
+    assert_eq!(svc_port[0]["name"], "metrics");
+    assert!(
+        resolves_to_metrics(&svc_port[0]["targetPort"]),
+        "Service targetPort"
+    );
+    let pod_labels = spec
+        .pointer("/template/metadata/labels")
+        .and_then(Value::as_object)
+        .unwrap();
+    for (k, v) in svc
+        .pointer("/spec/selector")
+        .and_then(Value::as_object)
+        .unwrap()
+    {
+        assert_eq!(
+            pod_labels.get(k),
+            Some(v),
+            "Service selector {k} does not match the pod"
+        );
+    }
+    for (k, v) in spec
+        .pointer("/selector/matchLabels")
+        .and_then(Value::as_object)
+        .unwrap()
+    {
+        assert_eq!(
+            pod_labels.get(k),
+            Some(v),
+            "Deployment selector {k} does not match the pod"
+        );
+    }
+    // The ServiceMonitor scrapes that Service port.
+    let svc_labels = svc
+        .pointer("/metadata/labels")
+        .and_then(Value::as_object)
+        .unwrap();
+    for (k, v) in sm
+        .pointer("/spec/selector/matchLabels")
+        .and_then(Value::as_object)
+        .unwrap()
+    {
+        assert_eq!(
+            svc_labels.get(k),
+            Some(v),
+            "ServiceMonitor selector {k} does not match the Service"
+        );
+    }
+    assert_eq!(
+        sm.pointer("/spec/endpoints/0/port"),
+        Some(&Value::from("metrics"))
+    );
+    assert_eq!(
+        sm.pointer("/spec/endpoints/0/path"),
+        Some(&Value::from("/metrics"))
+    );
+
+    // Volumes: config from the ConfigMap, state on the PVC.
+    let mounts = c["volumeMounts"].as_array().unwrap();
+    let volumes = pod["volumes"].as_array().unwrap();
+    let volume_at = |path: &str| -> &Value {
+        let m = mounts
+            .iter()
+            .find(|m| m["mountPath"] == path)
+            .unwrap_or_else(|| panic!("nothing mounted at {path}"));
+        volumes
+            .iter()
+            .find(|v| v["name"] == m["name"])
+            .expect("mounted volume exists")
+    };
+    assert_eq!(
+        volume_at(STATE_DIR).pointer("/persistentVolumeClaim/claimName"),
+        Some(&k.one("PersistentVolumeClaim")["metadata"]["name"])
+    );
+    let config = volume_at("/etc/iam-warden");
+    assert_eq!(
+        config.pointer("/configMap/name"),
+        Some(&k.one("ConfigMap")["metadata"]["name"])
+    );
+}
+
+#[test]
+fn kubernetes_prometheusrule_matches_alerts_and_image_is_kustomized() {
+    let k = K8s::load();
+    let rule = k.one("PrometheusRule");
+    let alerts = yaml_file(&deploy("prometheus/alerts.yml"));
+    assert!(
+        rule["spec"]["groups"] == alerts["groups"],
+        "deploy/kubernetes/prometheusrule.yaml is out of date with deploy/prometheus/alerts.yml: \
+         regenerate it with the command in its header"
+    );
+
+    let image = str_at(
+        k.one("Deployment"),
+        "/spec/template/spec/containers/0/image",
+    );
+    let images = k.kustomization["images"]
+        .as_array()
+        .expect("kustomization images");
+    assert!(
+        images
+            .iter()
+            .any(|i| i["name"] == image && i["newName"].is_string()),
+        "kustomization.yaml `images` does not set the container image `{image}`"
+    );
+}
+
+fn configmap_toml() -> toml::Table {
+    let k = K8s::load();
+    let text = str_at(k.one("ConfigMap"), "/data/iam-warden.toml");
+    text.parse::<toml::Table>()
+        .unwrap_or_else(|e| panic!("ConfigMap iam-warden.toml: {e}"))
+}
+
+/// "90s", "10m", "1h", "2d" or plain seconds.
+fn duration_secs(v: &toml::Value) -> u64 {
+    if let Some(n) = v.as_integer() {
+        return u64::try_from(n).unwrap_or_else(|_| panic!("negative duration {n}"));
+    }
+    let s = v.as_str().expect("a duration");
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num.parse().unwrap_or_else(|_| panic!("bad duration {s}"));
+    n * match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86400,
+        _ => panic!("bad duration {s}"),
+    }
+}
+
+#[test]
+fn configmap_config_agrees_with_the_manifests_alerts_and_policy() {
+    let cfg = configmap_toml();
+    let listen = cfg["server"]["listen"].as_str().expect("server.listen");
+    assert_eq!(listen, format!("0.0.0.0:{PORT}"), "server.listen");
+    assert_eq!(cfg["state_dir"].as_str(), Some(STATE_DIR));
+    assert_eq!(
+        cfg["mode"].as_str(),
+        Some("dry-run"),
+        "ship the example in dry-run mode"
+    );
+
+    // IamWardenResyncStale allows three resync intervals.
+    let resync = duration_secs(&cfg["resync"]["interval"]);
+    let stale = alert_rules()
+        .into_iter()
+        .find(|r| r["alert"] == "IamWardenResyncStale")
+        .unwrap();
+    assert!(
+        str_at(&stale, "/expr").contains(&format!("> 3 * {resync}")),
+        "IamWardenResyncStale must allow 3 × resync.interval ({resync}s)"
+    );
+    // CloudTrail polls well within IamWardenCloudTrailPollStale's 15 minutes.
+    assert!(duration_secs(&cfg["sources"]["cloudtrail"]["poll_interval"]) * 3 <= 900);
+    // The drain fits in the pod's grace period and systemd's TimeoutStopSec (30 s).
+    assert!(duration_secs(&cfg["controller"]["shutdown_grace"]) + 5 <= 30);
+
+    // The IAM policy scopes writes to the configured path.
+    let path = cfg["baseline"]["path"].as_str().expect("baseline.path");
+    let policy = iam_policy();
+    let resources: Vec<String> = policy["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| one_or_many(&s["Resource"]))
+        .collect();
+    for kind in ["policy", "group"] {
+        let scoped = format!("arn:aws:iam::*:{kind}{path}*");
+        assert!(
+            resources.contains(&scoped),
+            "the IAM policy should scope {kind} writes to {scoped}"
+        );
+        for r in resources
+            .iter()
+            .filter(|r| r.contains(&format!(":{kind}/")))
+        {
+            assert_eq!(r, &scoped, "a {kind} resource outside baseline.path");
+        }
+    }
+}
+
+#[test]
+fn configmap_config_passes_check_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("iam-warden.toml");
+    let k = K8s::load();
+    fs::write(&file, str_at(k.one("ConfigMap"), "/data/iam-warden.toml")).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_iam-warden"));
+    cmd.args(["check-config", "--config"]).arg(&file);
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("IAM_WARDEN_") {
+            cmd.env_remove(key);
+        }
+    }
+    run_ok(&mut cmd, "cargo builds it");
+}
+
+// ---------------------------------------------------------------------------------
+// IAM policy
+// ---------------------------------------------------------------------------------
+
+fn iam_policy() -> Value {
+    let path = deploy("iam/iam-warden-policy.json");
+    serde_json::from_str(&read(&path)).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn one_or_many(v: &Value) -> Vec<String> {
+    match v {
+        Value::String(s) => vec![s.clone()],
+        Value::Array(a) => a
+            .iter()
+            .map(|x| x.as_str().expect("a string").to_string())
+            .collect(),
+        _ => vec![],
+    }
+}
+
+/// The IAM API call behind each `iam_warden_writes_total{action}`.
+const WRITE_API: &[(&str, &str)] = &[
+    ("create_policy", "iam:CreatePolicy"),
+    ("create_policy_version", "iam:CreatePolicyVersion"),
+    ("delete_policy_version", "iam:DeletePolicyVersion"),
+    ("create_group", "iam:CreateGroup"),
+    ("attach_group_policy", "iam:AttachGroupPolicy"),
+    ("add_user_to_group", "iam:AddUserToGroup"),
+    ("attach_user_policy", "iam:AttachUserPolicy"),
+    ("delete_login_profile", "iam:DeleteLoginProfile"),
+    ("deactivate_access_key", "iam:UpdateAccessKey"),
+    ("delete_access_key", "iam:DeleteAccessKey"),
+    ("update_password_policy", "iam:UpdateAccountPasswordPolicy"),
+];
+
+/// Calls the daemon makes to observe the account and receive events.
+const REQUIRED_READS: &[&str] = &[
+    "iam:GetAccountAuthorizationDetails",
+    "iam:GenerateCredentialReport",
+    "iam:GetCredentialReport",
+    "iam:GetAccountPasswordPolicy",
+    "iam:GetUser",
+    "iam:ListAccessKeys",
+    "iam:GetAccessKeyLastUsed",
+    "iam:GetLoginProfile",
+    "iam:ListMFADevices",
+    "iam:ListAttachedUserPolicies",
+    "iam:ListGroupsForUser",
+    "cloudtrail:LookupEvents",
+    "sts:GetCallerIdentity",
+    "sqs:ReceiveMessage",
+    "sqs:DeleteMessage",
+];
+
+fn is_read(action: &str) -> bool {
+    let name = action.split_once(':').map_or(action, |(_, n)| n);
+    ["Get", "List", "Generate", "LookupEvents", "ReceiveMessage"]
+        .iter()
+        .any(|p| name.starts_with(p))
+        || action == "sqs:DeleteMessage"
+}
+
+#[test]
+fn iam_policy_is_valid_and_least_privilege() {
+    let policy = iam_policy();
+    assert_eq!(policy["Version"], "2012-10-17");
+    let compact = serde_json::to_string(&policy).unwrap();
+    assert!(
+        compact.len() <= 6144,
+        "a managed policy may have 6144 characters, this has {}",
+        compact.len()
+    );
+
+    let mut sids = BTreeSet::new();
+    let mut granted: BTreeMap<String, Vec<&Value>> = BTreeMap::new();
+    for st in policy["Statement"].as_array().expect("Statement array") {
+        let sid = str_at(st, "/Sid");
+        assert!(
+            sid.chars().all(|c| c.is_ascii_alphanumeric()),
+            "Sid {sid} must be alphanumeric"
+        );
+        assert!(sids.insert(sid), "duplicate Sid {sid}");
+        assert_eq!(st["Effect"], "Allow", "{sid}");
+        assert!(
+            st.get("NotAction").is_none() && st.get("NotResource").is_none(),
+            "{sid}: no Not*"
+        );
+        let resources = one_or_many(&st["Resource"]);
+        assert!(!resources.is_empty(), "{sid}: Resource");
+        for r in &resources {
+            assert!(r == "*" || r.starts_with("arn:aws:"), "{sid}: resource {r}");
+        }
+        for action in one_or_many(&st["Action"]) {
+            let (service, name) = action
+                .split_once(':')
+                .unwrap_or_else(|| panic!("{sid}: action {action}"));
+            assert!(
+                !service.is_empty() && !name.is_empty() && !action.contains('*'),
+                "{sid}: {action}"
+            );
+            granted.entry(action).or_default().push(st);
+        }
+    }
+
+    for action in REQUIRED_READS
+        .iter()
+        .copied()
+        .chain(WRITE_API.iter().map(|(_, a)| *a))
+    {
+        assert!(
+            granted.contains_key(action),
+            "the policy does not grant {action}"
+        );
+    }
+    let writes: BTreeSet<&str> = WRITE_API.iter().map(|(_, a)| *a).collect();
+    for (action, statements) in &granted {
+        assert!(
+            is_read(action) || writes.contains(action.as_str()),
+            "{action} is granted but no iam_warden_writes_total action needs it"
+        );
+        if writes.contains(action.as_str()) && action != "iam:UpdateAccountPasswordPolicy" {
+            for st in statements {
+                assert!(
+                    !one_or_many(&st["Resource"]).contains(&"*".to_string()),
+                    "{action} must be scoped to resources, not *"
+                );
+            }
+        }
+        if action.starts_with("iam:Attach") {
+            for st in statements {
+                assert!(
+                    st.pointer("/Condition/ArnLike/iam:PolicyARN").is_some(),
+                    "{action} must be limited to the baseline policies with iam:PolicyARN"
+                );
+            }
+        }
+    }
+
+    // IAM grammar and action names: cfn-lint validates policy documents (E3510…)
+    // and knows every IAM action (W3037).
+    let dir = tempfile::tempdir().unwrap();
+    let template = dir.path().join("iam-warden-policy.template.json");
+    let doc = serde_json::json!({
+        "AWSTemplateFormatVersion": "2010-09-09",
+        "Resources": {
+            "IamWardenPolicy": {
+                "Type": "AWS::IAM::ManagedPolicy",
+                "Properties": { "PolicyDocument": policy }
+            }
+        }
+    });
+    fs::write(&template, serde_json::to_string_pretty(&doc).unwrap()).unwrap();
+    let (mut cmd, hint) = python();
+    cmd.args([
+        "-c",
+        "import sys\ntry:\n    from cfnlint.runner import main\nexcept ImportError:\n    \
+         sys.exit('cfn-lint is missing from ' + sys.executable + ': pip install cfn-lint')\n\
+         sys.argv = ['cfn-lint', sys.argv[1]]\nsys.exit(main())",
+    ])
+    .arg(&template);
+    run_ok(&mut cmd, &hint);
+}
+
+// ---------------------------------------------------------------------------------
+// Container image
+// ---------------------------------------------------------------------------------
+
+/// Dockerfile instructions (continuations joined), with global ARG defaults applied to FROM.
+fn dockerfile() -> Vec<(String, String)> {
+    let text = read(&deploy("container/Dockerfile"));
+    let mut out = vec![];
+    let mut pending = String::new();
+    for line in text.lines() {
+        let t = line.trim();
+        if pending.is_empty() && (t.is_empty() || t.starts_with('#')) {
+            continue;
+        }
+        if let Some(cont) = t.strip_suffix('\\') {
+            pending.push_str(cont);
+            pending.push(' ');
+            continue;
+        }
+        pending.push_str(t);
+        let (inst, rest) = pending
+            .split_once(char::is_whitespace)
+            .unwrap_or((&pending, ""));
+        out.push((inst.to_ascii_uppercase(), rest.trim().to_string()));
+        pending.clear();
+    }
+    let mut args = BTreeMap::new();
+    let mut seen_from = false;
+    for (inst, rest) in out.iter_mut() {
+        if inst == "ARG" && !seen_from {
+            if let Some((k, v)) = rest.split_once('=') {
+                args.insert(format!("${{{k}}}"), v.to_string());
+            }
+        } else if inst == "FROM" {
+            seen_from = true;
+            for (k, v) in &args {
+                *rest = rest.replace(k, v);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn dockerfile_builds_locked_and_runs_as_nonroot() {
+    let inst = dockerfile();
+    let froms: Vec<usize> = inst
+        .iter()
+        .enumerate()
+        .filter(|(_, (i, _))| i == "FROM")
+        .map(|(n, _)| n)
+        .collect();
+    assert!(froms.len() >= 2, "multi-stage build expected");
+    let builder = &inst[froms[0]].1;
+    assert!(
+        builder.starts_with("rust:1-bookworm ") && builder.ends_with(" AS builder"),
+        "builder: {builder}"
+    );
+    let build_stage = &inst[froms[0]..froms[froms.len() - 1]];
+    let runtime_stage = &inst[froms[froms.len() - 1]..];
+    assert!(
+        build_stage
+            .iter()
+            .any(|(i, r)| i == "RUN" && r.contains("cargo build --release --locked")),
+        "the builder runs cargo build --release --locked"
+    );
+    // Everything the builder copies from the context exists in the repository.
+    for (_, rest) in build_stage.iter().filter(|(i, _)| i == "COPY") {
+        let parts: Vec<&str> = rest
+            .split_whitespace()
+            .filter(|p| !p.starts_with("--"))
+            .collect();
+        for src in &parts[..parts.len() - 1] {
+            assert!(
+                root().join(src).exists(),
+                "COPY {src}: not in the repository"
+            );
+        }
+    }
+    let runtime = &runtime_stage[0].1;
+    assert!(
+        runtime.starts_with("gcr.io/distroless/cc") || runtime.starts_with("debian:bookworm-slim"),
+        "runtime image: {runtime}"
+    );
+    if runtime.starts_with("debian:") {
+        assert!(runtime_stage
+            .iter()
+            .any(|(i, r)| i == "RUN" && r.contains("ca-certificates")));
+    }
+    let last = |name: &str| -> String {
+        runtime_stage
+            .iter()
+            .rev()
+            .find(|(i, _)| i == name)
+            .map(|(_, r)| r.clone())
+            .unwrap_or_default()
+    };
+    assert!(
+        ["65532", "65532:65532"].contains(&last("USER").as_str()),
+        "USER {}",
+        last("USER")
+    );
+    assert!(
+        last("EXPOSE")
+            .split_whitespace()
+            .any(|p| p == PORT.to_string()),
+        "EXPOSE {PORT}"
+    );
+    let entrypoint: Value =
+        serde_json::from_str(&last("ENTRYPOINT")).expect("ENTRYPOINT in exec form");
+    assert_eq!(entrypoint, serde_json::json!([BINARY]));
+    let cmd: Value = serde_json::from_str(&last("CMD")).expect("CMD in exec form");
+    assert_eq!(cmd, serde_json::json!(["run", "--config", CONFIG_PATH]));
+    assert!(
+        runtime_stage
+            .iter()
+            .any(|(i, r)| i == "COPY" && r.contains("--from=builder") && r.ends_with(BINARY)),
+        "the binary is copied from the builder to {BINARY}"
+    );
+}
