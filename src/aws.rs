@@ -43,13 +43,14 @@ impl CallOutcome {
 }
 
 type CallKey = (String, String, CallOutcome);
+type CallHook = Arc<dyn Fn(&str, &str, CallOutcome) + Send + Sync>;
 
 /// Counts every HTTP attempt every client makes, by service, operation and outcome.
 /// Shared (cheap to clone); the metrics module exports it, tests and benchmarks read it.
 #[derive(Clone, Default)]
 pub struct CallStats {
     inner: Arc<Mutex<BTreeMap<CallKey, u64>>>,
-    hook: Option<Arc<dyn Fn(&str, &str, CallOutcome) + Send + Sync>>,
+    hook: Option<CallHook>,
 }
 
 impl fmt::Debug for CallStats {

@@ -771,8 +771,10 @@ mod tests {
         let gaps = password_policy_gaps(Some(&weak), &cfg);
         assert_eq!(gaps.len(), 4, "{gaps:?}");
         assert!(gaps[0].contains("8 < 14"));
-        let mut snap = AccountSnapshot::default();
-        snap.password_policy = Some(weak);
+        let snap = AccountSnapshot {
+            password_policy: Some(weak),
+            ..Default::default()
+        };
         let f = evaluate_account(&snap, &cfg);
         assert_eq!(f[0].check, Check::PasswordPolicyWeak);
     }
