@@ -37,3 +37,261 @@ pub async fn audit(cfg: &Config, clients: &Clients, now: DateTime<Utc>) -> Resul
         clients.calls.total() - before,
     ))
 }
+
+/// The blast-radius breaker's verdict for one pass.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Breaker {
+    pub users_changed: usize,
+    pub users_total: usize,
+    pub max_users_changed: u32,
+    pub max_users_changed_percent: f64,
+    /// The pass would change too many users.
+    pub tripped: bool,
+    /// Tripped, but an operator confirmed the large change.
+    pub overridden: bool,
+}
+
+impl Breaker {
+    pub fn evaluate(
+        users_changed: usize,
+        users_total: usize,
+        safety: &crate::config::Safety,
+        confirmed: bool,
+    ) -> Breaker {
+        let pct = if users_total == 0 {
+            0.0
+        } else {
+            users_changed as f64 * 100.0 / users_total as f64
+        };
+        let tripped = users_changed > safety.max_users_changed as usize
+            || pct > safety.max_users_changed_percent;
+        Breaker {
+            users_changed,
+            users_total,
+            max_users_changed: safety.max_users_changed,
+            max_users_changed_percent: safety.max_users_changed_percent,
+            tripped,
+            overridden: tripped && (confirmed || safety.confirm_large_change),
+        }
+    }
+
+    /// Writes are blocked.
+    pub fn blocks(&self) -> bool {
+        self.tripped && !self.overridden
+    }
+
+    pub fn describe(&self) -> String {
+        format!(
+            "this pass would change {} of {} users; the limit is {} users or {}%",
+            self.users_changed,
+            self.users_total,
+            self.max_users_changed,
+            self.max_users_changed_percent
+        )
+    }
+}
+
+/// The result of `plan` or `enforce --once`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct EnforceReport {
+    pub schema: &'static str,
+    pub mode: crate::config::Mode,
+    /// `plan` only shows; `enforce` applies (or, in dry-run, journals would-be writes).
+    pub command: &'static str,
+    pub evaluated_at: DateTime<Utc>,
+    pub account_id: String,
+    pub breaker: Breaker,
+    pub plan: crate::baseline::Plan,
+    /// Outcomes, in the order applied (empty for `plan` and when the breaker blocked).
+    pub results: Vec<crate::apply::ActionResult>,
+    pub aws_calls: u64,
+    pub aws_write_calls: u64,
+}
+
+impl EnforceReport {
+    pub fn failed(&self) -> usize {
+        self.results
+            .iter()
+            .filter(|r| matches!(r.outcome, crate::apply::Outcome::Failed(_)))
+            .count()
+    }
+
+    /// 0 ok / nothing to do, 1 changes pending (plan, dry-run) or failures (enforce),
+    /// 3 breaker tripped.
+    pub fn exit_code(&self) -> u8 {
+        if self.breaker.blocks() {
+            3
+        } else if self.command == "plan" || self.mode == crate::config::Mode::DryRun {
+            u8::from(!self.plan.is_empty())
+        } else {
+            u8::from(self.failed() > 0)
+        }
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+    }
+
+    pub fn to_text(&self) -> String {
+        use crate::apply::Outcome;
+        use crate::baseline::{Check, PlannedAction};
+        use std::fmt::Write as _;
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "iam-warden {} of account {} at {} (mode {})",
+            self.command,
+            self.account_id,
+            self.evaluated_at.format("%Y-%m-%d %H:%M:%SZ"),
+            self.mode
+        );
+        if self.command == "enforce" && self.mode == crate::config::Mode::DryRun {
+            let _ = writeln!(out, "dry-run: nothing was changed; the would-be writes are in the journal. Set mode = \"enforce\" (or IAM_WARDEN_MODE=enforce) to apply.");
+        }
+        let _ = writeln!(
+            out,
+            "\n{} changes for {} users and the account",
+            self.plan.action_count(),
+            self.plan.users_changed()
+        );
+        if self.breaker.tripped {
+            let (state, advice) = if self.breaker.overridden {
+                ("OVERRIDDEN", "")
+            } else {
+                ("TRIPPED", " Nothing is applied. Review the plan, then re-run with --confirm-large-change (or set safety.confirm_large_change = true).")
+            };
+            let _ = writeln!(
+                out,
+                "\nBLAST-RADIUS BREAKER {state}: {}.{advice}",
+                self.breaker.describe()
+            );
+        }
+        let line = |out: &mut String, pa: &PlannedAction| {
+            let o = match self
+                .results
+                .iter()
+                .find(|r| &r.planned == pa)
+                .map(|r| &r.outcome)
+            {
+                Some(Outcome::Applied) => " -> applied".to_string(),
+                Some(Outcome::DryRun) => " -> dry-run".to_string(),
+                Some(Outcome::Skipped(s)) => format!(" -> skipped: {s}"),
+                Some(Outcome::Failed(s)) => format!(" -> FAILED: {s}"),
+                None => String::new(),
+            };
+            let _ = writeln!(
+                out,
+                "  {} {}: {}{o}",
+                pa.action.name(),
+                pa.action.target(),
+                pa.reason
+            );
+        };
+        if !self.plan.account_actions.is_empty() {
+            let _ = writeln!(out, "\naccount:");
+            for pa in &self.plan.account_actions {
+                line(&mut out, pa);
+            }
+        }
+        for u in self.plan.users.iter().filter(|u| !u.actions.is_empty()) {
+            let _ = writeln!(out, "\n{}:", u.verdict.user);
+            for pa in &u.actions {
+                line(&mut out, pa);
+            }
+        }
+        let quota: Vec<_> = self
+            .plan
+            .users
+            .iter()
+            .flat_map(|u| {
+                u.verdict
+                    .findings
+                    .iter()
+                    .filter(|f| f.check == Check::QuotaReached)
+                    .map(move |f| (u.verdict.user.as_str(), f))
+            })
+            .collect();
+        if !quota.is_empty() {
+            let _ = writeln!(out, "\nfindings that need a person:");
+            for (u, f) in quota {
+                let _ = writeln!(out, "  {u}: [{}] {}: {}", f.severity, f.check, f.reason);
+            }
+        }
+        let _ = writeln!(
+            out,
+            "\n{} AWS API calls ({} writes)",
+            self.aws_calls, self.aws_write_calls
+        );
+        out
+    }
+}
+
+/// Options of `plan` / `enforce --once`.
+#[derive(Debug, Clone, Default)]
+pub struct EnforceOptions {
+    pub at: Option<DateTime<Utc>>,
+    pub confirm_large_change: bool,
+    /// `plan`: show only, no journal.
+    pub plan_only: bool,
+}
+
+/// One pass: read, plan, check the breaker, then apply (enforce) or journal would-be
+/// writes (dry-run). `plan_only` does neither.
+pub async fn enforce(
+    cfg: &Config,
+    clients: &Clients,
+    opts: &EnforceOptions,
+) -> Result<EnforceReport> {
+    use std::sync::Arc;
+    let (calls0, writes0) = (clients.calls.total(), clients.calls.writes());
+    let now = opts.at.unwrap_or_else(Utc::now);
+    let snap = inventory::read_account(clients).await?;
+    let plan = crate::baseline::plan::plan_account(&snap, cfg, now)?;
+    let breaker = Breaker::evaluate(
+        plan.users_changed(),
+        snap.users.len(),
+        &cfg.safety,
+        opts.confirm_large_change,
+    );
+    let mut results = Vec::new();
+    if !opts.plan_only {
+        let journal = Arc::new(crate::journal::Journal::open(&cfg.journal_path())?);
+        let limiter = Arc::new(
+            crate::controller::queue::RateLimiter::new(
+                cfg.controller.writes_per_second,
+                cfg.controller.write_burst,
+            )
+            .map_err(|e| crate::Error::Config(e.to_string()))?,
+        );
+        let applier =
+            crate::apply::Applier::new(clients.clone(), cfg, journal, limiter, None, &snap);
+        if breaker.blocks() {
+            applier.record(
+                "breaker",
+                None,
+                "whole account",
+                &breaker.describe(),
+                &crate::apply::Outcome::Skipped(
+                    "blast-radius breaker tripped; nothing applied".into(),
+                ),
+            );
+        } else {
+            results.extend(applier.apply_all(&snap, &plan.account_actions, now).await);
+            for u in &plan.users {
+                results.extend(applier.apply_all(&snap, &u.actions, now).await);
+            }
+        }
+    }
+    Ok(EnforceReport {
+        schema: "iam-warden.enforce/v1",
+        mode: cfg.mode,
+        command: if opts.plan_only { "plan" } else { "enforce" },
+        evaluated_at: now,
+        account_id: snap.account_id.clone(),
+        breaker,
+        plan,
+        results,
+        aws_calls: clients.calls.total() - calls0,
+        aws_write_calls: clients.calls.writes() - writes0,
+    })
+}

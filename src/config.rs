@@ -20,6 +20,12 @@ pub const ACCESS_TAG: &str = "iam-warden/access";
 /// The tag that exempts a user when its value is `true`.
 pub const EXEMPT_TAG: &str = "iam-warden/exempt";
 
+/// User tag prefix recording since when a key is inactive: the key
+/// `iam-warden/inactive-since/<AccessKeyId>` has the value
+/// `since=<RFC 3339> created=<the key's CreateDate, RFC 3339>`. It starts the
+/// `delete_inactive_key_after_days` clock and survives restarts.
+pub const INACTIVE_SINCE_TAG_PREFIX: &str = "iam-warden/inactive-since/";
+
 /// Actions the article's MFA policy allows without MFA (its `NotAction` list).
 pub const ARTICLE_MFA_NOT_ACTIONS: &[&str] = &[
     "iam:CreateVirtualMFADevice",
@@ -239,7 +245,7 @@ impl AppliesTo {
 #[serde(rename_all = "lowercase")]
 pub enum Untagged {
     /// From what the user has: password only → console, keys only → programmatic,
-    /// both or neither → both.
+    /// both → both, neither → programmatic (nothing to sign in with).
     Derive,
     Console,
     Programmatic,

@@ -51,6 +51,30 @@ enum Command {
         #[arg(long, value_parser = parse_time)]
         at: Option<DateTime<Utc>>,
     },
+    /// Show, per user, every change enforcement would make and why. Writes nothing.
+    /// Exit 0 = nothing to change, 1 = changes planned, 2 = error, 3 = breaker would trip.
+    Plan {
+        #[arg(long, value_enum, default_value_t = OutputArg::Text)]
+        output: OutputArg,
+        /// Evaluate as if now were this RFC 3339 time.
+        #[arg(long, value_parser = parse_time)]
+        at: Option<DateTime<Utc>>,
+    },
+    /// Apply one enforcement pass (mode = "enforce"; in dry-run it journals would-be
+    /// writes only). Exit 0 = done, 1 = writes failed (or, in dry-run, changes pending),
+    /// 2 = error, 3 = blast-radius breaker tripped (nothing applied).
+    Enforce {
+        /// Run one pass and exit (continuous enforcement is `iam-warden run`).
+        #[arg(long)]
+        once: bool,
+        #[arg(long, value_enum, default_value_t = OutputArg::Text)]
+        output: OutputArg,
+        #[arg(long, value_parser = parse_time)]
+        at: Option<DateTime<Utc>>,
+        /// Apply even when the pass would change more users than safety.max_users_changed(_percent).
+        #[arg(long)]
+        confirm_large_change: bool,
+    },
     /// Validate the configuration and print the effective values.
     CheckConfig,
 }
@@ -82,6 +106,31 @@ fn init_logging(format: LogFormat, default_level: &str) {
     }
 }
 
+impl From<OutputArg> for Output {
+    fn from(o: OutputArg) -> Output {
+        match o {
+            OutputArg::Text => Output::Text,
+            OutputArg::Json => Output::Json,
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Runtime::new().context("cannot start the async runtime")
+}
+
+fn enforce(cfg: &Config, output: OutputArg, opts: app::EnforceOptions) -> anyhow::Result<u8> {
+    runtime()?.block_on(async {
+        let clients = app::clients(cfg).await;
+        let report = app::enforce(cfg, &clients, &opts).await?;
+        match Output::from(output) {
+            Output::Json => println!("{}", report.to_json()),
+            Output::Text => print!("{}", report.to_text()),
+        }
+        Ok(report.exit_code())
+    })
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match real_main(cli) {
@@ -103,13 +152,37 @@ fn real_main(cli: Cli) -> anyhow::Result<u8> {
             eprintln!("configuration is valid");
             Ok(0)
         }
+        Command::Plan { output, at } => enforce(
+            &cfg,
+            output,
+            app::EnforceOptions {
+                at,
+                confirm_large_change: false,
+                plan_only: true,
+            },
+        ),
+        Command::Enforce {
+            once,
+            output,
+            at,
+            confirm_large_change,
+        } => {
+            if !once {
+                anyhow::bail!("`enforce` runs one pass and needs --once; for continuous enforcement run `iam-warden run`");
+            }
+            enforce(
+                &cfg,
+                output,
+                app::EnforceOptions {
+                    at,
+                    confirm_large_change,
+                    plan_only: false,
+                },
+            )
+        }
         Command::Audit { output, at } => {
-            let output = match output {
-                OutputArg::Text => Output::Text,
-                OutputArg::Json => Output::Json,
-            };
-            let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-            rt.block_on(async {
+            let output = output.into();
+            runtime()?.block_on(async {
                 let clients = app::clients(&cfg).await;
                 let report = app::audit(&cfg, &clients, at.unwrap_or_else(Utc::now)).await?;
                 match output {

@@ -49,6 +49,8 @@ pub const CONTENT_TYPE: &str = prometheus::TEXT_FORMAT;
 /// Every IAM write action iam-warden performs (the `action` label of
 /// `iam_warden_writes_total`). Anything else is counted as `other`.
 pub const WRITE_ACTIONS: &[&str] = &[
+    "tag_user",
+    "untag_user",
     "create_policy",
     "create_policy_version",
     "delete_policy_version",

@@ -1692,6 +1692,8 @@ const WRITE_API: &[(&str, &str)] = &[
     ("deactivate_access_key", "iam:UpdateAccessKey"),
     ("delete_access_key", "iam:DeleteAccessKey"),
     ("update_password_policy", "iam:UpdateAccountPasswordPolicy"),
+    ("tag_user", "iam:TagUser"),
+    ("untag_user", "iam:UntagUser"),
 ];
 
 /// Calls the daemon makes to observe the account and receive events.

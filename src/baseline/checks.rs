@@ -211,13 +211,12 @@ pub fn classify(user: &UserState, cfg: &Config) -> (AccessClass, ClassSource, Op
             }
         }
     }
-    let derived = || match (
-        user.password.is_some(),
-        user.active_keys().next().is_some() || !user.keys.is_empty(),
-    ) {
+    // No credentials at all: nothing to sign in with, so no console to protect yet;
+    // when a password appears the user becomes console (and an event re-evaluates it).
+    let derived = || match (user.password.is_some(), !user.keys.is_empty()) {
         (true, false) => AccessClass::Console,
-        (false, true) => AccessClass::Programmatic,
-        _ => AccessClass::Both,
+        (false, _) => AccessClass::Programmatic,
+        (true, true) => AccessClass::Both,
     };
     let (class, src) = match c.untagged {
         Untagged::Derive => (derived(), ClassSource::Derived),

@@ -11,7 +11,7 @@ use super::checks::{
     days_between, evaluate_user, password_policy_gaps, Check, Finding, UserVerdict,
 };
 use super::policies::{desired_policies, same_meaning, DesiredPolicy};
-use crate::config::{AccessClass, Attach, Config};
+use crate::config::{AccessClass, Attach, Config, INACTIVE_SINCE_TAG_PREFIX};
 use crate::error::Result;
 use crate::inventory::{AccountSnapshot, PasswordPolicyState, UserState};
 
@@ -92,6 +92,17 @@ pub enum Action {
         key: KeyRef,
         unused_days: u32,
     },
+    /// Record on the user since when an inactive key is inactive (starts the
+    /// delete-after clock): tag `iam-warden/inactive-since/<id>`.
+    MarkKeyInactive {
+        user: String,
+        key: KeyRef,
+    },
+    /// Remove a stale inactive-since tag (the key is gone or active again).
+    ClearKeyMark {
+        user: String,
+        key_id: String,
+    },
 }
 
 impl Action {
@@ -108,6 +119,8 @@ impl Action {
             Action::DeleteLoginProfile { .. } => "delete_login_profile",
             Action::DeactivateAccessKey { .. } => "deactivate_access_key",
             Action::DeleteAccessKey { .. } => "delete_access_key",
+            Action::MarkKeyInactive { .. } => "tag_user",
+            Action::ClearKeyMark { .. } => "untag_user",
         }
     }
 
@@ -117,7 +130,9 @@ impl Action {
             | Action::AttachUserPolicy { user, .. }
             | Action::DeleteLoginProfile { user, .. }
             | Action::DeactivateAccessKey { user, .. }
-            | Action::DeleteAccessKey { user, .. } => Some(user),
+            | Action::DeleteAccessKey { user, .. }
+            | Action::MarkKeyInactive { user, .. }
+            | Action::ClearKeyMark { user, .. } => Some(user),
             _ => None,
         }
     }
@@ -133,9 +148,10 @@ impl Action {
             Action::AddUserToGroup { group, .. } => group.clone(),
             Action::AttachUserPolicy { policy, .. } => policy.clone(),
             Action::DeleteLoginProfile { user, .. } => format!("login profile of {user}"),
-            Action::DeactivateAccessKey { key, .. } | Action::DeleteAccessKey { key, .. } => {
-                key.to_string()
-            }
+            Action::DeactivateAccessKey { key, .. }
+            | Action::DeleteAccessKey { key, .. }
+            | Action::MarkKeyInactive { key, .. } => key.to_string(),
+            Action::ClearKeyMark { key_id, .. } => format!("{INACTIVE_SINCE_TAG_PREFIX}{key_id}"),
         }
     }
 }
@@ -440,18 +456,34 @@ fn plan_user_with(
     }
 
     // Access keys: always by key, never "all keys of the user".
-    let mut deactivate: BTreeSet<u8> = BTreeSet::new();
+    let marks = inactive_marks(user);
+    let mut used_marks: BTreeSet<&str> = BTreeSet::new();
     for k in user.keys.iter() {
+        let mark = marks.iter().find(|m| m.matches(k.id.as_deref(), k.created));
+        if let Some(m) = mark {
+            used_marks.insert(m.key_id.as_str());
+        }
+        // A report key's id can be learnt from its mark.
+        let id = k.id.clone().or_else(|| mark.map(|m| m.key_id.clone()));
         let key = KeyRef {
-            id: k.id.clone(),
+            id,
             slot: k.slot,
             created: k.created,
         };
         let since = k.last_used.unwrap_or(k.created);
         let idle = days_between(since, now);
         if k.active {
-            if cred.revoke_unused && idle > i64::from(cred.unused_days) && deactivate.insert(k.slot)
-            {
+            if let Some(m) = mark {
+                actions.push(PlannedAction {
+                    action: Action::ClearKeyMark {
+                        user: user.name.clone(),
+                        key_id: m.key_id.clone(),
+                    },
+                    reason: format!("{} is active again", m.key_id),
+                    check: None,
+                });
+            }
+            if cred.revoke_unused && idle > i64::from(cred.unused_days) {
                 actions.push(PlannedAction {
                     action: Action::DeactivateAccessKey {
                         user: user.name.clone(),
@@ -470,10 +502,7 @@ fn plan_user_with(
                     ),
                     check: Some(Check::KeyUnused),
                 });
-            } else if class == AccessClass::Console
-                && cred.deactivate_keys_of_console_users
-                && deactivate.insert(k.slot)
-            {
+            } else if class == AccessClass::Console && cred.deactivate_keys_of_console_users {
                 actions.push(PlannedAction {
                     action: Action::DeactivateAccessKey {
                         user: user.name.clone(),
@@ -487,24 +516,108 @@ fn plan_user_with(
                     check: Some(Check::KeysOnConsoleUser),
                 });
             }
-        } else {
-            let limit =
-                i64::from(cred.unused_days) + i64::from(cred.delete_inactive_key_after_days);
-            if cred.revoke_unused && idle > limit {
+        } else if !cred.revoke_unused {
+            // Only revocation deletes keys.
+        } else if let Some(m) = mark {
+            let inactive = days_between(m.since, now);
+            let limit = i64::from(cred.delete_inactive_key_after_days);
+            if inactive > limit {
                 actions.push(PlannedAction {
                     action: Action::DeleteAccessKey { user: user.name.clone(), key, unused_days: cred.unused_days },
                     reason: format!(
-                        "{} is inactive and unused for {idle} days; deleted after {limit} days ({} unused + {} inactive)",
-                        k.label(),
-                        cred.unused_days,
-                        cred.delete_inactive_key_after_days
+                        "{} has been inactive for {inactive} days (since {}); deleted after {limit} days",
+                        m.key_id,
+                        m.since.format("%Y-%m-%d")
                     ),
                     check: Some(Check::KeyUnused),
                 });
             }
+        } else {
+            actions.push(PlannedAction {
+                action: Action::MarkKeyInactive {
+                    user: user.name.clone(),
+                    key,
+                },
+                reason: format!(
+                    "{} is inactive; it is deleted {} days from now unless reactivated",
+                    k.label(),
+                    cred.delete_inactive_key_after_days
+                ),
+                check: None,
+            });
         }
     }
+    for m in marks
+        .iter()
+        .filter(|m| !used_marks.contains(m.key_id.as_str()))
+    {
+        actions.push(PlannedAction {
+            action: Action::ClearKeyMark {
+                user: user.name.clone(),
+                key_id: m.key_id.clone(),
+            },
+            reason: format!("{} no longer exists", m.key_id),
+            check: None,
+        });
+    }
     UserPlan { verdict, actions }
+}
+
+/// An `iam-warden/inactive-since/<id>` tag, parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InactiveMark {
+    pub key_id: String,
+    pub since: DateTime<Utc>,
+    pub created: Option<DateTime<Utc>>,
+}
+
+impl InactiveMark {
+    /// The tag's value for a key inactive since `since`, created at `created`.
+    pub fn tag_value(since: DateTime<Utc>, created: DateTime<Utc>) -> String {
+        format!(
+            "since={} created={}",
+            since.format("%Y-%m-%dT%H:%M:%SZ"),
+            created.format("%Y-%m-%dT%H:%M:%SZ")
+        )
+    }
+
+    fn matches(&self, id: Option<&str>, created: DateTime<Utc>) -> bool {
+        match id {
+            Some(id) => id == self.key_id,
+            None => self
+                .created
+                .is_some_and(|c| (c - created).num_seconds().abs() < 1),
+        }
+    }
+}
+
+/// The user's inactive-since tags (a malformed one is ignored, and so never deletes).
+pub fn inactive_marks(user: &UserState) -> Vec<InactiveMark> {
+    let parse = |s: &str| {
+        DateTime::parse_from_rfc3339(s)
+            .ok()
+            .map(|d| d.with_timezone(&Utc))
+    };
+    user.tags
+        .iter()
+        .filter_map(|(k, v)| {
+            let key_id = k.strip_prefix(INACTIVE_SINCE_TAG_PREFIX)?.to_string();
+            let mut since = None;
+            let mut created = None;
+            for part in v.split_whitespace() {
+                match part.split_once('=') {
+                    Some(("since", t)) => since = parse(t),
+                    Some(("created", t)) => created = parse(t),
+                    _ => {}
+                }
+            }
+            Some(InactiveMark {
+                key_id,
+                since: since?,
+                created,
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -590,16 +703,48 @@ mod tests {
                 vec![],
             ),
             (
-                "inactive, idle 76 days: delete",
+                "inactive without mark: start the clock",
                 user("s")
                     .keys(&[inactive(key("AKIA1", 100, Some(76)))])
+                    .build(),
+                vec!["tag_user"],
+            ),
+            (
+                "inactive 31 days: delete",
+                user("s")
+                    .keys(&[inactive(key("AKIA1", 100, Some(76)))])
+                    .tag(&mark_tag("AKIA1"), &mark_value(31, 100))
                     .build(),
                 vec!["delete_access_key"],
             ),
             (
-                "inactive, idle 75 days: keep",
+                "inactive 30 days: keep",
                 user("s")
-                    .keys(&[inactive(key("AKIA1", 100, Some(75)))])
+                    .keys(&[inactive(key("AKIA1", 100, Some(76)))])
+                    .tag(&mark_tag("AKIA1"), &mark_value(30, 100))
+                    .build(),
+                vec![],
+            ),
+            (
+                "active again: clear the mark",
+                user("s")
+                    .keys(&[key("AKIA1", 100, Some(1))])
+                    .tag(&mark_tag("AKIA1"), &mark_value(3, 100))
+                    .build(),
+                vec!["untag_user"],
+            ),
+            (
+                "key gone: clear the mark",
+                user("s")
+                    .tag(&mark_tag("AKIAGONE"), &mark_value(3, 100))
+                    .build(),
+                vec!["untag_user"],
+            ),
+            (
+                "malformed mark never deletes",
+                user("s")
+                    .keys(&[key("AKIA1", 10, Some(1))])
+                    .tag(&mark_tag("AKIA1"), "whenever")
                     .build(),
                 vec![],
             ),
@@ -617,6 +762,48 @@ mod tests {
             let p = plan_user(&u, &snap, &cfg, now()).unwrap();
             assert_eq!(names(&p), want, "{name}: {:?}", p.actions);
         }
+    }
+
+    fn mark_tag(id: &str) -> String {
+        format!("{INACTIVE_SINCE_TAG_PREFIX}{id}")
+    }
+
+    fn mark_value(since_days: i64, created_days: i64) -> String {
+        InactiveMark::tag_value(days_ago(since_days), days_ago(created_days))
+    }
+
+    #[test]
+    fn report_keys_are_matched_to_their_mark_by_creation_time() {
+        let cfg = cfg();
+        let snap = compliant_account(&cfg);
+        let mut k = inactive(key("x", 100, Some(90)));
+        k.id = None;
+        let u = user("s")
+            .keys(&[k])
+            .tag(&mark_tag("AKIAFROMTAG"), &mark_value(40, 100))
+            .build();
+        let p = plan_user(&u, &snap, &cfg, now()).unwrap();
+        match &p.actions[..] {
+            [PlannedAction {
+                action: Action::DeleteAccessKey { key, .. },
+                ..
+            }] => assert_eq!(key.id.as_deref(), Some("AKIAFROMTAG")),
+            other => panic!("{other:?}"),
+        }
+        // A mark for a key created at another time is not this key's: it is cleared and the key gets its own.
+        let mut k = inactive(key("x", 100, Some(90)));
+        k.id = None;
+        let u = user("s")
+            .keys(&[k])
+            .tag(&mark_tag("AKIAOTHER"), &mark_value(40, 200))
+            .build();
+        let names: Vec<_> = plan_user(&u, &snap, &cfg, now())
+            .unwrap()
+            .actions
+            .iter()
+            .map(|a| a.action.name())
+            .collect();
+        assert_eq!(names, vec!["tag_user", "untag_user"]);
     }
 
     #[test]
