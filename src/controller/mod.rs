@@ -1,1 +1,4 @@
+//! The controller: work queue, dispatch from sources, reconcile loop.
+
+pub mod dispatch;
 pub mod queue;
