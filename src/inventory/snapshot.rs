@@ -25,7 +25,7 @@ pub async fn read_account(clients: &Clients) -> Result<AccountSnapshot> {
     let iam = &clients.iam;
     let (caller, gaad, report, password_policy) = tokio::join!(
         clients.caller_identity(),
-        read_authorization_details(iam),
+        read_authorization_details(iam, true),
         read_credential_report(iam),
         read_password_policy(iam),
     );
@@ -49,20 +49,8 @@ pub async fn read_account(clients: &Clients) -> Result<AccountSnapshot> {
             .iter()
             .map(|b| format!("{b}; this user is read live instead")),
     );
-    let ParsedReport { mut rows, .. } = report;
-    let mut missing = Vec::new();
-    for mut u in gaad_users {
-        match rows.remove(&u.name) {
-            Some(row) => {
-                u.password = row.password;
-                u.mfa_active = row.mfa_active;
-                u.keys = row.keys;
-                u.observed = Observed::CredentialReport;
-                snap.users.push(u);
-            }
-            None => missing.push(u.name),
-        }
-    }
+    let (covered, missing) = merge_report(gaad_users, report);
+    snap.users = covered;
     // Users created after the report (or whose row was unreadable): per-user calls.
     for name in missing {
         match live::read_user(iam, &name).await? {
@@ -77,21 +65,71 @@ pub async fn read_account(clients: &Clients) -> Result<AccountSnapshot> {
     Ok(snap)
 }
 
+/// Account-level state only (groups, customer-managed policies, password policy): what
+/// the daemon's account reconcile needs, without users.
+pub async fn read_account_level(clients: &Clients) -> Result<AccountSnapshot> {
+    let iam = &clients.iam;
+    let (caller, gaad, password_policy) = tokio::join!(
+        clients.caller_identity(),
+        read_authorization_details(iam, false),
+        read_password_policy(iam),
+    );
+    let (caller_arn, account_id) = caller?;
+    let (_, groups, policies) = gaad?;
+    Ok(AccountSnapshot {
+        account_id,
+        caller_arn,
+        groups,
+        policies,
+        password_policy: password_policy?,
+        ..Default::default()
+    })
+}
+
+/// Join GAAD users with their report rows. Returns the users the report covers and the
+/// names of those it does not (created after it, or with an unreadable row).
+pub fn merge_report(
+    gaad_users: Vec<UserState>,
+    report: ParsedReport,
+) -> (Vec<UserState>, Vec<String>) {
+    let ParsedReport { mut rows, .. } = report;
+    let mut covered = Vec::with_capacity(gaad_users.len());
+    let mut missing = Vec::new();
+    for mut u in gaad_users {
+        match rows.remove(&u.name) {
+            Some(row) => {
+                u.password = row.password;
+                u.mfa_active = row.mfa_active;
+                u.keys = row.keys;
+                u.observed = Observed::CredentialReport;
+                covered.push(u);
+            }
+            None => missing.push(u.name),
+        }
+    }
+    (covered, missing)
+}
+
 type Gaad = (
     Vec<UserState>,
     BTreeMap<String, GroupState>,
     BTreeMap<String, ManagedPolicyState>,
 );
 
-async fn read_authorization_details(iam: &aws_sdk_iam::Client) -> Result<Gaad> {
+async fn read_authorization_details(
+    iam: &aws_sdk_iam::Client,
+    include_users: bool,
+) -> Result<Gaad> {
     let mut users = Vec::new();
     let mut groups = BTreeMap::new();
     let mut policies = BTreeMap::new();
     let mut marker: Option<String> = None;
     loop {
-        let out = iam
-            .get_account_authorization_details()
-            .filter(EntityType::User)
+        let mut req = iam.get_account_authorization_details();
+        if include_users {
+            req = req.filter(EntityType::User);
+        }
+        let out = req
             .filter(EntityType::Group)
             .filter(EntityType::LocalManagedPolicy)
             .max_items(1000)
@@ -261,5 +299,48 @@ async fn read_password_policy(iam: &aws_sdk_iam::Client) -> Result<Option<Passwo
                 Err(err)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inventory::credential_report::{self, ParsedReport};
+
+    fn gaad_user(name: &str) -> UserState {
+        UserState {
+            name: name.into(),
+            arn: format!("arn:aws:iam::1:user/{name}"),
+            path: "/".into(),
+            created: DateTime::<Utc>::UNIX_EPOCH,
+            tags: Default::default(),
+            groups: vec![],
+            attached_policies: vec![],
+            password: None,
+            mfa_active: false,
+            keys: vec![],
+            observed: Observed::Live,
+        }
+    }
+
+    #[test]
+    fn users_missing_from_the_report_or_with_bad_rows_are_read_live() {
+        let csv = "user,arn,user_creation_time,password_enabled,password_last_used,password_last_changed,mfa_active,access_key_1_active,access_key_1_last_rotated,access_key_1_last_used_date,access_key_2_active,access_key_2_last_rotated,access_key_2_last_used_date\n\
+                   old,arn:aws:iam::1:user/old,2025-01-01T00:00:00+00:00,true,N/A,2025-01-01T00:00:00+00:00,true,true,2025-01-01T00:00:00+00:00,N/A,false,N/A,N/A\n\
+                   broken,arn:aws:iam::1:user/broken,2025-01-01T00:00:00+00:00,perhaps\n\
+                   deleted-since,arn:aws:iam::1:user/deleted-since,2025-01-01T00:00:00+00:00,false,N/A,N/A,false,false,N/A,N/A,false,N/A,N/A\n";
+        let report: ParsedReport = credential_report::parse(csv.as_bytes()).unwrap();
+        assert_eq!(report.bad_rows.len(), 1);
+        let (covered, missing) = merge_report(
+            vec![gaad_user("old"), gaad_user("broken"), gaad_user("new")],
+            report,
+        );
+        assert_eq!(covered.len(), 1);
+        assert_eq!(covered[0].name, "old");
+        assert!(
+            covered[0].mfa_active && covered[0].password.is_some() && covered[0].keys.len() == 1
+        );
+        assert_eq!(covered[0].observed, Observed::CredentialReport);
+        assert_eq!(missing, vec!["broken".to_string(), "new".to_string()]);
     }
 }
