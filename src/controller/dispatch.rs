@@ -25,6 +25,9 @@ pub struct Ticket {
     pub seq: u64,
 }
 
+/// (ticket, eventTime, received) of an event whose enforcement is not measured yet.
+type PendingEvent = (u64, Option<DateTime<Utc>>, Instant);
+
 #[derive(Debug, Default)]
 struct Tracking {
     next_seq: u64,
@@ -33,7 +36,7 @@ struct Tracking {
     /// Highest ticket covered by a finished reconcile, per key.
     done: HashMap<ReconcileKey, u64>,
     /// Events not yet enforced, per key: (ticket, eventTime, received); bounded.
-    pending_latency: HashMap<ReconcileKey, Vec<(u64, Option<DateTime<Utc>>, Instant)>>,
+    pending_latency: HashMap<ReconcileKey, Vec<PendingEvent>>,
 }
 
 /// Shared by the sources and the workers.
