@@ -1,1 +1,4 @@
+pub mod checkpoint;
+pub mod cloudtrail;
 pub mod event;
+pub mod sqs;

@@ -1,0 +1,399 @@
+//! EventBridge → SQS consumer: the low-latency source (seconds instead of CloudTrail's
+//! minutes). Off unless `sources.sqs.queue_url` is set.
+//!
+//! An EventBridge rule with the pattern
+//! `{"source":["aws.iam"],"detail-type":["AWS API Call via CloudTrail"]}` (in us-east-1,
+//! where IAM's events are recorded) sends each IAM API call to an SQS queue; this consumer
+//! long-polls the queue and hands each event to the work queue.
+//!
+//! # At-least-once
+//!
+//! A message is deleted only once the work it caused is done:
+//!
+//! - an event that causes no work (a read, a failed call, iam-warden's own write, a call
+//!   that does not touch the baseline) is deleted at once;
+//! - an event that enqueued reconciles is deleted only after every one of those reconciles
+//!   has *finished* ([`Dispatch::wait_done`]). The consumer waits at most until shortly before
+//!   the message becomes visible again (the queue's `VisibilityTimeout` minus 5 s, or half of
+//!   it when it is 10 s or less; read once at start, 30 s if it cannot be read). If the
+//!   reconcile is slower, or iam-warden crashes or stops first, the message is left alone,
+//!   SQS delivers it again and it is dispatched again. A redelivered event costs at most one
+//!   more reconcile (the controller is level-triggered), a lost one would leave a user off
+//!   the baseline until the next full resync: so the consumer errs on redelivery.
+//! - a message that cannot be parsed is counted as `malformed`, logged (its first 200
+//!   characters at most) and **left in the queue**: the queue's redrive policy moves it to
+//!   the dead-letter queue after `maxReceiveCount` receives, where an operator can look at it.
+//!   Give the queue a redrive policy; without one such a message comes back forever (the
+//!   consumer warns at start when the queue has none).
+//!
+//! At most [`DEFAULT_MAX_IN_FLIGHT`] messages are waited on at once; at the bound the
+//! consumer stops receiving until one is settled, so messages it cannot attend to stay in
+//! the queue (visible) instead of timing out in its memory.
+//!
+//! On shutdown the consumer stops receiving at once (an in-progress long poll is
+//! abandoned). Messages still being waited on keep waiting in the background: those whose
+//! reconcile finishes while the controller drains are deleted, the others are redelivered
+//! after the process exits.
+//!
+//! Receive errors (network, permissions, a missing queue) are logged and retried with
+//! backoff (1 s, 2 s, 4 s, … at most 30 s, reset after a successful receive); they never stop
+//! the consumer.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_sdk_sqs::types::{Message, MessageSystemAttributeName, QueueAttributeName};
+use chrono::Utc;
+use tokio::sync::{watch, Semaphore};
+use tokio::time::Instant;
+
+use super::cloudtrail::stopped;
+use super::event::parse_eventbridge;
+use crate::aws::{aws_error, Clients};
+use crate::config::SqsSource;
+use crate::controller::dispatch::{Dispatch, Ticket};
+use crate::error::{Error, Result};
+use crate::metrics::{EventOutcome, Source};
+
+/// Default bound on messages waited on at once.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 100;
+
+/// Visibility timeout assumed when the queue's cannot be read.
+pub const DEFAULT_VISIBILITY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Longest backoff after receive errors.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// At most this many characters of an unparseable message body reach the log.
+const LOG_BODY_CHARS: usize = 200;
+
+/// Consumes EventBridge IAM events from an SQS queue.
+pub struct SqsConsumer {
+    sqs: aws_sdk_sqs::Client,
+    queue_url: String,
+    wait_time: Duration,
+    max_messages: u32,
+    max_in_flight: usize,
+    dispatch: Dispatch,
+}
+
+/// How long to wait for the reconciles of a message received with this visibility timeout.
+pub fn hold_for(visibility: Duration) -> Duration {
+    let margin = Duration::from_secs(5);
+    if visibility > Duration::from_secs(10) {
+        visibility - margin
+    } else {
+        visibility / 2
+    }
+}
+
+/// The next backoff after a receive error.
+fn next_backoff(current: Duration) -> Duration {
+    if current.is_zero() {
+        Duration::from_secs(1)
+    } else {
+        (current * 2).min(MAX_BACKOFF)
+    }
+}
+
+/// The first `n` characters of `s`.
+fn prefix(s: &str, n: usize) -> &str {
+    match s.char_indices().nth(n) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+impl SqsConsumer {
+    /// A consumer of `cfg.queue_url` using `clients.sqs`. Fails when no queue is configured.
+    pub fn new(clients: &Clients, cfg: &SqsSource, dispatch: Dispatch) -> Result<Self> {
+        let queue_url = cfg
+            .queue_url
+            .as_deref()
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .ok_or_else(|| {
+                Error::Config(
+                    "sources.sqs.queue_url is not set: set it to the URL of the SQS queue that \
+                     the EventBridge rule for IAM events targets, or leave the SQS source off"
+                        .into(),
+                )
+            })?
+            .to_string();
+        Ok(SqsConsumer {
+            sqs: clients.sqs.clone(),
+            queue_url,
+            wait_time: cfg.wait_time.get(),
+            max_messages: cfg.max_messages.clamp(1, 10),
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            dispatch,
+        })
+    }
+
+    /// Changes the bound on messages waited on at once (at least 1).
+    pub fn with_max_in_flight(mut self, n: usize) -> Self {
+        self.max_in_flight = n.max(1);
+        self
+    }
+
+    /// The queue consumed.
+    pub fn queue_url(&self) -> &str {
+        &self.queue_url
+    }
+
+    /// The queue's visibility timeout (default 30 s if it cannot be read); warns when the
+    /// queue has no redrive policy.
+    async fn queue_settings(&self) -> Duration {
+        let out = self
+            .sqs
+            .get_queue_attributes()
+            .queue_url(&self.queue_url)
+            .attribute_names(QueueAttributeName::VisibilityTimeout)
+            .attribute_names(QueueAttributeName::RedrivePolicy)
+            .send()
+            .await;
+        match out {
+            Ok(out) => {
+                let attrs = out.attributes();
+                if attrs
+                    .and_then(|a| a.get(&QueueAttributeName::RedrivePolicy))
+                    .is_none_or(|p| p.trim().is_empty())
+                {
+                    tracing::warn!(
+                        queue_url = %self.queue_url,
+                        "the SQS queue has no redrive policy: a message iam-warden cannot parse \
+                         comes back forever; attach a dead-letter queue (maxReceiveCount 5)"
+                    );
+                }
+                match attrs
+                    .and_then(|a| a.get(&QueueAttributeName::VisibilityTimeout))
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                {
+                    Some(secs) => Duration::from_secs(secs),
+                    None => DEFAULT_VISIBILITY_TIMEOUT,
+                }
+            }
+            Err(e) => {
+                let err = aws_error("sqs", "GetQueueAttributes", e);
+                tracing::warn!(
+                    error = %err,
+                    queue_url = %self.queue_url,
+                    default_seconds = DEFAULT_VISIBILITY_TIMEOUT.as_secs(),
+                    "cannot read the SQS queue's visibility timeout; assuming the default"
+                );
+                DEFAULT_VISIBILITY_TIMEOUT
+            }
+        }
+    }
+
+    /// Consumes until `shutdown` becomes true (or its sender is dropped). Never returns an
+    /// error because of AWS: receive errors are retried with backoff.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> Result<()> {
+        if *shutdown.borrow() {
+            return Ok(());
+        }
+        let visibility = tokio::select! {
+            biased;
+            _ = stopped(&mut shutdown) => return Ok(()),
+            v = self.queue_settings() => v,
+        };
+        let hold = hold_for(visibility);
+        tracing::info!(
+            queue_url = %self.queue_url,
+            visibility_timeout_seconds = visibility.as_secs(),
+            hold_seconds = hold.as_secs_f64(),
+            "SQS consumer started"
+        );
+        let permits = Arc::new(Semaphore::new(self.max_in_flight));
+        let wait_secs = i32::try_from(self.wait_time.as_secs().min(20)).unwrap_or(20);
+        let mut backoff = Duration::ZERO;
+        loop {
+            if *shutdown.borrow() {
+                break;
+            }
+            let free = permits.available_permits();
+            if free == 0 {
+                // At the bound: receive nothing until a message is settled.
+                tokio::select! {
+                    biased;
+                    _ = stopped(&mut shutdown) => break,
+                    p = permits.clone().acquire_owned() => drop(p),
+                }
+                continue;
+            }
+            let n = free.min(self.max_messages as usize);
+            let n = i32::try_from(n).unwrap_or(10);
+            let receive = self
+                .sqs
+                .receive_message()
+                .queue_url(&self.queue_url)
+                .max_number_of_messages(n)
+                .wait_time_seconds(wait_secs)
+                .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+                .send();
+            let result = tokio::select! {
+                biased;
+                _ = stopped(&mut shutdown) => break,
+                r = receive => r,
+            };
+            match result {
+                Ok(out) => {
+                    backoff = Duration::ZERO;
+                    self.dispatch.metrics().poll_ok(Source::Sqs, Utc::now());
+                    for m in out.messages() {
+                        self.handle(m, hold, &permits).await;
+                    }
+                }
+                Err(e) => {
+                    let err = aws_error("sqs", "ReceiveMessage", e);
+                    backoff = next_backoff(backoff);
+                    tracing::warn!(
+                        error = %err,
+                        queue_url = %self.queue_url,
+                        retry_in_seconds = backoff.as_secs(),
+                        "receiving from the SQS queue failed; retrying"
+                    );
+                    tokio::select! {
+                        biased;
+                        _ = stopped(&mut shutdown) => break,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                }
+            }
+        }
+        tracing::info!(
+            waiting = self.max_in_flight - permits.available_permits(),
+            "SQS consumer stopped receiving; messages whose reconcile finishes are still \
+             deleted, the others will be delivered again"
+        );
+        Ok(())
+    }
+
+    async fn handle(&self, m: &Message, hold: Duration, permits: &Arc<Semaphore>) {
+        let received = Instant::now();
+        let message_id = m.message_id().unwrap_or("");
+        let receive_count = m
+            .attributes()
+            .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
+            .map(String::as_str)
+            .unwrap_or("?");
+        let Some(receipt) = m.receipt_handle().filter(|r| !r.is_empty()) else {
+            tracing::warn!(message_id, "SQS message without a receipt handle; skipped");
+            return;
+        };
+        let body = m.body().unwrap_or("");
+        let ev = match parse_eventbridge(body) {
+            Ok(ev) => ev,
+            Err(e) => {
+                self.dispatch
+                    .metrics()
+                    .event_received("other", EventOutcome::Malformed);
+                tracing::warn!(
+                    message_id,
+                    receive_count,
+                    error = %e,
+                    body_start = prefix(body, LOG_BODY_CHARS),
+                    "cannot parse an SQS message; leaving it for the queue's redrive policy \
+                     (dead-letter queue after maxReceiveCount receives)"
+                );
+                return;
+            }
+        };
+        let tickets = self.dispatch.dispatch(&ev, Source::Sqs, received);
+        if tickets.is_empty() {
+            delete(&self.sqs, &self.queue_url, receipt, message_id).await;
+            return;
+        }
+        let permit = match permits.clone().try_acquire_owned() {
+            Ok(p) => p,
+            // Cannot happen (at most `free` messages were asked for), but stay correct.
+            Err(_) => match permits.clone().acquire_owned().await {
+                Ok(p) => p,
+                Err(_) => return,
+            },
+        };
+        tokio::spawn(settle(
+            self.dispatch.clone(),
+            self.sqs.clone(),
+            self.queue_url.clone(),
+            receipt.to_string(),
+            message_id.to_string(),
+            tickets,
+            received + hold,
+            permit,
+        ));
+    }
+}
+
+/// Waits for the message's reconciles, then deletes it; leaves it when they do not finish
+/// before `deadline`.
+#[allow(clippy::too_many_arguments)]
+async fn settle(
+    dispatch: Dispatch,
+    sqs: aws_sdk_sqs::Client,
+    queue_url: String,
+    receipt: String,
+    message_id: String,
+    tickets: Vec<Ticket>,
+    deadline: Instant,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+) {
+    if dispatch.wait_done(&tickets, deadline).await {
+        delete(&sqs, &queue_url, &receipt, &message_id).await;
+    } else {
+        tracing::debug!(
+            message_id,
+            "reconcile not finished before the message's visibility timeout; leaving it to be \
+             delivered again"
+        );
+    }
+}
+
+async fn delete(sqs: &aws_sdk_sqs::Client, queue_url: &str, receipt: &str, message_id: &str) {
+    if let Err(e) = sqs
+        .delete_message()
+        .queue_url(queue_url)
+        .receipt_handle(receipt)
+        .send()
+        .await
+    {
+        let err = aws_error("sqs", "DeleteMessage", e);
+        tracing::warn!(
+            error = %err,
+            message_id,
+            "cannot delete a handled SQS message; it will be delivered again (harmless)"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hold_leaves_a_margin_before_redelivery() {
+        assert_eq!(hold_for(Duration::from_secs(30)), Duration::from_secs(25));
+        assert_eq!(hold_for(Duration::from_secs(11)), Duration::from_secs(6));
+        assert_eq!(hold_for(Duration::from_secs(10)), Duration::from_secs(5));
+        assert_eq!(hold_for(Duration::from_secs(1)), Duration::from_millis(500));
+        assert_eq!(hold_for(Duration::ZERO), Duration::ZERO);
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        let mut b = Duration::ZERO;
+        let mut seen = Vec::new();
+        for _ in 0..8 {
+            b = next_backoff(b);
+            seen.push(b.as_secs());
+        }
+        assert_eq!(seen, [1, 2, 4, 8, 16, 30, 30, 30]);
+    }
+
+    #[test]
+    fn prefix_cuts_on_char_boundaries() {
+        assert_eq!(prefix("héllo", 2), "hé");
+        assert_eq!(prefix("abc", 200), "abc");
+        assert_eq!(prefix(&"x".repeat(500), 200).len(), 200);
+    }
+}

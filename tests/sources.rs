@@ -1,0 +1,860 @@
+//! The event sources (CloudTrail LookupEvents poller, EventBridge→SQS consumer) against a
+//! real moto server and the `cloudtrail-recorder` proxy. Each test uses its own account; the
+//! test plays the worker (lease, starting, finished, done) so that no reconcile logic runs.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_sdk_sqs::types::QueueAttributeName;
+use bytes::Bytes;
+use chrono::{SecondsFormat, Utc};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use iam_warden::aws::{CallStats, Clients};
+use iam_warden::config::{CloudTrailSource, Secs, SqsSource};
+use iam_warden::controller::dispatch::Dispatch;
+use iam_warden::controller::queue::{Outcome, WorkQueue};
+use iam_warden::metrics::Metrics;
+use iam_warden::sources::checkpoint::Checkpoint;
+use iam_warden::sources::cloudtrail::{CloudTrailPoller, PollStats};
+use iam_warden::sources::event::{BaselineNames, ReconcileKey};
+use iam_warden::sources::sqs::SqsConsumer;
+use serde_json::{json, Value};
+use support::{eventually, shared_moto, Account};
+use tokio::sync::watch;
+
+// ---------------------------------------------------------------------------------------
+// Harness
+
+/// A running recorder in front of the shared moto; dies with the test (stdin EOF) or on drop.
+struct Recorder {
+    url: String,
+    child: Child,
+}
+
+impl Recorder {
+    fn start() -> Recorder {
+        let moto = shared_moto();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_cloudtrail-recorder"))
+            .args([
+                "--upstream",
+                &moto.endpoint,
+                "--listen",
+                "127.0.0.1:0",
+                "--exit-on-stdin-eof",
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("cannot start cloudtrail-recorder");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read the Listening line");
+        let url = line
+            .trim()
+            .strip_prefix("Listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_string();
+        Recorder { url, child }
+    }
+
+    /// An IAM client whose writes are recorded.
+    fn iam(&self, acct: &Account) -> aws_sdk_iam::Client {
+        aws_sdk_iam::Client::from_conf(
+            aws_sdk_iam::config::Builder::from(&acct.sdk)
+                .endpoint_url(&self.url)
+                .build(),
+        )
+    }
+
+    /// iam-warden's clients with CloudTrail going to the recorder.
+    fn clients(&self, acct: &Account) -> Clients {
+        Clients::from_sdk_config(&acct.sdk, Some(&self.url), CallStats::new())
+    }
+
+    async fn recorded(&self, account: &str) -> Vec<Value> {
+        let (status, body) = http(
+            "GET",
+            &format!("{}/recorder/events?account={account}", self.url),
+            None,
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        match serde_json::from_str(&body).expect("JSON") {
+            Value::Array(a) => a,
+            other => panic!("expected an array, got {other}"),
+        }
+    }
+
+    async fn inject(&self, account: &str, records: &Value) {
+        let (status, body) = http(
+            "POST",
+            &format!("{}/recorder/events?account={account}", self.url),
+            Some(records.to_string()),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+    }
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn http(method: &str, url: &str, body: Option<String>) -> (u16, String) {
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let req = hyper::Request::builder()
+        .method(method)
+        .uri(url)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body.unwrap_or_default())))
+        .unwrap();
+    let resp = client.request(req).await.expect("HTTP request to recorder");
+    let status = resp.status().as_u16();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&bytes).into_owned())
+}
+
+fn dispatch() -> Dispatch {
+    Dispatch::new(
+        WorkQueue::default(),
+        Metrics::new("test").unwrap(),
+        BaselineNames::default(),
+        "",
+    )
+}
+
+fn user(name: &str) -> ReconcileKey {
+    ReconcileKey::User(name.to_string())
+}
+
+fn keys(names: &[&str]) -> BTreeSet<ReconcileKey> {
+    names.iter().map(|n| user(n)).collect()
+}
+
+/// Acts as the worker: takes one key and reports its reconcile finished.
+async fn reconcile_one(d: &Dispatch) -> ReconcileKey {
+    let lease = tokio::time::timeout(Duration::from_secs(10), d.queue().next())
+        .await
+        .expect("a key becomes due")
+        .expect("queue open");
+    let covered = d.starting(lease.key());
+    let key = lease.key().clone();
+    d.finished(&key, covered);
+    lease.done(Outcome::success());
+    key
+}
+
+/// Reconciles every key waiting in the queue; returns them.
+async fn drain_keys(d: &Dispatch) -> BTreeSet<ReconcileKey> {
+    let mut out = BTreeSet::new();
+    while d.queue().depth() > 0 {
+        out.insert(reconcile_one(d).await);
+    }
+    out
+}
+
+/// The value of one sample line in the metrics text (0 when absent).
+fn sample(d: &Dispatch, series: &str) -> f64 {
+    d.metrics()
+        .render()
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+fn events_total(d: &Dispatch, event: &str, outcome: &str) -> f64 {
+    sample(
+        d,
+        &format!("iam_warden_events_total{{event=\"{event}\",outcome=\"{outcome}\"}}"),
+    )
+}
+
+fn ct_cfg(overlap_secs: u64) -> CloudTrailSource {
+    CloudTrailSource {
+        enabled: true,
+        poll_interval: Secs::from_secs(1),
+        overlap: Secs::from_secs(overlap_secs),
+        initial_lookback: Secs::from_secs(3600),
+        endpoint_url: None,
+    }
+}
+
+fn rfc3339(t: chrono::DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// A CloudTrail record as CloudTrail writes it (trimmed to what matters), made by an admin.
+fn record(id: &str, name: &str, user_name: &str, time: &str) -> Value {
+    json!({
+        "eventVersion": "1.09",
+        "eventID": id,
+        "eventName": name,
+        "eventTime": time,
+        "eventSource": "iam.amazonaws.com",
+        "awsRegion": "us-east-1",
+        "readOnly": false,
+        "requestParameters": {"userName": user_name},
+        "userIdentity": {"type": "IAMUser", "userName": "admin", "accessKeyId": "AKIAADMIN"},
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// CloudTrail
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cloudtrail_enqueues_writes_once_and_skips_failed_and_malformed_records() {
+    let rec = Recorder::start();
+    let acct = Account::new(shared_moto()).await;
+    let iam = rec.iam(&acct);
+    iam.create_user().user_name("alice").send().await.unwrap();
+    iam.create_login_profile()
+        .user_name("alice")
+        .password("Correct-Horse-Battery-9!")
+        .send()
+        .await
+        .unwrap();
+    iam.create_access_key()
+        .user_name("alice")
+        .send()
+        .await
+        .unwrap();
+    let now = rfc3339(Utc::now());
+    let mut failed = record("failed-1", "CreateUser", "mallory", &now);
+    failed["errorCode"] = json!("AccessDenied");
+    failed["errorMessage"] = json!("User is not authorized to perform: iam:CreateUser");
+    let mut no_name = record("no-name-1", "CreateUser", "eve", &now);
+    no_name.as_object_mut().unwrap().remove("eventName");
+    let bad_time = record("bad-time-1", "CreateUser", "trudy", "last tuesday");
+    rec.inject(&acct.id, &json!([failed, no_name, bad_time]))
+        .await;
+
+    let clients = rec.clients(&acct);
+    let dir = tempfile::tempdir().unwrap();
+    let d = dispatch();
+    let mut poller = CloudTrailPoller::new(&clients, &ct_cfg(900), dir.path(), d.clone()).unwrap();
+    assert_eq!(poller.polled_until(), None, "first start");
+    let stats = poller.poll_once().await.unwrap();
+    assert_eq!(
+        stats,
+        PollStats {
+            events: 6,
+            dispatched: 4,
+            duplicates: 0,
+            malformed: 2,
+            pages: 1
+        }
+    );
+    assert_eq!(drain_keys(&d).await, keys(&["alice"]));
+    for name in ["CreateUser", "CreateLoginProfile", "CreateAccessKey"] {
+        assert_eq!(events_total(&d, name, "enqueued"), 1.0, "{name}");
+    }
+    assert_eq!(events_total(&d, "CreateUser", "failed_call"), 1.0);
+    assert_eq!(events_total(&d, "other", "malformed"), 1.0, "no eventName");
+    assert_eq!(events_total(&d, "CreateUser", "malformed"), 1.0, "bad time");
+    let last_poll = sample(
+        &d,
+        "iam_warden_last_poll_success_timestamp_seconds{source=\"cloudtrail\"}",
+    );
+    assert!(last_poll > 0.0);
+
+    // The next window overlaps the first: everything is a duplicate, nothing is enqueued.
+    let stats = poller.poll_once().await.unwrap();
+    assert_eq!(
+        stats,
+        PollStats {
+            events: 6,
+            dispatched: 0,
+            duplicates: 6,
+            malformed: 0,
+            pages: 1
+        }
+    );
+    assert_eq!(d.queue().depth(), 0);
+    assert_eq!(events_total(&d, "CreateUser", "duplicate"), 3.0);
+    assert_eq!(events_total(&d, "CreateAccessKey", "duplicate"), 1.0);
+    assert_eq!(events_total(&d, "other", "duplicate"), 1.0);
+    assert_eq!(events_total(&d, "CreateUser", "enqueued"), 1.0);
+
+    // One lookup attribute, the IAM event source, and the checkpoint was written.
+    assert_eq!(clients.calls.count("LookupEvents"), 2);
+    let cp = Checkpoint::load(dir.path())
+        .unwrap()
+        .expect("checkpoint saved");
+    assert_eq!(Some(cp.polled_until), poller.polled_until());
+    assert_eq!(cp.seen.len(), 6);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cloudtrail_pages_through_everything_at_most_twice_a_second() {
+    let rec = Recorder::start();
+    let acct = Account::new(shared_moto()).await;
+    let now = rfc3339(Utc::now());
+    let records: Vec<Value> = (0..120)
+        .map(|i| record(&format!("page-{i}"), "TagUser", &format!("pu-{i}"), &now))
+        .collect();
+    rec.inject(&acct.id, &Value::Array(records)).await;
+
+    let clients = rec.clients(&acct);
+    let dir = tempfile::tempdir().unwrap();
+    let d = dispatch();
+    let mut poller = CloudTrailPoller::new(&clients, &ct_cfg(900), dir.path(), d.clone()).unwrap();
+    let stats = poller.poll_once().await.unwrap();
+    assert_eq!(
+        stats,
+        PollStats {
+            events: 120,
+            dispatched: 120,
+            duplicates: 0,
+            malformed: 0,
+            pages: 3
+        }
+    );
+    let got = drain_keys(&d).await;
+    assert_eq!(got.len(), 120);
+    assert!((0..120).all(|i| got.contains(&user(&format!("pu-{i}")))));
+
+    // A second poll right away is held back by the rate gate too.
+    let stats = poller.poll_once().await.unwrap();
+    assert_eq!(
+        (stats.pages, stats.duplicates, stats.dispatched),
+        (3, 120, 0)
+    );
+    assert_eq!(d.queue().depth(), 0);
+
+    let calls: Vec<_> = poller.recent_calls().collect();
+    assert_eq!(calls.len(), 6);
+    assert_eq!(clients.calls.count("LookupEvents"), 6);
+    for w in calls.windows(2) {
+        let gap = w[1] - w[0];
+        assert!(
+            gap >= Duration::from_millis(500),
+            "LookupEvents calls {gap:?} apart"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cloudtrail_resumes_from_the_checkpoint_and_finds_late_events() {
+    let rec = Recorder::start();
+    let acct = Account::new(shared_moto()).await;
+    let iam = rec.iam(&acct);
+    let clients = rec.clients(&acct);
+    let dir = tempfile::tempdir().unwrap();
+    for u in ["before-1", "before-2"] {
+        iam.create_user().user_name(u).send().await.unwrap();
+    }
+
+    let d1 = dispatch();
+    let mut p1 = CloudTrailPoller::new(&clients, &ct_cfg(900), dir.path(), d1.clone()).unwrap();
+    let s = p1.poll_once().await.unwrap();
+    assert_eq!((s.events, s.dispatched), (2, 2));
+    assert_eq!(drain_keys(&d1).await, keys(&["before-1", "before-2"]));
+    let polled_until = p1.polled_until().expect("polled");
+    drop(p1);
+    let cp = Checkpoint::load(dir.path()).unwrap().expect("saved");
+    assert_eq!(cp.polled_until, polled_until);
+    assert_eq!(cp.seen.len(), 2);
+
+    // While iam-warden is down: new writes, and a record that shows up 30 minutes late,
+    // beyond the 15-minute overlap (the documented limit; the full resync covers it).
+    iam.create_user().user_name("during").send().await.unwrap();
+    iam.create_access_key()
+        .user_name("during")
+        .send()
+        .await
+        .unwrap();
+    let half_hour_ago = rfc3339(Utc::now() - chrono::Duration::minutes(30));
+    rec.inject(
+        &acct.id,
+        &json!([record(
+            "too-late-1",
+            "CreateUser",
+            "too-late",
+            &half_hour_ago
+        )]),
+    )
+    .await;
+
+    // A new poller on the same state directory: the old events are within the overlap but
+    // not replayed, the new ones are all found, and the window starts at the checkpoint
+    // (a first start with a 1 h lookback would have found the 30-minute-old record).
+    let d2 = dispatch();
+    let mut p2 = CloudTrailPoller::new(&clients, &ct_cfg(900), dir.path(), d2.clone()).unwrap();
+    assert_eq!(p2.polled_until(), Some(polled_until));
+    let s = p2.poll_once().await.unwrap();
+    assert_eq!(
+        s,
+        PollStats {
+            events: 4,
+            dispatched: 2,
+            duplicates: 2,
+            malformed: 0,
+            pages: 1
+        }
+    );
+    assert_eq!(drain_keys(&d2).await, keys(&["during"]));
+    assert!(p2.polled_until() > Some(polled_until));
+
+    // A record delivered after the poll with an eventTime 5 minutes back is still found,
+    // because each window re-reads the overlap.
+    let five_min_ago = rfc3339(Utc::now() - chrono::Duration::minutes(5));
+    rec.inject(
+        &acct.id,
+        &json!([record("late-1", "CreateUser", "late-user", &five_min_ago)]),
+    )
+    .await;
+    let s = p2.poll_once().await.unwrap();
+    assert_eq!((s.dispatched, s.duplicates, s.malformed), (1, 4, 0));
+    assert_eq!(drain_keys(&d2).await, keys(&["late-user"]));
+
+    // A fresh state directory looks back initial_lookback + overlap: finds all six.
+    let fresh = tempfile::tempdir().unwrap();
+    let d3 = dispatch();
+    let mut p3 = CloudTrailPoller::new(&clients, &ct_cfg(900), fresh.path(), d3.clone()).unwrap();
+    let s = p3.poll_once().await.unwrap();
+    assert_eq!((s.events, s.dispatched), (6, 6));
+    assert_eq!(
+        drain_keys(&d3).await,
+        keys(&["before-1", "before-2", "during", "too-late", "late-user"])
+    );
+}
+
+/// A TCP endpoint that accepts connections and closes them at once, counting them.
+async fn refusing_endpoint() -> (String, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let count = Arc::new(AtomicUsize::new(0));
+    let c = count.clone();
+    tokio::spawn(async move {
+        while let Ok((sock, _)) = listener.accept().await {
+            c.fetch_add(1, Ordering::SeqCst);
+            drop(sock);
+        }
+    });
+    (url, count)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cloudtrail_failures_keep_the_checkpoint_and_the_loop_alive() {
+    let rec = Recorder::start();
+    let acct = Account::new(shared_moto()).await;
+    rec.iam(&acct)
+        .create_user()
+        .user_name("first")
+        .send()
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dispatch();
+    let mut ok =
+        CloudTrailPoller::new(&rec.clients(&acct), &ct_cfg(900), dir.path(), d.clone()).unwrap();
+    ok.poll_once().await.unwrap();
+    let polled_until = ok.polled_until().expect("polled");
+    drop(ok);
+
+    // CloudTrail unreachable: poll_once fails, nothing moves.
+    let (bad_url, connections) = refusing_endpoint().await;
+    let bad_clients = Clients::from_sdk_config(&acct.sdk, Some(&bad_url), CallStats::new());
+    let mut bad = CloudTrailPoller::new(&bad_clients, &ct_cfg(900), dir.path(), d.clone()).unwrap();
+    let err = bad
+        .poll_once()
+        .await
+        .expect_err("LookupEvents cannot succeed");
+    assert!(err.to_string().contains("LookupEvents"), "{err}");
+    assert_eq!(bad.polled_until(), Some(polled_until));
+    assert_eq!(
+        Checkpoint::load(dir.path())
+            .unwrap()
+            .map(|c| c.polled_until),
+        Some(polled_until)
+    );
+    drop(bad);
+
+    // The run loop keeps polling after failures and stops on shutdown, leaving the
+    // checkpoint as it was.
+    let before = connections.load(Ordering::SeqCst);
+    let bad = CloudTrailPoller::new(&bad_clients, &ct_cfg(900), dir.path(), d.clone()).unwrap();
+    let (tx, rx) = watch::channel(false);
+    let task = tokio::spawn(bad.run(rx));
+    eventually("two failed polls", Duration::from_secs(20), || {
+        let n = connections.load(Ordering::SeqCst);
+        async move { (n >= before + 2).then_some(()) }
+    })
+    .await;
+    assert!(!task.is_finished(), "the loop survives failed polls");
+    tx.send(true).unwrap();
+    tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .expect("run stops promptly on shutdown")
+        .expect("no panic")
+        .expect("run ends cleanly");
+    assert_eq!(
+        Checkpoint::load(dir.path())
+            .unwrap()
+            .map(|c| c.polled_until),
+        Some(polled_until)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cloudtrail_run_loop_polls_until_shutdown_and_saves() {
+    let rec = Recorder::start();
+    let acct = Account::new(shared_moto()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dispatch();
+    let poller =
+        CloudTrailPoller::new(&rec.clients(&acct), &ct_cfg(900), dir.path(), d.clone()).unwrap();
+    let (tx, rx) = watch::channel(false);
+    let task = tokio::spawn(poller.run(rx));
+    rec.iam(&acct)
+        .create_user()
+        .user_name("looped")
+        .send()
+        .await
+        .unwrap();
+    eventually("the user is enqueued", Duration::from_secs(20), || {
+        let depth = d.queue().depth();
+        async move { (depth > 0).then_some(()) }
+    })
+    .await;
+    assert_eq!(drain_keys(&d).await, keys(&["looped"]));
+    tx.send(true).unwrap();
+    tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .expect("run stops promptly on shutdown")
+        .expect("no panic")
+        .expect("run ends cleanly");
+    let cp = Checkpoint::load(dir.path()).unwrap().expect("saved");
+    assert!(cp.seen.iter().any(|s| !s.id.is_empty()));
+    assert!(cp.polled_until <= Utc::now());
+}
+
+// ---------------------------------------------------------------------------------------
+// SQS
+
+fn envelope(account: &str, detail: &Value) -> String {
+    json!({
+        "version": "0",
+        "id": uuid::Uuid::new_v4().to_string(),
+        "detail-type": "AWS API Call via CloudTrail",
+        "source": "aws.iam",
+        "account": account,
+        "time": rfc3339(Utc::now()),
+        "region": "us-east-1",
+        "resources": [],
+        "detail": detail,
+    })
+    .to_string()
+}
+
+struct Queues {
+    sqs: aws_sdk_sqs::Client,
+    url: String,
+    dlq_url: String,
+}
+
+/// A queue with the given visibility timeout whose redrive policy moves a message to a
+/// dead-letter queue after 2 receives.
+async fn queues(acct: &Account, visibility_secs: u32) -> Queues {
+    let sqs = aws_sdk_sqs::Client::new(&acct.sdk);
+    let suffix = fastrand::u32(..);
+    let dlq_url = sqs
+        .create_queue()
+        .queue_name(format!("warden-dlq-{suffix}"))
+        .send()
+        .await
+        .unwrap()
+        .queue_url()
+        .unwrap()
+        .to_string();
+    let dlq_arn = sqs
+        .get_queue_attributes()
+        .queue_url(&dlq_url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap()
+        .attributes()
+        .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
+        .expect("QueueArn");
+    let url = sqs
+        .create_queue()
+        .queue_name(format!("warden-events-{suffix}"))
+        .attributes(
+            QueueAttributeName::VisibilityTimeout,
+            visibility_secs.to_string(),
+        )
+        .attributes(
+            QueueAttributeName::RedrivePolicy,
+            json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "2"}).to_string(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .queue_url()
+        .unwrap()
+        .to_string();
+    Queues { sqs, url, dlq_url }
+}
+
+impl Queues {
+    async fn send(&self, body: &str) {
+        self.sqs
+            .send_message()
+            .queue_url(&self.url)
+            .message_body(body)
+            .send()
+            .await
+            .unwrap();
+    }
+
+    /// (visible, not visible) messages of a queue.
+    async fn counts(&self, url: &str) -> (u64, u64) {
+        let out = self
+            .sqs
+            .get_queue_attributes()
+            .queue_url(url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            .send()
+            .await
+            .unwrap();
+        let get = |k: &QueueAttributeName| {
+            out.attributes()
+                .and_then(|a| a.get(k))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(u64::MAX)
+        };
+        (
+            get(&QueueAttributeName::ApproximateNumberOfMessages),
+            get(&QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
+        )
+    }
+}
+
+fn sqs_cfg(url: &str) -> SqsSource {
+    SqsSource {
+        queue_url: Some(url.to_string()),
+        wait_time: Secs::from_secs(1),
+        max_messages: 10,
+    }
+}
+
+async fn stop(
+    tx: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<iam_warden::error::Result<()>>,
+) {
+    tx.send(true).unwrap();
+    tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .expect("the consumer stops promptly on shutdown")
+        .expect("no panic")
+        .expect("the consumer ends cleanly");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqs_deletes_a_message_only_after_its_reconcile_finished() {
+    let rec = Recorder::start();
+    let acct = Account::new(shared_moto()).await;
+    rec.iam(&acct)
+        .create_user()
+        .user_name("sqs-alice")
+        .send()
+        .await
+        .unwrap();
+    let recorded = rec.recorded(&acct.id).await;
+    assert_eq!(recorded.len(), 1);
+    let q = queues(&acct, 30).await;
+    q.send(&envelope(&acct.id, &recorded[0])).await;
+
+    let d = dispatch();
+    let consumer = SqsConsumer::new(&acct.clients(), &sqs_cfg(&q.url), d.clone()).unwrap();
+    let (tx, rx) = watch::channel(false);
+    let task = tokio::spawn(consumer.run(rx));
+
+    eventually("the user is enqueued", Duration::from_secs(20), || {
+        let depth = d.queue().depth();
+        async move { (depth == 1).then_some(()) }
+    })
+    .await;
+    let lease = d.queue().next().await.expect("queue open");
+    assert_eq!(lease.key(), &user("sqs-alice"));
+    assert_eq!(q.counts(&q.url).await, (0, 1), "received, not deleted");
+    let covered = d.starting(lease.key());
+    assert_eq!(
+        q.counts(&q.url).await,
+        (0, 1),
+        "not deleted while reconciling"
+    );
+    d.finished(lease.key(), covered);
+    lease.done(Outcome::success());
+    eventually("the message is deleted", Duration::from_secs(20), || {
+        let q = &q;
+        async move { (q.counts(&q.url).await == (0, 0)).then_some(()) }
+    })
+    .await;
+    assert_eq!(events_total(&d, "CreateUser", "enqueued"), 1.0);
+
+    // Events that cause no work are deleted at once.
+    let mut read = record("read-1", "GetUser", "sqs-alice", &rfc3339(Utc::now()));
+    read["readOnly"] = json!(true);
+    let mut failed = record("failed-1", "CreateUser", "nope", &rfc3339(Utc::now()));
+    failed["errorCode"] = json!("EntityAlreadyExists");
+    q.send(&envelope(&acct.id, &read)).await;
+    q.send(&envelope(&acct.id, &failed)).await;
+    eventually(
+        "ignored events counted and deleted",
+        Duration::from_secs(20),
+        || {
+            let (q, d) = (&q, &d);
+            async move {
+                let counted = events_total(d, "other", "ignored") == 1.0
+                    && events_total(d, "CreateUser", "failed_call") == 1.0;
+                (counted && q.counts(&q.url).await == (0, 0)).then_some(())
+            }
+        },
+    )
+    .await;
+    assert_eq!(d.queue().depth(), 0);
+    assert!(
+        sample(
+            &d,
+            "iam_warden_last_poll_success_timestamp_seconds{source=\"sqs\"}"
+        ) > 0.0
+    );
+    assert_eq!(q.counts(&q.dlq_url).await, (0, 0));
+    stop(tx, task).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqs_leaves_malformed_messages_for_the_dead_letter_queue() {
+    let acct = Account::new(shared_moto()).await;
+    let q = queues(&acct, 1).await;
+    q.send("this is not JSON {").await;
+    let mut wrong = serde_json::from_str::<Value>(&envelope(
+        &acct.id,
+        &record("x-1", "CreateUser", "u", &rfc3339(Utc::now())),
+    ))
+    .unwrap();
+    wrong["detail-type"] = json!("EC2 Instance State-change Notification");
+    q.send(&wrong.to_string()).await;
+
+    let d = dispatch();
+    let consumer = SqsConsumer::new(&acct.clients(), &sqs_cfg(&q.url), d.clone()).unwrap();
+    let (tx, rx) = watch::channel(false);
+    let task = tokio::spawn(consumer.run(rx));
+    eventually(
+        "both messages in the dead-letter queue",
+        Duration::from_secs(30),
+        || {
+            let q = &q;
+            async move {
+                (q.counts(&q.dlq_url).await == (2, 0) && q.counts(&q.url).await == (0, 0))
+                    .then_some(())
+            }
+        },
+    )
+    .await;
+    // Each was received (and counted) twice before the redrive policy moved it.
+    assert_eq!(events_total(&d, "other", "malformed"), 4.0);
+    assert_eq!(d.queue().depth(), 0);
+    stop(tx, task).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqs_stops_receiving_at_the_in_flight_bound() {
+    let acct = Account::new(shared_moto()).await;
+    let q = queues(&acct, 30).await;
+    let now = rfc3339(Utc::now());
+    q.send(&envelope(
+        &acct.id,
+        &record("b-1", "CreateUser", "b1", &now),
+    ))
+    .await;
+    q.send(&envelope(
+        &acct.id,
+        &record("b-2", "CreateUser", "b2", &now),
+    ))
+    .await;
+
+    let d = dispatch();
+    let consumer = SqsConsumer::new(&acct.clients(), &sqs_cfg(&q.url), d.clone())
+        .unwrap()
+        .with_max_in_flight(1);
+    let (tx, rx) = watch::channel(false);
+    let task = tokio::spawn(consumer.run(rx));
+    let mut seen = BTreeSet::new();
+    for round in 0..2 {
+        eventually("a user is enqueued", Duration::from_secs(20), || {
+            let depth = d.queue().depth();
+            async move { (depth > 0).then_some(()) }
+        })
+        .await;
+        assert_eq!(d.queue().depth(), 1, "only one message taken at a time");
+        if round == 0 {
+            assert_eq!(
+                q.counts(&q.url).await,
+                (1, 1),
+                "the other one stays visible"
+            );
+        }
+        seen.insert(reconcile_one(&d).await);
+    }
+    assert_eq!(seen, keys(&["b1", "b2"]));
+    eventually("both deleted", Duration::from_secs(20), || {
+        let q = &q;
+        async move { (q.counts(&q.url).await == (0, 0)).then_some(()) }
+    })
+    .await;
+    stop(tx, task).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqs_consumer_survives_receive_errors() {
+    let acct = Account::new(shared_moto()).await;
+    let url = format!(
+        "{}/{}/no-such-queue-{}",
+        acct.endpoint,
+        acct.id,
+        fastrand::u32(..)
+    );
+    let clients = acct.clients();
+    let d = dispatch();
+    let consumer = SqsConsumer::new(&clients, &sqs_cfg(&url), d.clone()).unwrap();
+    let (tx, rx) = watch::channel(false);
+    let task = tokio::spawn(consumer.run(rx));
+    eventually("two failed receives", Duration::from_secs(20), || {
+        let n = clients.calls.count("ReceiveMessage");
+        async move { (n >= 2).then_some(()) }
+    })
+    .await;
+    assert!(!task.is_finished(), "the consumer survives receive errors");
+    assert_eq!(
+        sample(
+            &d,
+            "iam_warden_last_poll_success_timestamp_seconds{source=\"sqs\"}"
+        ),
+        0.0
+    );
+    stop(tx, task).await;
+
+    // And a consumer needs a queue.
+    let err = SqsConsumer::new(&clients, &SqsSource::default(), d.clone())
+        .err()
+        .expect("no queue_url");
+    assert!(err.to_string().contains("sources.sqs.queue_url"), "{err}");
+}
