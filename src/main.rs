@@ -9,6 +9,42 @@ use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand, ValueEnum};
 use iam_warden::app::{self, Output};
 use iam_warden::config::Config;
+use iam_warden::controller;
+use iam_warden::metrics::Metrics;
+
+/// Resolves on the first SIGTERM or SIGINT; a second one exits the process at once (130).
+async fn shutdown_signal() {
+    first_signal().await;
+    tracing::info!("signal received: shutting down (send it again to exit at once)");
+    tokio::spawn(async {
+        first_signal().await;
+        eprintln!("iam-warden: second signal: exiting at once");
+        std::process::exit(130);
+    });
+}
+
+async fn first_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM; only SIGINT stops the daemon");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
 
 #[derive(Parser)]
 #[command(
@@ -75,6 +111,10 @@ enum Command {
         #[arg(long)]
         confirm_large_change: bool,
     },
+    /// Run the controller: watch CloudTrail (and SQS if configured), reconcile affected
+    /// users, resync periodically, serve /metrics /healthz /readyz on server.listen.
+    /// SIGTERM/SIGINT shut down gracefully (exit 0); a second signal exits at once (130).
+    Run,
     /// Validate the configuration and print the effective values.
     CheckConfig,
 }
@@ -143,10 +183,20 @@ fn main() -> ExitCode {
 }
 
 fn real_main(cli: Cli) -> anyhow::Result<u8> {
-    let one_shot_level = "warn";
-    init_logging(cli.log_format, one_shot_level);
+    // The daemon logs what it does; one-shot commands print reports and log only problems.
+    let level = match cli.command {
+        Command::Run => "info",
+        _ => "warn",
+    };
+    init_logging(cli.log_format, level);
     let cfg = Config::load(cli.config.as_deref())?;
     match cli.command {
+        Command::Run => runtime()?.block_on(async {
+            let metrics = Metrics::new(env!("CARGO_PKG_VERSION"))?;
+            controller::daemon::run(cfg, metrics, shutdown_signal()).await?;
+            tracing::info!("stopped");
+            Ok(0)
+        }),
         Command::CheckConfig => {
             print!("{}", cfg.to_toml()?);
             eprintln!("configuration is valid");

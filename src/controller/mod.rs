@@ -1,4 +1,6 @@
-//! The controller: work queue, dispatch from sources, reconcile loop.
+//! The controller: work queue, dispatch from sources, reconcile, the daemon.
 
+pub mod daemon;
 pub mod dispatch;
 pub mod queue;
+pub mod reconcile;

@@ -1,0 +1,391 @@
+//! `iam-warden run`: the long-running controller. Sources (CloudTrail poller, SQS
+//! consumer, periodic resync) feed a de-duplicating work queue; workers reconcile keys;
+//! one HTTP port serves /metrics, /healthz and /readyz.
+//!
+//! Shutdown: the `shutdown` future resolving turns readiness off, stops the sources,
+//! stops handing out work, waits up to `controller.shutdown_grace` for in-flight
+//! reconciles, saves the CloudTrail checkpoint (the poller does) and returns.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use super::dispatch::Dispatch;
+use super::queue::{Outcome as QueueOutcome, QueueConfig, RateLimiter, WorkQueue};
+use super::reconcile::{reconcile, store_view, BreakerWindow, Context, Next};
+use crate::apply::{partition_of, Applier};
+use crate::aws::Clients;
+use crate::baseline::plan::plan_account;
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::http::{self, Health};
+use crate::inventory;
+use crate::journal::Journal;
+use crate::metrics::{Metrics, QueueSource, ReconcileResult};
+use crate::sources::event::{BaselineNames, ReconcileKey};
+
+/// Run the daemon until `shutdown` resolves.
+pub async fn run(
+    cfg: Config,
+    metrics: Arc<Metrics>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let health = Health::new(http::DEFAULT_STALENESS, Some(metrics.clone()));
+    let listener = http::bind(cfg.server.listen).await?;
+    let addr = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_else(|_| cfg.server.listen.to_string());
+    tracing::info!(addr = %addr, mode = %cfg.mode, version = env!("CARGO_PKG_VERSION"), "listening");
+    let server = tokio::spawn(http::serve(
+        listener,
+        metrics.clone(),
+        health.clone(),
+        wait_for(stop_rx.clone()),
+    ));
+
+    // The heartbeat proves the runtime is alive (/healthz), independent of AWS.
+    let hb = health.clone();
+    let mut hb_stop = stop_rx.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => hb.heartbeat(),
+                _ = hb_stop.changed() => return,
+            }
+        }
+    });
+
+    let clients = Clients::connect(
+        &cfg.aws,
+        cfg.sources.cloudtrail.endpoint_url.as_deref(),
+        metrics.call_stats(),
+    )
+    .await;
+    // Who are we? Retry until AWS answers (readiness stays off meanwhile).
+    let Some((caller_arn, account_id)) =
+        retry_until_stopped("read the caller identity", &stop_rx, || {
+            clients.caller_identity()
+        })
+        .await
+    else {
+        return finish(server, health).await;
+    };
+    tracing::info!(account = %account_id, identity = %caller_arn, "running as");
+
+    let journal = Arc::new(Journal::open(&cfg.journal_path())?);
+    let limiter = Arc::new(
+        RateLimiter::new(cfg.controller.writes_per_second, cfg.controller.write_burst).map_err(
+            |e| Error::Config(format!("controller.writes_per_second / write_burst: {e}")),
+        )?,
+    );
+    let queue: WorkQueue<ReconcileKey> = WorkQueue::new(QueueConfig::default());
+    let names = baseline_names(&cfg);
+    let dispatch = Dispatch::new(queue.clone(), metrics.clone(), names, &caller_arn);
+    let view = inventory::AccountSnapshot {
+        account_id: account_id.clone(),
+        caller_arn: caller_arn.clone(),
+        ..Default::default()
+    };
+    let applier = Applier {
+        clients: clients.clone(),
+        mode: cfg.mode,
+        journal,
+        limiter,
+        metrics: Some(metrics.clone()),
+        account_id,
+        partition: partition_of(&caller_arn),
+        path: cfg.baseline.path.clone(),
+    };
+    let ctx = Arc::new(Context {
+        cfg: cfg.clone(),
+        clients: clients.clone(),
+        metrics: metrics.clone(),
+        applier,
+        dispatch: dispatch.clone(),
+        account: RwLock::new(view),
+        users_total: Mutex::new(0),
+        breaker: Mutex::new(BreakerWindow {
+            started: Instant::now(),
+            changed: Default::default(),
+            tripped: false,
+        }),
+    });
+
+    let mut tasks = JoinSet::new();
+    for _ in 0..cfg.controller.workers {
+        tasks.spawn(worker(ctx.clone()));
+    }
+    let mut sources = JoinSet::new();
+    sources.spawn(resync_loop(ctx.clone(), health.clone(), stop_rx.clone()));
+    if cfg.sources.cloudtrail.enabled {
+        let poller = crate::sources::cloudtrail::CloudTrailPoller::new(
+            &clients,
+            &cfg.sources.cloudtrail,
+            &cfg.state_dir,
+            dispatch.clone(),
+        )?;
+        sources.spawn(named("cloudtrail", poller.run(stop_rx.clone())));
+    }
+    if cfg.sources.sqs.queue_url.is_some() {
+        let consumer =
+            crate::sources::sqs::SqsConsumer::new(&clients, &cfg.sources.sqs, dispatch.clone())?;
+        sources.spawn(named("sqs", consumer.run(stop_rx.clone())));
+    }
+
+    wait_for(stop_rx.clone()).await;
+    tracing::info!("shutting down: readiness off, sources stopping, draining in-flight reconciles");
+    health.set_shutting_down();
+    let deadline = Instant::now() + cfg.controller.shutdown_grace.get();
+    queue.shutdown();
+    let drained = queue.wait_idle(deadline).await;
+    if !drained {
+        tracing::warn!(
+            in_flight = queue.in_flight(),
+            "shutdown grace ended with reconciles in flight"
+        );
+    }
+    // Sources save their checkpoints when they see the stop signal.
+    let _ = tokio::time::timeout_at(
+        deadline.max(Instant::now() + Duration::from_secs(2)),
+        async { while sources.join_next().await.is_some() {} },
+    )
+    .await;
+    tasks.abort_all();
+    finish(server, health).await
+}
+
+async fn finish(server: tokio::task::JoinHandle<Result<()>>, health: Health) -> Result<()> {
+    health.set_shutting_down();
+    match tokio::time::timeout(Duration::from_secs(10), server).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => Err(Error::Other(format!("the HTTP server task failed: {e}"))),
+        Err(_) => Ok(()),
+    }
+}
+
+async fn named(name: &'static str, f: impl Future<Output = Result<()>>) {
+    if let Err(e) = f.await {
+        tracing::error!(source = name, error = %e, "event source stopped");
+    }
+}
+
+async fn wait_for(mut rx: watch::Receiver<bool>) {
+    while !*rx.borrow() {
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Retry `f` with backoff until it succeeds (Some) or a stop is signalled (None).
+async fn retry_until_stopped<T, F, Fut>(
+    what: &str,
+    stop: &watch::Receiver<bool>,
+    mut f: F,
+) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T>>,
+{
+    let mut delay = Duration::from_secs(1);
+    loop {
+        if *stop.borrow() {
+            return None;
+        }
+        match f().await {
+            Ok(v) => return Some(v),
+            Err(e) => tracing::warn!(error = %e, retry_in_s = delay.as_secs(), "cannot {what}"),
+        }
+        let mut s = stop.clone();
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = s.changed() => {}
+        }
+        delay = (delay * 2).min(Duration::from_secs(60));
+    }
+}
+
+/// The names the event mapping needs to recognise baseline groups and policies.
+pub fn baseline_names(cfg: &Config) -> BaselineNames {
+    let b = &cfg.baseline;
+    let mut names = BaselineNames::default();
+    for (enabled, group, policy) in [
+        (
+            b.mfa_policy.enabled,
+            &b.mfa_policy.group,
+            &b.mfa_policy.name,
+        ),
+        (
+            b.source_ip_policy.enabled,
+            &b.source_ip_policy.group,
+            &b.source_ip_policy.name,
+        ),
+    ] {
+        if enabled {
+            names.group_names.push(group.clone());
+            names.policy_names.push(policy.clone());
+        }
+    }
+    names
+}
+
+/// One worker: take a key, reconcile it, report to the queue, the dispatch and metrics.
+async fn worker(ctx: Arc<Context>) {
+    let queue = ctx.dispatch.queue().clone();
+    while let Some(lease) = queue.next().await {
+        ctx.metrics.queue_waited(lease.waited());
+        ctx.metrics.set_queue(queue.depth(), queue.in_flight());
+        let key = lease.key().clone();
+        let covered = ctx.dispatch.starting(&key);
+        let started = Instant::now();
+        let span = tracing::info_span!("reconcile", key = %key, attempt = lease.attempt());
+        let result = {
+            let _e = span.enter();
+            reconcile(&key, &ctx).await
+        };
+        match result {
+            Ok(next) => {
+                let (res, requeue_at) = match next {
+                    Next::Requeue(at) => (ReconcileResult::Success, at),
+                    Next::Dropped => (ReconcileResult::Dropped, None),
+                };
+                ctx.metrics.reconciled(res, started.elapsed());
+                ctx.dispatch.finished(&key, covered);
+                lease.done(QueueOutcome::Success { requeue_at });
+                if requeue_at.is_some() {
+                    ctx.metrics.queue_added(QueueSource::Requeue);
+                }
+            }
+            Err(e) => {
+                ctx.metrics
+                    .reconciled(ReconcileResult::Error, started.elapsed());
+                let fin = lease.done(QueueOutcome::Failure);
+                tracing::warn!(key = %key, error = %e, retry_in_ms = fin.retry_after.map(|d| d.as_millis() as u64), "reconcile failed");
+                ctx.metrics.queue_added(QueueSource::Retry);
+            }
+        }
+        ctx.metrics.set_queue(queue.depth(), queue.in_flight());
+    }
+}
+
+/// Resync now, then every `resync.interval`, until stopped. The first success makes the
+/// daemon ready.
+async fn resync_loop(ctx: Arc<Context>, health: Health, mut stop: watch::Receiver<bool>) {
+    let mut failures = 0u32;
+    loop {
+        let wait = match resync(&ctx).await {
+            Ok(()) => {
+                failures = 0;
+                health.set_ready(true);
+                ctx.cfg.resync.interval.get()
+            }
+            Err(e) => {
+                failures += 1;
+                ctx.metrics.resync_done(false, Utc::now());
+                tracing::warn!(error = %e, "resync failed");
+                // Retry sooner than the interval while failing.
+                Duration::from_secs(5u64.saturating_mul(1 << failures.min(6)))
+                    .min(ctx.cfg.resync.interval.get())
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.changed() => {}
+        }
+        if *stop.borrow() {
+            return;
+        }
+    }
+}
+
+/// Read the whole account, publish compliance metrics, enqueue only the users whose plan
+/// is not empty (no per-user calls for compliant users), and the account key if needed.
+pub async fn resync(ctx: &Context) -> Result<()> {
+    let now = Utc::now();
+    let snap = inventory::read_account(&ctx.clients).await?;
+    let plan = plan_account(&snap, &ctx.cfg, now)?;
+    if let Some(generated) = snap.report_generated {
+        ctx.metrics.credential_report_age(generated, now);
+    }
+    let (mut compliant, mut violating, mut exempt) = (0, 0, 0);
+    let mut failing: BTreeMap<&str, usize> = BTreeMap::new();
+    for u in &plan.users {
+        if u.verdict.exempt.is_some() {
+            exempt += 1;
+        } else if u.verdict.findings.is_empty() {
+            compliant += 1;
+        } else {
+            violating += 1;
+        }
+        let mut checks: Vec<&str> = u.verdict.findings.iter().map(|f| f.check.id()).collect();
+        checks.dedup();
+        for c in checks {
+            *failing.entry(c).or_insert(0) += 1;
+        }
+    }
+    for f in &plan.account_findings {
+        *failing.entry(f.check.id()).or_insert(0) += 1;
+    }
+    ctx.metrics
+        .set_compliance(compliant, violating, exempt, &failing);
+    if let Ok(mut t) = ctx.users_total.lock() {
+        *t = snap.users.len();
+    }
+    let users_total = snap.users.len();
+    let changed = plan.users_changed();
+    store_view(ctx, snap);
+    ctx.reset_breaker();
+    let received = Instant::now();
+    if !plan.account_actions.is_empty() {
+        ctx.dispatch
+            .enqueue(ReconcileKey::Account, QueueSource::Resync, None, received);
+    }
+    let breaker = crate::app::Breaker::evaluate(changed, users_total, &ctx.cfg.safety, false);
+    if breaker.blocks() {
+        ctx.metrics.set_breaker(true, &breaker.describe());
+        ctx.applier.record(
+            "breaker",
+            None,
+            "whole account",
+            &breaker.describe(),
+            &crate::apply::Outcome::Skipped(
+                "blast-radius breaker tripped at resync; no user is enqueued".into(),
+            ),
+        );
+        if let Ok(mut b) = ctx.breaker.lock() {
+            b.tripped = true;
+        }
+    } else {
+        for u in plan.users.iter().filter(|u| !u.actions.is_empty()) {
+            ctx.dispatch.enqueue(
+                ReconcileKey::User(u.verdict.user.clone()),
+                QueueSource::Resync,
+                None,
+                received,
+            );
+        }
+    }
+    ctx.metrics.resync_done(true, Utc::now());
+    tracing::info!(
+        users = users_total,
+        compliant,
+        violating,
+        exempt,
+        to_reconcile = changed,
+        "resync done"
+    );
+    Ok(())
+}

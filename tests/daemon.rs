@@ -1,0 +1,631 @@
+//! End-to-end: the `iam-warden run` process against moto, with the CloudTrail recorder in
+//! front of it (LookupEvents) and a moto SQS queue (EventBridge path).
+
+mod support;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aws_credential_types::Credentials;
+use support::{bin, eventually, shared_moto, Account, Moto};
+
+const DEADLINE: Duration = Duration::from_secs(60);
+
+/// The recorder proxy in front of moto (exits with this process).
+struct Recorder {
+    url: String,
+    _child: Child,
+}
+
+impl Recorder {
+    fn start(moto: &Moto) -> Recorder {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_cloudtrail-recorder"))
+            .args([
+                "--upstream",
+                &moto.endpoint,
+                "--listen",
+                "127.0.0.1:0",
+                "--exit-on-stdin-eof",
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let url = line
+            .trim()
+            .strip_prefix("Listening on ")
+            .unwrap()
+            .to_string();
+        Recorder { url, _child: child }
+    }
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        let _ = self._child.kill();
+        let _ = self._child.wait();
+    }
+}
+
+/// Credentials of another session in the same account: the daemon's own identity.
+async fn session(acct: &Account, name: &str) -> Credentials {
+    let sts = aws_sdk_sts::Client::new(&acct.sdk);
+    let out = sts
+        .assume_role()
+        .role_arn(format!("arn:aws:iam::{}:role/iam-warden", acct.id))
+        .role_session_name(name)
+        .send()
+        .await
+        .unwrap();
+    let c = out.credentials().unwrap();
+    Credentials::from_keys(
+        c.access_key_id(),
+        c.secret_access_key(),
+        Some(c.session_token().to_string()),
+    )
+}
+
+/// IAM client of the test (the "admin" making changes) that goes through the recorder.
+fn iam_via(acct: &Account, url: &str) -> aws_sdk_iam::Client {
+    aws_sdk_iam::Client::from_conf(
+        aws_sdk_iam::config::Builder::from(&acct.sdk)
+            .endpoint_url(url)
+            .build(),
+    )
+}
+
+struct Daemon {
+    child: Child,
+    addr: Arc<Mutex<Option<String>>>,
+    log: Arc<Mutex<String>>,
+}
+
+impl Daemon {
+    fn start(creds: &Credentials, moto: &str, env: &[(&str, String)]) -> Daemon {
+        let mut cmd = Command::new(bin());
+        cmd.arg("run")
+            .env_clear()
+            .env("AWS_ACCESS_KEY_ID", creds.access_key_id())
+            .env("AWS_SECRET_ACCESS_KEY", creds.secret_access_key())
+            .env(
+                "AWS_SESSION_TOKEN",
+                creds.session_token().unwrap_or_default(),
+            )
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ENDPOINT_URL", moto)
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("IAM_WARDEN_LOG_FORMAT", "json")
+            .env("RUST_LOG", "info")
+            .env("IAM_WARDEN_SERVER__LISTEN", "127.0.0.1:0")
+            .env("IAM_WARDEN_MODE", "enforce")
+            .env("IAM_WARDEN_SAFETY__MAX_USERS_CHANGED_PERCENT", "100")
+            .env("IAM_WARDEN_CONTROLLER__WRITES_PER_SECOND", "100")
+            .env("IAM_WARDEN_CONTROLLER__WRITE_BURST", "100")
+            .env("IAM_WARDEN_RESYNC__INTERVAL", "1h")
+            .env("IAM_WARDEN_SOURCES__CLOUDTRAIL__POLL_INTERVAL", "1s")
+            .env("IAM_WARDEN_AWS__MAX_ATTEMPTS", "2")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let addr = Arc::new(Mutex::new(None));
+        let log = Arc::new(Mutex::new(String::new()));
+        let (a, l) = (addr.clone(), log.clone());
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
+                    if v["message"] == "listening" {
+                        *a.lock().unwrap() = v["addr"].as_str().map(str::to_string);
+                    }
+                }
+                let mut l = l.lock().unwrap();
+                l.push_str(&line);
+                l.push('\n');
+            }
+        });
+        Daemon { child, addr, log }
+    }
+
+    async fn addr(&self) -> String {
+        let a = self.addr.clone();
+        eventually("the daemon to listen", DEADLINE, || {
+            let a = a.clone();
+            async move { a.lock().unwrap().clone() }
+        })
+        .await
+    }
+
+    async fn get(&self, path: &str) -> (u16, String) {
+        http_get(&self.addr().await, path)
+    }
+
+    async fn wait_ready(&self) {
+        let addr = self.addr().await;
+        eventually("/readyz to say ready", DEADLINE, || {
+            let addr = addr.clone();
+            async move { (http_get(&addr, "/readyz").0 == 200).then_some(()) }
+        })
+        .await;
+    }
+
+    async fn metric(&self, needle: &str) -> f64 {
+        let (_, body) = self.get("/metrics").await;
+        body.lines()
+            .find(|l| l.starts_with(needle))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args(["-s", sig, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+
+    /// SIGTERM and wait for the exit code (with a deadline).
+    async fn stop(mut self) -> (i32, String) {
+        self.signal("TERM");
+        let code = wait_exit(&mut self.child, DEADLINE).await;
+        (code, self.log())
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn wait_exit(child: &mut Child, deadline: Duration) -> i32 {
+    eventually("the daemon to exit", deadline, || {
+        let r = child.try_wait().unwrap();
+        async move { r.map(|s| s.code().unwrap_or(-1)) }
+    })
+    .await
+}
+
+fn http_get(addr: &str, path: &str) -> (u16, String) {
+    let Ok(mut s) = TcpStream::connect(addr) else {
+        return (0, String::new());
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+    let _ = write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    );
+    let mut buf = String::new();
+    let _ = s.read_to_string(&mut buf);
+    let code = buf
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = buf
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (code, body)
+}
+
+async fn groups_of(iam: &aws_sdk_iam::Client, user: &str) -> Vec<String> {
+    match iam.list_groups_for_user().user_name(user).send().await {
+        Ok(out) => out
+            .groups()
+            .iter()
+            .map(|g| g.group_name().to_string())
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+async fn wait_in_group(iam: &aws_sdk_iam::Client, user: &str, group: &str) {
+    eventually(&format!("{user} in {group}"), DEADLINE, || async {
+        groups_of(iam, user)
+            .await
+            .iter()
+            .any(|g| g == group)
+            .then_some(())
+    })
+    .await;
+}
+
+fn journal_lines(dir: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(dir.join("journal.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+fn state_env(dir: &Path, recorder: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("IAM_WARDEN_STATE_DIR", dir.display().to_string()),
+        (
+            "IAM_WARDEN_SOURCES__CLOUDTRAIL__ENDPOINT_URL",
+            recorder.to_string(),
+        ),
+    ]
+}
+
+/// A new user with a console password and an access key is brought onto the baseline
+/// through CloudTrail alone (resync is an hour away); then someone detaches the baseline
+/// policy and takes the user out of the group, and both are restored; then the daemon
+/// restarts and processes what happened while it was down, without replaying the rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cloudtrail_events_bring_users_onto_the_baseline_and_survive_restarts() {
+    let moto = shared_moto();
+    let acct = Account::new(moto).await;
+    let rec = Recorder::start(moto);
+    let admin = iam_via(&acct, &rec.url);
+    let dir = tempfile::tempdir().unwrap();
+    let creds = session(&acct, "iam-warden-daemon").await;
+
+    let d = Daemon::start(&creds, &moto.endpoint, &state_env(dir.path(), &rec.url));
+    d.wait_ready().await;
+    assert_eq!(d.get("/healthz").await.0, 200);
+    // The first resync created the baseline (account key).
+    eventually("the baseline group", DEADLINE, || async {
+        acct.iam
+            .get_group()
+            .group_name("iam-warden-require-mfa")
+            .send()
+            .await
+            .ok()
+            .map(|_| ())
+    })
+    .await;
+
+    admin
+        .create_user()
+        .user_name("newbie")
+        .send()
+        .await
+        .unwrap();
+    admin
+        .create_login_profile()
+        .user_name("newbie")
+        .password("Correct-Horse-Battery-9!")
+        .send()
+        .await
+        .unwrap();
+    admin
+        .create_access_key()
+        .user_name("newbie")
+        .send()
+        .await
+        .unwrap();
+    wait_in_group(&acct.iam, "newbie", "iam-warden-require-mfa").await;
+    let j = journal_lines(dir.path());
+    assert!(
+        j.iter().any(|e| e["user"] == "newbie"
+            && e["action"] == "add_user_to_group"
+            && e["outcome"] == "applied"),
+        "{j:?}"
+    );
+    assert!(
+        d.metric("iam_warden_events_total{event=\"CreateUser\",outcome=\"enqueued\"}")
+            .await
+            >= 1.0
+    );
+    assert!(
+        d.metric("iam_warden_event_to_enforcement_seconds_count{from=\"received\"}")
+            .await
+            >= 1.0
+    );
+    assert!(
+        d.metric("iam_warden_writes_total{action=\"add_user_to_group\",outcome=\"applied\"}")
+            .await
+            >= 1.0
+    );
+    assert_eq!(
+        d.metric("iam_warden_resyncs_total{result=\"success\"}")
+            .await,
+        1.0,
+        "no resync beyond the first"
+    );
+
+    // Someone detaches the policy from the baseline group and takes newbie out.
+    let snap = iam_warden::inventory::read_account(&acct.clients())
+        .await
+        .unwrap();
+    let arn = snap.policies["iam-warden-require-mfa"].arn.clone();
+    admin
+        .detach_group_policy()
+        .group_name("iam-warden-require-mfa")
+        .policy_arn(&arn)
+        .send()
+        .await
+        .unwrap();
+    admin
+        .remove_user_from_group()
+        .group_name("iam-warden-require-mfa")
+        .user_name("newbie")
+        .send()
+        .await
+        .unwrap();
+    wait_in_group(&acct.iam, "newbie", "iam-warden-require-mfa").await;
+    eventually("the policy re-attached", DEADLINE, || async {
+        let out = acct
+            .iam
+            .list_attached_group_policies()
+            .group_name("iam-warden-require-mfa")
+            .send()
+            .await
+            .ok()?;
+        out.attached_policies()
+            .iter()
+            .any(|p| p.policy_arn() == Some(arn.as_str()))
+            .then_some(())
+    })
+    .await;
+
+    let (code, log) = d.stop().await;
+    assert_eq!(code, 0, "{log}");
+    assert!(dir.path().join("cloudtrail-checkpoint.json").exists());
+    assert!(
+        !log.contains("Correct-Horse-Battery-9!"),
+        "a password reached the log"
+    );
+
+    // While it is down: a new console user.
+    admin
+        .create_user()
+        .user_name("latecomer")
+        .send()
+        .await
+        .unwrap();
+    admin
+        .create_login_profile()
+        .user_name("latecomer")
+        .password("Correct-Horse-Battery-9!")
+        .send()
+        .await
+        .unwrap();
+    let d = Daemon::start(&creds, &moto.endpoint, &state_env(dir.path(), &rec.url));
+    d.wait_ready().await;
+    wait_in_group(&acct.iam, "latecomer", "iam-warden-require-mfa").await;
+    // Only the new CreateLoginProfile event is dispatched: the old one is not replayed.
+    eventually("the latecomer's events", DEADLINE, || async {
+        (d.metric("iam_warden_events_total{event=\"CreateLoginProfile\",outcome=\"enqueued\"}")
+            .await
+            >= 1.0)
+            .then_some(())
+    })
+    .await;
+    assert_eq!(
+        d.metric("iam_warden_events_total{event=\"CreateLoginProfile\",outcome=\"enqueued\"}")
+            .await,
+        1.0
+    );
+    assert_eq!(
+        d.metric("iam_warden_events_total{event=\"CreateAccessKey\",outcome=\"enqueued\"}")
+            .await,
+        0.0
+    );
+    let (code, log) = d.stop().await;
+    assert_eq!(code, 0, "{log}");
+}
+
+/// The EventBridge → SQS path: a well-formed message is acted on and deleted only after
+/// the reconcile; a malformed one is counted and left on the queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqs_messages_are_reconciled_then_deleted_and_malformed_ones_left() {
+    let moto = shared_moto();
+    let acct = Account::new(moto).await;
+    let dir = tempfile::tempdir().unwrap();
+    let sqs = aws_sdk_sqs::Client::new(&acct.sdk);
+    let q = sqs
+        .create_queue()
+        .queue_name(format!("iam-warden-{}", acct.id))
+        .send()
+        .await
+        .unwrap();
+    let url = q.queue_url().unwrap().to_string();
+    let creds = session(&acct, "iam-warden-daemon").await;
+    let mut env = vec![
+        ("IAM_WARDEN_STATE_DIR", dir.path().display().to_string()),
+        (
+            "IAM_WARDEN_SOURCES__CLOUDTRAIL__ENABLED",
+            "false".to_string(),
+        ),
+        ("IAM_WARDEN_SOURCES__SQS__QUEUE_URL", url.clone()),
+        ("IAM_WARDEN_SOURCES__SQS__WAIT_TIME", "1s".to_string()),
+    ];
+    env.push(("IAM_WARDEN_SOURCES__SQS__MAX_MESSAGES", "10".to_string()));
+    let d = Daemon::start(&creds, &moto.endpoint, &env);
+    d.wait_ready().await;
+
+    // The user exists (made directly in moto); only the SQS message tells the daemon.
+    acct.user("via-sqs").await.password("via-sqs").await;
+    let record = serde_json::json!({
+        "eventVersion": "1.09",
+        "userIdentity": {"type": "AssumedRole", "arn": format!("arn:aws:sts::{}:assumed-role/admin/x", acct.id), "accountId": acct.id},
+        "eventTime": chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        "eventSource": "iam.amazonaws.com",
+        "eventName": "CreateLoginProfile",
+        "awsRegion": "us-east-1",
+        "requestParameters": {"userName": "via-sqs", "passwordResetRequired": false},
+        "responseElements": null,
+        "eventID": uuid::Uuid::new_v4().to_string(),
+        "readOnly": false,
+        "eventType": "AwsApiCall",
+        "recipientAccountId": acct.id,
+    });
+    let envelope = serde_json::json!({
+        "version": "0", "id": uuid::Uuid::new_v4().to_string(),
+        "detail-type": "AWS API Call via CloudTrail", "source": "aws.iam",
+        "account": acct.id, "time": record["eventTime"], "region": "us-east-1", "resources": [],
+        "detail": record,
+    });
+    sqs.send_message()
+        .queue_url(&url)
+        .message_body(envelope.to_string())
+        .send()
+        .await
+        .unwrap();
+    sqs.send_message()
+        .queue_url(&url)
+        .message_body("{\"detail-type\": \"truncated")
+        .send()
+        .await
+        .unwrap();
+
+    wait_in_group(&acct.iam, "via-sqs", "iam-warden-require-mfa").await;
+    eventually("the malformed message counted", DEADLINE, || async {
+        (d.metric("iam_warden_events_total{event=\"other\",outcome=\"malformed\"}")
+            .await
+            >= 1.0)
+            .then_some(())
+    })
+    .await;
+    // The good message is deleted; the malformed one stays (for the redrive policy / DLQ).
+    eventually("only the malformed message left", DEADLINE, || async {
+        let a = sqs
+            .get_queue_attributes()
+            .queue_url(&url)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::All)
+            .send()
+            .await
+            .ok()?;
+        let attrs = a.attributes()?;
+        let n = |k: aws_sdk_sqs::types::QueueAttributeName| {
+            attrs
+                .get(&k)
+                .and_then(|v| v.parse::<u32>().ok())
+                .unwrap_or(0)
+        };
+        let total = n(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+            + n(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible);
+        (total == 1).then_some(())
+    })
+    .await;
+    assert!(
+        d.metric("iam_warden_events_total{event=\"CreateLoginProfile\",outcome=\"enqueued\"}")
+            .await
+            >= 1.0
+    );
+    let (code, log) = d.stop().await;
+    assert_eq!(code, 0, "{log}");
+}
+
+/// /healthz is about the process, not AWS: with AWS unreachable the daemon is alive but
+/// not ready; it shuts down cleanly on SIGTERM; a second signal exits at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_follows_aws_and_shutdown_and_a_second_signal_exits_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    };
+    let creds = Credentials::from_keys("AKIAEXAMPLE", "not-a-secret", None);
+    let env = vec![("IAM_WARDEN_STATE_DIR", dir.path().display().to_string())];
+    let d = Daemon::start(&creds, &dead, &env);
+    let addr = d.addr().await;
+    assert_eq!(http_get(&addr, "/healthz").0, 200);
+    assert_eq!(http_get(&addr, "/readyz").0, 503);
+    eventually("a logged retry", DEADLINE, || async {
+        d.log()
+            .contains("cannot read the caller identity")
+            .then_some(())
+    })
+    .await;
+    assert_eq!(http_get(&addr, "/readyz").0, 503, "never ready without AWS");
+    let (code, log) = d.stop().await;
+    assert_eq!(code, 0, "{log}");
+
+    // Ready, then shutting down: in-flight work drains, then exit 0; with a second signal,
+    // exit at once (130).
+    let moto = shared_moto();
+    let acct = Account::new(moto).await;
+    for i in 0..6 {
+        let u = format!("slow-{i}");
+        acct.user(&u).await.password(&u).await;
+    }
+    let creds = session(&acct, "iam-warden-daemon").await;
+    let env = vec![
+        ("IAM_WARDEN_STATE_DIR", dir.path().display().to_string()),
+        (
+            "IAM_WARDEN_SOURCES__CLOUDTRAIL__ENABLED",
+            "false".to_string(),
+        ),
+        // One write every 2 seconds: reconciles queue up behind the write limiter.
+        (
+            "IAM_WARDEN_CONTROLLER__WRITES_PER_SECOND",
+            "0.5".to_string(),
+        ),
+        ("IAM_WARDEN_CONTROLLER__WRITE_BURST", "1".to_string()),
+        ("IAM_WARDEN_CONTROLLER__SHUTDOWN_GRACE", "3s".to_string()),
+    ];
+    let d = Daemon::start(&creds, &moto.endpoint, &env);
+    d.wait_ready().await;
+    let addr = d.addr().await;
+    eventually("reconciles in flight", DEADLINE, || async {
+        (d.metric("iam_warden_queue_in_flight").await >= 1.0).then_some(())
+    })
+    .await;
+    let started = std::time::Instant::now();
+    let (code, log) = d.stop().await;
+    assert_eq!(code, 0, "{log}");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "drain is bounded by the grace period"
+    );
+    assert!(log.contains("shutting down"), "{log}");
+    assert_eq!(
+        http_get(&addr, "/readyz").0,
+        0,
+        "the port is closed after exit"
+    );
+
+    let mut d = Daemon::start(
+        &creds,
+        &moto.endpoint,
+        &[
+            ("IAM_WARDEN_STATE_DIR", dir.path().display().to_string()),
+            (
+                "IAM_WARDEN_SOURCES__CLOUDTRAIL__ENABLED",
+                "false".to_string(),
+            ),
+            (
+                "IAM_WARDEN_CONTROLLER__WRITES_PER_SECOND",
+                "0.1".to_string(),
+            ),
+            ("IAM_WARDEN_CONTROLLER__WRITE_BURST", "1".to_string()),
+            ("IAM_WARDEN_CONTROLLER__SHUTDOWN_GRACE", "5m".to_string()),
+        ],
+    );
+    d.wait_ready().await;
+    eventually("reconciles in flight", DEADLINE, || async {
+        (d.metric("iam_warden_queue_in_flight").await >= 1.0).then_some(())
+    })
+    .await;
+    d.signal("TERM");
+    eventually("shutdown to start", DEADLINE, || async {
+        d.log().contains("shutting down").then_some(())
+    })
+    .await;
+    d.signal("TERM");
+    let code = wait_exit(&mut d.child, Duration::from_secs(30)).await;
+    assert_eq!(code, 130, "{}", d.log());
+}
