@@ -458,29 +458,9 @@ async fn sqs_messages_are_reconciled_then_deleted_and_malformed_ones_left() {
 
     // The user exists (made directly in moto); only the SQS message tells the daemon.
     acct.user("via-sqs").await.password("via-sqs").await;
-    let record = serde_json::json!({
-        "eventVersion": "1.09",
-        "userIdentity": {"type": "AssumedRole", "arn": format!("arn:aws:sts::{}:assumed-role/admin/x", acct.id), "accountId": acct.id},
-        "eventTime": chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
-        "eventSource": "iam.amazonaws.com",
-        "eventName": "CreateLoginProfile",
-        "awsRegion": "us-east-1",
-        "requestParameters": {"userName": "via-sqs", "passwordResetRequired": false},
-        "responseElements": null,
-        "eventID": uuid::Uuid::new_v4().to_string(),
-        "readOnly": false,
-        "eventType": "AwsApiCall",
-        "recipientAccountId": acct.id,
-    });
-    let envelope = serde_json::json!({
-        "version": "0", "id": uuid::Uuid::new_v4().to_string(),
-        "detail-type": "AWS API Call via CloudTrail", "source": "aws.iam",
-        "account": acct.id, "time": record["eventTime"], "region": "us-east-1", "resources": [],
-        "detail": record,
-    });
     sqs.send_message()
         .queue_url(&url)
-        .message_body(envelope.to_string())
+        .message_body(login_profile_event(&acct, "via-sqs"))
         .send()
         .await
         .unwrap();
@@ -501,23 +481,7 @@ async fn sqs_messages_are_reconciled_then_deleted_and_malformed_ones_left() {
     .await;
     // The good message is deleted; the malformed one stays (for the redrive policy / DLQ).
     eventually("only the malformed message left", DEADLINE, || async {
-        let a = sqs
-            .get_queue_attributes()
-            .queue_url(&url)
-            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::All)
-            .send()
-            .await
-            .ok()?;
-        let attrs = a.attributes()?;
-        let n = |k: aws_sdk_sqs::types::QueueAttributeName| {
-            attrs
-                .get(&k)
-                .and_then(|v| v.parse::<u32>().ok())
-                .unwrap_or(0)
-        };
-        let total = n(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
-            + n(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible);
-        (total == 1).then_some(())
+        (messages_in(&sqs, &url).await? == 1).then_some(())
     })
     .await;
     assert!(
@@ -525,6 +489,132 @@ async fn sqs_messages_are_reconciled_then_deleted_and_malformed_ones_left() {
             .await
             >= 1.0
     );
+    let (code, log) = d.stop().await;
+    assert_eq!(code, 0, "{log}");
+}
+
+/// An EventBridge envelope with a CloudTrail `CreateLoginProfile` record for `user`, made by
+/// an admin role of the test account.
+fn login_profile_event(acct: &Account, user: &str) -> String {
+    let record = serde_json::json!({
+        "eventVersion": "1.09",
+        "userIdentity": {"type": "AssumedRole", "arn": format!("arn:aws:sts::{}:assumed-role/admin/x", acct.id), "accountId": acct.id},
+        "eventTime": chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        "eventSource": "iam.amazonaws.com",
+        "eventName": "CreateLoginProfile",
+        "awsRegion": "us-east-1",
+        "requestParameters": {"userName": user, "passwordResetRequired": false},
+        "responseElements": null,
+        "eventID": uuid::Uuid::new_v4().to_string(),
+        "readOnly": false,
+        "eventType": "AwsApiCall",
+        "recipientAccountId": acct.id,
+    });
+    serde_json::json!({
+        "version": "0", "id": uuid::Uuid::new_v4().to_string(),
+        "detail-type": "AWS API Call via CloudTrail", "source": "aws.iam",
+        "account": acct.id, "time": record["eventTime"], "region": "us-east-1", "resources": [],
+        "detail": record,
+    })
+    .to_string()
+}
+
+/// Messages in the queue, visible or in flight (None when the attributes cannot be read).
+async fn messages_in(sqs: &aws_sdk_sqs::Client, url: &str) -> Option<u32> {
+    use aws_sdk_sqs::types::QueueAttributeName as A;
+    let a = sqs
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(A::All)
+        .send()
+        .await
+        .ok()?;
+    let attrs = a.attributes()?;
+    let n = |k: A| attrs.get(&k).and_then(|v| v.parse::<u32>().ok());
+    Some(n(A::ApproximateNumberOfMessages)? + n(A::ApproximateNumberOfMessagesNotVisible)?)
+}
+
+/// At-least-once through a crash: the daemon is killed (SIGKILL) while the message's
+/// reconcile waits for the write limiter; the message was received but not deleted, so
+/// SQS delivers it again after its visibility timeout and the restarted daemon acts on it,
+/// then deletes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqs_message_survives_a_crash_before_its_reconcile_finished() {
+    let moto = shared_moto();
+    let acct = Account::new(moto).await;
+    let dir = tempfile::tempdir().unwrap();
+    let sqs = aws_sdk_sqs::Client::new(&acct.sdk);
+    let url = sqs
+        .create_queue()
+        .queue_name(format!("iam-warden-crash-{}", acct.id))
+        .attributes(
+            aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout,
+            "3",
+        )
+        .send()
+        .await
+        .unwrap()
+        .queue_url()
+        .unwrap()
+        .to_string();
+    let creds = session(&acct, "iam-warden-daemon").await;
+    let env = |writes_per_second: &str| {
+        vec![
+            ("IAM_WARDEN_STATE_DIR", dir.path().display().to_string()),
+            (
+                "IAM_WARDEN_SOURCES__CLOUDTRAIL__ENABLED",
+                "false".to_string(),
+            ),
+            ("IAM_WARDEN_SOURCES__SQS__QUEUE_URL", url.clone()),
+            ("IAM_WARDEN_SOURCES__SQS__WAIT_TIME", "1s".to_string()),
+            (
+                "IAM_WARDEN_CONTROLLER__WRITES_PER_SECOND",
+                writes_per_second.to_string(),
+            ),
+            ("IAM_WARDEN_CONTROLLER__WRITE_BURST", "1".to_string()),
+        ]
+    };
+    // One write every 1,000 s: the first resync's baseline writes hold the limiter, so the
+    // user's reconcile cannot finish.
+    let d = Daemon::start(&creds, &moto.endpoint, &env("0.001"));
+    d.wait_ready().await;
+    acct.user("crash").await.password("crash").await;
+    sqs.send_message()
+        .queue_url(&url)
+        .message_body(login_profile_event(&acct, "crash"))
+        .send()
+        .await
+        .unwrap();
+    eventually("the message received and dispatched", DEADLINE, || async {
+        (d.metric("iam_warden_events_total{event=\"CreateLoginProfile\",outcome=\"enqueued\"}")
+            .await
+            >= 1.0)
+            .then_some(())
+    })
+    .await;
+    assert!(groups_of(&acct.iam, "crash").await.is_empty());
+    d.signal("KILL");
+    let mut d = d;
+    assert_eq!(
+        wait_exit(&mut d.child, DEADLINE).await,
+        -1,
+        "killed by a signal"
+    );
+    assert_eq!(
+        messages_in(&sqs, &url).await,
+        Some(1),
+        "not deleted before its reconcile finished"
+    );
+
+    let d = Daemon::start(&creds, &moto.endpoint, &env("100"));
+    d.wait_ready().await;
+    wait_in_group(&acct.iam, "crash", "iam-warden-require-mfa").await;
+    eventually(
+        "the message deleted after the reconcile",
+        DEADLINE,
+        || async { (messages_in(&sqs, &url).await? == 0).then_some(()) },
+    )
+    .await;
     let (code, log) = d.stop().await;
     assert_eq!(code, 0, "{log}");
 }
@@ -616,6 +706,7 @@ async fn readiness_follows_aws_and_shutdown_and_a_second_signal_exits_at_once() 
         ],
     );
     d.wait_ready().await;
+    let addr2 = d.addr().await;
     eventually("reconciles in flight", DEADLINE, || async {
         (d.metric("iam_warden_queue_in_flight").await >= 1.0).then_some(())
     })
@@ -625,6 +716,13 @@ async fn readiness_follows_aws_and_shutdown_and_a_second_signal_exits_at_once() 
         d.log().contains("shutting down").then_some(())
     })
     .await;
+    // Draining (grace 5 minutes): alive, no longer ready.
+    assert_eq!(
+        http_get(&addr2, "/readyz").0,
+        503,
+        "not ready once shutdown starts"
+    );
+    assert_eq!(http_get(&addr2, "/healthz").0, 200, "alive while draining");
     d.signal("TERM");
     let code = wait_exit(&mut d.child, Duration::from_secs(30)).await;
     assert_eq!(code, 130, "{}", d.log());

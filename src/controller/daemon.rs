@@ -48,12 +48,19 @@ pub async fn run(
         .map(|a| a.to_string())
         .unwrap_or_else(|_| cfg.server.listen.to_string());
     tracing::info!(addr = %addr, mode = %cfg.mode, version = env!("CARGO_PKG_VERSION"), "listening");
+    // The HTTP port outlives the sources: while draining, /readyz answers 503.
+    let (http_stop, http_stop_rx) = watch::channel(false);
     let server = tokio::spawn(http::serve(
         listener,
         metrics.clone(),
         health.clone(),
-        wait_for(stop_rx.clone()),
+        wait_for(http_stop_rx),
     ));
+    let server = HttpServer {
+        task: server,
+        stop: http_stop,
+        health: health.clone(),
+    };
 
     // The heartbeat proves the runtime is alive (/healthz), independent of AWS.
     let hb = health.clone();
@@ -81,7 +88,7 @@ pub async fn run(
         })
         .await
     else {
-        return finish(server, health).await;
+        return server.finish().await;
     };
     tracing::info!(account = %account_id, identity = %caller_arn, "running as");
 
@@ -164,15 +171,25 @@ pub async fn run(
     )
     .await;
     tasks.abort_all();
-    finish(server, health).await
+    server.finish().await
 }
 
-async fn finish(server: tokio::task::JoinHandle<Result<()>>, health: Health) -> Result<()> {
-    health.set_shutting_down();
-    match tokio::time::timeout(Duration::from_secs(10), server).await {
-        Ok(Ok(r)) => r,
-        Ok(Err(e)) => Err(Error::Other(format!("the HTTP server task failed: {e}"))),
-        Err(_) => Ok(()),
+/// The admin HTTP server task; stopped last.
+struct HttpServer {
+    task: tokio::task::JoinHandle<Result<()>>,
+    stop: watch::Sender<bool>,
+    health: Health,
+}
+
+impl HttpServer {
+    async fn finish(self) -> Result<()> {
+        self.health.set_shutting_down();
+        let _ = self.stop.send(true);
+        match tokio::time::timeout(Duration::from_secs(10), self.task).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => Err(Error::Other(format!("the HTTP server task failed: {e}"))),
+            Err(_) => Ok(()),
+        }
     }
 }
 
