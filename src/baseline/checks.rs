@@ -302,12 +302,16 @@ pub fn evaluate_user(
     for k in user.active_keys() {
         let age = days_between(k.created, now);
         if age > i64::from(cred.max_key_age_days) {
+            // A key without an id (report-only) is labelled with its creation date already.
+            let created = match k.id {
+                Some(_) => format!(" (created {})", k.created.format("%Y-%m-%d")),
+                None => String::new(),
+            };
             let mut fi = Finding::new(
                 Check::KeyTooOld,
                 format!(
-                    "{} is {age} days old (created {}); limit {} days",
+                    "{} is {age} days old{created}; limit {} days",
                     k.label(),
-                    k.created.format("%Y-%m-%d"),
                     cred.max_key_age_days
                 ),
             );
@@ -683,10 +687,12 @@ mod tests {
         assert_eq!(f.check, Check::KeyTooOld);
         assert_eq!(f.key_id, None);
         assert!(
-            f.reason.starts_with("access key 1 (created "),
+            f.reason.starts_with("access key 1 (created ")
+                && f.reason.contains(") is 100 days old;"),
             "{}",
             f.reason
         );
+        assert_eq!(f.reason.matches("created").count(), 1, "{}", f.reason);
     }
 
     #[test]
