@@ -1,0 +1,44 @@
+# iam-warden developer entry points. `make demo` and `make test` work on a fresh
+# Debian/Ubuntu machine with Rust and Python 3: both run scripts/setup.sh first.
+
+SHELL := /bin/bash
+CARGO ?= cargo
+
+.DEFAULT_GOAL := help
+.PHONY: help setup build lint test demo bench bench-audit bench-enforce clean-state
+
+help:
+	@echo "make demo         set up, then run the demo against a local AWS emulator (moto)"
+	@echo "make test         set up, lint (rustfmt, clippy), then the whole cargo test suite"
+	@echo "make lint         cargo fmt --check and clippy -D warnings"
+	@echo "make bench        benchmarks (release build, 1,000 emulated users); figures in README"
+	@echo "make setup        only the set-up (Debian packages, .venv with moto)"
+	@echo "make clean-state  remove benchmark results and leftovers of interrupted runs"
+
+setup:
+	@bash scripts/setup.sh
+
+build: setup
+	$(CARGO) build --locked --bins
+
+lint: setup
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets --locked -- -D warnings
+
+test: setup lint
+	$(CARGO) test --all-targets --locked --no-fail-fast
+
+demo: setup
+	@bash scripts/demo.sh
+
+bench: setup bench-audit bench-enforce
+
+bench-audit: setup
+	@bash bench/audit.sh
+
+bench-enforce: setup
+	@bash bench/enforce.sh
+
+clean-state:
+	rm -rf state/
+	rm -rf $${TMPDIR:-/tmp}/iam-warden-demo.* $${TMPDIR:-/tmp}/iam-warden-bench-*.*
