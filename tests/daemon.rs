@@ -11,50 +11,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_credential_types::Credentials;
-use support::{bin, eventually, shared_moto, Account, Moto};
+use support::recorder::Recorder;
+use support::{bin, eventually, shared_moto, Account};
 
 const DEADLINE: Duration = Duration::from_secs(60);
-
-/// The recorder proxy in front of moto (exits with this process).
-struct Recorder {
-    url: String,
-    _child: Child,
-}
-
-impl Recorder {
-    fn start(moto: &Moto) -> Recorder {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_cloudtrail-recorder"))
-            .args([
-                "--upstream",
-                &moto.endpoint,
-                "--listen",
-                "127.0.0.1:0",
-                "--exit-on-stdin-eof",
-            ])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let url = line
-            .trim()
-            .strip_prefix("Listening on ")
-            .unwrap()
-            .to_string();
-        Recorder { url, _child: child }
-    }
-}
-
-impl Drop for Recorder {
-    fn drop(&mut self) {
-        let _ = self._child.kill();
-        let _ = self._child.wait();
-    }
-}
 
 /// Credentials of another session in the same account: the daemon's own identity.
 async fn session(acct: &Account, name: &str) -> Credentials {
@@ -71,15 +31,6 @@ async fn session(acct: &Account, name: &str) -> Credentials {
         c.access_key_id(),
         c.secret_access_key(),
         Some(c.session_token().to_string()),
-    )
-}
-
-/// IAM client of the test (the "admin" making changes) that goes through the recorder.
-fn iam_via(acct: &Account, url: &str) -> aws_sdk_iam::Client {
-    aws_sdk_iam::Client::from_conf(
-        aws_sdk_iam::config::Builder::from(&acct.sdk)
-            .endpoint_url(url)
-            .build(),
     )
 }
 
@@ -276,8 +227,8 @@ fn state_env(dir: &Path, recorder: &str) -> Vec<(&'static str, String)> {
 async fn cloudtrail_events_bring_users_onto_the_baseline_and_survive_restarts() {
     let moto = shared_moto();
     let acct = Account::new(moto).await;
-    let rec = Recorder::start(moto);
-    let admin = iam_via(&acct, &rec.url);
+    let rec = Recorder::start(moto, "0");
+    let admin = rec.iam(&acct);
     let dir = tempfile::tempdir().unwrap();
     let creds = session(&acct, "iam-warden-daemon").await;
 

@@ -4,129 +4,17 @@
 mod support;
 
 use std::collections::{BTreeSet, HashSet};
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
 use aws_credential_types::Credentials;
 use aws_sdk_cloudtrail::operation::lookup_events::LookupEventsError;
 use aws_sdk_cloudtrail::primitives::DateTime;
 use aws_sdk_cloudtrail::types::{Event, LookupAttribute, LookupAttributeKey};
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use iam_warden::sources::event::{parse_record_str, targets, BaselineNames, ReconcileKey, Target};
 use serde_json::{json, Value};
+use support::recorder::{http, Recorder};
 use support::{eventually, shared_moto, Account};
-
-/// A running recorder in front of the shared moto. Dies with the test process (it exits on
-/// stdin EOF) and on drop.
-struct Recorder {
-    url: String,
-    child: Child,
-}
-
-impl Recorder {
-    fn start(delay: &str) -> Recorder {
-        let moto = shared_moto();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_cloudtrail-recorder"))
-            .args([
-                "--upstream",
-                &moto.endpoint,
-                "--delay",
-                delay,
-                "--exit-on-stdin-eof",
-            ])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("cannot start cloudtrail-recorder");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("read the Listening line");
-        let url = line
-            .trim()
-            .strip_prefix("Listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_string();
-        assert!(url.starts_with("http://127.0.0.1:"), "{url}");
-        Recorder { url, child }
-    }
-
-    fn iam(&self, acct: &Account) -> aws_sdk_iam::Client {
-        aws_sdk_iam::Client::from_conf(
-            aws_sdk_iam::config::Builder::from(&acct.sdk)
-                .endpoint_url(&self.url)
-                .build(),
-        )
-    }
-
-    fn iam_with(&self, acct: &Account, creds: Credentials) -> aws_sdk_iam::Client {
-        aws_sdk_iam::Client::from_conf(
-            aws_sdk_iam::config::Builder::from(&acct.sdk)
-                .endpoint_url(&self.url)
-                .credentials_provider(creds)
-                .build(),
-        )
-    }
-
-    fn cloudtrail(&self, acct: &Account) -> aws_sdk_cloudtrail::Client {
-        aws_sdk_cloudtrail::Client::from_conf(
-            aws_sdk_cloudtrail::config::Builder::from(&acct.sdk)
-                .endpoint_url(&self.url)
-                .build(),
-        )
-    }
-
-    /// GET /recorder/events?account=ID: the raw body and the parsed records.
-    async fn recorded(&self, account: &str) -> (String, Vec<Value>) {
-        let (status, body) = http(
-            "GET",
-            &format!("{}/recorder/events?account={account}", self.url),
-            None,
-        )
-        .await;
-        assert_eq!(status, 200, "{body}");
-        let v: Value = serde_json::from_str(&body).expect("JSON array");
-        (body, v.as_array().expect("array").clone())
-    }
-
-    async fn inject(&self, account: &str, records: &Value) {
-        let (status, body) = http(
-            "POST",
-            &format!("{}/recorder/events?account={account}", self.url),
-            Some(records.to_string()),
-        )
-        .await;
-        assert_eq!(status, 200, "{body}");
-    }
-}
-
-impl Drop for Recorder {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn http(method: &str, url: &str, body: Option<String>) -> (u16, String) {
-    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
-    let req = hyper::Request::builder()
-        .method(method)
-        .uri(url)
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(body.unwrap_or_default())))
-        .unwrap();
-    let resp = client.request(req).await.expect("HTTP request to recorder");
-    let status = resp.status().as_u16();
-    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-    (status, String::from_utf8_lossy(&bytes).into_owned())
-}
 
 fn iam_source() -> LookupAttribute {
     LookupAttribute::builder()
@@ -199,7 +87,7 @@ const PASSWORD: &str = "Never-Record-Me-7f3a!";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn iam_writes_are_recorded_and_looked_up_newest_first() {
-    let rec = Recorder::start("0");
+    let rec = Recorder::start(shared_moto(), "0");
     let acct = Account::new(shared_moto()).await;
     let iam = rec.iam(&acct);
     let ct = rec.cloudtrail(&acct);
@@ -378,7 +266,7 @@ fn fixtures_dir() -> PathBuf {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recorded_events_have_the_shape_of_real_ones_and_parse() {
-    let rec = Recorder::start("0");
+    let rec = Recorder::start(shared_moto(), "0");
     let acct = Account::new(shared_moto()).await;
     let iam = rec.iam(&acct);
     let ct = rec.cloudtrail(&acct);
@@ -477,7 +365,7 @@ async fn recorded_events_have_the_shape_of_real_ones_and_parse() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn accounts_see_only_their_own_events() {
-    let rec = Recorder::start("0");
+    let rec = Recorder::start(shared_moto(), "0");
     let a = Account::new(shared_moto()).await;
     let b = Account::new(shared_moto()).await;
     assert_ne!(a.id, b.id);
@@ -539,7 +427,7 @@ fn injected(id: &str, name: &str, time: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn paging_time_window_and_errors() {
-    let rec = Recorder::start("0");
+    let rec = Recorder::start(shared_moto(), "0");
     let acct = Account::new(shared_moto()).await;
     acct.user("pager").await; // straight to moto: not recorded
     let iam = rec.iam(&acct);
@@ -700,7 +588,7 @@ async fn paging_time_window_and_errors() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delivery_delay_hides_fresh_events() {
-    let rec = Recorder::start("2s");
+    let rec = Recorder::start(shared_moto(), "2s");
     let acct = Account::new(shared_moto()).await;
     let ct = rec.cloudtrail(&acct);
     let before = Instant::now();
@@ -734,7 +622,7 @@ async fn delivery_delay_hides_fresh_events() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn caller_identity_iam_user_and_assumed_role() {
-    let rec = Recorder::start("0");
+    let rec = Recorder::start(shared_moto(), "0");
     let acct = Account::new(shared_moto()).await;
     let iam = rec.iam(&acct);
     iam.create_user().user_name("bob").send().await.unwrap();

@@ -5,18 +5,12 @@
 mod support;
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_sqs::types::QueueAttributeName;
-use bytes::Bytes;
 use chrono::{SecondsFormat, Utc};
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use iam_warden::aws::{CallStats, Clients};
 use iam_warden::config::{CloudTrailSource, Secs, SqsSource};
 use iam_warden::controller::dispatch::Dispatch;
@@ -27,106 +21,12 @@ use iam_warden::sources::cloudtrail::{CloudTrailPoller, PollStats};
 use iam_warden::sources::event::{BaselineNames, ReconcileKey};
 use iam_warden::sources::sqs::SqsConsumer;
 use serde_json::{json, Value};
+use support::recorder::Recorder;
 use support::{eventually, shared_moto, Account};
 use tokio::sync::watch;
 
 // ---------------------------------------------------------------------------------------
 // Harness
-
-/// A running recorder in front of the shared moto; dies with the test (stdin EOF) or on drop.
-struct Recorder {
-    url: String,
-    child: Child,
-}
-
-impl Recorder {
-    fn start() -> Recorder {
-        let moto = shared_moto();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_cloudtrail-recorder"))
-            .args([
-                "--upstream",
-                &moto.endpoint,
-                "--listen",
-                "127.0.0.1:0",
-                "--exit-on-stdin-eof",
-            ])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("cannot start cloudtrail-recorder");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("read the Listening line");
-        let url = line
-            .trim()
-            .strip_prefix("Listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_string();
-        Recorder { url, child }
-    }
-
-    /// An IAM client whose writes are recorded.
-    fn iam(&self, acct: &Account) -> aws_sdk_iam::Client {
-        aws_sdk_iam::Client::from_conf(
-            aws_sdk_iam::config::Builder::from(&acct.sdk)
-                .endpoint_url(&self.url)
-                .build(),
-        )
-    }
-
-    /// iam-warden's clients with CloudTrail going to the recorder.
-    fn clients(&self, acct: &Account) -> Clients {
-        Clients::from_sdk_config(&acct.sdk, Some(&self.url), CallStats::new())
-    }
-
-    async fn recorded(&self, account: &str) -> Vec<Value> {
-        let (status, body) = http(
-            "GET",
-            &format!("{}/recorder/events?account={account}", self.url),
-            None,
-        )
-        .await;
-        assert_eq!(status, 200, "{body}");
-        match serde_json::from_str(&body).expect("JSON") {
-            Value::Array(a) => a,
-            other => panic!("expected an array, got {other}"),
-        }
-    }
-
-    async fn inject(&self, account: &str, records: &Value) {
-        let (status, body) = http(
-            "POST",
-            &format!("{}/recorder/events?account={account}", self.url),
-            Some(records.to_string()),
-        )
-        .await;
-        assert_eq!(status, 200, "{body}");
-    }
-}
-
-impl Drop for Recorder {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn http(method: &str, url: &str, body: Option<String>) -> (u16, String) {
-    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
-    let req = hyper::Request::builder()
-        .method(method)
-        .uri(url)
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(body.unwrap_or_default())))
-        .unwrap();
-    let resp = client.request(req).await.expect("HTTP request to recorder");
-    let status = resp.status().as_u16();
-    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-    (status, String::from_utf8_lossy(&bytes).into_owned())
-}
 
 fn dispatch() -> Dispatch {
     Dispatch::new(
@@ -217,7 +117,7 @@ fn record(id: &str, name: &str, user_name: &str, time: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cloudtrail_enqueues_writes_once_and_skips_failed_and_malformed_records() {
-    let rec = Recorder::start();
+    let rec = Recorder::start(shared_moto(), "0");
     let acct = Account::new(shared_moto()).await;
     let iam = rec.iam(&acct);
     iam.create_user().user_name("alice").send().await.unwrap();
@@ -300,7 +200,7 @@ async fn cloudtrail_enqueues_writes_once_and_skips_failed_and_malformed_records(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cloudtrail_pages_through_everything_at_most_twice_a_second() {
-    let rec = Recorder::start();
+    let rec = Recorder::start(shared_moto(), "0");
     let acct = Account::new(shared_moto()).await;
     let now = rfc3339(Utc::now());
     let records: Vec<Value> = (0..120)
@@ -349,7 +249,7 @@ async fn cloudtrail_pages_through_everything_at_most_twice_a_second() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cloudtrail_resumes_from_the_checkpoint_and_finds_late_events() {
-    let rec = Recorder::start();
+    let rec = Recorder::start(shared_moto(), "0");
     let acct = Account::new(shared_moto()).await;
     let iam = rec.iam(&acct);
     let clients = rec.clients(&acct);
@@ -450,7 +350,7 @@ async fn refusing_endpoint() -> (String, Arc<AtomicUsize>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cloudtrail_failures_keep_the_checkpoint_and_the_loop_alive() {
-    let rec = Recorder::start();
+    let rec = Recorder::start(shared_moto(), "0");
     let acct = Account::new(shared_moto()).await;
     rec.iam(&acct)
         .create_user()
@@ -512,7 +412,7 @@ async fn cloudtrail_failures_keep_the_checkpoint_and_the_loop_alive() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cloudtrail_run_loop_polls_until_shutdown_and_saves() {
-    let rec = Recorder::start();
+    let rec = Recorder::start(shared_moto(), "0");
     let acct = Account::new(shared_moto()).await;
     let dir = tempfile::tempdir().unwrap();
     let d = dispatch();
@@ -668,7 +568,7 @@ async fn stop(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqs_deletes_a_message_only_after_its_reconcile_finished() {
-    let rec = Recorder::start();
+    let rec = Recorder::start(shared_moto(), "0");
     let acct = Account::new(shared_moto()).await;
     rec.iam(&acct)
         .create_user()
@@ -676,7 +576,7 @@ async fn sqs_deletes_a_message_only_after_its_reconcile_finished() {
         .send()
         .await
         .unwrap();
-    let recorded = rec.recorded(&acct.id).await;
+    let recorded = rec.recorded(&acct.id).await.1;
     assert_eq!(recorded.len(), 1);
     let q = queues(&acct, 30).await;
     q.send(&envelope(&acct.id, &recorded[0])).await;

@@ -12,6 +12,8 @@ use aws_config::{BehaviorVersion, Region};
 use aws_credential_types::Credentials;
 use iam_warden::aws::{CallStats, Clients};
 
+pub mod recorder;
+
 pub fn manifest_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
