@@ -23,6 +23,7 @@ pub mod error;
 pub mod http;
 pub mod inventory;
 pub mod journal;
+pub mod memory;
 pub mod metrics;
 pub mod report;
 pub mod sources;

@@ -303,7 +303,10 @@ async fn worker(ctx: Arc<Context>) {
 async fn resync_loop(ctx: Arc<Context>, health: Health, mut stop: watch::Receiver<bool>) {
     let mut failures = 0u32;
     loop {
-        let wait = match resync(&ctx).await {
+        let result = resync(&ctx).await;
+        // The snapshot is dropped by now: give its pages back.
+        crate::memory::release_free_memory();
+        let wait = match result {
             Ok(()) => {
                 failures = 0;
                 health.set_ready(true);
