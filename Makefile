@@ -5,13 +5,13 @@ SHELL := /bin/bash
 CARGO ?= cargo
 
 .DEFAULT_GOAL := help
-.PHONY: help setup build lint test demo bench bench-audit bench-enforce clean-state
+.PHONY: help setup build lint test demo bench bench-audit bench-enforce bench-daemon clean-state
 
 help:
 	@echo "make demo         set up, then run the demo against a local AWS emulator (moto)"
 	@echo "make test         set up, lint (rustfmt, clippy), then the whole cargo test suite"
 	@echo "make lint         cargo fmt --check and clippy -D warnings"
-	@echo "make bench        benchmarks (release build, 1,000 emulated users); figures in README"
+	@echo "make bench        benchmarks (release build): audit, enforce, daemon; figures in README"
 	@echo "make setup        only the set-up (Debian packages, .venv with moto)"
 	@echo "make clean-state  remove benchmark results and leftovers of interrupted runs"
 
@@ -31,13 +31,16 @@ test: setup lint
 demo: setup
 	@bash scripts/demo.sh
 
-bench: setup bench-audit bench-enforce
+bench: setup bench-audit bench-enforce bench-daemon
 
 bench-audit: setup
 	@bash bench/audit.sh
 
 bench-enforce: setup
 	@bash bench/enforce.sh
+
+bench-daemon: setup
+	@bash bench/daemon.sh
 
 clean-state:
 	rm -rf state/

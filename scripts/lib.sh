@@ -87,10 +87,11 @@ start_moto() {
     }
 }
 
-# start_recorder UPSTREAM: cloudtrail-recorder (target/debug) in front of moto. Sets RECORDER_URL.
+# start_recorder UPSTREAM [BINARY]: cloudtrail-recorder (target/debug, or BINARY) in front
+# of moto. Sets RECORDER_URL.
 start_recorder() {
     local upstream=$1 fifo="$WORK/recorder.stdin" log="$WORK/recorder.out" fd
-    local bin="$ROOT/target/debug/cloudtrail-recorder"
+    local bin=${2:-$ROOT/target/debug/cloudtrail-recorder}
     [ -x "$bin" ] || die "$bin is missing: cargo build --locked --bins"
     mkfifo "$fifo"
     "$bin" --upstream "$upstream" --listen 127.0.0.1:0 --exit-on-stdin-eof \
