@@ -1168,7 +1168,18 @@ mod tests {
         let ev = find(&evs, "aws.persistence.iam-backdoor-user", "CreateAccessKey");
         assert_eq!(ev.event_id, "c64c4ded-ef03-4e5c-81eb-153b118d72f2");
         assert_eq!(ev.event_time.to_rfc3339(), "2024-07-30T21:53:13+00:00");
-        assert_eq!(ev.access_key_id.as_deref(), Some("AKIA30BEZSJBVKOFKZW0"));
+        // The caller's key id as the fixture has it (not copied into the source).
+        let raw = real_records()
+            .unwrap_or_default()
+            .into_iter()
+            .find(|(f, r)| {
+                f.starts_with("aws.persistence.iam-backdoor-user")
+                    && r["eventName"] == "CreateAccessKey"
+            })
+            .map(|(_, r)| r["userIdentity"]["accessKeyId"].clone());
+        let want = raw.as_ref().and_then(|v| v.as_str());
+        assert!(want.is_some_and(|k| k.len() == 20), "{raw:?}");
+        assert_eq!(ev.access_key_id.as_deref(), want);
         // no real record is an account-wide change, and no record is mapped to the caller
         for (f, e) in &evs {
             for t in targets(e, &n) {
