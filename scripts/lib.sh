@@ -87,34 +87,35 @@ start_moto() {
     }
 }
 
+# start_tied NAME CMD...: run CMD (a proxy that prints its http://127.0.0.1:PORT URL on
+# stdout) tied to this script; prints the URL.
+start_tied() {
+    local name=$1 fifo="$WORK/$1.stdin" log="$WORK/$1.out" fd url
+    shift
+    mkfifo "$fifo"
+    "$@" <"$fifo" >"$log" 2>"$WORK/$name.err" &
+    LIB_PIDS+=($!)
+    exec {fd}>"$fifo"
+    url=$(wait_for_line "$log" 'http://127\.0\.0\.1:[0-9]+' 30) || {
+        cat "$WORK/$name.err" >&2
+        die "$name did not start within 30 s"
+    }
+    echo "$url"
+}
+
 # start_recorder UPSTREAM [BINARY]: cloudtrail-recorder (target/debug, or BINARY) in front
 # of moto. Sets RECORDER_URL.
 start_recorder() {
-    local upstream=$1 fifo="$WORK/recorder.stdin" log="$WORK/recorder.out" fd
     local bin=${2:-$ROOT/target/debug/cloudtrail-recorder}
     [ -x "$bin" ] || die "$bin is missing: cargo build --locked --bins"
-    mkfifo "$fifo"
-    "$bin" --upstream "$upstream" --listen 127.0.0.1:0 --exit-on-stdin-eof \
-        <"$fifo" >"$log" 2>"$WORK/recorder.err" &
-    LIB_PIDS+=($!)
-    exec {fd}>"$fifo"
-    RECORDER_URL=$(wait_for_line "$log" 'http://127\.0\.0\.1:[0-9]+' 30) || {
-        cat "$WORK/recorder.err" >&2
-        die "cloudtrail-recorder did not start within 30 s"
-    }
+    start_tied recorder "$bin" --upstream "$1" --listen 127.0.0.1:0 --exit-on-stdin-eof >"$WORK/recorder.url"
+    RECORDER_URL=$(cat "$WORK/recorder.url")
 }
 
 # start_count_proxy UPSTREAM: bench/count-proxy.py in front of UPSTREAM. Sets PROXY_URL.
 start_count_proxy() {
-    local upstream=$1 fifo="$WORK/proxy.stdin" log="$WORK/proxy.out" fd
-    mkfifo "$fifo"
-    "$VENV_PY" "$ROOT/bench/count-proxy.py" --upstream "$upstream" <"$fifo" >"$log" 2>"$WORK/proxy.err" &
-    LIB_PIDS+=($!)
-    exec {fd}>"$fifo"
-    PROXY_URL=$(wait_for_line "$log" 'http://127\.0\.0\.1:[0-9]+' 30) || {
-        cat "$WORK/proxy.err" >&2
-        die "count-proxy did not start within 30 s"
-    }
+    start_tied proxy "$VENV_PY" "$ROOT/bench/count-proxy.py" --upstream "$1" >"$WORK/proxy.url"
+    PROXY_URL=$(cat "$WORK/proxy.url")
 }
 
 free_port() {
