@@ -84,7 +84,7 @@ pub fn user(name: &str) -> UserBuilder {
         arn: format!("arn:aws:iam::{ACCOUNT}:user/{name}"),
         path: "/".into(),
         created: days_ago(400),
-        tags: BTreeMap::new(),
+        tags: Default::default(),
         groups: Vec::new(),
         attached_policies: Vec::new(),
         password: None,

@@ -61,6 +61,68 @@ pub enum Observed {
     Live,
 }
 
+/// A user's tags: key → value, ordered by key. A sorted vector rather than a `BTreeMap`:
+/// users carry a handful of tags, and a map's node costs ~0.5 KiB per user however few
+/// they are (5 MiB of a 10,000-user resync).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Tags(Vec<(String, String)>);
+
+impl Tags {
+    /// The value of tag `key` (IAM tag keys are matched exactly, as `GetUser` returns them).
+    pub fn get(&self, key: &str) -> Option<&String> {
+        self.0
+            .binary_search_by(|(k, _)| k.as_str().cmp(key))
+            .ok()
+            .map(|i| &self.0[i].1)
+    }
+
+    /// Set tag `key` (replacing its value if present).
+    pub fn insert(&mut self, key: String, value: String) {
+        match self.0.binary_search_by(|(k, _)| k.as_str().cmp(&key)) {
+            Ok(i) => self.0[i].1 = value,
+            Err(i) => self.0.insert(i, (key, value)),
+        }
+    }
+
+    /// Tags in key order.
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &String)> {
+        self.0.iter().map(|(k, v)| (k, v))
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl FromIterator<(String, String)> for Tags {
+    /// Later duplicates of a key win, as with a map.
+    fn from_iter<I: IntoIterator<Item = (String, String)>>(iter: I) -> Self {
+        let mut v: Vec<(String, String)> = iter.into_iter().collect();
+        // Stable: among equal keys the last one read stays last, and is the one kept.
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut out: Vec<(String, String)> = Vec::with_capacity(v.len());
+        for (k, val) in v {
+            match out.last_mut() {
+                Some(last) if last.0 == k => last.1 = val,
+                _ => out.push((k, val)),
+            }
+        }
+        out.shrink_to_fit();
+        Tags(out)
+    }
+}
+
+impl Serialize for Tags {
+    /// As a JSON object, like the map it replaces.
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_map(self.iter())
+    }
+}
+
 /// Everything iam-warden needs to judge one user.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct UserState {
@@ -68,7 +130,7 @@ pub struct UserState {
     pub arn: String,
     pub path: String,
     pub created: DateTime<Utc>,
-    pub tags: BTreeMap<String, String>,
+    pub tags: Tags,
     pub groups: Vec<String>,
     /// ARNs of managed policies attached to the user directly.
     pub attached_policies: Vec<String>,
@@ -181,6 +243,33 @@ mod tests {
         assert_eq!(decode_policy_document(plain), decode_policy_document(enc));
         assert!(decode_policy_document(plain).is_some());
         assert!(decode_policy_document("%7Bnot json").is_none());
+    }
+
+    #[test]
+    fn tags_behave_like_a_map_ordered_by_key() {
+        let t: Tags = [("b", "1"), ("a", "2"), ("b", "3"), ("c", "")]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        assert_eq!(t.len(), 3);
+        assert_eq!(
+            t.get("b").map(String::as_str),
+            Some("3"),
+            "the last duplicate wins"
+        );
+        assert_eq!(t.get("a").map(String::as_str), Some("2"));
+        assert_eq!(t.get("c").map(String::as_str), Some(""));
+        assert_eq!(t.get("B"), None, "keys are matched exactly");
+        assert_eq!(
+            serde_json::to_string(&t).unwrap(),
+            r#"{"a":"2","b":"3","c":""}"#
+        );
+        let mut t2 = Tags::default();
+        assert!(t2.is_empty());
+        for (k, v) in [("c", ""), ("b", "1"), ("a", "2"), ("b", "3")] {
+            t2.insert(k.into(), v.into());
+        }
+        assert_eq!(t, t2, "insert keeps the same order and replaces values");
     }
 
     #[test]

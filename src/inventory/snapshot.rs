@@ -129,7 +129,7 @@ async fn read_authorization_details(
         if include_users {
             req = req.filter(EntityType::User);
         }
-        let out = req
+        let mut out = req
             .filter(EntityType::Group)
             .filter(EntityType::LocalManagedPolicy)
             .max_items(1000)
@@ -137,33 +137,11 @@ async fn read_authorization_details(
             .send()
             .await
             .map_err(|e| aws_error("iam", "GetAccountAuthorizationDetails", e))?;
-        for u in out.user_detail_list() {
-            let Some(name) = u.user_name() else { continue };
-            users.push(UserState {
-                name: name.to_string(),
-                arn: u.arn().unwrap_or_default().to_string(),
-                path: u.path().unwrap_or("/").to_string(),
-                created: u
-                    .create_date()
-                    .and_then(to_chrono)
-                    .unwrap_or(DateTime::<Utc>::UNIX_EPOCH),
-                tags: u
-                    .tags()
-                    .iter()
-                    .map(|t| (t.key().to_string(), t.value().to_string()))
-                    .collect(),
-                groups: u.group_list().to_vec(),
-                attached_policies: u
-                    .attached_managed_policies()
-                    .iter()
-                    .filter_map(|p| p.policy_arn().map(str::to_string))
-                    .collect(),
-                password: None,
-                mfa_active: false,
-                keys: Vec::new(),
-                observed: Observed::CredentialReport,
-            });
-        }
+        // Move the strings out of the SDK's structures instead of copying them, and free
+        // each SDK user as soon as it is converted (a page can hold 10,000 users on moto).
+        let page_users = out.user_detail_list.take().unwrap_or_default();
+        users.reserve(page_users.len());
+        users.extend(page_users.into_iter().filter_map(user_from_detail));
         for g in out.group_detail_list() {
             let Some(name) = g.group_name() else { continue };
             groups.insert(
@@ -217,6 +195,37 @@ async fn read_authorization_details(
         }
     }
     Ok((users, groups, policies))
+}
+
+/// A GAAD user as a [`UserState`] without credentials (the report or a live read adds them).
+fn user_from_detail(u: aws_sdk_iam::types::UserDetail) -> Option<UserState> {
+    Some(UserState {
+        name: u.user_name?,
+        arn: u.arn.unwrap_or_default(),
+        path: u.path.unwrap_or_else(|| "/".to_string()),
+        created: u
+            .create_date
+            .as_ref()
+            .and_then(to_chrono)
+            .unwrap_or(DateTime::<Utc>::UNIX_EPOCH),
+        tags: u
+            .tags
+            .unwrap_or_default()
+            .into_iter()
+            .map(|t| (t.key, t.value))
+            .collect(),
+        groups: u.group_list.unwrap_or_default(),
+        attached_policies: u
+            .attached_managed_policies
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|p| p.policy_arn)
+            .collect(),
+        password: None,
+        mfa_active: false,
+        keys: Vec::new(),
+        observed: Observed::CredentialReport,
+    })
 }
 
 /// `v12` → 12 (for ordering versions).
