@@ -191,12 +191,16 @@ fn real_main(cli: Cli) -> anyhow::Result<u8> {
     init_logging(cli.log_format, level);
     let cfg = Config::load(cli.config.as_deref())?;
     match cli.command {
-        Command::Run => runtime()?.block_on(async {
-            let metrics = Metrics::new(env!("CARGO_PKG_VERSION"))?;
-            controller::daemon::run(cfg, metrics, shutdown_signal()).await?;
-            tracing::info!("stopped");
-            Ok(0)
-        }),
+        Command::Run => {
+            let tuned = iam_warden::memory::tune_allocator();
+            tracing::debug!(settings = ?tuned, "allocator tuned for a long-running daemon");
+            runtime()?.block_on(async {
+                let metrics = Metrics::new(env!("CARGO_PKG_VERSION"))?;
+                controller::daemon::run(cfg, metrics, shutdown_signal()).await?;
+                tracing::info!("stopped");
+                Ok(0)
+            })
+        }
         Command::CheckConfig => {
             print!("{}", cfg.to_toml()?);
             eprintln!("configuration is valid");
