@@ -29,8 +29,9 @@
 #    IDLE_SECONDS (60).
 # 4. Memory: USERS_MEM (10000) users seeded (bench/seed.py --drift 0.0, not brought onto
 #    the baseline, so in dry-run the blast-radius breaker holds every user write back and
-#    the daemon only resyncs); the daemon in dry-run, resync every 30s, CloudTrail via the
-#    recorder and SQS on; VmRSS/VmHWM after the first resync (ready) and after the second.
+#    the daemon only resyncs); the daemon in dry-run, resync every 10s (the shortest allowed),
+#    CloudTrail via the recorder and SQS on; VmRSS/VmHWM after the first resync (ready) and
+#    after MEM_RESYNCS (6) resyncs: VmHWM then is the highest peak of all of them.
 #    moto answers GetAccountAuthorizationDetails in one page whatever MaxItems says (3.8 MB
 #    of XML for 10,000 users) where AWS pages by the 1,000 asked for, so the transient peak
 #    of a resync is somewhat higher here than against AWS.
@@ -40,13 +41,13 @@
 # blast-radius breaker is opened wide there (IAM_WARDEN_SAFETY__MAX_USERS_CHANGED*).
 # Results: $RESULTS/daemon.json and a summary on stdout.
 # Environment: SAMPLES (100), WARMUP (3), SPACING (0.5), BURST (50), CT_SAMPLES (20), CT_POLL (5),
-# IDLE_SECONDS (60), USERS_MEM (10000).
+# IDLE_SECONDS (60), USERS_MEM (10000), MEM_RESYNCS (6).
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
 SAMPLES=${SAMPLES:-100} WARMUP=${WARMUP:-3} BURST=${BURST:-50} SPACING=${SPACING:-0.5}
 CT_SAMPLES=${CT_SAMPLES:-20} CT_POLL=${CT_POLL:-5}
-IDLE_SECONDS=${IDLE_SECONDS:-60} USERS_MEM=${USERS_MEM:-10000}
+IDLE_SECONDS=${IDLE_SECONDS:-60} USERS_MEM=${USERS_MEM:-10000} MEM_RESYNCS=${MEM_RESYNCS:-6}
 BENCH_PY="$ROOT/bench/daemon.py"
 
 lib_init bench-daemon
@@ -159,11 +160,11 @@ echo "4. memory: seeding $USERS_MEM users..." >&2
 "$VENV_PY" bench/seed.py --endpoint "$MOTO_URL" --users "$USERS_MEM" --drift 0.0 >"$WORK/seed.json"
 cat "$WORK/seed.json" >&2
 QUEUE_URL=$(new_queue iam-events-memory)
-start_daemon memory IAM_WARDEN_MODE=dry-run IAM_WARDEN_RESYNC__INTERVAL=30s \
+start_daemon memory IAM_WARDEN_MODE=dry-run IAM_WARDEN_RESYNC__INTERVAL=10s \
     IAM_WARDEN_SOURCES__CLOUDTRAIL__ENDPOINT_URL="$RECORDER_URL" \
     IAM_WARDEN_SOURCES__SQS__QUEUE_URL="$QUEUE_URL"
 READY[memory]=$READY_S
-"$VENV_PY" "$BENCH_PY" memory --url "$DAEMON_URL" --pid "$DAEMON_PID" --resyncs 2 --timeout 1200 \
+"$VENV_PY" "$BENCH_PY" memory --url "$DAEMON_URL" --pid "$DAEMON_PID" --resyncs "$MEM_RESYNCS" --timeout 1200 \
     --out "$WORK/memory.json"
 stop_daemon memory
 
