@@ -109,6 +109,7 @@ pub const AWS_OPERATIONS: &[(&str, &str)] = &[
     ("sqs", "ReceiveMessage"),
     ("sqs", "DeleteMessage"),
     ("sqs", "DeleteMessageBatch"),
+    ("sqs", "ChangeMessageVisibility"),
 ];
 
 const CALL_OUTCOMES: [CallOutcome; 3] =

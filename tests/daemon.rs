@@ -570,6 +570,82 @@ async fn sqs_message_survives_a_crash_before_its_reconcile_finished() {
     assert_eq!(code, 0, "{log}");
 }
 
+/// Graceful shutdown while a message's reconcile waits for the write limiter: the drain
+/// gives up after its grace, and the message is released (visible again at once) rather
+/// than left invisible for the rest of its 300 s visibility timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqs_message_is_released_for_redelivery_on_graceful_shutdown() {
+    use aws_sdk_sqs::types::QueueAttributeName as A;
+    let moto = shared_moto();
+    let acct = Account::new(moto).await;
+    let dir = tempfile::tempdir().unwrap();
+    let sqs = aws_sdk_sqs::Client::new(&acct.sdk);
+    let url = sqs
+        .create_queue()
+        .queue_name(format!("iam-warden-release-{}", acct.id))
+        .attributes(A::VisibilityTimeout, "300")
+        .send()
+        .await
+        .unwrap()
+        .queue_url()
+        .unwrap()
+        .to_string();
+    let creds = session(&acct, "iam-warden-daemon").await;
+    // One write every 1,000 s: the first resync's baseline writes hold the limiter.
+    let env = vec![
+        ("IAM_WARDEN_STATE_DIR", dir.path().display().to_string()),
+        (
+            "IAM_WARDEN_SOURCES__CLOUDTRAIL__ENABLED",
+            "false".to_string(),
+        ),
+        ("IAM_WARDEN_SOURCES__SQS__QUEUE_URL", url.clone()),
+        ("IAM_WARDEN_SOURCES__SQS__WAIT_TIME", "1s".to_string()),
+        (
+            "IAM_WARDEN_CONTROLLER__WRITES_PER_SECOND",
+            "0.001".to_string(),
+        ),
+        ("IAM_WARDEN_CONTROLLER__WRITE_BURST", "1".to_string()),
+        ("IAM_WARDEN_CONTROLLER__SHUTDOWN_GRACE", "1s".to_string()),
+    ];
+    let d = Daemon::start(&creds, &moto.endpoint, &env);
+    d.wait_ready().await;
+    acct.user("released").await.password("released").await;
+    sqs.send_message()
+        .queue_url(&url)
+        .message_body(login_profile_event(&acct, "released"))
+        .send()
+        .await
+        .unwrap();
+    eventually("the message received and dispatched", DEADLINE, || async {
+        (d.metric("iam_warden_events_total{event=\"CreateLoginProfile\",outcome=\"enqueued\"}")
+            .await
+            >= 1.0)
+            .then_some(())
+    })
+    .await;
+    let (code, log) = d.stop().await;
+    assert_eq!(code, 0, "{log}");
+    assert!(groups_of(&acct.iam, "released").await.is_empty());
+    let attrs = sqs
+        .get_queue_attributes()
+        .queue_url(&url)
+        .attribute_names(A::ApproximateNumberOfMessages)
+        .attribute_names(A::ApproximateNumberOfMessagesNotVisible)
+        .send()
+        .await
+        .unwrap();
+    let n = |k: A| attrs.attributes().and_then(|a| a.get(&k)).cloned();
+    assert_eq!(
+        (
+            n(A::ApproximateNumberOfMessages).as_deref(),
+            n(A::ApproximateNumberOfMessagesNotVisible).as_deref()
+        ),
+        (Some("1"), Some("0")),
+        "visible again at once, not after 300 s: {log}"
+    );
+    assert!(log.contains("\"released\":1"), "{log}");
+}
+
 /// /healthz is about the process, not AWS: with AWS unreachable the daemon is alive but
 /// not ready; it shuts down cleanly on SIGTERM; a second signal exits at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1713,6 +1713,7 @@ const REQUIRED_READS: &[&str] = &[
     "sts:GetCallerIdentity",
     "sqs:ReceiveMessage",
     "sqs:DeleteMessage",
+    "sqs:ChangeMessageVisibility",
 ];
 
 fn is_read(action: &str) -> bool {
@@ -1721,6 +1722,7 @@ fn is_read(action: &str) -> bool {
         .iter()
         .any(|p| name.starts_with(p))
         || action == "sqs:DeleteMessage"
+        || action == "sqs:ChangeMessageVisibility"
 }
 
 #[test]

@@ -723,6 +723,88 @@ async fn sqs_stops_receiving_at_the_in_flight_bound() {
     stop(tx, task).await;
 }
 
+/// Shutdown with two messages in hand: the one whose reconcile finishes during the drain is
+/// deleted, the other is released (visible again at once, not after its 60 s visibility
+/// timeout), and the consumer returns once both are settled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqs_shutdown_deletes_finished_messages_and_releases_the_others() {
+    let acct = Account::new(shared_moto()).await;
+    let q = queues(&acct, 60).await;
+    let now = rfc3339(Utc::now());
+    q.send(&envelope(
+        &acct.id,
+        &record("s-1", "CreateUser", "s1", &now),
+    ))
+    .await;
+    q.send(&envelope(
+        &acct.id,
+        &record("s-2", "CreateUser", "s2", &now),
+    ))
+    .await;
+
+    let d = dispatch();
+    let clients = acct.clients();
+    let (drained_tx, drained_rx) = watch::channel(false);
+    let consumer = SqsConsumer::new(&clients, &sqs_cfg(&q.url), d.clone())
+        .unwrap()
+        .release_unsettled_on(drained_rx);
+    let (tx, rx) = watch::channel(false);
+    let task = tokio::spawn(consumer.run(rx));
+    eventually(
+        "both received and enqueued",
+        Duration::from_secs(20),
+        || {
+            let (q, depth) = (&q, d.queue().depth());
+            async move { (depth == 2 && q.counts(&q.url).await == (0, 2)).then_some(()) }
+        },
+    )
+    .await;
+
+    // Shutdown: the consumer stops receiving but keeps both messages until the drain ends.
+    tx.send(true).unwrap();
+    let finished = reconcile_one(&d).await;
+    let ReconcileKey::User(finished_user) = &finished else {
+        panic!("a user key: {finished:?}")
+    };
+    eventually("the finished one deleted", Duration::from_secs(20), || {
+        let q = &q;
+        async move { (q.counts(&q.url).await == (0, 1)).then_some(()) }
+    })
+    .await;
+    assert!(
+        !task.is_finished(),
+        "the consumer holds the unfinished message until the drain ends"
+    );
+    drained_tx.send(true).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("the consumer returns once the messages are settled")
+        .expect("no panic")
+        .expect("the consumer ends cleanly");
+    assert_eq!(
+        q.counts(&q.url).await,
+        (1, 0),
+        "one deleted, the other visible again at once"
+    );
+    assert_eq!(clients.calls.count("ChangeMessageVisibility"), 1);
+    let out = q
+        .sqs
+        .receive_message()
+        .queue_url(&q.url)
+        .wait_time_seconds(1)
+        .send()
+        .await
+        .unwrap();
+    let bodies: Vec<&str> = out.messages().iter().filter_map(|m| m.body()).collect();
+    assert_eq!(bodies.len(), 1);
+    let released_user = if finished_user == "s1" { "s2" } else { "s1" };
+    assert!(
+        bodies[0].contains(&format!("\"userName\":\"{released_user}\"")),
+        "the unfinished one is released: {}",
+        bodies[0]
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqs_consumer_survives_receive_errors() {
     let acct = Account::new(shared_moto()).await;

@@ -4,7 +4,9 @@
 //!
 //! Shutdown: the `shutdown` future resolving turns readiness off, stops the sources,
 //! stops handing out work, waits up to `controller.shutdown_grace` for in-flight
-//! reconciles, saves the CloudTrail checkpoint (the poller does) and returns.
+//! reconciles, then lets the SQS consumer delete the messages whose reconciles finished
+//! and release the others for immediate redelivery, saves the CloudTrail checkpoint (the
+//! poller does) and returns.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -146,9 +148,12 @@ pub async fn run(
         )?;
         sources.spawn(named("cloudtrail", poller.run(stop_rx.clone())));
     }
+    // Set once the drain is over: the SQS consumer then deletes or releases what it holds.
+    let (drained_tx, drained_rx) = watch::channel(false);
     if cfg.sources.sqs.queue_url.is_some() {
         let consumer =
-            crate::sources::sqs::SqsConsumer::new(&clients, &cfg.sources.sqs, dispatch.clone())?;
+            crate::sources::sqs::SqsConsumer::new(&clients, &cfg.sources.sqs, dispatch.clone())?
+                .release_unsettled_on(drained_rx);
         sources.spawn(named("sqs", consumer.run(stop_rx.clone())));
     }
 
@@ -164,6 +169,7 @@ pub async fn run(
             "shutdown grace ended with reconciles in flight"
         );
     }
+    let _ = drained_tx.send(true);
     // Sources save their checkpoints when they see the stop signal.
     let _ = tokio::time::timeout_at(
         deadline.max(Instant::now() + Duration::from_secs(2)),

@@ -31,9 +31,12 @@
 //! the queue (visible) instead of timing out in its memory.
 //!
 //! On shutdown the consumer stops receiving at once (an in-progress long poll is
-//! abandoned). Messages still being waited on keep waiting in the background: those whose
-//! reconcile finishes while the controller drains are deleted, the others are redelivered
-//! after the process exits.
+//! abandoned). Messages still being waited on keep waiting while the controller drains:
+//! those whose reconciles finish are deleted. In the daemon ([`SqsConsumer::release_unsettled_on`])
+//! the others are then *released* (`ChangeMessageVisibility` to 0), so the next daemon (a
+//! restarted one, another replica) gets them at once instead of after the rest of their
+//! visibility timeout; a message whose release fails is redelivered after that timeout.
+//! Without that signal they are left to the visibility timeout.
 //!
 //! Receive errors (network, permissions, a missing queue) are logged and retried with
 //! backoff (1 s, 2 s, 4 s, … at most 30 s, reset after a successful receive); they never stop
@@ -45,6 +48,7 @@ use std::time::Duration;
 use aws_sdk_sqs::types::{Message, MessageSystemAttributeName, QueueAttributeName};
 use chrono::Utc;
 use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::cloudtrail::stopped;
@@ -75,6 +79,21 @@ pub struct SqsConsumer {
     max_messages: u32,
     max_in_flight: usize,
     dispatch: Dispatch,
+    /// Becomes true once the controller has drained after shutdown: unsettled messages
+    /// are released then.
+    drained: Option<watch::Receiver<bool>>,
+}
+
+/// What became of a message whose reconciles were waited on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Settled {
+    /// Its reconciles finished; deleted (or the delete failed and it comes back: harmless).
+    Deleted,
+    /// Shutdown with its reconciles unfinished: made visible again at once.
+    Released,
+    /// Not finished before its hold ended (or the release failed): SQS delivers it again
+    /// after its visibility timeout.
+    Left,
 }
 
 /// How long to wait for the reconciles of a message received with this visibility timeout.
@@ -127,7 +146,18 @@ impl SqsConsumer {
             max_messages: cfg.max_messages.clamp(1, 10),
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             dispatch,
+            drained: None,
         })
+    }
+
+    /// After shutdown, wait for `drained` to become true (the controller has finished or
+    /// given up draining its reconciles), then delete the messages whose reconciles finished
+    /// and release the others for immediate redelivery; [`run`](Self::run) returns once all
+    /// are settled. Without it, `run` returns at once on shutdown and unsettled messages
+    /// wait out their visibility timeout.
+    pub fn release_unsettled_on(mut self, drained: watch::Receiver<bool>) -> Self {
+        self.drained = Some(drained);
+        self
     }
 
     /// Changes the bound on messages waited on at once (at least 1).
@@ -205,12 +235,15 @@ impl SqsConsumer {
             "SQS consumer started"
         );
         let permits = Arc::new(Semaphore::new(self.max_in_flight));
+        let mut settling: JoinSet<Settled> = JoinSet::new();
         let wait_secs = i32::try_from(self.wait_time.as_secs().min(20)).unwrap_or(20);
         let mut backoff = Duration::ZERO;
         loop {
             if *shutdown.borrow() {
                 break;
             }
+            // Reap settled messages (their results are only counted at shutdown).
+            while settling.try_join_next().is_some() {}
             let free = permits.available_permits();
             if free == 0 {
                 // At the bound: receive nothing until a message is settled.
@@ -241,7 +274,7 @@ impl SqsConsumer {
                     backoff = Duration::ZERO;
                     self.dispatch.metrics().poll_ok(Source::Sqs, Utc::now());
                     for m in out.messages() {
-                        self.handle(m, hold, &permits).await;
+                        self.handle(m, hold, &permits, &mut settling).await;
                     }
                 }
                 Err(e) => {
@@ -261,15 +294,46 @@ impl SqsConsumer {
                 }
             }
         }
+        let waiting = self.max_in_flight - permits.available_permits();
+        if self.drained.is_none() {
+            tracing::info!(
+                waiting,
+                "SQS consumer stopped receiving; messages whose reconcile finishes are still \
+                 deleted, the others will be delivered again after their visibility timeout"
+            );
+            settling.detach_all();
+            return Ok(());
+        }
         tracing::info!(
-            waiting = self.max_in_flight - permits.available_permits(),
-            "SQS consumer stopped receiving; messages whose reconcile finishes are still \
-             deleted, the others will be delivered again"
+            waiting,
+            "SQS consumer stopped receiving; waiting for the drain to delete or release the \
+             messages still in hand"
+        );
+        let (mut deleted, mut released, mut left) = (0usize, 0usize, 0usize);
+        while let Some(r) = settling.join_next().await {
+            match r {
+                Ok(Settled::Deleted) => deleted += 1,
+                Ok(Settled::Released) => released += 1,
+                Ok(Settled::Left) | Err(_) => left += 1,
+            }
+        }
+        tracing::info!(
+            deleted,
+            released,
+            left,
+            "SQS consumer stopped: messages handled were deleted, unfinished ones released for \
+             immediate redelivery (left: redelivered after their visibility timeout)"
         );
         Ok(())
     }
 
-    async fn handle(&self, m: &Message, hold: Duration, permits: &Arc<Semaphore>) {
+    async fn handle(
+        &self,
+        m: &Message,
+        hold: Duration,
+        permits: &Arc<Semaphore>,
+        settling: &mut JoinSet<Settled>,
+    ) {
         let received = Instant::now();
         let message_id = m.message_id().unwrap_or("");
         let receive_count = m
@@ -312,7 +376,7 @@ impl SqsConsumer {
                 Err(_) => return,
             },
         };
-        tokio::spawn(settle(
+        settling.spawn(settle(
             self.dispatch.clone(),
             self.sqs.clone(),
             self.queue_url.clone(),
@@ -320,13 +384,15 @@ impl SqsConsumer {
             message_id.to_string(),
             tickets,
             received + hold,
+            self.drained.clone(),
             permit,
         ));
     }
 }
 
-/// Waits for the message's reconciles, then deletes it; leaves it when they do not finish
-/// before `deadline`.
+/// Waits for the message's reconciles, then deletes it. When they do not finish before
+/// `deadline` the message is left to its visibility timeout; when `drained` becomes true
+/// first (shutdown) it is released for immediate redelivery.
 #[allow(clippy::too_many_arguments)]
 async fn settle(
     dispatch: Dispatch,
@@ -336,16 +402,61 @@ async fn settle(
     message_id: String,
     tickets: Vec<Ticket>,
     deadline: Instant,
+    drained: Option<watch::Receiver<bool>>,
     _permit: tokio::sync::OwnedSemaphorePermit,
-) {
-    if dispatch.wait_done(&tickets, deadline).await {
+) -> Settled {
+    let (done, shutting_down) = match drained {
+        Some(mut drained) => tokio::select! {
+            done = dispatch.wait_done(&tickets, deadline) => (done, false),
+            // Every reconcile that will finish has finished once the drain is over.
+            _ = stopped(&mut drained) => (dispatch.wait_done(&tickets, Instant::now()).await, true),
+        },
+        None => (dispatch.wait_done(&tickets, deadline).await, false),
+    };
+    if done {
         delete(&sqs, &queue_url, &receipt, &message_id).await;
-    } else {
-        tracing::debug!(
-            message_id,
-            "reconcile not finished before the message's visibility timeout; leaving it to be \
-             delivered again"
-        );
+        return Settled::Deleted;
+    }
+    if shutting_down {
+        return release(&sqs, &queue_url, &receipt, &message_id).await;
+    }
+    tracing::debug!(
+        message_id,
+        "reconcile not finished before the message's visibility timeout; leaving it to be \
+         delivered again"
+    );
+    Settled::Left
+}
+
+/// Make a received message visible again at once (ChangeMessageVisibility 0).
+async fn release(
+    sqs: &aws_sdk_sqs::Client,
+    queue_url: &str,
+    receipt: &str,
+    message_id: &str,
+) -> Settled {
+    match sqs
+        .change_message_visibility()
+        .queue_url(queue_url)
+        .receipt_handle(receipt)
+        .visibility_timeout(0)
+        .send()
+        .await
+    {
+        Ok(_) => {
+            tracing::debug!(message_id, "unfinished SQS message released for redelivery");
+            Settled::Released
+        }
+        Err(e) => {
+            let err = aws_error("sqs", "ChangeMessageVisibility", e);
+            tracing::warn!(
+                error = %err,
+                message_id,
+                "cannot release an unfinished SQS message; it is delivered again after its \
+                 visibility timeout"
+            );
+            Settled::Left
+        }
     }
 }
 
