@@ -518,7 +518,7 @@ mod tests {
                 "type": "IAMUser",
                 "arn": "arn:aws:iam::123456789012:user/ops/alice",
                 "userName": "alice",
-                "accessKeyId": "AKIAEXAMPLEEXAMPLE01"
+                "accessKeyId": "caller-key-id-1"
             }
         })
     }
@@ -572,7 +572,7 @@ mod tests {
         ] {
             let got = map(&record(
                 name,
-                json!({"accessKeyId": "AKIAEXAMPLEEXAMPLE02"}),
+                json!({"accessKeyId": "caller-key-id-2"}),
             ));
             assert_eq!(got, vec![user("alice")], "{name}");
             // requestParameters null altogether (ChangePassword has only hidden fields)
@@ -602,7 +602,7 @@ mod tests {
         v["userIdentity"] = json!({
             "type": "AssumedRole",
             "arn": "arn:aws:sts::123456789012:assumed-role/Admin/session",
-            "accessKeyId": "ASIAEXAMPLEEXAMPLE01"
+            "accessKeyId": "session-key-id-1"
         });
         assert_eq!(map(&v), vec![]);
         v["userIdentity"] = json!({"type": "Root", "arn": "arn:aws:iam::123456789012:root"});
@@ -822,7 +822,7 @@ mod tests {
         );
         assert_eq!(ev.caller_user_name.as_deref(), Some("alice"));
         assert_eq!(ev.caller_iam_user(), Some("alice"));
-        assert_eq!(ev.access_key_id.as_deref(), Some("AKIAEXAMPLEEXAMPLE01"));
+        assert_eq!(ev.access_key_id.as_deref(), Some("caller-key-id-1"));
         assert_eq!(ev.request, json!({"userName": "bob"}));
     }
 
