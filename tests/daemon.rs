@@ -11,8 +11,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_credential_types::Credentials;
+use aws_sdk_sqs::types::QueueAttributeName;
 use support::recorder::Recorder;
-use support::{bin, eventually, shared_moto, Account};
+use support::{bin, create_queue, eventually, shared_moto, Account};
 
 const DEADLINE: Duration = Duration::from_secs(60);
 
@@ -386,13 +387,7 @@ async fn sqs_messages_are_reconciled_then_deleted_and_malformed_ones_left() {
     let acct = Account::new(moto).await;
     let dir = tempfile::tempdir().unwrap();
     let sqs = aws_sdk_sqs::Client::new(&acct.sdk);
-    let q = sqs
-        .create_queue()
-        .queue_name(format!("iam-warden-{}", acct.id))
-        .send()
-        .await
-        .unwrap();
-    let url = q.queue_url().unwrap().to_string();
+    let url = create_queue(&sqs, &format!("iam-warden-{}", acct.id), &[]).await;
     let creds = session(&acct, "iam-warden-daemon").await;
     let mut env = vec![
         ("IAM_WARDEN_STATE_DIR", dir.path().display().to_string()),
@@ -409,18 +404,8 @@ async fn sqs_messages_are_reconciled_then_deleted_and_malformed_ones_left() {
 
     // The user exists (made directly in moto); only the SQS message tells the daemon.
     acct.user("via-sqs").await.password("via-sqs").await;
-    sqs.send_message()
-        .queue_url(&url)
-        .message_body(login_profile_event(&acct, "via-sqs"))
-        .send()
-        .await
-        .unwrap();
-    sqs.send_message()
-        .queue_url(&url)
-        .message_body("{\"detail-type\": \"truncated")
-        .send()
-        .await
-        .unwrap();
+    send(&sqs, &url, &login_profile_event(&acct, "via-sqs")).await;
+    send(&sqs, &url, "{\"detail-type\": \"truncated").await;
 
     wait_in_group(&acct.iam, "via-sqs", "iam-warden-require-mfa").await;
     eventually("the malformed message counted", DEADLINE, || async {
@@ -485,6 +470,51 @@ async fn messages_in(sqs: &aws_sdk_sqs::Client, url: &str) -> Option<u32> {
     Some(n(A::ApproximateNumberOfMessages)? + n(A::ApproximateNumberOfMessagesNotVisible)?)
 }
 
+/// The daemon's environment with only the SQS source (queue `url`, 1 s long polls) and a
+/// write limit of `writes_per_second` with a burst of 1.
+fn sqs_only_env(
+    state_dir: &Path,
+    url: &str,
+    writes_per_second: &str,
+) -> Vec<(&'static str, String)> {
+    vec![
+        ("IAM_WARDEN_STATE_DIR", state_dir.display().to_string()),
+        (
+            "IAM_WARDEN_SOURCES__CLOUDTRAIL__ENABLED",
+            "false".to_string(),
+        ),
+        ("IAM_WARDEN_SOURCES__SQS__QUEUE_URL", url.to_string()),
+        ("IAM_WARDEN_SOURCES__SQS__WAIT_TIME", "1s".to_string()),
+        (
+            "IAM_WARDEN_CONTROLLER__WRITES_PER_SECOND",
+            writes_per_second.to_string(),
+        ),
+        ("IAM_WARDEN_CONTROLLER__WRITE_BURST", "1".to_string()),
+    ]
+}
+
+async fn send(sqs: &aws_sdk_sqs::Client, url: &str, body: &str) {
+    sqs.send_message()
+        .queue_url(url)
+        .message_body(body)
+        .send()
+        .await
+        .unwrap();
+}
+
+/// Sends a CreateLoginProfile event to a daemon that has received none yet, and waits until
+/// it has received and dispatched it.
+async fn send_and_wait_dispatched(d: &Daemon, sqs: &aws_sdk_sqs::Client, url: &str, body: &str) {
+    send(sqs, url, body).await;
+    eventually("the message received and dispatched", DEADLINE, || async {
+        (d.metric("iam_warden_events_total{event=\"CreateLoginProfile\",outcome=\"enqueued\"}")
+            .await
+            >= 1.0)
+            .then_some(())
+    })
+    .await;
+}
+
 /// At-least-once through a crash: the daemon is killed (SIGKILL) while the message's
 /// reconcile waits for the write limiter; the message was received but not deleted, so
 /// SQS delivers it again after its visibility timeout and the restarted daemon acts on it,
@@ -495,54 +525,20 @@ async fn sqs_message_survives_a_crash_before_its_reconcile_finished() {
     let acct = Account::new(moto).await;
     let dir = tempfile::tempdir().unwrap();
     let sqs = aws_sdk_sqs::Client::new(&acct.sdk);
-    let url = sqs
-        .create_queue()
-        .queue_name(format!("iam-warden-crash-{}", acct.id))
-        .attributes(
-            aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout,
-            "3",
-        )
-        .send()
-        .await
-        .unwrap()
-        .queue_url()
-        .unwrap()
-        .to_string();
+    let url = create_queue(
+        &sqs,
+        &format!("iam-warden-crash-{}", acct.id),
+        &[(QueueAttributeName::VisibilityTimeout, "3".into())],
+    )
+    .await;
     let creds = session(&acct, "iam-warden-daemon").await;
-    let env = |writes_per_second: &str| {
-        vec![
-            ("IAM_WARDEN_STATE_DIR", dir.path().display().to_string()),
-            (
-                "IAM_WARDEN_SOURCES__CLOUDTRAIL__ENABLED",
-                "false".to_string(),
-            ),
-            ("IAM_WARDEN_SOURCES__SQS__QUEUE_URL", url.clone()),
-            ("IAM_WARDEN_SOURCES__SQS__WAIT_TIME", "1s".to_string()),
-            (
-                "IAM_WARDEN_CONTROLLER__WRITES_PER_SECOND",
-                writes_per_second.to_string(),
-            ),
-            ("IAM_WARDEN_CONTROLLER__WRITE_BURST", "1".to_string()),
-        ]
-    };
+    let env = |writes_per_second| sqs_only_env(dir.path(), &url, writes_per_second);
     // One write every 1,000 s: the first resync's baseline writes hold the limiter, so the
     // user's reconcile cannot finish.
     let d = Daemon::start(&creds, &moto.endpoint, &env("0.001"));
     d.wait_ready().await;
     acct.user("crash").await.password("crash").await;
-    sqs.send_message()
-        .queue_url(&url)
-        .message_body(login_profile_event(&acct, "crash"))
-        .send()
-        .await
-        .unwrap();
-    eventually("the message received and dispatched", DEADLINE, || async {
-        (d.metric("iam_warden_events_total{event=\"CreateLoginProfile\",outcome=\"enqueued\"}")
-            .await
-            >= 1.0)
-            .then_some(())
-    })
-    .await;
+    send_and_wait_dispatched(&d, &sqs, &url, &login_profile_event(&acct, "crash")).await;
     assert!(groups_of(&acct.iam, "crash").await.is_empty());
     d.signal("KILL");
     let mut d = d;
@@ -580,49 +576,20 @@ async fn sqs_message_is_released_for_redelivery_on_graceful_shutdown() {
     let acct = Account::new(moto).await;
     let dir = tempfile::tempdir().unwrap();
     let sqs = aws_sdk_sqs::Client::new(&acct.sdk);
-    let url = sqs
-        .create_queue()
-        .queue_name(format!("iam-warden-release-{}", acct.id))
-        .attributes(A::VisibilityTimeout, "300")
-        .send()
-        .await
-        .unwrap()
-        .queue_url()
-        .unwrap()
-        .to_string();
+    let url = create_queue(
+        &sqs,
+        &format!("iam-warden-release-{}", acct.id),
+        &[(A::VisibilityTimeout, "300".into())],
+    )
+    .await;
     let creds = session(&acct, "iam-warden-daemon").await;
     // One write every 1,000 s: the first resync's baseline writes hold the limiter.
-    let env = vec![
-        ("IAM_WARDEN_STATE_DIR", dir.path().display().to_string()),
-        (
-            "IAM_WARDEN_SOURCES__CLOUDTRAIL__ENABLED",
-            "false".to_string(),
-        ),
-        ("IAM_WARDEN_SOURCES__SQS__QUEUE_URL", url.clone()),
-        ("IAM_WARDEN_SOURCES__SQS__WAIT_TIME", "1s".to_string()),
-        (
-            "IAM_WARDEN_CONTROLLER__WRITES_PER_SECOND",
-            "0.001".to_string(),
-        ),
-        ("IAM_WARDEN_CONTROLLER__WRITE_BURST", "1".to_string()),
-        ("IAM_WARDEN_CONTROLLER__SHUTDOWN_GRACE", "1s".to_string()),
-    ];
+    let mut env = sqs_only_env(dir.path(), &url, "0.001");
+    env.push(("IAM_WARDEN_CONTROLLER__SHUTDOWN_GRACE", "1s".to_string()));
     let d = Daemon::start(&creds, &moto.endpoint, &env);
     d.wait_ready().await;
     acct.user("released").await.password("released").await;
-    sqs.send_message()
-        .queue_url(&url)
-        .message_body(login_profile_event(&acct, "released"))
-        .send()
-        .await
-        .unwrap();
-    eventually("the message received and dispatched", DEADLINE, || async {
-        (d.metric("iam_warden_events_total{event=\"CreateLoginProfile\",outcome=\"enqueued\"}")
-            .await
-            >= 1.0)
-            .then_some(())
-    })
-    .await;
+    send_and_wait_dispatched(&d, &sqs, &url, &login_profile_event(&acct, "released")).await;
     let (code, log) = d.stop().await;
     assert_eq!(code, 0, "{log}");
     assert!(groups_of(&acct.iam, "released").await.is_empty());

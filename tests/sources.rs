@@ -22,7 +22,7 @@ use iam_warden::sources::event::{BaselineNames, ReconcileKey};
 use iam_warden::sources::sqs::SqsConsumer;
 use serde_json::{json, Value};
 use support::recorder::Recorder;
-use support::{eventually, shared_moto, Account};
+use support::{create_queue, eventually, shared_moto, Account};
 use tokio::sync::watch;
 
 // ---------------------------------------------------------------------------------------
@@ -472,15 +472,7 @@ struct Queues {
 async fn queues(acct: &Account, visibility_secs: u32) -> Queues {
     let sqs = aws_sdk_sqs::Client::new(&acct.sdk);
     let suffix = fastrand::u32(..);
-    let dlq_url = sqs
-        .create_queue()
-        .queue_name(format!("warden-dlq-{suffix}"))
-        .send()
-        .await
-        .unwrap()
-        .queue_url()
-        .unwrap()
-        .to_string();
+    let dlq_url = create_queue(&sqs, &format!("warden-dlq-{suffix}"), &[]).await;
     let dlq_arn = sqs
         .get_queue_attributes()
         .queue_url(&dlq_url)
@@ -491,23 +483,21 @@ async fn queues(acct: &Account, visibility_secs: u32) -> Queues {
         .attributes()
         .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
         .expect("QueueArn");
-    let url = sqs
-        .create_queue()
-        .queue_name(format!("warden-events-{suffix}"))
-        .attributes(
-            QueueAttributeName::VisibilityTimeout,
-            visibility_secs.to_string(),
-        )
-        .attributes(
-            QueueAttributeName::RedrivePolicy,
-            json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "2"}).to_string(),
-        )
-        .send()
-        .await
-        .unwrap()
-        .queue_url()
-        .unwrap()
-        .to_string();
+    let url = create_queue(
+        &sqs,
+        &format!("warden-events-{suffix}"),
+        &[
+            (
+                QueueAttributeName::VisibilityTimeout,
+                visibility_secs.to_string(),
+            ),
+            (
+                QueueAttributeName::RedrivePolicy,
+                json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "2"}).to_string(),
+            ),
+        ],
+    )
+    .await;
     Queues { sqs, url, dlq_url }
 }
 

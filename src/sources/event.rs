@@ -570,10 +570,7 @@ mod tests {
             "EnableMFADevice",
             "DeactivateMFADevice",
         ] {
-            let got = map(&record(
-                name,
-                json!({"accessKeyId": "caller-key-id-2"}),
-            ));
+            let got = map(&record(name, json!({"accessKeyId": "caller-key-id-2"})));
             assert_eq!(got, vec![user("alice")], "{name}");
             // requestParameters null altogether (ChangePassword has only hidden fields)
             let got = map(&record(name, Value::Null));

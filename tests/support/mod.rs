@@ -325,6 +325,24 @@ impl Account {
 }
 
 /// The built `iam-warden` binary.
+/// Creates an SQS queue with these attributes; returns its URL.
+pub async fn create_queue(
+    sqs: &aws_sdk_sqs::Client,
+    name: &str,
+    attributes: &[(aws_sdk_sqs::types::QueueAttributeName, String)],
+) -> String {
+    let mut req = sqs.create_queue().queue_name(name);
+    for (k, v) in attributes {
+        req = req.attributes(k.clone(), v.clone());
+    }
+    req.send()
+        .await
+        .unwrap()
+        .queue_url()
+        .expect("CreateQueue returns the queue URL")
+        .to_string()
+}
+
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_iam-warden")
 }
