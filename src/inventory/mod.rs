@@ -68,17 +68,19 @@ pub enum Observed {
 pub struct Tags(Vec<(String, String)>);
 
 impl Tags {
+    /// Where tag `key` is (`Ok`) or would be inserted (`Err`).
+    fn position(&self, key: &str) -> std::result::Result<usize, usize> {
+        self.0.binary_search_by(|(k, _)| k.as_str().cmp(key))
+    }
+
     /// The value of tag `key` (IAM tag keys are matched exactly, as `GetUser` returns them).
     pub fn get(&self, key: &str) -> Option<&String> {
-        self.0
-            .binary_search_by(|(k, _)| k.as_str().cmp(key))
-            .ok()
-            .map(|i| &self.0[i].1)
+        self.position(key).ok().map(|i| &self.0[i].1)
     }
 
     /// Set tag `key` (replacing its value if present).
     pub fn insert(&mut self, key: String, value: String) {
-        match self.0.binary_search_by(|(k, _)| k.as_str().cmp(&key)) {
+        match self.position(&key) {
             Ok(i) => self.0[i].1 = value,
             Err(i) => self.0.insert(i, (key, value)),
         }
