@@ -105,12 +105,13 @@ impl EnforceReport {
             self.plan.action_count(),
             self.plan.users_changed()
         );
-        let _ = writeln!(
-            out,
-            "breaker: {} (counted: users whose existing access would be reduced; new users and changes that take nothing away are not)",
-            self.breaker.describe()
-        );
-        if self.breaker.tripped {
+        if !self.breaker.tripped {
+            let _ = writeln!(
+                out,
+                "breaker: {} (counted: users whose existing access would be reduced; new users and changes that take nothing away are not)",
+                self.breaker.describe()
+            );
+        } else {
             let (state, advice) = if self.breaker.overridden {
                 ("OVERRIDDEN", "")
             } else {
