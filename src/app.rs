@@ -245,7 +245,7 @@ pub async fn enforce(
         for u in plan
             .users
             .iter()
-            .filter(|u| !(blocks && u.counts_toward_breaker()))
+            .filter(|u| !blocks || !u.counts_toward_breaker())
         {
             results.extend(applier.apply_all(&snap, &u.actions, now).await);
         }

@@ -390,7 +390,9 @@ pub async fn resync(ctx: &Context) -> Result<()> {
     for u in plan
         .users
         .iter()
-        .filter(|u| !u.actions.is_empty() && !(blocked && u.counts_toward_breaker()))
+        .filter(|u| !u.actions.is_empty())
+        // Tripped: only the users whose changes take nothing away.
+        .filter(|u| !blocked || !u.counts_toward_breaker())
     {
         ctx.dispatch.enqueue(
             ReconcileKey::User(u.verdict.user.clone()),
