@@ -1,4 +1,6 @@
-//! Library errors. Every variant says what went wrong and how to fix it.
+//! Library errors. Every variant says, on one line, what went wrong and how to fix it.
+//! The SDK's full report of an AWS error (nested debug structures) is kept apart, in
+//! [`Error::detail`], for `--verbose`.
 
 use std::path::PathBuf;
 
@@ -9,7 +11,7 @@ pub enum Error {
     #[error("invalid configuration: {0}")]
     Config(String),
 
-    /// An AWS call failed. `hint` says what to do about it.
+    /// An AWS call failed. `message` is the root cause in words, `hint` what to do about it.
     #[error("AWS {service} {operation} failed: {message}{}", hint_suffix(.hint))]
     Aws {
         service: &'static str,
@@ -18,6 +20,8 @@ pub enum Error {
         code: Option<String>,
         message: String,
         hint: Option<String>,
+        /// The SDK's full report (every cause, with debug structures): not displayed.
+        detail: String,
     },
 
     #[error("the credential report could not be read: {0}")]
@@ -53,6 +57,14 @@ impl Error {
     pub fn aws_code(&self) -> Option<&str> {
         match self {
             Error::Aws { code, .. } => code.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// The full cause chain behind the one-line message, when there is more to it.
+    pub fn detail(&self) -> Option<&str> {
+        match self {
+            Error::Aws { detail, .. } if !detail.is_empty() => Some(detail),
             _ => None,
         }
     }
