@@ -290,7 +290,7 @@ where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     R: fmt::Debug + 'static,
 {
-    let detail = DisplayErrorContext(&err).to_string();
+    let detail = DisplayErrorContext(&err).to_string().into_boxed_str();
     let (code, message, hint) = match &err {
         SdkError::ServiceError(se) => {
             let e = se.err();
@@ -301,13 +301,13 @@ where
                 .filter(|m| !m.is_empty())
                 .or_else(|| code.clone())
                 .unwrap_or_else(|| root_cause(e).unwrap_or_else(|| "AWS returned an error".into()));
-            let hint = code.as_deref().and_then(hint_for_code).map(str::to_string);
+            let hint = code.as_deref().and_then(hint_for_code);
             (code, message, hint)
         }
         SdkError::TimeoutError(_) => (
             None,
             "no answer before the timeout".to_string(),
-            Some(HINT_TIMEOUT.to_string()),
+            Some(HINT_TIMEOUT),
         ),
         SdkError::DispatchFailure(d) => {
             let cause = root_cause(&err);
@@ -323,19 +323,19 @@ where
                           EC2 instance metadata)"
                         .to_string(),
                 };
-                (None, message, Some(HINT_CREDENTIALS.to_string()))
+                (None, message, Some(HINT_CREDENTIALS))
             } else if d.is_timeout() {
                 let message = match cause {
                     Some(c) => format!("the request timed out ({c})"),
                     None => "the request timed out".to_string(),
                 };
-                (None, message, Some(HINT_TIMEOUT.to_string()))
+                (None, message, Some(HINT_TIMEOUT))
             } else {
                 let message = match cause {
                     Some(c) => format!("the request could not be sent: {c}"),
                     None => "the request could not be sent".to_string(),
                 };
-                (None, message, Some(HINT_UNREACHABLE.to_string()))
+                (None, message, Some(HINT_UNREACHABLE))
             }
         }
         SdkError::ResponseError(_) => (
@@ -344,11 +344,11 @@ where
                 Some(c) => format!("the response could not be read: {c}"),
                 None => "the response could not be read".to_string(),
             },
-            Some(HINT_NOT_AWS.to_string()),
+            Some(HINT_NOT_AWS),
         ),
         _ => {
             let message = root_cause(&err).unwrap_or_else(|| "the request failed".to_string());
-            let hint = has_credentials_error(&err).then(|| HINT_CREDENTIALS.to_string());
+            let hint = has_credentials_error(&err).then_some(HINT_CREDENTIALS);
             (None, message, hint)
         }
     };

@@ -19,9 +19,9 @@ pub enum Error {
         /// The AWS error code (e.g. `NoSuchEntity`, `Throttling`), when AWS sent one.
         code: Option<String>,
         message: String,
-        hint: Option<String>,
+        hint: Option<&'static str>,
         /// The SDK's full report (every cause, with debug structures): not displayed.
-        detail: String,
+        detail: Box<str>,
     },
 
     #[error("the credential report could not be read: {0}")]
@@ -48,7 +48,7 @@ pub enum Error {
     Other(String),
 }
 
-fn hint_suffix(h: &Option<String>) -> String {
+fn hint_suffix(h: &Option<&'static str>) -> String {
     h.as_ref().map(|h| format!(" ({h})")).unwrap_or_default()
 }
 
