@@ -15,7 +15,6 @@ use crate::baseline::checks::days_between;
 use crate::baseline::plan::{Action, InactiveMark, KeyRef, PlannedAction};
 use crate::config::INACTIVE_SINCE_TAG_PREFIX;
 use crate::config::{Config, Mode};
-use crate::controller::queue::RateLimiter;
 use crate::error::{Error, Result};
 use crate::inventory::{live, to_chrono, AccountSnapshot};
 use crate::journal::{Entry, Journal};
@@ -72,7 +71,6 @@ pub struct Applier {
     pub clients: Clients,
     pub mode: Mode,
     pub journal: Arc<Journal>,
-    pub limiter: Arc<RateLimiter>,
     pub metrics: Option<Arc<Metrics>>,
     pub account_id: String,
     /// `aws`, `aws-cn`, ... (from the caller ARN).
@@ -95,7 +93,6 @@ impl Applier {
         clients: Clients,
         cfg: &Config,
         journal: Arc<Journal>,
-        limiter: Arc<RateLimiter>,
         metrics: Option<Arc<Metrics>>,
         snap: &AccountSnapshot,
     ) -> Applier {
@@ -103,7 +100,6 @@ impl Applier {
             clients,
             mode: cfg.mode,
             journal,
-            limiter,
             metrics,
             account_id: snap.account_id.clone(),
             partition: partition_of(&snap.caller_arn),
@@ -202,10 +198,6 @@ impl Applier {
         }
     }
 
-    async fn write_permit(&self) {
-        self.limiter.acquire().await;
-    }
-
     async fn execute(
         &self,
         snap: &AccountSnapshot,
@@ -215,7 +207,6 @@ impl Applier {
         let iam = &self.clients.iam;
         match action {
             Action::CreatePolicy { policy, document } => {
-                self.write_permit().await;
                 let r = iam
                     .create_policy()
                     .policy_name(policy)
@@ -236,7 +227,6 @@ impl Applier {
                 policy,
             } => {
                 if let Some(v) = delete_version {
-                    self.write_permit().await;
                     let r = iam
                         .delete_policy_version()
                         .policy_arn(policy_arn)
@@ -257,7 +247,6 @@ impl Applier {
                     );
                     r?;
                 }
-                self.write_permit().await;
                 iam.create_policy_version()
                     .policy_arn(policy_arn)
                     .policy_document(document)
@@ -268,7 +257,6 @@ impl Applier {
                 Ok(Outcome::Applied)
             }
             Action::CreateGroup { group } => {
-                self.write_permit().await;
                 let r = iam
                     .create_group()
                     .group_name(group)
@@ -279,7 +267,6 @@ impl Applier {
                 already_exists_is_ok(r.map(|_| ()))
             }
             Action::AttachGroupPolicy { group, policy } => {
-                self.write_permit().await;
                 iam.attach_group_policy()
                     .group_name(group)
                     .policy_arn(self.policy_arn(snap, policy))
@@ -305,14 +292,12 @@ impl Applier {
                 if p.max_age_days > 0 {
                     req = req.max_password_age(clamp(p.max_age_days));
                 }
-                self.write_permit().await;
                 req.send()
                     .await
                     .map_err(|e| aws_error("iam", "UpdateAccountPasswordPolicy", e))?;
                 Ok(Outcome::Applied)
             }
             Action::AddUserToGroup { user, group } => {
-                self.write_permit().await;
                 iam.add_user_to_group()
                     .user_name(user)
                     .group_name(group)
@@ -322,7 +307,6 @@ impl Applier {
                 Ok(Outcome::Applied)
             }
             Action::AttachUserPolicy { user, policy } => {
-                self.write_permit().await;
                 iam.attach_user_policy()
                     .user_name(user)
                     .policy_arn(self.policy_arn(snap, policy))
@@ -353,7 +337,6 @@ impl Applier {
                         }
                     }
                 }
-                self.write_permit().await;
                 iam.delete_login_profile()
                     .user_name(user)
                     .send()
@@ -378,7 +361,6 @@ impl Applier {
                         return Ok(skip);
                     }
                 }
-                self.write_permit().await;
                 iam.update_access_key()
                     .user_name(user)
                     .access_key_id(&id)
@@ -413,7 +395,6 @@ impl Applier {
                 if let Some(skip) = self.recently_used(&id, *unused_days, now).await? {
                     return Ok(skip);
                 }
-                self.write_permit().await;
                 iam.delete_access_key()
                     .user_name(user)
                     .access_key_id(&id)
@@ -434,7 +415,6 @@ impl Applier {
                 if active {
                     return Ok(Outcome::Skipped(format!("{id} is active again")));
                 }
-                self.write_permit().await;
                 iam.tag_user()
                     .user_name(user)
                     .tags(mark_tag(&id, now, created)?)
@@ -498,7 +478,6 @@ impl Applier {
         now: DateTime<Utc>,
         reason: &str,
     ) {
-        self.write_permit().await;
         let r = match mark_tag(id, now, created) {
             Ok(tag) => self
                 .clients
@@ -526,7 +505,6 @@ impl Applier {
     }
 
     async fn clear_mark(&self, user: &str, id: &str) -> Result<()> {
-        self.write_permit().await;
         self.clients
             .iam
             .untag_user()
