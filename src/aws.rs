@@ -280,10 +280,9 @@ impl Clients {
         let mut sts = aws_sdk_sts::config::Builder::from(shared)
             .interceptor(counter("sts"))
             .retry_config(RetryConfig::disabled());
-        if let Some(h) = shared.http_client() {
-            iam = iam.http_client(paced_http(h.clone(), &pacer));
-            sts = sts.http_client(paced_http(h, &pacer));
-        }
+        let base_http = shared.http_client().unwrap_or_else(default_http_client);
+        iam = iam.http_client(paced_http(base_http.clone(), &pacer));
+        sts = sts.http_client(paced_http(base_http.clone(), &pacer));
         let iam = aws_sdk_iam::Client::from_conf(iam.build());
         let sts = aws_sdk_sts::Client::from_conf(sts.build());
         let mut ct =
@@ -304,7 +303,7 @@ impl Clients {
             sqs,
             calls,
             pacer,
-            base_http: shared.http_client(),
+            base_http: Some(base_http),
         }
     }
 
@@ -321,6 +320,23 @@ impl Clients {
             out.account().unwrap_or_default().to_string(),
         ))
     }
+}
+
+/// The SDK's default HTTPS client (hyper 1, rustls with aws-lc, proxy from the
+/// environment), built here because `SdkConfig` leaves it to each client to resolve.
+fn default_http_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
+    use aws_smithy_http_client::proxy::ProxyConfig;
+    use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
+    aws_smithy_http_client::Builder::new().build_with_connector_fn(|settings, components| {
+        let mut conn = aws_smithy_http_client::ConnectorBuilder::default()
+            .tls_provider(Provider::Rustls(CryptoMode::AwsLc));
+        conn.set_connector_settings(settings.cloned());
+        if let Some(c) = components {
+            conn.set_sleep_impl(c.sleep_impl());
+        }
+        conn.set_proxy_config(Some(ProxyConfig::from_env()));
+        conn.build()
+    })
 }
 
 fn paced_http(
