@@ -78,8 +78,8 @@ step "1. Audit: one read-only pass over every user (exit 1 = findings)"
 expect 1 "$WARDEN" audit
 
 step "2. Plan: every change enforcement would make, and why (writes nothing)"
-note "Exit 3: the pass would change more than safety.max_users_changed (25) users, so the"
-note "blast-radius breaker would stop it; enforce needs --confirm-large-change."
+note "Exit 3: the pass would take access away from more than safety.max_users_changed (25)"
+note "existing users, so the blast-radius breaker would hold them; enforce needs --confirm-large-change."
 expect 3 "$WARDEN" plan
 
 step "3. Enforce one pass (IAM_WARDEN_MODE=enforce, --confirm-large-change)"

@@ -39,58 +39,8 @@ pub async fn audit(cfg: &Config, clients: &Clients, now: DateTime<Utc>) -> Resul
     ))
 }
 
-/// The blast-radius breaker's verdict for one pass.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct Breaker {
-    pub users_changed: usize,
-    pub users_total: usize,
-    pub max_users_changed: u32,
-    pub max_users_changed_percent: f64,
-    /// The pass would change too many users.
-    pub tripped: bool,
-    /// Tripped, but an operator confirmed the large change.
-    pub overridden: bool,
-}
-
-impl Breaker {
-    pub fn evaluate(
-        users_changed: usize,
-        users_total: usize,
-        safety: &crate::config::Safety,
-        confirmed: bool,
-    ) -> Breaker {
-        let pct = if users_total == 0 {
-            0.0
-        } else {
-            users_changed as f64 * 100.0 / users_total as f64
-        };
-        let tripped = users_changed > safety.max_users_changed as usize
-            || pct > safety.max_users_changed_percent;
-        Breaker {
-            users_changed,
-            users_total,
-            max_users_changed: safety.max_users_changed,
-            max_users_changed_percent: safety.max_users_changed_percent,
-            tripped,
-            overridden: tripped && (confirmed || safety.confirm_large_change),
-        }
-    }
-
-    /// Writes are blocked.
-    pub fn blocks(&self) -> bool {
-        self.tripped && !self.overridden
-    }
-
-    pub fn describe(&self) -> String {
-        format!(
-            "this pass would change {} of {} users; the limit is {} users or {}%",
-            self.users_changed,
-            self.users_total,
-            self.max_users_changed,
-            self.max_users_changed_percent
-        )
-    }
-}
+/// The blast-radius breaker's verdict for one pass (the pure breaker's [`Verdict`]).
+pub use crate::baseline::breaker::Verdict as Breaker;
 
 /// The result of `plan` or `enforce --once`.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -103,7 +53,8 @@ pub struct EnforceReport {
     pub account_id: String,
     pub breaker: Breaker,
     pub plan: crate::baseline::Plan,
-    /// Outcomes, in the order applied (empty for `plan` and when the breaker blocked).
+    /// Outcomes, in the order applied (empty for `plan`; when the breaker blocks, the
+    /// users who would lose access have none).
     pub results: Vec<crate::apply::ActionResult>,
     pub aws_calls: u64,
     pub aws_write_calls: u64,
@@ -155,11 +106,17 @@ impl EnforceReport {
             self.plan.action_count(),
             self.plan.users_changed()
         );
-        if self.breaker.tripped {
+        if !self.breaker.tripped {
+            let _ = writeln!(
+                out,
+                "breaker: {} (counted: users whose existing access would be reduced; new users and changes that take nothing away are not)",
+                self.breaker.describe()
+            );
+        } else {
             let (state, advice) = if self.breaker.overridden {
                 ("OVERRIDDEN", "")
             } else {
-                ("TRIPPED", " Nothing is applied. Review the plan, then re-run with --confirm-large-change (or set safety.confirm_large_change = true).")
+                ("TRIPPED", " The users who would lose access are not changed; the others are. Review the plan, then re-run with --confirm-large-change (or set safety.confirm_large_change = true).")
             };
             let _ = writeln!(
                 out,
@@ -167,7 +124,10 @@ impl EnforceReport {
                 self.breaker.describe()
             );
         }
-        let line = |out: &mut String, pa: &PlannedAction| {
+        let blocked = |u: &crate::baseline::UserPlan| {
+            self.command == "enforce" && self.breaker.blocks() && u.counts_toward_breaker()
+        };
+        let line = |out: &mut String, pa: &PlannedAction, held: bool| {
             let o = match self
                 .results
                 .iter()
@@ -178,6 +138,7 @@ impl EnforceReport {
                 Some(Outcome::DryRun) => " -> dry-run".to_string(),
                 Some(Outcome::Skipped(s)) => format!(" -> skipped: {s}"),
                 Some(Outcome::Failed(s)) => format!(" -> FAILED: {s}"),
+                None if held => " -> not applied: breaker tripped".to_string(),
                 None => String::new(),
             };
             let _ = writeln!(
@@ -191,13 +152,17 @@ impl EnforceReport {
         if !self.plan.account_actions.is_empty() {
             let _ = writeln!(out, "\naccount:");
             for pa in &self.plan.account_actions {
-                line(&mut out, pa);
+                line(&mut out, pa, false);
             }
         }
         for u in self.plan.users.iter().filter(|u| !u.actions.is_empty()) {
             let _ = writeln!(out, "\n{}:", u.verdict.user);
+            if let Some(note) = u.breaker.describe(self.evaluated_at) {
+                let _ = writeln!(out, "  ({note})");
+            }
+            let held = blocked(u);
             for pa in &u.actions {
-                line(&mut out, pa);
+                line(&mut out, pa, held);
             }
         }
         let quota: Vec<_> = self
@@ -249,6 +214,7 @@ pub async fn enforce(
     let snap = inventory::read_account(clients).await?;
     let plan = crate::baseline::plan::plan_account(&snap, cfg, now)?;
     let breaker = Breaker::evaluate(
+        plan.users_losing_access(),
         plan.users_changed(),
         snap.users.len(),
         &cfg.safety,
@@ -258,21 +224,23 @@ pub async fn enforce(
     if !opts.plan_only {
         let journal = Arc::new(crate::journal::Journal::open(&cfg.journal_path())?);
         let applier = crate::apply::Applier::new(clients.clone(), cfg, journal, None, &snap);
-        if breaker.blocks() {
-            applier.record(
-                "breaker",
+        let blocks = breaker.blocks();
+        if blocks {
+            crate::controller::reconcile::journal_breaker(
+                &applier,
                 None,
-                "whole account",
                 &breaker.describe(),
-                &crate::apply::Outcome::Skipped(
-                    "blast-radius breaker tripped; nothing applied".into(),
-                ),
+                "blast-radius breaker tripped; the users who would lose access are not changed",
             );
-        } else {
-            results.extend(applier.apply_all(&snap, &plan.account_actions, now).await);
-            for u in &plan.users {
-                results.extend(applier.apply_all(&snap, &u.actions, now).await);
-            }
+        }
+        results.extend(applier.apply_all(&snap, &plan.account_actions, now).await);
+        // Tripped: only the users whose changes take nothing away.
+        for u in plan
+            .users
+            .iter()
+            .filter(|u| !blocks || !u.counts_toward_breaker())
+        {
+            results.extend(applier.apply_all(&snap, &u.actions, now).await);
         }
     }
     Ok(EnforceReport {

@@ -358,6 +358,9 @@ pub struct Safety {
     pub max_users_changed_percent: f64,
     /// Let a tripped breaker through (same as `--confirm-large-change`).
     pub confirm_large_change: bool,
+    /// A user created less than this long ago (by its CreateDate) is brought onto the
+    /// baseline without counting toward the breaker.
+    pub new_user_grace: Secs,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -547,6 +550,7 @@ impl Default for Safety {
             max_users_changed: 25,
             max_users_changed_percent: 10.0,
             confirm_large_change: false,
+            new_user_grace: Secs::from_secs(3600),
         }
     }
 }
@@ -780,6 +784,12 @@ impl Config {
             600,
         );
         range(
+            "safety.new_user_grace (seconds)",
+            self.safety.new_user_grace.0.as_secs(),
+            0,
+            7 * 86_400,
+        );
+        range(
             "safety.max_users_changed",
             self.safety.max_users_changed.into(),
             0,
@@ -1002,6 +1012,13 @@ mod tests {
         assert_eq!(c.resync.interval.0.as_secs(), 300);
         let c = Config::from_toml_str("[resync]\ninterval = 120\n").unwrap();
         assert_eq!(c.resync.interval.0.as_secs(), 120);
+        assert_eq!(Config::default().safety.new_user_grace.0.as_secs(), 3600);
+        let c = Config::from_toml_str("[safety]\nnew_user_grace = \"30m\"\n").unwrap();
+        assert_eq!(c.safety.new_user_grace.0.as_secs(), 1800);
+        let c = Config::from_toml_str("[safety]\nnew_user_grace = \"0s\"\n").unwrap();
+        assert_eq!(c.safety.new_user_grace.0.as_secs(), 0);
+        let e = err_of("[safety]\nnew_user_grace = \"8d\"\n");
+        assert!(e.contains("safety.new_user_grace"), "{e}");
     }
 
     #[test]

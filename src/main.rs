@@ -107,7 +107,8 @@ enum Command {
         output: OutputArg,
         #[arg(long, value_parser = parse_time)]
         at: Option<DateTime<Utc>>,
-        /// Apply even when the pass would change more users than safety.max_users_changed(_percent).
+        /// Apply even when the pass would take access away from more existing users than
+        /// safety.max_users_changed(_percent) allows.
         #[arg(long)]
         confirm_large_change: bool,
     },

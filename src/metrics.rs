@@ -327,6 +327,8 @@ pub struct Metrics {
     pub writes_total: IntCounterVec,
     /// `iam_warden_breaker_tripped` 0/1.
     pub breaker_tripped: IntGauge,
+    /// `iam_warden_breaker_trips_total`.
+    pub breaker_trips_total: IntCounter,
     /// `iam_warden_credential_report_age_seconds`.
     pub credential_report_age_seconds: Gauge,
 }
@@ -564,7 +566,15 @@ impl Metrics {
             breaker_tripped: int_gauge(
                 &r,
                 "iam_warden_breaker_tripped",
-                "1 while the blast-radius breaker stops all writes.",
+                "1 while the blast-radius breaker stops the writes that would take access away from existing users.",
+            )?,
+            breaker_trips_total: register(
+                &r,
+                IntCounter::new(
+                    "iam_warden_breaker_trips_total",
+                    "Times the blast-radius breaker tripped (at most once per resync window).",
+                )
+                .map_err(reg_err)?,
             )?,
             credential_report_age_seconds: gauge(
                 &r,
@@ -839,12 +849,20 @@ impl Metrics {
         let was = self.breaker_tripped.get() != 0;
         self.breaker_tripped.set(i64::from(tripped));
         match (was, tripped) {
-            (false, true) => {
-                tracing::warn!(reason, "blast-radius breaker tripped: all writes stopped")
-            }
+            (false, true) => tracing::warn!(
+                reason,
+                "blast-radius breaker tripped: writes that take access away stopped"
+            ),
             (true, false) => tracing::info!(reason, "blast-radius breaker reset: writes resume"),
             _ => {}
         }
+    }
+
+    /// The blast-radius breaker tripped (once per window): counts the trip and sets the
+    /// gauge.
+    pub fn breaker_trip(&self, reason: &str) {
+        self.breaker_trips_total.inc();
+        self.set_breaker(true, reason);
     }
 
     /// The credential report used was generated at `generated`; `now` is the current time.
@@ -881,6 +899,7 @@ mod tests {
         "iam_warden_users_failing_check",
         "iam_warden_writes_total",
         "iam_warden_breaker_tripped",
+        "iam_warden_breaker_trips_total",
         "iam_warden_credential_report_age_seconds",
     ];
 
@@ -1111,7 +1130,7 @@ mod tests {
         m.queue_added(Source::CloudTrail.into());
         m.set_queue(7, 2);
         m.queue_waited(Duration::from_millis(3));
-        m.set_breaker(true, "12 users would change (limit 10)");
+        m.breaker_trip("12 users would lose access (limit 10)");
         m.credential_report_age(at - chrono::Duration::minutes(90), at);
         m.write_failed("delete_access_key", Some("bob"), "AKIA-not-logged", &"boom");
         let text = m.render();
@@ -1157,6 +1176,7 @@ mod tests {
             Some(1.0)
         );
         assert_eq!(sample(&text, "iam_warden_breaker_tripped"), Some(1.0));
+        assert_eq!(sample(&text, "iam_warden_breaker_trips_total"), Some(1.0));
         assert_eq!(
             sample(&text, "iam_warden_credential_report_age_seconds"),
             Some(5400.0)

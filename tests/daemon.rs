@@ -721,3 +721,117 @@ async fn readiness_follows_aws_and_shutdown_and_a_second_signal_exits_at_once() 
     let code = wait_exit(&mut d.child, Duration::from_secs(30)).await;
     assert_eq!(code, 130, "{}", d.log());
 }
+
+/// A daemon with only the SQS source and the default breaker limits (25 users or 10 %),
+/// in an account of 35 existing users; 5 console users without MFA are then created within
+/// seconds and each announced on the queue. Returns the daemon and the 5 names.
+async fn onboarding(
+    acct: &Account,
+    dir: &Path,
+    extra_env: &[(&'static str, String)],
+) -> (Daemon, Vec<String>) {
+    let sqs = aws_sdk_sqs::Client::new(&acct.sdk);
+    let url = create_queue(&sqs, &format!("iam-warden-onboard-{}", acct.id), &[]).await;
+    for i in 0..35 {
+        acct.user(&format!("existing-{i}")).await;
+    }
+    let creds = session(acct, "iam-warden-daemon").await;
+    let mut env = sqs_only_env(dir, &url, "100");
+    // The default limits (the harness raises the percentage for the other tests).
+    env.push((
+        "IAM_WARDEN_SAFETY__MAX_USERS_CHANGED_PERCENT",
+        "10".to_string(),
+    ));
+    env.push(("IAM_WARDEN_SAFETY__MAX_USERS_CHANGED", "25".to_string()));
+    env.extend_from_slice(extra_env);
+    let d = Daemon::start(&creds, &shared_moto().endpoint, &env);
+    d.wait_ready().await;
+    let hires: Vec<String> = (0..5).map(|i| format!("new-hire-{i}")).collect();
+    for u in &hires {
+        acct.user(u).await.password(u).await;
+    }
+    for u in &hires {
+        send(&sqs, &url, &login_profile_event(acct, u)).await;
+    }
+    (d, hires)
+}
+
+/// Issue 9: onboarding never trips the breaker. 35 existing users, then 5 console users
+/// created within seconds, each announced on the SQS queue: with the default limits all 5
+/// end up in the MFA group, because users created within safety.new_user_grace are not
+/// counted. (The old breaker counted every changed user and stopped the fourth.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn onboarding_new_users_does_not_trip_the_breaker() {
+    let acct = Account::new(shared_moto()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (d, hires) = onboarding(&acct, dir.path(), &[]).await;
+    for u in &hires {
+        wait_in_group(&acct.iam, u, "iam-warden-require-mfa").await;
+    }
+    assert_eq!(d.metric("iam_warden_breaker_tripped").await, 0.0);
+    assert_eq!(d.metric("iam_warden_breaker_trips_total").await, 0.0);
+    let j = journal_lines(dir.path());
+    assert!(!j.iter().any(|e| e["action"] == "breaker"), "{j:?}");
+    for u in &hires {
+        assert!(
+            j.iter().any(|e| e["user"] == u.as_str()
+                && e["action"] == "add_user_to_group"
+                && e["outcome"] == "applied"),
+            "{u}: {j:?}"
+        );
+    }
+    let (code, log) = d.stop().await;
+    assert_eq!(code, 0, "{log}");
+    assert!(!log.contains("breaker tripped"), "{log}");
+}
+
+/// The daemon's window breaker, end to end: the same onboarding with new_user_grace = 0s
+/// (every user counts, as the old breaker did): 3 of 35 users (8.6 %) are admitted, the
+/// fourth (11.4 %) trips the breaker once (metric, counter, one `breaker` journal entry, not
+/// counted as a write), and the rest wait for the next resync window.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn window_breaker_trips_once_when_every_user_counts() {
+    let acct = Account::new(shared_moto()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let grace = [("IAM_WARDEN_SAFETY__NEW_USER_GRACE", "0s".to_string())];
+    let (d, hires) = onboarding(&acct, dir.path(), &grace).await;
+    eventually("the breaker to trip", DEADLINE, || async {
+        (d.metric("iam_warden_breaker_trips_total").await == 1.0).then_some(())
+    })
+    .await;
+    let applied = |j: &[serde_json::Value]| {
+        j.iter()
+            .filter(|e| e["action"] == "add_user_to_group" && e["outcome"] == "applied")
+            .count()
+    };
+    eventually("the 3 admitted users applied", DEADLINE, || async {
+        (applied(&journal_lines(dir.path())) == 3).then_some(())
+    })
+    .await;
+    assert_eq!(d.metric("iam_warden_breaker_tripped").await, 1.0);
+    assert_eq!(
+        d.metric("iam_warden_writes_total{action=\"other\"").await,
+        0.0,
+        "the breaker entry is not a write"
+    );
+    let j = journal_lines(dir.path());
+    let trips: Vec<_> = j.iter().filter(|e| e["action"] == "breaker").collect();
+    assert_eq!(trips.len(), 1, "{j:?}");
+    assert!(
+        trips[0]["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("4 users would lose access (4 of 35 users"),
+        "{j:?}"
+    );
+    let mut in_group = 0;
+    for u in &hires {
+        if !groups_of(&acct.iam, u).await.is_empty() {
+            in_group += 1;
+        }
+    }
+    assert_eq!(in_group, 3, "the others wait for the next resync window");
+    let (code, log) = d.stop().await;
+    assert_eq!(code, 0, "{log}");
+    assert!(log.contains("blast-radius breaker tripped"), "{log}");
+}

@@ -158,6 +158,7 @@ const METRICS: &[MetricDef] = &[
         ],
     ),
     metric("iam_warden_breaker_tripped", Kind::Gauge, &[]),
+    metric("iam_warden_breaker_trips_total", Kind::Counter, &[]),
     metric("iam_warden_credential_report_age_seconds", Kind::Gauge, &[]),
     metric("iam_warden_ready", Kind::Gauge, &[]),
     // The `prometheus` crate's process collector.

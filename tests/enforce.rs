@@ -379,16 +379,26 @@ async fn blast_radius_breaker_trips_and_can_be_overridden() {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = enforce_cfg(dir.path());
     cfg.safety.max_users_changed = 5;
-    for i in 0..8 {
-        let u = format!("human-{i}");
-        acct.user(&u).await.password(&u).await.mfa(&u).await;
-    }
-    let clients = acct.clients();
-    let report = app::enforce(&cfg, &clients, &EnforceOptions::default())
+    // The baseline exists first (account-level changes never count).
+    app::enforce(&cfg, &acct.clients(), &EnforceOptions::default())
         .await
         .unwrap();
+    let before = journal(dir.path()).len();
+    // Console users without MFA: the MFA policy takes access away from them.
+    for i in 0..8 {
+        let u = format!("human-{i}");
+        acct.user(&u).await.password(&u).await;
+    }
+    // Two hours on they are existing users, no longer within safety.new_user_grace.
+    let later = EnforceOptions {
+        at: Some(Utc::now() + chrono::Duration::hours(2)),
+        ..Default::default()
+    };
+    let clients = acct.clients();
+    let report = app::enforce(&cfg, &clients, &later).await.unwrap();
     assert!(report.breaker.tripped && !report.breaker.overridden);
     assert_eq!(report.breaker.users_changed, 8);
+    assert_eq!(report.breaker.users_losing_access, 8);
     assert_eq!(report.exit_code(), 3);
     assert!(report.results.is_empty());
     assert_eq!(
@@ -399,10 +409,10 @@ async fn blast_radius_breaker_trips_and_can_be_overridden() {
     );
     assert!(report
         .to_text()
-        .contains("would change 8 of 8 users; the limit is 5 users"));
+        .contains("8 users would lose access (8 of 8 users; the limit is 5 users"));
     let j = journal(dir.path());
-    assert_eq!(j.len(), 1);
-    assert_eq!(j[0].action, "breaker");
+    assert_eq!(j.len(), before + 1);
+    assert_eq!(j[before].action, "breaker");
 
     // The percentage limit trips on its own too.
     let mut pct = cfg.clone();
@@ -413,7 +423,7 @@ async fn blast_radius_breaker_trips_and_can_be_overridden() {
         &acct.clients(),
         &EnforceOptions {
             plan_only: true,
-            ..Default::default()
+            ..later.clone()
         },
     )
     .await
@@ -426,7 +436,7 @@ async fn blast_radius_breaker_trips_and_can_be_overridden() {
         &acct.clients(),
         &EnforceOptions {
             confirm_large_change: true,
-            ..Default::default()
+            ..later.clone()
         },
     )
     .await
@@ -746,17 +756,15 @@ async fn console_users_keys_are_deactivated_when_configured() {
 async fn cli_enforce_once_modes_and_exit_codes() {
     let acct = Account::new(shared_moto()).await;
     let dir = tempfile::tempdir().unwrap();
-    acct.user("bob")
-        .await
-        .password("bob")
-        .await
-        .mfa("bob")
-        .await;
+    // A console user without MFA: the MFA policy takes access away, so bob counts toward
+    // the breaker (with new_user_grace 0s, as an existing user).
+    acct.user("bob").await.password("bob").await;
     let run = |args: &[&str], env: &[(&str, &str)]| {
         let mut cmd = Command::new(bin());
         cmd.args(args)
             .env_clear()
-            .env("IAM_WARDEN_STATE_DIR", dir.path());
+            .env("IAM_WARDEN_STATE_DIR", dir.path())
+            .env("IAM_WARDEN_SAFETY__NEW_USER_GRACE", "0s");
         for (k, v) in acct.env() {
             cmd.env(k, v);
         }
@@ -803,4 +811,140 @@ async fn cli_enforce_once_modes_and_exit_codes() {
     );
     let (code, out, _) = run(&["plan"], &[]);
     assert_eq!(code, 0, "nothing left to change: {out}");
+}
+
+/// Issue 9: the breaker counts users losing access, not users changed. 30 existing
+/// programmatic users with console passwords (which the baseline removes) trip it with
+/// the default limits: exit 3, none of them changed, while a user whose change takes
+/// nothing away (joining the MFA group with an MFA device) is still applied. The same 30
+/// as new users (within safety.new_user_grace) do not count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn existing_users_losing_console_access_trip_the_breaker_but_new_users_do_not() {
+    let acct = Account::new(shared_moto()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = Config {
+        mode: Mode::Enforce,
+        state_dir: dir.path().to_path_buf(),
+        ..Default::default()
+    };
+    cfg.controller.writes_per_second = 100.0;
+    cfg.controller.write_burst = 100;
+    assert_eq!(cfg.safety, iam_warden::config::Safety::default());
+    // The baseline exists first (account-level changes never count).
+    let r = app::enforce(&cfg, &acct.clients(), &EnforceOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(r.exit_code(), 0, "{}", r.to_text());
+    for i in 0..30 {
+        let u = format!("svc-{i}");
+        acct.user_at(&u, "/", &[("iam-warden/access", "programmatic")])
+            .await;
+        acct.password(&u).await;
+    }
+    acct.user("alice")
+        .await
+        .password("alice")
+        .await
+        .mfa("alice")
+        .await;
+
+    // Right now they are new users: not counted.
+    let plan_now = app::enforce(
+        &cfg,
+        &acct.clients(),
+        &EnforceOptions {
+            plan_only: true,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert!(!plan_now.breaker.tripped, "{}", plan_now.to_text());
+    assert_eq!(
+        (
+            plan_now.breaker.users_losing_access,
+            plan_now.breaker.users_changed
+        ),
+        (0, 31)
+    );
+    let text = plan_now.to_text();
+    assert!(
+        text.contains("(new user (created ") && text.contains(" ago): not counted by the breaker"),
+        "{text}"
+    );
+
+    // Two hours later they are existing users losing console access: 30 > 25 users.
+    let before = journal(dir.path()).len();
+    let clients = acct.clients();
+    let later = EnforceOptions {
+        at: Some(Utc::now() + chrono::Duration::hours(2)),
+        ..Default::default()
+    };
+    let r = app::enforce(&cfg, &clients, &later).await.unwrap();
+    let text = r.to_text();
+    assert!(r.breaker.tripped && r.breaker.blocks(), "{text}");
+    assert_eq!(r.breaker.users_losing_access, 30);
+    assert_eq!(r.breaker.users_total, 31);
+    assert_eq!(r.exit_code(), 3);
+    // Only alice's additive change is applied.
+    let applied: Vec<(Option<&str>, &str)> = r
+        .results
+        .iter()
+        .map(|x| (x.planned.action.user(), x.planned.action.name()))
+        .collect();
+    assert_eq!(
+        applied,
+        vec![(Some("alice"), "add_user_to_group")],
+        "{text}"
+    );
+    assert_eq!(
+        clients.calls.by_operation().get("DeleteLoginProfile"),
+        None,
+        "{:?}",
+        clients.calls.by_operation()
+    );
+    assert_eq!(
+        clients.calls.writes(),
+        1,
+        "{:?}",
+        clients.calls.by_operation()
+    );
+    for i in 0..30 {
+        assert!(has_login(&acct, &format!("svc-{i}")).await, "svc-{i}");
+    }
+    assert_eq!(
+        groups_of(&acct, "alice").await,
+        vec!["iam-warden-require-mfa"]
+    );
+    assert!(
+        text.contains("30 users would lose access (30 of 31 users; the limit is 25 users or 10%)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("counts toward the breaker: removes the console password"),
+        "{text}"
+    );
+    assert!(text.contains("-> not applied: breaker tripped"), "{text}");
+    let j = journal(dir.path());
+    let new: Vec<(&str, &str)> = j[before..]
+        .iter()
+        .map(|e| (e.action.as_str(), e.outcome.as_str()))
+        .collect();
+    assert_eq!(
+        new,
+        vec![("breaker", "skipped"), ("add_user_to_group", "applied")]
+    );
+    let v: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
+    assert_eq!(v["breaker"]["users_losing_access"], 30);
+    let svc = v["plan"]["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["verdict"]["user"] == "svc-0")
+        .unwrap();
+    assert_eq!(svc["breaker"]["counts"], true);
+    assert_eq!(
+        svc["breaker"]["reduces"],
+        serde_json::json!(["removes_console_password"])
+    );
 }

@@ -1,7 +1,8 @@
 //! The baseline: pure functions from observed state, configuration and time to findings
 //! ([`checks`]), the baseline policy documents ([`policies`]) and the writes that fix the
-//! findings ([`plan`]). No I/O here.
+//! findings ([`plan`]), and the blast-radius breaker ([`breaker`]). No I/O here.
 
+pub mod breaker;
 pub mod checks;
 pub mod plan;
 pub mod policies;
@@ -9,4 +10,4 @@ pub mod policies;
 pub(crate) mod testkit;
 
 pub use checks::{Check, Finding, Severity, UserVerdict};
-pub use plan::{Action, Plan, PlannedAction, UserPlan};
+pub use plan::{AccessLoss, Action, BreakerNote, Plan, PlannedAction, UserPlan};

@@ -171,6 +171,165 @@ pub struct PlannedAction {
 pub struct UserPlan {
     pub verdict: UserVerdict,
     pub actions: Vec<PlannedAction>,
+    /// Whether (and why) the plan counts toward the blast-radius breaker.
+    pub breaker: BreakerNote,
+}
+
+impl UserPlan {
+    /// The plan takes access away from an existing user: the breaker counts it.
+    pub fn counts_toward_breaker(&self) -> bool {
+        self.breaker.counts
+    }
+}
+
+/// What a planned action takes away from a user's existing access (what the blast-radius
+/// breaker counts). Additive changes have none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AccessLoss {
+    /// DeleteAccessKey.
+    DeletesAccessKey,
+    /// DeactivateAccessKey.
+    DeactivatesAccessKey,
+    /// DeleteLoginProfile.
+    RemovesConsolePassword,
+    /// The MFA policy (group or attached) for a user without an MFA device.
+    RequiresMfaWithoutDevice,
+    /// The source-IP policy (group or attached): always restricts.
+    RestrictsSourceIp,
+    /// A group or policy that is not one of the baseline's: counted to be safe.
+    UnknownPolicy,
+}
+
+impl AccessLoss {
+    pub fn describe(self) -> &'static str {
+        match self {
+            AccessLoss::DeletesAccessKey => "deletes an access key",
+            AccessLoss::DeactivatesAccessKey => "deactivates an access key",
+            AccessLoss::RemovesConsolePassword => "removes the console password",
+            AccessLoss::RequiresMfaWithoutDevice => {
+                "puts a user without an MFA device under the MFA policy"
+            }
+            AccessLoss::RestrictsSourceIp => "restricts the user to the allowed source IPs",
+            AccessLoss::UnknownPolicy => "adds a group or policy that is not the baseline's",
+        }
+    }
+}
+
+/// Does `action` reduce `user`'s existing access, and how? Pure; `user` is the state the
+/// plan was made from (its MFA devices decide whether the MFA policy takes anything away).
+/// Tags, marks and account-level actions never reduce a user's access.
+pub fn reduces_access(action: &Action, user: &UserState, cfg: &Config) -> Option<AccessLoss> {
+    let b = &cfg.baseline;
+    let mfa = || (!user.mfa_active).then_some(AccessLoss::RequiresMfaWithoutDevice);
+    match action {
+        Action::DeleteAccessKey { .. } => Some(AccessLoss::DeletesAccessKey),
+        Action::DeactivateAccessKey { .. } => Some(AccessLoss::DeactivatesAccessKey),
+        Action::DeleteLoginProfile { .. } => Some(AccessLoss::RemovesConsolePassword),
+        Action::AddUserToGroup { group, .. } => {
+            if b.mfa_policy.enabled && *group == b.mfa_policy.group {
+                mfa()
+            } else if b.source_ip_policy.enabled && *group == b.source_ip_policy.group {
+                Some(AccessLoss::RestrictsSourceIp)
+            } else {
+                Some(AccessLoss::UnknownPolicy)
+            }
+        }
+        Action::AttachUserPolicy { policy, .. } => {
+            if b.mfa_policy.enabled && *policy == b.mfa_policy.name {
+                mfa()
+            } else if b.source_ip_policy.enabled && *policy == b.source_ip_policy.name {
+                Some(AccessLoss::RestrictsSourceIp)
+            } else {
+                Some(AccessLoss::UnknownPolicy)
+            }
+        }
+        Action::MarkKeyInactive { .. }
+        | Action::ClearKeyMark { .. }
+        | Action::CreatePolicy { .. }
+        | Action::CreatePolicyVersion { .. }
+        | Action::CreateGroup { .. }
+        | Action::AttachGroupPolicy { .. }
+        | Action::UpdatePasswordPolicy { .. } => None,
+    }
+}
+
+/// How one user's plan counts toward the blast-radius breaker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+pub struct BreakerNote {
+    /// The plan takes access away from an existing user: it counts.
+    pub counts: bool,
+    /// What the plan takes away (each kind once), whether or not it counts.
+    pub reduces: Vec<AccessLoss>,
+    /// The user's CreateDate, when it is within `safety.new_user_grace` of the plan's
+    /// time: a new user is brought onto the baseline without counting.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub new_user_created: Option<DateTime<Utc>>,
+}
+
+impl BreakerNote {
+    /// Classify `actions` planned for `user` at `now`.
+    pub fn classify(
+        user: &UserState,
+        actions: &[PlannedAction],
+        cfg: &Config,
+        now: DateTime<Utc>,
+    ) -> BreakerNote {
+        let reduces: Vec<AccessLoss> = actions
+            .iter()
+            .filter_map(|a| reduces_access(&a.action, user, cfg))
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let new_user = is_new_user(user.created, now, cfg.safety.new_user_grace.get());
+        BreakerNote {
+            counts: !reduces.is_empty() && !new_user,
+            new_user_created: new_user.then_some(user.created),
+            reduces,
+        }
+    }
+
+    /// One line for people, `None` when the plan takes nothing away. `now` is the plan's
+    /// time (for the new user's age).
+    pub fn describe(&self, now: DateTime<Utc>) -> Option<String> {
+        let what = || {
+            self.reduces
+                .iter()
+                .map(|l| l.describe())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        match (self.reduces.is_empty(), self.new_user_created) {
+            (true, _) => None,
+            (false, Some(created)) => Some(format!(
+                "new user (created {} ago): not counted by the breaker ({})",
+                age(created, now),
+                what()
+            )),
+            (false, None) => Some(format!("counts toward the breaker: {}", what())),
+        }
+    }
+}
+
+/// Created less than `grace` before `now` (a CreateDate after `now`, clock skew, is new).
+pub fn is_new_user(created: DateTime<Utc>, now: DateTime<Utc>, grace: std::time::Duration) -> bool {
+    match (now - created).to_std() {
+        Ok(age) => age < grace,
+        Err(_) => true,
+    }
+}
+
+fn age(created: DateTime<Utc>, now: DateTime<Utc>) -> String {
+    let s = (now - created).num_seconds().max(0);
+    if s < 120 {
+        format!("{s} s")
+    } else if s < 7200 {
+        format!("{} min", s / 60)
+    } else if s < 2 * 86_400 {
+        format!("{} h", s / 3600)
+    } else {
+        format!("{} days", s / 86_400)
+    }
 }
 
 /// The plan for the whole account.
@@ -182,9 +341,14 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// Users with at least one action (what the blast-radius breaker counts).
+    /// Users with at least one action.
     pub fn users_changed(&self) -> usize {
         self.users.iter().filter(|u| !u.actions.is_empty()).count()
+    }
+
+    /// Users whose existing access the plan reduces (what the blast-radius breaker counts).
+    pub fn users_losing_access(&self) -> usize {
+        self.users.iter().filter(|u| u.breaker.counts).count()
     }
 
     pub fn action_count(&self) -> usize {
@@ -358,7 +522,11 @@ fn plan_user_with(
     let mut verdict = evaluate_user(user, snap, cfg, now);
     let mut actions = Vec::new();
     if verdict.exempt.is_some() {
-        return UserPlan { verdict, actions };
+        return UserPlan {
+            verdict,
+            actions,
+            breaker: BreakerNote::default(),
+        };
     }
     let class = verdict.class;
     let b = &cfg.baseline;
@@ -560,7 +728,12 @@ fn plan_user_with(
             check: None,
         });
     }
-    UserPlan { verdict, actions }
+    let breaker = BreakerNote::classify(user, &actions, cfg, now);
+    UserPlan {
+        verdict,
+        actions,
+        breaker,
+    }
 }
 
 /// An `iam-warden/inactive-since/<id>` tag, parsed.
@@ -625,6 +798,7 @@ mod tests {
     use super::*;
     use crate::baseline::testkit::*;
     use crate::inventory::ManagedPolicyState;
+    use chrono::Duration;
 
     fn names(p: &UserPlan) -> Vec<&'static str> {
         p.actions.iter().map(|a| a.action.name()).collect()
@@ -941,6 +1115,344 @@ mod tests {
                 .collect::<Vec<_>>(),
             vec!["attach_group_policy"]
         );
+    }
+
+    fn action_table() -> Vec<(&'static str, Action)> {
+        let c = cfg();
+        let key = KeyRef {
+            id: Some("AKIA1".into()),
+            slot: 1,
+            created: days_ago(100),
+        };
+        let u = || "u".to_string();
+        vec![
+            (
+                "delete key",
+                Action::DeleteAccessKey {
+                    user: u(),
+                    key: key.clone(),
+                    unused_days: 45,
+                },
+            ),
+            (
+                "deactivate key",
+                Action::DeactivateAccessKey {
+                    user: u(),
+                    key: key.clone(),
+                    unused_days: Some(45),
+                },
+            ),
+            (
+                "delete login profile",
+                Action::DeleteLoginProfile {
+                    user: u(),
+                    unused_days: None,
+                },
+            ),
+            (
+                "mfa group",
+                Action::AddUserToGroup {
+                    user: u(),
+                    group: c.baseline.mfa_policy.group.clone(),
+                },
+            ),
+            (
+                "mfa policy",
+                Action::AttachUserPolicy {
+                    user: u(),
+                    policy: c.baseline.mfa_policy.name.clone(),
+                },
+            ),
+            (
+                "source-ip group",
+                Action::AddUserToGroup {
+                    user: u(),
+                    group: c.baseline.source_ip_policy.group.clone(),
+                },
+            ),
+            (
+                "source-ip policy",
+                Action::AttachUserPolicy {
+                    user: u(),
+                    policy: c.baseline.source_ip_policy.name.clone(),
+                },
+            ),
+            (
+                "other group",
+                Action::AddUserToGroup {
+                    user: u(),
+                    group: "admins".into(),
+                },
+            ),
+            ("mark", Action::MarkKeyInactive { user: u(), key }),
+            (
+                "clear mark",
+                Action::ClearKeyMark {
+                    user: u(),
+                    key_id: "AKIA1".into(),
+                },
+            ),
+            (
+                "create policy",
+                Action::CreatePolicy {
+                    policy: "p".into(),
+                    document: "{}".into(),
+                },
+            ),
+            ("create group", Action::CreateGroup { group: "g".into() }),
+            (
+                "attach group policy",
+                Action::AttachGroupPolicy {
+                    group: "g".into(),
+                    policy: "p".into(),
+                },
+            ),
+            (
+                "password policy",
+                Action::UpdatePasswordPolicy {
+                    policy: PasswordPolicyState::default(),
+                },
+            ),
+        ]
+    }
+
+    #[test]
+    fn reduces_access_table() {
+        use AccessLoss::*;
+        let mut c = cfg();
+        c.baseline.source_ip_policy.enabled = true;
+        let no_mfa = user("u").password(Some(1), 10).build();
+        let with_mfa = user("u").password(Some(1), 10).mfa().build();
+        // (action, without an MFA device, with one)
+        let want: Vec<(&str, Option<AccessLoss>, Option<AccessLoss>)> = vec![
+            ("delete key", Some(DeletesAccessKey), Some(DeletesAccessKey)),
+            (
+                "deactivate key",
+                Some(DeactivatesAccessKey),
+                Some(DeactivatesAccessKey),
+            ),
+            (
+                "delete login profile",
+                Some(RemovesConsolePassword),
+                Some(RemovesConsolePassword),
+            ),
+            ("mfa group", Some(RequiresMfaWithoutDevice), None),
+            ("mfa policy", Some(RequiresMfaWithoutDevice), None),
+            (
+                "source-ip group",
+                Some(RestrictsSourceIp),
+                Some(RestrictsSourceIp),
+            ),
+            (
+                "source-ip policy",
+                Some(RestrictsSourceIp),
+                Some(RestrictsSourceIp),
+            ),
+            ("other group", Some(UnknownPolicy), Some(UnknownPolicy)),
+            ("mark", None, None),
+            ("clear mark", None, None),
+            ("create policy", None, None),
+            ("create group", None, None),
+            ("attach group policy", None, None),
+            ("password policy", None, None),
+        ];
+        let actions = action_table();
+        assert_eq!(actions.len(), want.len());
+        for ((name, action), (wname, without, with)) in actions.iter().zip(want) {
+            assert_eq!(*name, wname);
+            assert_eq!(
+                reduces_access(action, &no_mfa, &c),
+                without,
+                "{name} without MFA"
+            );
+            assert_eq!(
+                reduces_access(action, &with_mfa, &c),
+                with,
+                "{name} with MFA"
+            );
+        }
+        // A disabled source-IP policy's group is not the baseline's: counted to be safe.
+        let off = cfg();
+        assert_eq!(
+            reduces_access(&actions[5].1, &with_mfa, &off),
+            Some(UnknownPolicy)
+        );
+    }
+
+    #[test]
+    fn new_user_grace_boundary() {
+        let grace = std::time::Duration::from_secs(3600);
+        let table = [
+            ("created just now", now(), true),
+            ("59 min 59 s ago", now() - Duration::seconds(3599), true),
+            (
+                "exactly the grace ago",
+                now() - Duration::seconds(3600),
+                false,
+            ),
+            ("2 h ago", now() - Duration::hours(2), false),
+            (
+                "in the future (clock skew)",
+                now() + Duration::seconds(30),
+                true,
+            ),
+        ];
+        for (name, created, want) in table {
+            assert_eq!(is_new_user(created, now(), grace), want, "{name}");
+        }
+        assert!(
+            !is_new_user(now(), now(), std::time::Duration::ZERO),
+            "grace 0 counts everyone"
+        );
+    }
+
+    #[test]
+    fn breaker_note_per_user_plan() {
+        let cfg = cfg();
+        let snap = compliant_account(&cfg);
+        let minutes_old = |b: UserBuilder, m: i64| {
+            let mut u = b.build();
+            u.created = now() - Duration::minutes(m);
+            u
+        };
+        // (case, user, counts, reduces, new user)
+        let table: Vec<(&str, UserState, bool, Vec<AccessLoss>, bool)> = vec![
+            (
+                "existing console user without MFA joins the MFA group",
+                user("a").password(Some(1), 10).build(),
+                true,
+                vec![AccessLoss::RequiresMfaWithoutDevice],
+                false,
+            ),
+            (
+                "existing console user with MFA joins the MFA group",
+                user("a").password(Some(1), 10).mfa().build(),
+                false,
+                vec![],
+                false,
+            ),
+            (
+                "new console user without MFA (3 min old)",
+                minutes_old(user("a").password(None, 0), 3),
+                false,
+                vec![AccessLoss::RequiresMfaWithoutDevice],
+                true,
+            ),
+            (
+                "user 2 h old without MFA",
+                minutes_old(user("a").password(None, 0), 120),
+                true,
+                vec![AccessLoss::RequiresMfaWithoutDevice],
+                false,
+            ),
+            (
+                "unused console and no MFA",
+                user("a").password(Some(60), 100).build(),
+                true,
+                vec![
+                    AccessLoss::RemovesConsolePassword,
+                    AccessLoss::RequiresMfaWithoutDevice,
+                ],
+                false,
+            ),
+            (
+                "unused key",
+                user("s").keys(&[key("AKIA1", 100, Some(50))]).build(),
+                true,
+                vec![AccessLoss::DeactivatesAccessKey],
+                false,
+            ),
+            (
+                "inactive key: only a mark",
+                user("s")
+                    .keys(&[inactive(key("AKIA1", 100, Some(76)))])
+                    .build(),
+                false,
+                vec![],
+                false,
+            ),
+            (
+                "compliant",
+                user("a").password(Some(1), 10).mfa().in_baseline().build(),
+                false,
+                vec![],
+                false,
+            ),
+        ];
+        for (name, u, counts, reduces, new_user) in table {
+            let p = plan_user(&u, &snap, &cfg, now()).unwrap();
+            assert_eq!(p.breaker.counts, counts, "{name}: {:?}", p.actions);
+            assert_eq!(p.counts_toward_breaker(), counts, "{name}");
+            assert_eq!(p.breaker.reduces, reduces, "{name}");
+            assert_eq!(p.breaker.new_user_created.is_some(), new_user, "{name}");
+        }
+        // Grace 0: the new user counts.
+        let mut strict = cfg.clone();
+        strict.safety.new_user_grace = crate::config::Secs::from_secs(0);
+        let u = minutes_old(user("a").password(None, 0), 3);
+        assert!(plan_user(&u, &snap, &strict, now()).unwrap().breaker.counts);
+        // What people read.
+        let p = plan_user(&u, &snap, &cfg, now()).unwrap();
+        assert_eq!(
+            p.breaker.describe(now()).as_deref(),
+            Some("new user (created 3 min ago): not counted by the breaker (puts a user without an MFA device under the MFA policy)")
+        );
+        let p = plan_user(
+            &user("a")
+                .password(Some(60), 100)
+                .mfa()
+                .in_baseline()
+                .build(),
+            &snap,
+            &cfg,
+            now(),
+        )
+        .unwrap();
+        assert_eq!(
+            p.breaker.describe(now()).as_deref(),
+            Some("counts toward the breaker: removes the console password")
+        );
+        let p = plan_user(
+            &user("a").password(Some(1), 10).mfa().build(),
+            &snap,
+            &cfg,
+            now(),
+        )
+        .unwrap();
+        assert_eq!(p.breaker.describe(now()), None, "takes nothing away");
+        // Exempt users have no actions and never count.
+        let p = plan_user(
+            &user("b")
+                .tag(EXEMPT_TAG, "true")
+                .password(None, 300)
+                .build(),
+            &snap,
+            &cfg,
+            now(),
+        )
+        .unwrap();
+        assert!(!p.breaker.counts && p.actions.is_empty());
+        let plan = Plan {
+            account_actions: vec![],
+            account_findings: vec![],
+            users: vec![
+                plan_user(
+                    &user("x").password(Some(60), 100).build(),
+                    &snap,
+                    &cfg,
+                    now(),
+                )
+                .unwrap(),
+                plan_user(
+                    &user("y").password(Some(1), 10).mfa().build(),
+                    &snap,
+                    &cfg,
+                    now(),
+                )
+                .unwrap(),
+            ],
+        };
+        assert_eq!((plan.users_changed(), plan.users_losing_access()), (2, 1));
     }
 
     #[test]

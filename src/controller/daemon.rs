@@ -20,9 +20,10 @@ use tokio::time::Instant;
 
 use super::dispatch::Dispatch;
 use super::queue::{Outcome as QueueOutcome, QueueConfig, WorkQueue};
-use super::reconcile::{reconcile, store_view, BreakerWindow, Context, Next};
+use super::reconcile::{reconcile, store_view, Context, Next};
 use crate::apply::{partition_of, Applier};
 use crate::aws::Clients;
+use crate::baseline::breaker::{Verdict, Window};
 use crate::baseline::plan::plan_account;
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -120,12 +121,7 @@ pub async fn run(
         applier,
         dispatch: dispatch.clone(),
         account: RwLock::new(view),
-        users_total: Mutex::new(0),
-        breaker: Mutex::new(BreakerWindow {
-            started: Instant::now(),
-            changed: Default::default(),
-            tripped: false,
-        }),
+        breaker: Mutex::new(Window::new(Utc::now(), 0)),
     });
 
     let mut tasks = JoinSet::new();
@@ -362,42 +358,43 @@ pub async fn resync(ctx: &Context) -> Result<()> {
     }
     ctx.metrics
         .set_compliance(compliant, violating, exempt, &failing);
-    if let Ok(mut t) = ctx.users_total.lock() {
-        *t = snap.users.len();
-    }
     let users_total = snap.users.len();
     let changed = plan.users_changed();
+    let losing = plan.users_losing_access();
     store_view(ctx, snap);
-    ctx.reset_breaker();
+    // A new breaker window; the resync's own plan may trip it at once.
+    let verdict = Verdict::evaluate(losing, changed, users_total, &ctx.cfg.safety, false);
+    let blocked = verdict.blocks();
+    if blocked {
+        if let Ok(mut b) = ctx.breaker.lock() {
+            b.reset(now, users_total);
+        }
+        ctx.trip_breaker(
+            None,
+            &format!("resync: {}", verdict.describe()),
+            "blast-radius breaker tripped at resync; only users whose changes take nothing away are enqueued",
+        );
+    } else {
+        ctx.reset_breaker(now, users_total);
+    }
     let received = Instant::now();
     if !plan.account_actions.is_empty() {
         ctx.dispatch
             .enqueue(ReconcileKey::Account, QueueSource::Resync, None, received);
     }
-    let breaker = crate::app::Breaker::evaluate(changed, users_total, &ctx.cfg.safety, false);
-    if breaker.blocks() {
-        ctx.metrics.set_breaker(true, &breaker.describe());
-        ctx.applier.record(
-            "breaker",
+    for u in plan
+        .users
+        .iter()
+        .filter(|u| !u.actions.is_empty())
+        // Tripped: only the users whose changes take nothing away.
+        .filter(|u| !blocked || !u.counts_toward_breaker())
+    {
+        ctx.dispatch.enqueue(
+            ReconcileKey::User(u.verdict.user.clone()),
+            QueueSource::Resync,
             None,
-            "whole account",
-            &breaker.describe(),
-            &crate::apply::Outcome::Skipped(
-                "blast-radius breaker tripped at resync; no user is enqueued".into(),
-            ),
+            received,
         );
-        if let Ok(mut b) = ctx.breaker.lock() {
-            b.tripped = true;
-        }
-    } else {
-        for u in plan.users.iter().filter(|u| !u.actions.is_empty()) {
-            ctx.dispatch.enqueue(
-                ReconcileKey::User(u.verdict.user.clone()),
-                QueueSource::Resync,
-                None,
-                received,
-            );
-        }
     }
     ctx.metrics.resync_done(true, Utc::now());
     tracing::info!(
@@ -406,6 +403,7 @@ pub async fn resync(ctx: &Context) -> Result<()> {
         violating,
         exempt,
         to_reconcile = changed,
+        losing_access = losing,
         "resync done"
     );
     Ok(())

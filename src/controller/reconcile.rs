@@ -1,7 +1,6 @@
 //! `reconcile(key, ctx)`: observe one key live, plan, apply: the same planner and applier
 //! as `enforce`, so the daemon and the one-shot commands can never disagree.
 
-use std::collections::HashSet;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -11,12 +10,13 @@ use tokio::time::Instant;
 use super::dispatch::Dispatch;
 use crate::apply::{Applier, Outcome};
 use crate::aws::Clients;
-use crate::baseline::checks::days_between;
+use crate::baseline::breaker::{Admission, Window};
 use crate::baseline::plan::{inactive_marks, plan_account_level, plan_user};
 use crate::baseline::policies::desired_policies;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::inventory::{live, snapshot, AccountSnapshot, UserState};
+use crate::journal::Entry;
 use crate::metrics::Metrics;
 use crate::sources::event::ReconcileKey;
 
@@ -29,14 +29,6 @@ pub enum Next {
     Dropped,
 }
 
-/// Users changed in the current breaker window (one resync interval).
-#[derive(Debug)]
-pub struct BreakerWindow {
-    pub started: Instant,
-    pub changed: HashSet<String>,
-    pub tripped: bool,
-}
-
 /// Everything a reconcile needs; shared by all workers.
 pub struct Context {
     pub cfg: Config,
@@ -47,9 +39,9 @@ pub struct Context {
     /// Account-level view (groups, policies, caller; `users` left empty) from the last
     /// resync or account reconcile.
     pub account: RwLock<AccountSnapshot>,
-    /// Number of users at the last resync (the breaker's percentage base).
-    pub users_total: Mutex<usize>,
-    pub breaker: Mutex<BreakerWindow>,
+    /// The blast-radius breaker's window: users counted since the last resync (whose
+    /// user count is the percentage base).
+    pub breaker: Mutex<Window>,
 }
 
 impl Context {
@@ -57,68 +49,78 @@ impl Context {
         self.account.read().map(|a| a.clone()).unwrap_or_default()
     }
 
-    /// Start a new breaker window (each resync).
-    pub fn reset_breaker(&self) {
+    /// Start a new breaker window (each resync) at `now` with `users_total` users.
+    pub fn reset_breaker(&self, now: DateTime<Utc>, users_total: usize) {
         if let Ok(mut b) = self.breaker.lock() {
-            b.started = Instant::now();
-            b.changed.clear();
-            b.tripped = false;
+            b.reset(now, users_total);
         }
-        self.metrics.set_breaker(false, "new window");
+        self.metrics.set_breaker(false, "new resync window");
     }
 
-    /// May `user` be changed in this window? Counts it when yes.
-    fn breaker_admits(&self, user: &str) -> bool {
-        let total = self.users_total.lock().map(|t| *t).unwrap_or(0);
-        let safety = &self.cfg.safety;
-        let Ok(mut b) = self.breaker.lock() else {
-            return false;
-        };
-        if b.changed.contains(user) {
-            return true;
+    /// Trip the breaker for the rest of the window: journal and alert.
+    pub fn trip_breaker(&self, user: Option<&str>, reason: &str, detail: &str) {
+        if let Ok(mut b) = self.breaker.lock() {
+            b.trip();
         }
-        if b.tripped && !safety.confirm_large_change {
-            return false;
-        }
-        let n = b.changed.len() + 1;
-        let pct = if total == 0 {
-            0.0
-        } else {
-            n as f64 * 100.0 / total as f64
+        self.metrics.breaker_trip(reason);
+        journal_breaker(&self.applier, user, reason, detail);
+    }
+
+    /// May `user`'s plan be applied in this window? Counts the user when its plan
+    /// reduces existing access (`counts`); journals and alerts a trip.
+    fn breaker_admits(&self, user: &str, counts: bool) -> bool {
+        let admission = match self.breaker.lock() {
+            Ok(mut b) => b.admit(user, counts, &self.cfg.safety),
+            // A poisoned lock: apply only what takes nothing away.
+            Err(_) => return !counts,
         };
-        let over = n > safety.max_users_changed as usize || pct > safety.max_users_changed_percent;
-        if over && !safety.confirm_large_change {
-            if !b.tripped {
-                b.tripped = true;
-                let reason = format!(
-                    "this window would change {n} of {total} users; the limit is {} users or {}%",
-                    safety.max_users_changed, safety.max_users_changed_percent
-                );
-                self.metrics.set_breaker(true, &reason);
-                self.applier.record(
-                    "breaker",
+        match &admission {
+            Admission::Tripped(reason) => {
+                self.metrics.breaker_trip(reason);
+                journal_breaker(
+                    &self.applier,
                     Some(user),
-                    "whole account",
-                    &reason,
-                    &Outcome::Skipped(
-                        "blast-radius breaker tripped; writes stop until the next resync window"
-                            .into(),
-                    ),
+                    reason,
+                    "blast-radius breaker tripped; users losing access are not changed until the next resync window",
                 );
             }
-            return false;
+            Admission::Overridden(Some(reason)) => tracing::warn!(
+                reason = reason.as_str(),
+                "blast-radius breaker over its limit, let through by safety.confirm_large_change"
+            ),
+            _ => {}
         }
-        b.changed.insert(user.to_string());
-        true
+        admission.applies()
     }
 
-    fn breaker_window_end(&self) -> Instant {
-        let started = self
+    /// When to reconcile a user the breaker blocked again (the window's end).
+    fn breaker_retry_at(&self, now: DateTime<Utc>) -> Instant {
+        let interval = self.cfg.resync.interval.get();
+        let at = self
             .breaker
             .lock()
-            .map(|b| b.started)
-            .unwrap_or_else(|_| Instant::now());
-        started + self.cfg.resync.interval.get()
+            .map(|b| b.retry_at(now, interval))
+            .unwrap_or(now);
+        Instant::now() + (at - now).to_std().unwrap_or(interval)
+    }
+}
+
+/// Journal a breaker trip as its own `breaker` entry (not an IAM write, so not counted in
+/// `iam_warden_writes_total`).
+pub fn journal_breaker(applier: &Applier, user: Option<&str>, reason: &str, detail: &str) {
+    let entry = Entry {
+        time: Utc::now(),
+        account: applier.account_id.clone(),
+        user: user.map(str::to_string),
+        action: "breaker".into(),
+        target: "whole account".into(),
+        reason: reason.to_string(),
+        mode: applier.mode.to_string(),
+        outcome: "skipped".into(),
+        error: Some(detail.to_string()),
+    };
+    if let Err(e) = applier.journal.record(&entry) {
+        tracing::error!(error = %e, "journal write failed");
     }
 }
 
@@ -138,12 +140,12 @@ async fn reconcile_user(name: &str, ctx: &Context) -> Result<Next> {
     let now = Utc::now();
     let view = ctx.view();
     let plan = plan_user(&user, &view, &ctx.cfg, now)?;
-    let requeue = next_due(&user, &ctx.cfg, now);
+    let requeue = next_due(&user, &ctx.cfg, now).map(|wait| Instant::now() + wait);
     if plan.actions.is_empty() {
         return Ok(Next::Requeue(requeue));
     }
-    if !ctx.breaker_admits(name) {
-        return Ok(Next::Requeue(Some(ctx.breaker_window_end())));
+    if !ctx.breaker_admits(name, plan.counts_toward_breaker()) {
+        return Ok(Next::Requeue(Some(ctx.breaker_retry_at(now))));
     }
     let results = ctx.applier.apply_all(&view, &plan.actions, now).await;
     let failed: Vec<String> = results
@@ -193,9 +195,11 @@ pub(crate) fn store_view(ctx: &Context, mut snap: AccountSnapshot) {
     }
 }
 
-/// The earliest future moment at which this user's plan can change by time alone (a key
-/// or password crossing the unused limit, an inactive key's delete-after date).
-pub fn next_due(user: &UserState, cfg: &Config, now: DateTime<Utc>) -> Option<Instant> {
+/// How long from `now` until this user's plan can change by time alone (a key or password
+/// crossing the unused limit, an inactive key's delete-after date), clamped to
+/// [1 minute, 1 week]; `None` when nothing is due. Pure: the caller turns it into an
+/// `Instant`.
+pub fn next_due(user: &UserState, cfg: &Config, now: DateTime<Utc>) -> Option<Duration> {
     let cred = &cfg.baseline.credentials;
     if !cred.revoke_unused {
         return None;
@@ -219,6 +223,84 @@ pub fn next_due(user: &UserState, cfg: &Config, now: DateTime<Utc>) -> Option<In
         .to_std()
         .ok()?
         .clamp(Duration::from_secs(60), Duration::from_secs(7 * 86_400));
-    debug_assert!(days_between(now, due) >= 0);
-    Some(Instant::now() + wait)
+    Some(wait)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::baseline::plan::InactiveMark;
+    use crate::baseline::testkit::*;
+    use crate::config::INACTIVE_SINCE_TAG_PREFIX;
+
+    const MIN: Duration = Duration::from_secs(60);
+    const DAY: Duration = Duration::from_secs(86_400);
+    const WEEK: Duration = Duration::from_secs(7 * 86_400);
+
+    #[test]
+    fn next_due_table() {
+        let cfg = cfg(); // unused_days 45, delete after 30 days inactive
+        let mark = |since: i64| {
+            (
+                format!("{INACTIVE_SINCE_TAG_PREFIX}AKIA1"),
+                InactiveMark::tag_value(days_ago(since), days_ago(100)),
+            )
+        };
+        let table: Vec<(&str, UserState, Option<Duration>)> = vec![
+            ("no credentials", user("n").build(), None),
+            (
+                // Crosses the limit once 46 whole days have passed: 6 days from now.
+                "key used 40 days ago",
+                user("s").keys(&[key("AKIA1", 100, Some(40))]).build(),
+                Some(6 * DAY),
+            ),
+            (
+                "key used yesterday: capped at a week",
+                user("s").keys(&[key("AKIA1", 100, Some(1))]).build(),
+                Some(WEEK),
+            ),
+            (
+                "key already over the limit: nothing in the future",
+                user("s").keys(&[key("AKIA1", 100, Some(60))]).build(),
+                None,
+            ),
+            (
+                "password used 43 days ago",
+                user("a").password(Some(43), 100).build(),
+                Some(3 * DAY),
+            ),
+            (
+                "password never used, set 44 days ago",
+                user("a").password(None, 44).build(),
+                Some(2 * DAY),
+            ),
+            (
+                "inactive key marked 29 days ago",
+                user("s")
+                    .keys(&[inactive(key("AKIA1", 100, Some(80)))])
+                    .tag(&mark(29).0, &mark(29).1)
+                    .build(),
+                Some(2 * DAY),
+            ),
+            (
+                "the earliest of several",
+                user("s")
+                    .password(Some(44), 100)
+                    .keys(&[key("AKIA1", 100, Some(40))])
+                    .build(),
+                Some(2 * DAY),
+            ),
+        ];
+        for (name, u, want) in table {
+            assert_eq!(next_due(&u, &cfg, now()), want, "{name}");
+        }
+        // Never sooner than a minute.
+        let u = user("s").keys(&[key("AKIA1", 100, Some(40))]).build();
+        let almost = now() + chrono::Duration::days(6) - chrono::Duration::seconds(5);
+        assert_eq!(next_due(&u, &cfg, almost), Some(MIN));
+        // Revocation off: nothing is due by time.
+        let mut off = cfg.clone();
+        off.baseline.credentials.revoke_unused = false;
+        assert_eq!(next_due(&u, &off, now()), None);
+    }
 }
