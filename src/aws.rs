@@ -16,7 +16,7 @@ use aws_config::{BehaviorVersion, Region};
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::context::FinalizerInterceptorContextRef;
 use aws_smithy_runtime_api::client::interceptors::Intercept;
-use aws_smithy_runtime_api::client::orchestrator::Metadata;
+use aws_smithy_runtime_api::client::orchestrator::{HttpResponse, Metadata};
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
@@ -349,12 +349,28 @@ fn paced_http(
     })
 }
 
+/// Whether a failed call may nevertheless have been applied by AWS: a server error (5xx),
+/// a lost, cut or unreadable answer, a timeout. A refused call (a 4xx answer such as
+/// throttling or access denied) and a request that was never sent were not applied.
+pub fn may_have_been_applied<E>(err: &SdkError<E, HttpResponse>) -> bool {
+    match err {
+        SdkError::ServiceError(se) => se.raw().status().is_server_error(),
+        SdkError::DispatchFailure(d) => !d.is_user(),
+        SdkError::TimeoutError(_) | SdkError::ResponseError(_) => true,
+        _ => false,
+    }
+}
+
 /// Turn an SDK error into an [`Error::Aws`] with the AWS error code and a hint.
-pub fn aws_error<E, R>(service: &'static str, operation: &'static str, err: SdkError<E, R>) -> Error
+pub fn aws_error<E>(
+    service: &'static str,
+    operation: &'static str,
+    err: SdkError<E, HttpResponse>,
+) -> Error
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    R: fmt::Debug,
 {
+    let ambiguous = may_have_been_applied(&err);
     let (code, message, hint) = match &err {
         SdkError::ServiceError(se) => {
             let e = se.err();
@@ -404,6 +420,7 @@ where
         code,
         message,
         hint,
+        ambiguous,
     }
 }
 
@@ -446,5 +463,52 @@ mod tests {
         assert_eq!(s.count("GetUser"), 2);
         assert_eq!(*seen.lock().unwrap(), 3);
         assert_eq!(s.clone().total(), 3, "clones share counts");
+    }
+
+    #[test]
+    fn failures_that_may_have_been_applied_are_told_apart() {
+        use aws_sdk_iam::operation::create_group::CreateGroupError;
+        use aws_smithy_runtime_api::client::result::ConnectorError;
+        use aws_smithy_types::body::SdkBody;
+        use aws_smithy_types::error::ErrorMetadata;
+
+        let service = |status: u16, code: &str| {
+            let raw = HttpResponse::new(status.try_into().unwrap(), SdkBody::empty());
+            let e = CreateGroupError::generic(ErrorMetadata::builder().code(code).build());
+            SdkError::service_error(e, raw)
+        };
+        let cases: Vec<(&str, SdkError<CreateGroupError, HttpResponse>, bool)> = vec![
+            ("500", service(500, "InternalFailure"), true),
+            ("503", service(503, "ServiceUnavailable"), true),
+            ("throttled", service(400, "Throttling"), false),
+            ("exists", service(409, "EntityAlreadyExists"), false),
+            ("denied", service(403, "AccessDenied"), false),
+            (
+                "reset",
+                SdkError::dispatch_failure(ConnectorError::io("connection reset".into())),
+                true,
+            ),
+            (
+                "attempt timeout",
+                SdkError::dispatch_failure(ConnectorError::timeout("no answer".into())),
+                true,
+            ),
+            (
+                "bad request built by us",
+                SdkError::dispatch_failure(ConnectorError::user("bad header".into())),
+                false,
+            ),
+            ("operation timeout", SdkError::timeout_error("too slow"), true),
+            (
+                "never built",
+                SdkError::construction_failure("missing field"),
+                false,
+            ),
+        ];
+        for (name, err, want) in cases {
+            assert_eq!(may_have_been_applied(&err), want, "{name}");
+            let e = aws_error("iam", "CreateGroup", err);
+            assert_eq!(e.may_have_been_applied(), want, "{name}: {e}");
+        }
     }
 }

@@ -18,6 +18,9 @@ pub enum Error {
         code: Option<String>,
         message: String,
         hint: Option<String>,
+        /// The call may have been applied although it failed (5xx, lost or unreadable
+        /// answer, timeout): re-read before repeating a write that is not harmless twice.
+        ambiguous: bool,
     },
 
     #[error("the credential report could not be read: {0}")]
@@ -55,6 +58,11 @@ impl Error {
             Error::Aws { code, .. } => code.as_deref(),
             _ => None,
         }
+    }
+
+    /// An AWS call that failed in a way that leaves open whether it was applied.
+    pub fn may_have_been_applied(&self) -> bool {
+        matches!(self, Error::Aws { ambiguous: true, .. })
     }
 
     /// The entity does not exist (a user deleted between observe and apply, ...).

@@ -295,6 +295,7 @@ pub fn repeat_is_harmless(op: &str) -> bool {
                 | "UpdateAccountPasswordPolicy"
                 | "AttachUserPolicy"
                 | "AttachGroupPolicy"
+                | "SetDefaultPolicyVersion"
                 | "AssumeRole"
         )
 }
