@@ -483,7 +483,12 @@ impl Applier {
     /// is settled) and the write is sent again only when it was not reached, at most
     /// `aws.max_attempts` times in all. A repeat meeting "already exists" (creates) or "no
     /// such entity" (removals) means an earlier attempt did it: `applied`.
-    async fn settle<S, SF, C, CF>(&self, kind: WriteKind, mut send: S, mut reread: C) -> Result<Outcome>
+    async fn settle<S, SF, C, CF>(
+        &self,
+        kind: WriteKind,
+        mut send: S,
+        mut reread: C,
+    ) -> Result<Outcome>
     where
         S: FnMut() -> SF,
         SF: std::future::Future<Output = Result<()>>,
@@ -810,23 +815,48 @@ mod tests {
             (Create, false, Ok(()), Want::Done(Outcome::Applied)),
             (Remove, true, Ok(()), Want::Done(Outcome::Applied)),
             // unclear failures: re-read, whatever the kind and attempt
-            (Create, false, Err(aws(Some("InternalFailure"), true)), Want::ReRead),
+            (
+                Create,
+                false,
+                Err(aws(Some("InternalFailure"), true)),
+                Want::ReRead,
+            ),
             (Other, true, Err(aws(None, true)), Want::ReRead),
             (Remove, false, Err(aws(None, true)), Want::ReRead),
             // creates: already there before iam-warden acted vs made by an earlier attempt
             (Create, false, Err(aws(exists(), false)), skipped),
-            (Create, true, Err(aws(exists(), false)), Want::Done(Outcome::Applied)),
+            (
+                Create,
+                true,
+                Err(aws(exists(), false)),
+                Want::Done(Outcome::Applied),
+            ),
             // removals: already gone before (the caller says "no longer exists") vs removed
             // by an earlier attempt
             (Remove, false, Err(aws(gone(), false)), Want::Fail),
-            (Remove, true, Err(aws(gone(), false)), Want::Done(Outcome::Applied)),
+            (
+                Remove,
+                true,
+                Err(aws(gone(), false)),
+                Want::Done(Outcome::Applied),
+            ),
             // the same codes mean nothing special for the other kinds
             (Other, true, Err(aws(exists(), false)), Want::Fail),
             (Other, true, Err(aws(gone(), false)), Want::Fail),
             (Create, true, Err(aws(gone(), false)), Want::Fail),
             // refused calls are final
-            (Create, true, Err(aws(Some("AccessDenied"), false)), Want::Fail),
-            (Other, false, Err(aws(Some("Throttling"), false)), Want::Fail),
+            (
+                Create,
+                true,
+                Err(aws(Some("AccessDenied"), false)),
+                Want::Fail,
+            ),
+            (
+                Other,
+                false,
+                Err(aws(Some("Throttling"), false)),
+                Want::Fail,
+            ),
             (Remove, false, Err(Error::Other("x".into())), Want::Fail),
         ];
         for (i, (kind, repeated, r, want)) in cases.into_iter().enumerate() {
@@ -851,7 +881,10 @@ mod tests {
         let other = r#"{"Version":"2012-10-17","Statement":[]}"#;
         let v = |id: &str, def: bool, d: Option<&str>| (id.to_string(), def, d.map(str::to_string));
         assert_eq!(
-            find_version(&[v("v1", true, Some(other)), v("v2", false, Some(&encoded))], doc),
+            find_version(
+                &[v("v1", true, Some(other)), v("v2", false, Some(&encoded))],
+                doc
+            ),
             Some(("v2".to_string(), false)),
             "URL-encoded as IAM returns it, not the default yet"
         );
@@ -861,8 +894,14 @@ mod tests {
             find_version(&[v("v3", true, Some(spaced))], doc),
             Some(("v3".to_string(), true))
         );
-        assert_eq!(find_version(&[v("v1", true, Some(other)), v("v2", false, None)], doc), None);
+        assert_eq!(
+            find_version(&[v("v1", true, Some(other)), v("v2", false, None)], doc),
+            None
+        );
         assert_eq!(find_version(&[], doc), None);
-        assert!(!same_document(Some("not json"), "not json"), "garbage never matches");
+        assert!(
+            !same_document(Some("not json"), "not json"),
+            "garbage never matches"
+        );
     }
 }

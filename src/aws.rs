@@ -498,7 +498,11 @@ mod tests {
                 SdkError::dispatch_failure(ConnectorError::user("bad header".into())),
                 false,
             ),
-            ("operation timeout", SdkError::timeout_error("too slow"), true),
+            (
+                "operation timeout",
+                SdkError::timeout_error("too slow"),
+                true,
+            ),
             (
                 "never built",
                 SdkError::construction_failure("missing field"),

@@ -62,7 +62,13 @@ impl Error {
 
     /// An AWS call that failed in a way that leaves open whether it was applied.
     pub fn may_have_been_applied(&self) -> bool {
-        matches!(self, Error::Aws { ambiguous: true, .. })
+        matches!(
+            self,
+            Error::Aws {
+                ambiguous: true,
+                ..
+            }
+        )
     }
 
     /// The entity does not exist (a user deleted between observe and apply, ...).

@@ -46,7 +46,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 #[derive(Debug, Parser)]
-#[command(name = "fault-proxy", about = "An HTTP proxy in front of moto that injects IAM faults")]
+#[command(
+    name = "fault-proxy",
+    about = "An HTTP proxy in front of moto that injects IAM faults"
+)]
 struct Cli {
     /// moto's address, e.g. http://127.0.0.1:5000.
     #[arg(long)]
@@ -495,7 +498,9 @@ async fn handle(proxy: &Proxy, conn: &mut TcpStream, req: Message) -> Result<Nex
             let resp = send_upstream().await?;
             answer_bytes(&resp, &resp.body)
         }
-        Some(Fault::Throttle) => error_answer("400 Bad Request", "Throttling", "Rate exceeded", None),
+        Some(Fault::Throttle) => {
+            error_answer("400 Bad Request", "Throttling", "Rate exceeded", None)
+        }
         Some(Fault::ThrottleRetryAfter) => error_answer(
             "400 Bad Request",
             "Throttling",
@@ -542,7 +547,10 @@ async fn handle(proxy: &Proxy, conn: &mut TcpStream, req: Message) -> Result<Nex
                 head: "HTTP/1.1 200 OK\r\nContent-Type: text/html".into(),
                 body: Vec::new(),
             };
-            answer_bytes(&page, b"<html><body><h1>Gateway</h1>upstream is busy</body></html>")
+            answer_bytes(
+                &page,
+                b"<html><body><h1>Gateway</h1>upstream is busy</body></html>",
+            )
         }
         Some(Fault::Hang) => {
             // Never answer; wait until the client gives up and closes.
@@ -618,7 +626,10 @@ mod tests {
 
     #[test]
     fn chunked_bodies_are_decoded() {
-        assert_eq!(dechunk(b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"), b"hello world");
+        assert_eq!(
+            dechunk(b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"),
+            b"hello world"
+        );
         assert_eq!(dechunk(b"zz\r\n"), b"");
     }
 }
