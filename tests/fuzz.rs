@@ -9,7 +9,9 @@
 //! mutated, missing, of the wrong type or huge, plus byte-level mutations of the rendered
 //! text. Every target asserts more than "no panic" where a property exists.
 //!
-//! Cases per target: `IAM_WARDEN_FUZZ_CASES` (default 10,000; `make fuzz` runs 1,000,000).
+//! Cases per target: `WARDEN_FUZZ_CASES` (default 10,000; `make fuzz` runs 1,000,000). Not
+//! `IAM_WARDEN_*`: that prefix is the daemon's configuration, and a daemon started by a test
+//! would reject the unknown key.
 //! Failing seeds are persisted under `proptest-regressions/` and replayed first.
 
 use std::collections::BTreeSet;
@@ -37,11 +39,11 @@ use serde_json::{json, Map, Value};
 // ---------------------------------------------------------------------------------------
 // Harness
 
-/// Cases per target, from `IAM_WARDEN_FUZZ_CASES` (default 10,000).
+/// Cases per target, from `WARDEN_FUZZ_CASES` (default 10,000).
 fn cases() -> u32 {
-    match std::env::var("IAM_WARDEN_FUZZ_CASES") {
+    match std::env::var("WARDEN_FUZZ_CASES") {
         Ok(s) => s.trim().parse().unwrap_or_else(|_| {
-            panic!("IAM_WARDEN_FUZZ_CASES = {s:?} is not a whole number of cases; unset it or write e.g. 10000")
+            panic!("WARDEN_FUZZ_CASES = {s:?} is not a whole number of cases; unset it or write e.g. 10000")
         }),
         Err(_) => 10_000,
     }
@@ -384,7 +386,7 @@ fn user_identity() -> BoxedStrategy<Value> {
 }
 
 fn request_parameters() -> BoxedStrategy<Value> {
-    let opt = |s: BoxedStrategy<Value>| prop::option::weighted(0.6, s).prop_map(|o| o.into());
+    let opt = |s: BoxedStrategy<Value>| prop::option::weighted(0.6, s);
     (
         opt(iam_name().prop_map(Value::String).boxed()),
         opt(iam_name().prop_map(Value::String).boxed()),
