@@ -416,7 +416,7 @@ fn request_parameters() -> BoxedStrategy<Value> {
         .boxed()
 }
 
-/// A CloudTrail record shaped like the real ones (see ../shared/fixtures/cloudtrail-real),
+/// A CloudTrail record shaped like real ones (IAM writes as CloudTrail logs them),
 /// every field of which may be missing, null, of another type or huge.
 fn record() -> BoxedStrategy<Value> {
     let head = (
@@ -774,7 +774,8 @@ fn dispatch() -> &'static Dispatch {
     })
 }
 
-/// The real records, when ../shared/fixtures is present, seed the mutations too.
+/// Real CloudTrail records, when the shared fixtures are present, seed the mutations too
+/// (skipped with a notice otherwise).
 #[test]
 fn real_records_survive_mutation() {
     let dir = concat!(
