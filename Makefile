@@ -5,12 +5,13 @@ SHELL := /bin/bash
 CARGO ?= cargo
 
 .DEFAULT_GOAL := help
-.PHONY: help setup build lint test demo bench bench-audit bench-enforce bench-daemon clean-state
+.PHONY: help setup build lint test fuzz demo bench bench-audit bench-enforce bench-daemon clean-state
 
 help:
 	@echo "make demo         set up, then run the demo against a local AWS emulator (moto)"
 	@echo "make test         set up, lint (rustfmt, clippy), then the whole cargo test suite"
 	@echo "make lint         cargo fmt --check and clippy -D warnings"
+	@echo "make fuzz         the property-based fuzz tests, 1,000,000 cases per target (optimised build)"
 	@echo "make bench        benchmarks (release build): audit, enforce, daemon; figures in README"
 	@echo "make setup        only the set-up (Debian packages, .venv with moto)"
 	@echo "make clean-state  remove benchmark results and leftovers of interrupted runs"
@@ -27,6 +28,12 @@ lint: setup
 
 test: setup lint
 	$(CARGO) test --all-targets --locked --no-fail-fast
+
+# `make test` runs the same targets with 10,000 cases each (debug build). Override the count
+# with WARDEN_FUZZ_CASES=...; failing seeds are saved under proptest-regressions/.
+FUZZ_CASES ?= 1000000
+fuzz:
+	WARDEN_FUZZ_CASES=$(FUZZ_CASES) $(CARGO) test --locked --profile fuzz --test fuzz --test fuzz_env
 
 demo: setup
 	@bash scripts/demo.sh

@@ -83,12 +83,13 @@ impl FromStr for Secs {
         };
         let n: u64 = num.trim().parse().map_err(|_| {
             format!(
-                "`{s}` is not a duration; write a whole number with a unit, e.g. 90s, 10m, 1h, 2d"
+                "`{}` is not a duration; write a whole number with a unit, e.g. 90s, 10m, 1h, 2d",
+                s.escape_debug()
             )
         })?;
         n.checked_mul(mult)
             .map(Secs::from_secs)
-            .ok_or_else(|| format!("`{s}` is too large"))
+            .ok_or_else(|| format!("`{}` is too large", s.escape_debug()))
     }
 }
 
@@ -925,28 +926,62 @@ impl Config {
     }
 }
 
+/// One line per error: keys, values and file names are quoted with their control
+/// characters escaped, and a TOML syntax error keeps its position and complaint but not the
+/// quoted source lines under it.
 fn describe_figment_error(e: &figment::Error) -> String {
     let key = if e.path.is_empty() {
         String::new()
     } else {
-        format!("key `{}`: ", e.path.join("."))
+        format!("key `{}`: ", escape_controls(&e.path.join(".")))
     };
     let source = e
         .metadata
         .as_ref()
         .map(|m| match &m.source {
-            Some(src) => format!(" (from {src})"),
-            None => format!(" (from {})", m.name),
+            Some(src) => format!(" (from {})", escape_controls(&src.to_string())),
+            None => format!(" (from {})", escape_controls(&m.name)),
         })
         .unwrap_or_default();
     let kind = match &e.kind {
         figment::error::Kind::UnknownField(f, allowed) => format!(
-            "unknown key `{f}`; allowed keys here: {}",
+            "unknown key `{}`; allowed keys here: {}",
+            escape_controls(f),
             allowed.join(", ")
         ),
-        other => other.to_string(),
+        other => one_line(&other.to_string()),
     };
     format!("{key}{kind}{source}")
+}
+
+/// `s` with control characters (line breaks included) escaped as `\n`, `\u{1b}`, ...
+fn escape_controls(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// A multi-line message on one line. The toml crate writes a syntax error as
+/// `TOML parse error at line 2, column 2`, the source line with a marker (`2 | a`,
+/// `  |  ^`), then the complaint; the source lines are left out.
+fn one_line(msg: &str) -> String {
+    let is_source_line = |l: &str| {
+        l.starts_with('|')
+            || l.split_once(" |")
+                .is_some_and(|(n, _)| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
+    };
+    let parts: Vec<&str> = msg
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !is_source_line(l))
+        .collect();
+    escape_controls(&parts.join(": "))
 }
 
 /// IAM names: 1..=max of `[\w+=,.@-]`.
@@ -1052,6 +1087,28 @@ mod tests {
         assert!(e.contains("max_users_changed_percent"), "{e}");
         let e = err_of("[resync]\ninterval = \"soon\"\n");
         assert!(e.contains("resync.interval") && e.contains("soon"), "{e}");
+    }
+
+    #[test]
+    fn errors_are_one_line_whatever_the_input() {
+        // Found by tests/fuzz.rs: a TOML syntax error quoted the source lines, a quoted key
+        // or a duration with a line break was echoed raw.
+        let e = err_of("a\na");
+        assert!(!e.contains('\n'), "{e}");
+        assert!(
+            e.contains("TOML parse error at line 1") && e.contains("expected"),
+            "{e}"
+        );
+        let e = err_of("[aws]\n\"\\r\\n\" = \"\"\n");
+        assert!(!e.contains(['\n', '\r']), "{e}");
+        assert!(e.contains("unknown key `\\r\\n`"), "{e}");
+        let e = err_of("[resync]\ninterval = \"\\n\"\n");
+        assert!(!e.contains('\n') && e.contains("resync.interval"), "{e}");
+        let e = "\n".parse::<Secs>().unwrap_err();
+        assert_eq!(
+            e,
+            "`\\n` is not a duration; write a whole number with a unit, e.g. 90s, 10m, 1h, 2d"
+        );
     }
 
     #[test]

@@ -40,10 +40,13 @@ pub struct BadRow {
 impl std::fmt::Display for BadRow {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.user {
+            // The name comes from the report: a line break in it must not break the line.
             Some(u) => write!(
                 f,
-                "credential report line {} (user {u}): {}",
-                self.line, self.problem
+                "credential report line {} (user {}): {}",
+                self.line,
+                u.escape_debug(),
+                self.problem
             ),
             None => write!(f, "credential report line {}: {}", self.line, self.problem),
         }
@@ -65,6 +68,9 @@ const REQUIRED: &[&str] = &[
     "access_key_2_last_rotated",
     "access_key_2_last_used_date",
 ];
+
+/// At most this many characters of an unexpected header line are quoted in the error.
+const MAX_HEADER_ECHO: usize = 400;
 
 /// A report timestamp: a date, or one of the report's words for "none".
 fn parse_time(col: &str, v: &str) -> Result<Option<DateTime<Utc>>, String> {
@@ -105,10 +111,17 @@ pub fn parse(content: &[u8]) -> Result<ParsedReport, Error> {
         .filter(|c| !index.contains_key(c))
         .collect();
     if !missing.is_empty() {
+        // The header found is quoted escaped and cut short: it may be anything.
+        let found: String = headers
+            .iter()
+            .collect::<Vec<_>>()
+            .join(",")
+            .escape_debug()
+            .take(MAX_HEADER_ECHO)
+            .collect();
         return Err(Error::CredentialReport(format!(
-            "the report lacks the column(s) {}; found {}. Is this an IAM credential report?",
+            "the report lacks the column(s) {}; found {found}. Is this an IAM credential report?",
             missing.join(", "),
-            headers.iter().collect::<Vec<_>>().join(",")
         )));
     }
     let mut out = ParsedReport::default();
@@ -348,6 +361,23 @@ mod tests {
         let r = parse(&bytes).unwrap();
         assert_eq!(r.rows.len(), 1);
         assert_eq!(r.bad_rows.len(), 1);
+    }
+
+    #[test]
+    fn messages_are_one_line_whatever_the_report_holds() {
+        // Found by tests/fuzz.rs: a user name or a header with a line break (quoted CSV)
+        // broke the message over lines; a huge header was quoted whole.
+        let r = parse(&report(&["\"\n\""])).unwrap();
+        let msg = r.bad_rows[0].to_string();
+        assert_eq!(
+            msg,
+            "credential report line 2 (user \\n): truncated row: 1 fields, the header has 22"
+        );
+        let mut header = String::from("\"a\nb\",");
+        header.push_str(&"x".repeat(10_000));
+        let e = parse(header.as_bytes()).unwrap_err().to_string();
+        assert!(!e.contains('\n') && e.contains("a\\nb"), "{e}");
+        assert!(e.len() < 1_000, "{} characters", e.len());
     }
 
     #[test]
