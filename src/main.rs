@@ -9,7 +9,6 @@ use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand, ValueEnum};
 use iam_warden::app::{self, Output};
 use iam_warden::config::Config;
-use iam_warden::controller;
 use iam_warden::metrics::Metrics;
 
 /// Resolves on the first SIGTERM or SIGINT; a second one exits the process at once (130).
@@ -276,7 +275,7 @@ fn real_main(cli: Cli, test_clock_env: Option<std::ffi::OsString>) -> anyhow::Re
             tracing::debug!(settings = ?tuned, "allocator tuned for a long-running daemon");
             runtime()?.block_on(async {
                 let metrics = Metrics::new(env!("CARGO_PKG_VERSION"))?;
-                controller::daemon::run(cfg, metrics, shutdown_signal()).await?;
+                app::daemon::run(cfg, metrics, shutdown_signal()).await?;
                 tracing::info!("stopped");
                 Ok(0)
             })

@@ -41,10 +41,61 @@ use prometheus::{
 use crate::aws::{CallOutcome, CallStats};
 use crate::baseline::checks::Check;
 use crate::error::Error;
-use crate::sources::event::{metric_event_name, KNOWN_EVENT_NAMES};
 
 /// The content type of [`Metrics::render`] (Prometheus text exposition format 0.0.4).
 pub const CONTENT_TYPE: &str = prometheus::TEXT_FORMAT;
+
+/// Every CloudTrail event name [`metric_event_name`] knows (the `event` label of
+/// `iam_warden_events_total`); use it to pre-create metric label values.
+pub const KNOWN_EVENT_NAMES: &[&str] = &[
+    "AddUserToGroup",
+    "AttachGroupPolicy",
+    "AttachUserPolicy",
+    "ChangePassword",
+    "CreateAccessKey",
+    "CreateGroup",
+    "CreateLoginProfile",
+    "CreatePolicy",
+    "CreatePolicyVersion",
+    "CreateUser",
+    "CreateVirtualMFADevice",
+    "DeactivateMFADevice",
+    "DeleteAccessKey",
+    "DeleteAccountPasswordPolicy",
+    "DeleteGroup",
+    "DeleteGroupPolicy",
+    "DeleteLoginProfile",
+    "DeletePolicy",
+    "DeletePolicyVersion",
+    "DeleteUser",
+    "DeleteUserPolicy",
+    "DeleteVirtualMFADevice",
+    "DetachGroupPolicy",
+    "DetachUserPolicy",
+    "EnableMFADevice",
+    "PutGroupPolicy",
+    "PutUserPolicy",
+    "RemoveUserFromGroup",
+    "ResyncMFADevice",
+    "SetDefaultPolicyVersion",
+    "TagUser",
+    "UntagUser",
+    "UpdateAccessKey",
+    "UpdateAccountPasswordPolicy",
+    "UpdateGroup",
+    "UpdateLoginProfile",
+    "UpdateUser",
+];
+
+/// The label value for an event name: the name itself if it is one of
+/// [`KNOWN_EVENT_NAMES`], `"other"` otherwise (keeps metric cardinality bounded).
+pub fn metric_event_name(name: &str) -> &'static str {
+    KNOWN_EVENT_NAMES
+        .iter()
+        .copied()
+        .find(|known| *known == name)
+        .unwrap_or("other")
+}
 
 /// Every IAM write action iam-warden performs (the `action` label of
 /// `iam_warden_writes_total`). Anything else is counted as `other`.

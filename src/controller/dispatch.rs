@@ -9,11 +9,10 @@ use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use super::key::{ReconcileKey, Target};
+use super::mapping::{targets, BaselineNames, IamEvent};
 use super::queue::WorkQueue;
-use crate::metrics::{EventOutcome, Metrics, QueueSource, Source};
-use crate::sources::event::{
-    metric_event_name, targets, BaselineNames, IamEvent, ReconcileKey, Target,
-};
+use crate::metrics::{metric_event_name, EventOutcome, Metrics, QueueSource, Source};
 
 /// At most this many events per key wait for their latency to be measured.
 const MAX_PENDING_PER_KEY: usize = 64;

@@ -1,6 +1,8 @@
-//! The controller: work queue, dispatch from sources, reconcile, the daemon.
+//! The controller: the reconcile key and the mapping of events to keys, the work queue,
+//! dispatch from sources, reconcile. Sources depend on the controller, never the reverse.
 
-pub mod daemon;
 pub mod dispatch;
+pub mod key;
+pub mod mapping;
 pub mod queue;
 pub mod reconcile;

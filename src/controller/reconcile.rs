@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use tokio::time::Instant;
 
 use super::dispatch::Dispatch;
+use super::key::ReconcileKey;
 use crate::apply::{Applier, Outcome};
 use crate::aws::Clients;
 use crate::baseline::breaker::{Admission, Window};
@@ -18,7 +19,6 @@ use crate::error::{Error, Result};
 use crate::inventory::{live, snapshot, AccountSnapshot, UserState};
 use crate::journal::Entry;
 use crate::metrics::Metrics;
-use crate::sources::event::ReconcileKey;
 
 /// What a successful reconcile asks of the queue.
 #[derive(Debug, Clone, PartialEq, Eq)]

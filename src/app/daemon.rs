@@ -18,20 +18,21 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use super::dispatch::Dispatch;
-use super::queue::{Outcome as QueueOutcome, QueueConfig, WorkQueue};
-use super::reconcile::{reconcile, store_view, Context, Next};
 use crate::apply::{partition_of, Applier};
 use crate::aws::Clients;
 use crate::baseline::breaker::{Verdict, Window};
 use crate::baseline::plan::plan_account;
 use crate::config::Config;
+use crate::controller::dispatch::Dispatch;
+use crate::controller::key::ReconcileKey;
+use crate::controller::mapping::BaselineNames;
+use crate::controller::queue::{Outcome as QueueOutcome, QueueConfig, WorkQueue};
+use crate::controller::reconcile::{reconcile, store_view, Context, Next};
 use crate::error::{Error, Result};
 use crate::http::{self, Health};
 use crate::inventory;
 use crate::journal::Journal;
 use crate::metrics::{Metrics, QueueSource, ReconcileResult};
-use crate::sources::event::{BaselineNames, ReconcileKey};
 
 /// Run the daemon until `shutdown` resolves.
 pub async fn run(

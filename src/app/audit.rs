@@ -1,4 +1,5 @@
-//! The audit result and its two renderings: readable text and a stable JSON schema
+//! `iam-warden audit`: read the account and judge it ([`audit`]); the audit result and its
+//! two renderings: readable text and a stable JSON schema
 //! (documented in docs/audit-json.md).
 
 use std::collections::BTreeMap;
@@ -7,8 +8,11 @@ use std::fmt::Write as _;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use crate::aws::Clients;
 use crate::baseline::checks::{evaluate_account, evaluate_user, Check, Finding, UserVerdict};
 use crate::config::Config;
+use crate::error::Result;
+use crate::inventory;
 use crate::inventory::AccountSnapshot;
 
 pub const AUDIT_SCHEMA: &str = "iam-warden.audit/v1";
@@ -169,4 +173,16 @@ impl AuditReport {
         let _ = writeln!(out, "\n{} AWS API calls", self.aws_calls);
         out
     }
+}
+
+/// Read the account and judge it at `now`.
+pub async fn audit(cfg: &Config, clients: &Clients, now: DateTime<Utc>) -> Result<AuditReport> {
+    let before = clients.calls.total();
+    let snap = inventory::read_account(clients).await?;
+    Ok(AuditReport::build(
+        &snap,
+        cfg,
+        now,
+        clients.calls.total() - before,
+    ))
 }

@@ -1,0 +1,628 @@
+//! Configuration: built-in defaults, then a TOML file (must exist when given), then
+//! `IAM_WARDEN_*` environment variables (`__` nests: `IAM_WARDEN_RESYNC__INTERVAL=5m`).
+//! Unknown keys are rejected; [`Config::validate`] range-checks every value.
+//!
+//! This file holds the schema and its defaults; loading is in `load.rs`, validation in
+//! `validate.rs`, the tag names in `tags.rs`.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+mod load;
+mod tags;
+mod validate;
+
+pub use tags::{ACCESS_TAG, EXEMPT_TAG, INACTIVE_SINCE_TAG_PREFIX};
+pub use validate::valid_iam_name;
+
+/// Actions AWS's documented deny-unless-MFA policy allows without MFA (its `NotAction`
+/// list): enough for a user to enrol an MFA device.
+pub const ARTICLE_MFA_NOT_ACTIONS: &[&str] = &[
+    "iam:CreateVirtualMFADevice",
+    "iam:EnableMFADevice",
+    "iam:GetUser",
+    "iam:ListMFADevices",
+    "iam:ListVirtualMFADevices",
+    "iam:ResyncMFADevice",
+    "sts:GetSessionToken",
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// Plan and journal would-be writes, change nothing.
+    #[default]
+    DryRun,
+    /// Apply the plan.
+    Enforce,
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Mode::DryRun => "dry-run",
+            Mode::Enforce => "enforce",
+        })
+    }
+}
+
+/// A duration written as `90s`, `10m`, `1h`, `2d`, or a plain number of seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Secs(pub Duration);
+
+impl Secs {
+    pub const fn from_secs(s: u64) -> Self {
+        Secs(Duration::from_secs(s))
+    }
+    pub fn get(self) -> Duration {
+        self.0
+    }
+}
+
+impl FromStr for Secs {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        let t = s.trim();
+        let (num, mult) = match t.char_indices().last() {
+            Some((i, 's')) => (&t[..i], 1),
+            Some((i, 'm')) => (&t[..i], 60),
+            Some((i, 'h')) => (&t[..i], 3600),
+            Some((i, 'd')) => (&t[..i], 86_400),
+            _ => (t, 1),
+        };
+        let n: u64 = num.trim().parse().map_err(|_| {
+            format!(
+                "`{}` is not a duration; write a whole number with a unit, e.g. 90s, 10m, 1h, 2d",
+                s.escape_debug()
+            )
+        })?;
+        n.checked_mul(mult)
+            .map(Secs::from_secs)
+            .ok_or_else(|| format!("`{}` is too large", s.escape_debug()))
+    }
+}
+
+impl fmt::Display for Secs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = self.0.as_secs();
+        if s != 0 && s % 86_400 == 0 {
+            write!(f, "{}d", s / 86_400)
+        } else if s != 0 && s % 3600 == 0 {
+            write!(f, "{}h", s / 3600)
+        } else if s != 0 && s % 60 == 0 {
+            write!(f, "{}m", s / 60)
+        } else {
+            write!(f, "{s}s")
+        }
+    }
+}
+
+impl Serialize for Secs {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for Secs {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Secs;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a duration such as \"90s\", \"10m\", \"1h\" or a number of seconds")
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> std::result::Result<Secs, E> {
+                Ok(Secs::from_secs(v))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> std::result::Result<Secs, E> {
+                u64::try_from(v)
+                    .map(Secs::from_secs)
+                    .map_err(|_| E::custom(format!("{v} is negative; a duration must be >= 0")))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> std::result::Result<Secs, E> {
+                v.parse().map_err(E::custom)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// `dry-run` (default) or `enforce`.
+    pub mode: Mode,
+    /// Directory for the CloudTrail checkpoint (and the journal unless `journal` is set).
+    pub state_dir: PathBuf,
+    /// Journal file; empty means `<state_dir>/journal.jsonl`.
+    pub journal: Option<PathBuf>,
+    pub aws: AwsConfig,
+    pub baseline: Baseline,
+    pub exemptions: Exemptions,
+    pub safety: Safety,
+    pub resync: Resync,
+    pub sources: Sources,
+    pub server: Server,
+    pub controller: Controller,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AwsConfig {
+    /// IAM is global; its API and CloudTrail events live in us-east-1.
+    pub region: String,
+    /// Endpoint override (e.g. a local emulator). Empty: `AWS_ENDPOINT_URL` or the real AWS.
+    pub endpoint_url: Option<String>,
+    /// Attempts per call including the first, for server errors, lost answers and
+    /// timeouts; throttled attempts may go on up to 4 times this (see `crate::pacing`).
+    pub max_attempts: u32,
+    /// Retry backoff: attempt n waits a random time below min(max, base * 2^(n-1)).
+    pub backoff_base_ms: u64,
+    pub backoff_max_ms: u64,
+    pub connect_timeout: Secs,
+    /// Time limit for one attempt of a call.
+    pub attempt_timeout: Secs,
+    /// Time limit for a whole call including retries.
+    pub operation_timeout: Secs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Attach {
+    /// Baseline policies are attached to baseline groups and users join the groups (CIS IAM.2).
+    Group,
+    /// Baseline policies are attached to each user directly.
+    User,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AccessClass {
+    Console,
+    Programmatic,
+    Both,
+}
+
+impl AccessClass {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccessClass::Console => "console",
+            AccessClass::Programmatic => "programmatic",
+            AccessClass::Both => "both",
+        }
+    }
+    pub fn console(self) -> bool {
+        matches!(self, AccessClass::Console | AccessClass::Both)
+    }
+    pub fn keys(self) -> bool {
+        matches!(self, AccessClass::Programmatic | AccessClass::Both)
+    }
+}
+
+impl FromStr for AccessClass {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "console" => Ok(AccessClass::Console),
+            "programmatic" => Ok(AccessClass::Programmatic),
+            "both" => Ok(AccessClass::Both),
+            other => Err(format!(
+                "`{other}` is not an access class; use console, programmatic or both"
+            )),
+        }
+    }
+}
+
+/// Which users a baseline policy applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AppliesTo {
+    /// Users with console access (class console or both).
+    Console,
+    /// Users with key access (class programmatic or both).
+    Programmatic,
+    /// Every non-exempt user.
+    All,
+}
+
+impl AppliesTo {
+    pub fn covers(self, class: AccessClass) -> bool {
+        match self {
+            AppliesTo::All => true,
+            AppliesTo::Console => class.console(),
+            AppliesTo::Programmatic => class.keys(),
+        }
+    }
+}
+
+/// How untagged users are classified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Untagged {
+    /// From what the user has: password only → console, keys only → programmatic,
+    /// both → both, neither → programmatic (nothing to sign in with).
+    Derive,
+    Console,
+    Programmatic,
+    Both,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Baseline {
+    /// `group` (default, CIS IAM.2) or `user`.
+    pub attach: Attach,
+    /// IAM path for the policies and groups iam-warden creates.
+    pub path: String,
+    pub mfa_policy: MfaPolicy,
+    pub source_ip_policy: SourceIpPolicy,
+    pub classification: Classification,
+    pub credentials: Credentials,
+    pub password_policy: PasswordPolicy,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MfaPolicy {
+    pub enabled: bool,
+    pub name: String,
+    /// Baseline group the policy is attached to (with `attach = "group"`).
+    pub group: String,
+    /// Actions allowed without MFA (the policy's NotAction list).
+    pub allowed_without_mfa: Vec<String>,
+    /// `console` (default): with BoolIfExists the policy blocks every long-term access-key
+    /// call, so programmatic users only get it when set to `all` or `programmatic`.
+    pub applies_to: AppliesTo,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SourceIpPolicy {
+    /// Off by default: it needs the organisation's own CIDRs.
+    pub enabled: bool,
+    pub name: String,
+    pub group: String,
+    /// Allowed source networks, IPv4 or IPv6 CIDR (e.g. "203.0.113.0/24", "2001:db8::/32").
+    pub allowed_cidrs: Vec<String>,
+    pub applies_to: AppliesTo,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Classification {
+    /// User tag naming the access class.
+    pub tag: String,
+    /// Class assumed for users without the tag.
+    pub untagged: Untagged,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Credentials {
+    /// Access keys older than this are findings (CIS IAM.3).
+    pub max_key_age_days: u32,
+    /// Credentials unused this long are findings and are revoked (CIS IAM.22).
+    pub unused_days: u32,
+    /// A key inactive for this many further days is deleted.
+    pub delete_inactive_key_after_days: u32,
+    /// Deactivate access keys of `console` users (off by default: only a finding).
+    pub deactivate_keys_of_console_users: bool,
+    /// Delete login profiles of `programmatic` users.
+    pub remove_console_of_programmatic_users: bool,
+    /// Revoke credentials unused for `unused_days`.
+    pub revoke_unused: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PasswordPolicy {
+    pub enabled: bool,
+    pub minimum_length: u32,
+    pub require_uppercase: bool,
+    pub require_lowercase: bool,
+    pub require_numbers: bool,
+    pub require_symbols: bool,
+    /// Remember this many previous passwords (0 = off).
+    pub reuse_prevention: u32,
+    /// Passwords expire after this many days (0 = never).
+    pub max_age_days: u32,
+    pub allow_users_to_change: bool,
+    pub hard_expiry: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Exemptions {
+    pub users: Vec<String>,
+    /// Users with this tag set to `true` are exempt.
+    pub tag: String,
+    pub path_prefixes: Vec<String>,
+    pub groups: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Safety {
+    /// The breaker trips when one pass would change more users than this...
+    pub max_users_changed: u32,
+    /// ...or more than this percentage of all users.
+    pub max_users_changed_percent: f64,
+    /// Let a tripped breaker through (same as `--confirm-large-change`).
+    pub confirm_large_change: bool,
+    /// A user created less than this long ago (by its CreateDate) is brought onto the
+    /// baseline without counting toward the breaker.
+    pub new_user_grace: Secs,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Resync {
+    pub interval: Secs,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Sources {
+    pub cloudtrail: CloudTrailSource,
+    pub sqs: SqsSource,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CloudTrailSource {
+    pub enabled: bool,
+    pub poll_interval: Secs,
+    /// Each poll re-reads this far back (CloudTrail delivery is late and unordered).
+    pub overlap: Secs,
+    /// On a first start without checkpoint, look back this far.
+    pub initial_lookback: Secs,
+    /// Separate endpoint for CloudTrail (e.g. a recorder in tests); defaults to aws.endpoint_url.
+    pub endpoint_url: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SqsSource {
+    /// Queue fed by an EventBridge rule; empty = off.
+    pub queue_url: Option<String>,
+    pub wait_time: Secs,
+    pub max_messages: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Server {
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Controller {
+    pub workers: u32,
+    /// Start and ceiling of the adaptive limit on IAM writes (AIMD token bucket: halved on
+    /// throttling, recovers after quiet periods).
+    pub writes_per_second: f64,
+    pub write_burst: u32,
+    /// Start and ceiling of the adaptive limit on IAM/STS reads (its own bucket).
+    pub reads_per_second: f64,
+    /// The adaptive limits never go below this.
+    pub min_rate_per_second: f64,
+    /// On shutdown, wait this long for in-flight reconciles.
+    pub shutdown_grace: Secs,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            mode: Mode::DryRun,
+            state_dir: PathBuf::from("/var/lib/iam-warden"),
+            journal: None,
+            aws: AwsConfig::default(),
+            baseline: Baseline::default(),
+            exemptions: Exemptions::default(),
+            safety: Safety::default(),
+            resync: Resync::default(),
+            sources: Sources::default(),
+            server: Server::default(),
+            controller: Controller::default(),
+        }
+    }
+}
+
+impl Default for AwsConfig {
+    fn default() -> Self {
+        AwsConfig {
+            region: "us-east-1".into(),
+            endpoint_url: None,
+            max_attempts: 5,
+            backoff_base_ms: 100,
+            backoff_max_ms: 20_000,
+            connect_timeout: Secs::from_secs(5),
+            attempt_timeout: Secs::from_secs(30),
+            operation_timeout: Secs::from_secs(120),
+        }
+    }
+}
+
+impl Default for Baseline {
+    fn default() -> Self {
+        Baseline {
+            attach: Attach::Group,
+            path: "/iam-warden/".into(),
+            mfa_policy: MfaPolicy::default(),
+            source_ip_policy: SourceIpPolicy::default(),
+            classification: Classification::default(),
+            credentials: Credentials::default(),
+            password_policy: PasswordPolicy::default(),
+        }
+    }
+}
+
+impl Default for MfaPolicy {
+    fn default() -> Self {
+        MfaPolicy {
+            enabled: true,
+            name: "iam-warden-require-mfa".into(),
+            group: "iam-warden-require-mfa".into(),
+            allowed_without_mfa: ARTICLE_MFA_NOT_ACTIONS
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            applies_to: AppliesTo::Console,
+        }
+    }
+}
+
+impl Default for SourceIpPolicy {
+    fn default() -> Self {
+        SourceIpPolicy {
+            enabled: false,
+            name: "iam-warden-source-ip".into(),
+            group: "iam-warden-source-ip".into(),
+            allowed_cidrs: Vec::new(),
+            applies_to: AppliesTo::All,
+        }
+    }
+}
+
+impl Default for Classification {
+    fn default() -> Self {
+        Classification {
+            tag: ACCESS_TAG.into(),
+            untagged: Untagged::Derive,
+        }
+    }
+}
+
+impl Default for Credentials {
+    fn default() -> Self {
+        Credentials {
+            max_key_age_days: 90,
+            unused_days: 45,
+            delete_inactive_key_after_days: 30,
+            deactivate_keys_of_console_users: false,
+            remove_console_of_programmatic_users: true,
+            revoke_unused: true,
+        }
+    }
+}
+
+impl Default for PasswordPolicy {
+    fn default() -> Self {
+        PasswordPolicy {
+            enabled: true,
+            minimum_length: 14,
+            require_uppercase: true,
+            require_lowercase: true,
+            require_numbers: true,
+            require_symbols: true,
+            reuse_prevention: 24,
+            max_age_days: 90,
+            allow_users_to_change: true,
+            hard_expiry: false,
+        }
+    }
+}
+
+impl Default for Exemptions {
+    fn default() -> Self {
+        Exemptions {
+            users: Vec::new(),
+            tag: EXEMPT_TAG.into(),
+            path_prefixes: Vec::new(),
+            groups: Vec::new(),
+        }
+    }
+}
+
+impl Default for Safety {
+    fn default() -> Self {
+        Safety {
+            max_users_changed: 25,
+            max_users_changed_percent: 10.0,
+            confirm_large_change: false,
+            new_user_grace: Secs::from_secs(3600),
+        }
+    }
+}
+
+impl Default for Resync {
+    fn default() -> Self {
+        Resync {
+            interval: Secs::from_secs(600),
+        }
+    }
+}
+
+impl Default for CloudTrailSource {
+    fn default() -> Self {
+        CloudTrailSource {
+            enabled: true,
+            poll_interval: Secs::from_secs(60),
+            overlap: Secs::from_secs(900),
+            initial_lookback: Secs::from_secs(3600),
+            endpoint_url: None,
+        }
+    }
+}
+
+impl Default for SqsSource {
+    fn default() -> Self {
+        SqsSource {
+            queue_url: None,
+            wait_time: Secs::from_secs(20),
+            max_messages: 10,
+        }
+    }
+}
+
+impl Default for Server {
+    fn default() -> Self {
+        Server {
+            listen: SocketAddr::from(([0, 0, 0, 0], 9464)),
+        }
+    }
+}
+
+impl Default for Controller {
+    fn default() -> Self {
+        Controller {
+            workers: 4,
+            // AWS publishes no IAM request rate; 20/s is a start the AIMD bucket corrects
+            // (see `crate::pacing`).
+            writes_per_second: 20.0,
+            write_burst: 10,
+            reads_per_second: 50.0,
+            min_rate_per_second: 0.5,
+            shutdown_grace: Secs::from_secs(20),
+        }
+    }
+}
+
+impl Config {
+    /// The effective journal path.
+    pub fn journal_path(&self) -> PathBuf {
+        self.journal
+            .clone()
+            .unwrap_or_else(|| self.state_dir.join("journal.jsonl"))
+    }
+
+    /// Parsed allowed CIDRs of the source-IP policy (validated by [`Config::validate`]).
+    pub fn allowed_cidrs(&self) -> Vec<IpNet> {
+        self.baseline
+            .source_ip_policy
+            .allowed_cidrs
+            .iter()
+            .filter_map(|c| c.trim().parse().ok())
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,210 @@
+use std::path::Path;
+
+use super::*;
+
+fn err_of(toml: &str) -> String {
+    match Config::from_toml_str(toml) {
+        Ok(c) => panic!("expected an error for {toml:?}, got {c:?}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn defaults_are_safe_and_valid() {
+    let c = Config::default();
+    c.validate().unwrap();
+    assert_eq!(c.mode, Mode::DryRun);
+    assert_eq!(c.baseline.credentials.max_key_age_days, 90);
+    assert_eq!(c.baseline.credentials.unused_days, 45);
+    assert_eq!(c.baseline.password_policy.minimum_length, 14);
+    assert_eq!(c.baseline.password_policy.reuse_prevention, 24);
+    assert_eq!(c.baseline.attach, Attach::Group);
+    assert_eq!(c.baseline.mfa_policy.allowed_without_mfa.len(), 7);
+    assert_eq!(c.aws.region, "us-east-1");
+}
+
+#[test]
+fn durations_parse_with_units() {
+    for (s, secs) in [
+        ("90s", 90),
+        ("10m", 600),
+        ("1h", 3600),
+        ("2d", 172_800),
+        ("42", 42),
+    ] {
+        assert_eq!(s.parse::<Secs>().unwrap().0.as_secs(), secs, "{s}");
+    }
+    assert!("ten minutes".parse::<Secs>().is_err());
+    assert!("-5m".parse::<Secs>().is_err());
+    let c = Config::from_toml_str("[resync]\ninterval = \"5m\"\n").unwrap();
+    assert_eq!(c.resync.interval.0.as_secs(), 300);
+    let c = Config::from_toml_str("[resync]\ninterval = 120\n").unwrap();
+    assert_eq!(c.resync.interval.0.as_secs(), 120);
+    assert_eq!(Config::default().safety.new_user_grace.0.as_secs(), 3600);
+    let c = Config::from_toml_str("[safety]\nnew_user_grace = \"30m\"\n").unwrap();
+    assert_eq!(c.safety.new_user_grace.0.as_secs(), 1800);
+    let c = Config::from_toml_str("[safety]\nnew_user_grace = \"0s\"\n").unwrap();
+    assert_eq!(c.safety.new_user_grace.0.as_secs(), 0);
+    let e = err_of("[safety]\nnew_user_grace = \"8d\"\n");
+    assert!(e.contains("safety.new_user_grace"), "{e}");
+}
+
+#[test]
+fn unknown_keys_are_rejected_with_the_key_name() {
+    let e = err_of("[baseline.credentials]\nmax_key_age = 30\n");
+    assert!(e.contains("max_key_age"), "{e}");
+    assert!(
+        e.contains("max_key_age_days"),
+        "should list allowed keys: {e}"
+    );
+    let e = err_of("moed = \"enforce\"\n");
+    assert!(e.contains("moed"), "{e}");
+}
+
+#[test]
+fn bad_values_name_key_value_and_range() {
+    let e = err_of("[baseline.credentials]\nmax_key_age_days = 0\n");
+    assert!(
+        e.contains("baseline.credentials.max_key_age_days = 0"),
+        "{e}"
+    );
+    assert!(e.contains("1..=3650"), "{e}");
+    let e = err_of("[baseline.credentials]\nunused_days = -5\n");
+    assert!(e.contains("unused_days"), "{e}");
+    let e = err_of("[baseline.credentials]\nunused_days = 100000\n");
+    assert!(e.contains("100000"), "{e}");
+    let e = err_of("mode = \"yolo\"\n");
+    assert!(e.contains("mode") && e.contains("yolo"), "{e}");
+    let e = err_of("[safety]\nmax_users_changed_percent = 150.0\n");
+    assert!(e.contains("max_users_changed_percent"), "{e}");
+    let e = err_of("[resync]\ninterval = \"soon\"\n");
+    assert!(e.contains("resync.interval") && e.contains("soon"), "{e}");
+}
+
+#[test]
+fn errors_are_one_line_whatever_the_input() {
+    // Found by tests/fuzz.rs: a TOML syntax error quoted the source lines, a quoted key
+    // or a duration with a line break was echoed raw.
+    let e = err_of("a\na");
+    assert!(!e.contains('\n'), "{e}");
+    assert!(
+        e.contains("TOML parse error at line 1") && e.contains("expected"),
+        "{e}"
+    );
+    let e = err_of("[aws]\n\"\\r\\n\" = \"\"\n");
+    assert!(!e.contains(['\n', '\r']), "{e}");
+    assert!(e.contains("unknown key `\\r\\n`"), "{e}");
+    let e = err_of("[resync]\ninterval = \"\\n\"\n");
+    assert!(!e.contains('\n') && e.contains("resync.interval"), "{e}");
+    let e = "\n".parse::<Secs>().unwrap_err();
+    assert_eq!(
+        e,
+        "`\\n` is not a duration; write a whole number with a unit, e.g. 90s, 10m, 1h, 2d"
+    );
+}
+
+#[test]
+fn cidrs_are_validated_v4_and_v6() {
+    let c = Config::from_toml_str(
+        "[baseline.source_ip_policy]\nenabled = true\nallowed_cidrs = [\"192.0.2.0/24\", \"2001:db8::/32\", \" 203.0.113.7/32\"]\n",
+    )
+    .unwrap();
+    assert_eq!(c.allowed_cidrs().len(), 3);
+    let e = err_of("[baseline.source_ip_policy]\nallowed_cidrs = [\"192.0.2.300/24\"]\n");
+    assert!(e.contains("192.0.2.300/24"), "{e}");
+    let e = err_of("[baseline.source_ip_policy]\nallowed_cidrs = [\"10.0.0.0/33\"]\n");
+    assert!(e.contains("10.0.0.0/33"), "{e}");
+    let e = err_of("[baseline.source_ip_policy]\nenabled = true\n");
+    assert!(e.contains("allowed_cidrs is empty"), "{e}");
+}
+
+#[test]
+fn names_paths_and_actions_are_checked() {
+    let e = err_of("[baseline.mfa_policy]\nname = \"has space\"\n");
+    assert!(e.contains("baseline.mfa_policy.name"), "{e}");
+    let e = err_of("[baseline]\npath = \"iam-warden\"\n");
+    assert!(e.contains("baseline.path"), "{e}");
+    let e = err_of("[baseline.mfa_policy]\nallowed_without_mfa = [\"GetUser\"]\n");
+    assert!(e.contains("GetUser"), "{e}");
+    let e = err_of("[exemptions]\npath_prefixes = [\"svc/\"]\n");
+    assert!(e.contains("svc/"), "{e}");
+    let e = err_of("[aws]\nendpoint_url = \"localhost:5000\"\n");
+    assert!(e.contains("aws.endpoint_url"), "{e}");
+}
+
+#[test]
+fn missing_file_is_an_error() {
+    let e = Config::load(Some(Path::new("/nonexistent/iam-warden.toml")))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("/nonexistent/iam-warden.toml"), "{e}");
+}
+
+#[test]
+fn effective_config_round_trips_through_toml() {
+    let c = Config::from_toml_str("mode = \"enforce\"\n[resync]\ninterval = \"15m\"\n").unwrap();
+    let rendered = c.to_toml().unwrap();
+    let back = Config::from_toml_str(&rendered).unwrap();
+    assert_eq!(back, c);
+    assert_eq!(back.mode, Mode::Enforce);
+}
+
+#[test]
+fn example_config_file_is_valid_and_lists_every_key() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/iam-warden.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    // Every key of the example parses on its own, and the example (with comments
+    // removed from the `# key = value` lines) sets every key that the defaults have.
+    Config::from_toml_str(&text).unwrap();
+    let uncommented: String = text
+        .lines()
+        .map(|l| {
+            l.strip_prefix("# ")
+                .filter(|r| {
+                    r.split_once(" = ").is_some_and(|(k, _)| {
+                        k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                    })
+                })
+                .unwrap_or(l)
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let example: toml::Value = toml::from_str(&uncommented).unwrap();
+    let defaults: toml::Value = toml::Value::try_from(Config::default()).unwrap();
+    fn keys(v: &toml::Value, prefix: &str, out: &mut Vec<String>) {
+        if let toml::Value::Table(t) = v {
+            for (k, v) in t {
+                let p = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                if v.is_table() {
+                    keys(v, &p, out);
+                } else {
+                    out.push(p);
+                }
+            }
+        }
+    }
+    let (mut want, mut have) = (Vec::new(), Vec::new());
+    keys(&defaults, "", &mut want);
+    keys(&example, "", &mut have);
+    let optional = [
+        "journal",
+        "aws.endpoint_url",
+        "sources.cloudtrail.endpoint_url",
+        "sources.sqs.queue_url",
+    ];
+    let missing: Vec<_> = want.iter().filter(|k| !have.contains(k)).collect();
+    assert!(
+        missing.is_empty(),
+        "config/iam-warden.toml does not document: {missing:?}"
+    );
+    for k in optional {
+        assert!(
+            have.iter().any(|h| h == k),
+            "config/iam-warden.toml does not document {k}"
+        );
+    }
+}

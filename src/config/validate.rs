@@ -1,0 +1,324 @@
+//! Validation: every value range-checked, every name and network parsed. Each problem is
+//! one message naming the key, the bad value and what is allowed; all problems are
+//! reported together, in the order of the sections below.
+
+use ipnet::IpNet;
+
+use super::{
+    AwsConfig, Baseline, Config, Controller, Credentials, Exemptions, PasswordPolicy, Safety,
+    Sources,
+};
+use crate::error::{Error, Result};
+
+impl Config {
+    /// Range checks. Each problem names the key, the bad value and what is allowed.
+    pub fn validate(&self) -> Result<()> {
+        let mut errs = Problems::default();
+        credentials(&self.baseline.credentials, &mut errs);
+        password_policy(&self.baseline.password_policy, &mut errs);
+        aws_ranges(&self.aws, &mut errs);
+        errs.range(
+            "resync.interval (seconds)",
+            self.resync.interval.0.as_secs(),
+            10,
+            7 * 86_400,
+        );
+        sources(&self.sources, &mut errs);
+        controller_ranges(&self.controller, &mut errs);
+        safety_ranges(&self.safety, &mut errs);
+        controller_rates(&self.controller, &mut errs);
+        safety_percent(&self.safety, &mut errs);
+        baseline_policies(&self.baseline, &mut errs);
+        exemptions(&self.baseline, &self.exemptions, &mut errs);
+        endpoints(self, &mut errs);
+        errs.into_result()
+    }
+}
+
+/// The problems found so far.
+#[derive(Default)]
+struct Problems(Vec<String>);
+
+impl Problems {
+    fn push(&mut self, msg: impl Into<String>) {
+        self.0.push(msg.into());
+    }
+
+    fn range(&mut self, key: &str, v: u64, lo: u64, hi: u64) {
+        if v < lo || v > hi {
+            self.push(format!("{key} = {v} is out of range; allowed {lo}..={hi}"));
+        }
+    }
+
+    fn into_result(self) -> Result<()> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Config(self.0.join("; ")))
+        }
+    }
+}
+
+fn credentials(c: &Credentials, errs: &mut Problems) {
+    errs.range(
+        "baseline.credentials.max_key_age_days",
+        c.max_key_age_days.into(),
+        1,
+        3650,
+    );
+    errs.range(
+        "baseline.credentials.unused_days",
+        c.unused_days.into(),
+        1,
+        3650,
+    );
+    errs.range(
+        "baseline.credentials.delete_inactive_key_after_days",
+        c.delete_inactive_key_after_days.into(),
+        1,
+        3650,
+    );
+}
+
+fn password_policy(p: &PasswordPolicy, errs: &mut Problems) {
+    errs.range(
+        "baseline.password_policy.minimum_length",
+        p.minimum_length.into(),
+        6,
+        128,
+    );
+    errs.range(
+        "baseline.password_policy.reuse_prevention",
+        p.reuse_prevention.into(),
+        0,
+        24,
+    );
+    errs.range(
+        "baseline.password_policy.max_age_days",
+        p.max_age_days.into(),
+        0,
+        1095,
+    );
+}
+
+fn aws_ranges(aws: &AwsConfig, errs: &mut Problems) {
+    errs.range("aws.max_attempts", aws.max_attempts.into(), 1, 20);
+    errs.range("aws.backoff_base_ms", aws.backoff_base_ms, 1, 60_000);
+    errs.range("aws.backoff_max_ms", aws.backoff_max_ms, 1, 300_000);
+    errs.range(
+        "aws.connect_timeout (seconds)",
+        aws.connect_timeout.0.as_secs(),
+        1,
+        300,
+    );
+    errs.range(
+        "aws.attempt_timeout (seconds)",
+        aws.attempt_timeout.0.as_secs(),
+        1,
+        900,
+    );
+    errs.range(
+        "aws.operation_timeout (seconds)",
+        aws.operation_timeout.0.as_secs(),
+        1,
+        3600,
+    );
+}
+
+fn sources(s: &Sources, errs: &mut Problems) {
+    let ct = &s.cloudtrail;
+    errs.range(
+        "sources.cloudtrail.poll_interval (seconds)",
+        ct.poll_interval.0.as_secs(),
+        1,
+        3600,
+    );
+    errs.range(
+        "sources.cloudtrail.overlap (seconds)",
+        ct.overlap.0.as_secs(),
+        0,
+        86_400,
+    );
+    errs.range(
+        "sources.cloudtrail.initial_lookback (seconds)",
+        ct.initial_lookback.0.as_secs(),
+        0,
+        90 * 86_400,
+    );
+    errs.range(
+        "sources.sqs.wait_time (seconds)",
+        s.sqs.wait_time.0.as_secs(),
+        0,
+        20,
+    );
+    errs.range("sources.sqs.max_messages", s.sqs.max_messages.into(), 1, 10);
+}
+
+fn controller_ranges(c: &Controller, errs: &mut Problems) {
+    errs.range("controller.workers", c.workers.into(), 1, 64);
+    errs.range("controller.write_burst", c.write_burst.into(), 1, 1000);
+    errs.range(
+        "controller.shutdown_grace (seconds)",
+        c.shutdown_grace.0.as_secs(),
+        0,
+        600,
+    );
+}
+
+fn safety_ranges(s: &Safety, errs: &mut Problems) {
+    errs.range(
+        "safety.new_user_grace (seconds)",
+        s.new_user_grace.0.as_secs(),
+        0,
+        7 * 86_400,
+    );
+    errs.range(
+        "safety.max_users_changed",
+        s.max_users_changed.into(),
+        0,
+        1_000_000,
+    );
+}
+
+/// The token-bucket rates: finite, positive, bounded; the floor below both.
+fn controller_rates(c: &Controller, errs: &mut Problems) {
+    let w = c.writes_per_second;
+    if !(w.is_finite() && w > 0.0 && w <= 100.0) {
+        errs.push(format!(
+            "controller.writes_per_second = {w} is out of range; allowed more than 0 up to 100"
+        ));
+    }
+    let r = c.reads_per_second;
+    if !(r.is_finite() && r > 0.0 && r <= 1000.0) {
+        errs.push(format!(
+            "controller.reads_per_second = {r} is out of range; allowed more than 0 up to 1000"
+        ));
+    }
+    let f = c.min_rate_per_second;
+    if !(f.is_finite() && f > 0.0 && f <= w.min(r)) {
+        errs.push(format!(
+            "controller.min_rate_per_second = {f} is out of range; allowed more than 0 up to the smaller of writes_per_second and reads_per_second"
+        ));
+    }
+}
+
+fn safety_percent(s: &Safety, errs: &mut Problems) {
+    let pct = s.max_users_changed_percent;
+    if !(pct.is_finite() && (0.0..=100.0).contains(&pct)) {
+        errs.push(format!(
+            "safety.max_users_changed_percent = {pct} is out of range; allowed 0..=100"
+        ));
+    }
+}
+
+/// The IAM path, the policy and group names, the MFA policy's actions, the source-IP
+/// policy's networks.
+fn baseline_policies(b: &Baseline, errs: &mut Problems) {
+    let path = &b.path;
+    if !(path.starts_with('/') && path.ends_with('/') && path.len() <= 512) {
+        errs.push(format!(
+            "baseline.path = {path:?} is not an IAM path; it must start and end with '/' (e.g. \"/iam-warden/\")"
+        ));
+    }
+    for (key, name) in [
+        ("baseline.mfa_policy.name", &b.mfa_policy.name),
+        ("baseline.mfa_policy.group", &b.mfa_policy.group),
+        ("baseline.source_ip_policy.name", &b.source_ip_policy.name),
+        ("baseline.source_ip_policy.group", &b.source_ip_policy.group),
+    ] {
+        if !valid_iam_name(name, 128) {
+            errs.push(format!(
+                "{key} = {name:?} is not a valid IAM name; use 1-128 characters from A-Z a-z 0-9 +=,.@_-"
+            ));
+        }
+    }
+    if b.mfa_policy.enabled && b.mfa_policy.allowed_without_mfa.is_empty() {
+        errs.push("baseline.mfa_policy.allowed_without_mfa is empty; list at least the actions a user needs to set up MFA (see the default)");
+    }
+    for a in &b.mfa_policy.allowed_without_mfa {
+        if !valid_action(a) {
+            errs.push(format!(
+                "baseline.mfa_policy.allowed_without_mfa contains {a:?}, which is not an IAM action; write service:Action, e.g. \"iam:GetUser\""
+            ));
+        }
+    }
+    let sip = &b.source_ip_policy;
+    for cidr in &sip.allowed_cidrs {
+        if let Err(e) = cidr.trim().parse::<IpNet>() {
+            errs.push(format!(
+                "baseline.source_ip_policy.allowed_cidrs contains {cidr:?}: {e}; write an IPv4 or IPv6 network such as \"203.0.113.0/24\" or \"2001:db8::/32\""
+            ));
+        }
+    }
+    if sip.enabled && sip.allowed_cidrs.is_empty() {
+        errs.push("baseline.source_ip_policy.enabled is true but allowed_cidrs is empty; that would deny every request: list your networks or set enabled = false");
+    }
+    if b.mfa_policy.enabled
+        && sip.enabled
+        && (b.mfa_policy.name == sip.name || b.mfa_policy.group == sip.group)
+    {
+        errs.push("baseline.mfa_policy and baseline.source_ip_policy use the same policy or group name; give each its own");
+    }
+}
+
+/// The classification and exemption tags, the exempt path prefixes.
+fn exemptions(b: &Baseline, ex: &Exemptions, errs: &mut Problems) {
+    if b.classification.tag.trim().is_empty() {
+        errs.push("baseline.classification.tag is empty; use e.g. \"iam-warden/access\"");
+    }
+    if ex.tag.trim().is_empty() {
+        errs.push("exemptions.tag is empty; use e.g. \"iam-warden/exempt\"");
+    }
+    for p in &ex.path_prefixes {
+        if !p.starts_with('/') {
+            errs.push(format!(
+                "exemptions.path_prefixes contains {p:?}; an IAM path starts with '/' (e.g. \"/service/\")"
+            ));
+        }
+    }
+}
+
+/// Endpoint URLs and the region.
+fn endpoints(cfg: &Config, errs: &mut Problems) {
+    for (key, url) in [
+        ("aws.endpoint_url", &cfg.aws.endpoint_url),
+        (
+            "sources.cloudtrail.endpoint_url",
+            &cfg.sources.cloudtrail.endpoint_url,
+        ),
+        ("sources.sqs.queue_url", &cfg.sources.sqs.queue_url),
+    ] {
+        if let Some(u) = url {
+            if !(u.starts_with("http://") || u.starts_with("https://")) {
+                errs.push(format!(
+                    "{key} = {u:?} is not a URL; write it with http:// or https://"
+                ));
+            }
+        }
+    }
+    if cfg.aws.region.trim().is_empty() {
+        errs.push("aws.region is empty; IAM lives in us-east-1");
+    }
+}
+
+/// IAM names: 1..=max of `[\w+=,.@-]`.
+pub fn valid_iam_name(s: &str, max: usize) -> bool {
+    !s.is_empty()
+        && s.len() <= max
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c))
+}
+
+fn valid_action(s: &str) -> bool {
+    match s.split_once(':') {
+        Some((svc, act)) => {
+            !svc.is_empty()
+                && !act.is_empty()
+                && svc.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                && act
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '*' || c == '?')
+        }
+        None => s == "*",
+    }
+}
