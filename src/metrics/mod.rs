@@ -1,0 +1,41 @@
+//! The Prometheus registry and every metric iam-warden exports.
+//!
+//! One [`Registry`] per [`Metrics`] instance (never the global default registry), passed
+//! around as `Arc<Metrics>`. Names follow `iam_warden_<what>_<unit>[_total]` in base units
+//! (seconds, not milliseconds). Every label is a closed set: never a user name, an ARN or
+//! a key id. Every known label combination is created at zero by [`Metrics::new`], so
+//! dashboards and alerts see the series from the first scrape.
+//!
+//! # Internal events
+//!
+//! As in Vector's "internal events", the helper methods ([`Metrics::event_received`],
+//! [`Metrics::write`], [`Metrics::reconciled`], ...) emit the log line *and* update the
+//! metric in one call, so the two can never disagree. Prefer them over touching the pub
+//! fields directly. User names may appear in log lines (never in labels); secrets never
+//! appear in either.
+//!
+//! # Cardinality
+//!
+//! - `iam_warden_events_total`: every name of [`KNOWN_EVENT_NAMES`] plus `other`, times
+//!   every [`EventOutcome`], is pre-created (about 40 × 6 = 240 series; bounded because
+//!   [`metric_event_name`] maps any other name to `other`).
+//! - `iam_warden_writes_total`: every action of [`WRITE_ACTIONS`] × every
+//!   [`WriteOutcome`] is pre-created; any other action string is counted as `other`
+//!   (not pre-created).
+//! - `iam_warden_aws_calls_total`: [`AWS_OPERATIONS`] × every outcome is pre-created. The
+//!   `service` label is one of `iam|sts|cloudtrail|sqs` (anything else becomes `other`);
+//!   `operation` is the SDK's operation name, a compile-time constant of the SDK and so
+//!   bounded by what the code calls. A value that does not look like an AWS operation
+//!   name (ASCII letters/digits, at most 64 characters) is counted as `other`.
+mod events;
+mod labels;
+mod registry;
+
+pub use labels::{
+    metric_event_name, write_action_label, EventOutcome, QueueSource, ReconcileResult, Source,
+    WriteOutcome, AWS_OPERATIONS, AWS_SERVICES, KNOWN_EVENT_NAMES, WRITE_ACTIONS,
+};
+pub use registry::{Metrics, CONTENT_TYPE};
+
+#[cfg(test)]
+mod tests;

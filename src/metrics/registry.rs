@@ -1,0 +1,376 @@
+//! The [`Metrics`] struct: every metric registered in its own [`Registry`], every known
+//! label combination pre-created at zero, and the text rendering.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+
+use prometheus::{
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+use super::labels::*;
+use crate::aws::CallStats;
+use crate::baseline::checks::Check;
+use crate::error::Error;
+
+/// The content type of [`Metrics::render`] (Prometheus text exposition format 0.0.4).
+pub const CONTENT_TYPE: &str = prometheus::TEXT_FORMAT;
+/// Buckets of `iam_warden_reconcile_duration_seconds` (5 ms … 30 s).
+const RECONCILE_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+/// Buckets of `iam_warden_queue_wait_seconds` (1 ms … 5 min: items may be delayed on purpose).
+const QUEUE_WAIT_BUCKETS: &[f64] = &[
+    0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0,
+];
+/// Buckets of `iam_warden_event_to_enforcement_seconds` (50 ms … 15 min: CloudTrail
+/// LookupEvents delivers in about 5 minutes, EventBridge/SQS within seconds).
+const ENFORCEMENT_BUCKETS: &[f64] = &[
+    0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0,
+];
+/// Every metric of iam-warden, registered in its own [`Registry`].
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    /// `iam_warden_build_info{version}` = 1.
+    pub build_info: IntGaugeVec,
+    /// `iam_warden_ready` 0/1.
+    pub ready: IntGauge,
+    /// `iam_warden_reconciles_total{result}`.
+    pub reconciles_total: IntCounterVec,
+    /// `iam_warden_reconcile_duration_seconds{result}`.
+    pub reconcile_duration_seconds: HistogramVec,
+    /// `iam_warden_queue_depth`: items waiting (ready or delayed).
+    pub queue_depth: IntGauge,
+    /// `iam_warden_queue_in_flight`: reconciles running.
+    pub queue_in_flight: IntGauge,
+    /// `iam_warden_queue_adds_total{source}`.
+    pub queue_adds_total: IntCounterVec,
+    /// `iam_warden_queue_retries_total`.
+    pub queue_retries_total: IntCounter,
+    /// `iam_warden_queue_wait_seconds`: time from ready to picked up.
+    pub queue_wait_seconds: Histogram,
+    /// `iam_warden_events_total{event, outcome}`.
+    pub events_total: IntCounterVec,
+    /// `iam_warden_event_to_enforcement_seconds{from}`.
+    pub event_to_enforcement_seconds: HistogramVec,
+    /// `iam_warden_last_poll_success_timestamp_seconds{source}`.
+    pub last_poll_success_timestamp_seconds: GaugeVec,
+    /// `iam_warden_last_resync_success_timestamp_seconds`.
+    pub last_resync_success_timestamp_seconds: Gauge,
+    /// `iam_warden_resyncs_total{result}`.
+    pub resyncs_total: IntCounterVec,
+    /// `iam_warden_aws_calls_total{service, operation, outcome}` (every HTTP attempt).
+    pub aws_calls_total: IntCounterVec,
+    /// `iam_warden_aws_throttles_total{operation}`: attempts AWS answered with throttling.
+    pub aws_throttles_total: IntCounterVec,
+    /// `iam_warden_write_rate_per_second`: the adaptive IAM write limit now.
+    pub write_rate_per_second: Gauge,
+    /// `iam_warden_users{state}`.
+    pub users: IntGaugeVec,
+    /// `iam_warden_users_failing_check{check}`.
+    pub users_failing_check: IntGaugeVec,
+    /// `iam_warden_writes_total{action, outcome}`.
+    pub writes_total: IntCounterVec,
+    /// `iam_warden_breaker_tripped` 0/1.
+    pub breaker_tripped: IntGauge,
+    /// `iam_warden_breaker_trips_total`.
+    pub breaker_trips_total: IntCounter,
+    /// `iam_warden_credential_report_age_seconds`.
+    pub credential_report_age_seconds: Gauge,
+}
+
+fn reg_err(e: prometheus::Error) -> Error {
+    Error::Other(format!("registering a Prometheus metric failed: {e}"))
+}
+
+fn register<C: prometheus::core::Collector + Clone + 'static>(
+    registry: &Registry,
+    c: C,
+) -> Result<C, Error> {
+    registry.register(Box::new(c.clone())).map_err(reg_err)?;
+    Ok(c)
+}
+
+fn counter_vec(
+    r: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> Result<IntCounterVec, Error> {
+    register(
+        r,
+        IntCounterVec::new(Opts::new(name, help), labels).map_err(reg_err)?,
+    )
+}
+
+fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> Result<IntGaugeVec, Error> {
+    register(
+        r,
+        IntGaugeVec::new(Opts::new(name, help), labels).map_err(reg_err)?,
+    )
+}
+
+fn int_gauge(r: &Registry, name: &str, help: &str) -> Result<IntGauge, Error> {
+    register(r, IntGauge::new(name, help).map_err(reg_err)?)
+}
+
+fn gauge(r: &Registry, name: &str, help: &str) -> Result<Gauge, Error> {
+    register(r, Gauge::new(name, help).map_err(reg_err)?)
+}
+
+fn histogram_vec(
+    r: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+    buckets: &[f64],
+) -> Result<HistogramVec, Error> {
+    let opts = HistogramOpts::new(name, help).buckets(buckets.to_vec());
+    register(r, HistogramVec::new(opts, labels).map_err(reg_err)?)
+}
+pub(super) fn unix_seconds(at: DateTime<Utc>) -> f64 {
+    at.timestamp_millis() as f64 / 1000.0
+}
+
+pub(super) fn count(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+impl Metrics {
+    /// A fresh registry with every metric registered and every known series at zero.
+    pub fn new(version: &str) -> Result<Arc<Metrics>, Error> {
+        let r = Registry::new();
+
+        #[cfg(target_os = "linux")]
+        r.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))
+        .map_err(reg_err)?;
+
+        let m = Metrics {
+            build_info: gauge_vec(
+                &r,
+                "iam_warden_build_info",
+                "Always 1; the version label says which iam-warden is running.",
+                &["version"],
+            )?,
+            ready: int_gauge(
+                &r,
+                "iam_warden_ready",
+                "1 when /readyz answers 200 (configuration valid, first resync done, not shutting down).",
+            )?,
+            reconciles_total: counter_vec(
+                &r,
+                "iam_warden_reconciles_total",
+                "Reconciles finished, by result.",
+                &["result"],
+            )?,
+            reconcile_duration_seconds: histogram_vec(
+                &r,
+                "iam_warden_reconcile_duration_seconds",
+                "Duration of one reconcile (observe, plan, apply), by result.",
+                &["result"],
+                RECONCILE_BUCKETS,
+            )?,
+            queue_depth: int_gauge(
+                &r,
+                "iam_warden_queue_depth",
+                "Work queue items waiting (ready or delayed).",
+            )?,
+            queue_in_flight: int_gauge(
+                &r,
+                "iam_warden_queue_in_flight",
+                "Reconciles running now.",
+            )?,
+            queue_adds_total: counter_vec(
+                &r,
+                "iam_warden_queue_adds_total",
+                "Items added to the work queue, by why they were added.",
+                &["source"],
+            )?,
+            queue_retries_total: register(
+                &r,
+                IntCounter::new(
+                    "iam_warden_queue_retries_total",
+                    "Items re-added with backoff after a failed reconcile.",
+                )
+                .map_err(reg_err)?,
+            )?,
+            queue_wait_seconds: register(
+                &r,
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        "iam_warden_queue_wait_seconds",
+                        "Time an item waited in the queue after it became ready.",
+                    )
+                    .buckets(QUEUE_WAIT_BUCKETS.to_vec()),
+                )
+                .map_err(reg_err)?,
+            )?,
+            events_total: counter_vec(
+                &r,
+                "iam_warden_events_total",
+                "IAM CloudTrail events received, by event name (closed list, else other) and outcome.",
+                &["event", "outcome"],
+            )?,
+            event_to_enforcement_seconds: histogram_vec(
+                &r,
+                "iam_warden_event_to_enforcement_seconds",
+                "Time from an IAM change (its CloudTrail eventTime, or when iam-warden received it) to the end of the reconcile it triggered.",
+                &["from"],
+                ENFORCEMENT_BUCKETS,
+            )?,
+            last_poll_success_timestamp_seconds: register(
+                &r,
+                GaugeVec::new(
+                    Opts::new(
+                        "iam_warden_last_poll_success_timestamp_seconds",
+                        "Unix time of the last successful poll of an event source.",
+                    ),
+                    &["source"],
+                )
+                .map_err(reg_err)?,
+            )?,
+            last_resync_success_timestamp_seconds: gauge(
+                &r,
+                "iam_warden_last_resync_success_timestamp_seconds",
+                "Unix time of the last successful full resync.",
+            )?,
+            resyncs_total: counter_vec(
+                &r,
+                "iam_warden_resyncs_total",
+                "Full resyncs finished, by result.",
+                &["result"],
+            )?,
+            aws_calls_total: counter_vec(
+                &r,
+                "iam_warden_aws_calls_total",
+                "HTTP attempts of AWS API calls (retries included), by service, operation and outcome.",
+                &["service", "operation", "outcome"],
+            )?,
+            aws_throttles_total: counter_vec(
+                &r,
+                "iam_warden_aws_throttles_total",
+                "HTTP attempts of AWS API calls answered with throttling (each halves the adaptive rate at most once a second), by operation.",
+                &["operation"],
+            )?,
+            write_rate_per_second: gauge(
+                &r,
+                "iam_warden_write_rate_per_second",
+                "The adaptive limit on IAM writes now (halved on throttling, recovering after quiet seconds).",
+            )?,
+            users: gauge_vec(
+                &r,
+                "iam_warden_users",
+                "IAM users at the last evaluation, by state.",
+                &["state"],
+            )?,
+            users_failing_check: gauge_vec(
+                &r,
+                "iam_warden_users_failing_check",
+                "IAM users failing a baseline check at the last evaluation, by check id.",
+                &["check"],
+            )?,
+            writes_total: counter_vec(
+                &r,
+                "iam_warden_writes_total",
+                "IAM writes (or would-be writes in dry-run), by action and outcome.",
+                &["action", "outcome"],
+            )?,
+            breaker_tripped: int_gauge(
+                &r,
+                "iam_warden_breaker_tripped",
+                "1 while the blast-radius breaker stops the writes that would take access away from existing users.",
+            )?,
+            breaker_trips_total: register(
+                &r,
+                IntCounter::new(
+                    "iam_warden_breaker_trips_total",
+                    "Times the blast-radius breaker tripped (at most once per resync window).",
+                )
+                .map_err(reg_err)?,
+            )?,
+            credential_report_age_seconds: gauge(
+                &r,
+                "iam_warden_credential_report_age_seconds",
+                "Age of the IAM credential report used by the last full resync.",
+            )?,
+            registry: r,
+        };
+        m.precreate(version);
+        Ok(Arc::new(m))
+    }
+
+    /// Create every known label combination at zero.
+    fn precreate(&self, version: &str) {
+        self.build_info.with_label_values(&[version]).set(1);
+        for r in ReconcileResult::ALL {
+            self.reconciles_total.with_label_values(&[r.as_str()]);
+            self.reconcile_duration_seconds
+                .with_label_values(&[r.as_str()]);
+        }
+        for s in QueueSource::ALL {
+            self.queue_adds_total.with_label_values(&[s.as_str()]);
+        }
+        for event in KNOWN_EVENT_NAMES.iter().copied().chain(["other"]) {
+            for o in EventOutcome::ALL {
+                self.events_total.with_label_values(&[event, o.as_str()]);
+            }
+        }
+        for from in ["event_time", "received"] {
+            self.event_to_enforcement_seconds.with_label_values(&[from]);
+        }
+        for s in Source::ALL {
+            self.last_poll_success_timestamp_seconds
+                .with_label_values(&[s.as_str()]);
+        }
+        for result in ["success", "error"] {
+            self.resyncs_total.with_label_values(&[result]);
+        }
+        for (service, op) in AWS_OPERATIONS {
+            for o in CALL_OUTCOMES {
+                self.aws_calls_total
+                    .with_label_values(&[*service, *op, o.as_str()]);
+            }
+            self.aws_throttles_total.with_label_values(&[*op]);
+        }
+        for state in ["compliant", "violating", "exempt"] {
+            self.users.with_label_values(&[state]);
+        }
+        for c in Check::ALL {
+            self.users_failing_check.with_label_values(&[c.id()]);
+        }
+        for a in WRITE_ACTIONS {
+            for o in WriteOutcome::ALL {
+                self.writes_total.with_label_values(&[*a, o.as_str()]);
+            }
+        }
+    }
+
+    /// The registry holding every metric (and the process collector on Linux).
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// Every metric in the Prometheus text exposition format 0.0.4 ([`CONTENT_TYPE`]).
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut buf) {
+            tracing::error!(error = %e, "encoding the Prometheus metrics failed");
+        }
+        String::from_utf8(buf).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into())
+    }
+
+    /// A [`CallStats`] whose every recorded attempt also increments
+    /// `iam_warden_aws_calls_total`. Give it to [`crate::aws::Clients`].
+    pub fn call_stats(self: &Arc<Self>) -> CallStats {
+        let m = Arc::clone(self);
+        let g = self.write_rate_per_second.clone();
+        CallStats::with_hook(move |service, operation, outcome| {
+            m.aws_call(service, operation, outcome)
+        })
+        .with_rate_hook(move |rate| g.set(rate))
+    }
+}

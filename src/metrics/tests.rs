@@ -1,0 +1,385 @@
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use super::labels::*;
+use super::*;
+use crate::aws::CallOutcome;
+use crate::baseline::checks::Check;
+
+/// Every metric family name exported by iam-warden (not the process collector's).
+const NAMES: &[&str] = &[
+    "iam_warden_build_info",
+    "iam_warden_ready",
+    "iam_warden_reconciles_total",
+    "iam_warden_reconcile_duration_seconds",
+    "iam_warden_queue_depth",
+    "iam_warden_queue_in_flight",
+    "iam_warden_queue_adds_total",
+    "iam_warden_queue_retries_total",
+    "iam_warden_queue_wait_seconds",
+    "iam_warden_events_total",
+    "iam_warden_event_to_enforcement_seconds",
+    "iam_warden_last_poll_success_timestamp_seconds",
+    "iam_warden_last_resync_success_timestamp_seconds",
+    "iam_warden_resyncs_total",
+    "iam_warden_aws_calls_total",
+    "iam_warden_aws_throttles_total",
+    "iam_warden_write_rate_per_second",
+    "iam_warden_users",
+    "iam_warden_users_failing_check",
+    "iam_warden_writes_total",
+    "iam_warden_breaker_tripped",
+    "iam_warden_breaker_trips_total",
+    "iam_warden_credential_report_age_seconds",
+];
+
+fn metrics() -> Arc<Metrics> {
+    Metrics::new("1.2.3").expect("metrics register")
+}
+
+/// The value of the sample line `series` (name and labels exactly as rendered).
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[test]
+fn every_metric_is_present_right_after_new() {
+    let text = metrics().render();
+    for n in NAMES {
+        assert!(
+            text.contains(&format!("# TYPE {n} ")),
+            "{n} missing:\n{text}"
+        );
+    }
+    assert_eq!(
+        sample(&text, "iam_warden_build_info{version=\"1.2.3\"}"),
+        Some(1.0)
+    );
+    assert_eq!(sample(&text, "iam_warden_ready"), Some(0.0));
+    #[cfg(target_os = "linux")]
+    assert!(text.contains("process_resident_memory_bytes"), "{text}");
+}
+
+#[test]
+fn known_label_combinations_are_precreated_at_zero() {
+    let text = metrics().render();
+    for c in Check::ALL {
+        let s = format!("iam_warden_users_failing_check{{check=\"{}\"}}", c.id());
+        assert_eq!(sample(&text, &s), Some(0.0), "{s}");
+    }
+    for a in WRITE_ACTIONS {
+        for o in WriteOutcome::ALL {
+            let s = format!(
+                "iam_warden_writes_total{{action=\"{a}\",outcome=\"{}\"}}",
+                o.as_str()
+            );
+            assert_eq!(sample(&text, &s), Some(0.0), "{s}");
+        }
+    }
+    for e in KNOWN_EVENT_NAMES.iter().chain(&["other"]) {
+        for o in EventOutcome::ALL {
+            let s = format!(
+                "iam_warden_events_total{{event=\"{e}\",outcome=\"{}\"}}",
+                o.as_str()
+            );
+            assert_eq!(sample(&text, &s), Some(0.0), "{s}");
+        }
+    }
+    for s in QueueSource::ALL {
+        let s = format!("iam_warden_queue_adds_total{{source=\"{}\"}}", s.as_str());
+        assert_eq!(sample(&text, &s), Some(0.0), "{s}");
+    }
+    assert_eq!(
+        sample(
+            &text,
+            "iam_warden_aws_calls_total{operation=\"GetAccountAuthorizationDetails\",outcome=\"throttled\",service=\"iam\"}"
+        ),
+        Some(0.0)
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "iam_warden_event_to_enforcement_seconds_count{from=\"event_time\"}"
+        ),
+        Some(0.0)
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "iam_warden_reconcile_duration_seconds_count{result=\"dropped\"}"
+        ),
+        Some(0.0)
+    );
+    let series = text.lines().filter(|l| !l.starts_with('#')).count();
+    assert!(series < 1500, "{series} series right after start");
+}
+
+#[test]
+fn labels_stay_bounded() {
+    let m = metrics();
+    m.write("delete_user", WriteOutcome::Applied, Some("alice"), "alice");
+    m.write(
+        "create_group",
+        WriteOutcome::DryRun,
+        Some("alice"),
+        "warden-baseline",
+    );
+    m.event_received("alice-was-here", EventOutcome::Ignored);
+    m.event_received("CreateAccessKey", EventOutcome::Enqueued);
+    m.aws_call("iam", "GetUser", CallOutcome::Ok);
+    m.aws_call(
+        "s3",
+        "arn:aws:iam::123456789012:user/alice",
+        CallOutcome::Error,
+    );
+    m.set_compliance(1, 2, 3, &BTreeMap::from([("key-too-old", 2), ("alice", 7)]));
+    let text = m.render();
+    assert_eq!(
+        sample(
+            &text,
+            "iam_warden_writes_total{action=\"other\",outcome=\"applied\"}"
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "iam_warden_writes_total{action=\"create_group\",outcome=\"dry_run\"}"
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "iam_warden_events_total{event=\"other\",outcome=\"ignored\"}"
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "iam_warden_events_total{event=\"CreateAccessKey\",outcome=\"enqueued\"}"
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "iam_warden_aws_calls_total{operation=\"other\",outcome=\"error\",service=\"other\"}"
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "iam_warden_users_failing_check{check=\"key-too-old\"}"
+        ),
+        Some(2.0)
+    );
+    assert_eq!(
+        sample(&text, "iam_warden_users{state=\"exempt\"}"),
+        Some(3.0)
+    );
+    for secretish in ["alice", "arn:", "delete_user", "warden-baseline", "\"s3\""] {
+        assert!(
+            !text.contains(secretish),
+            "{secretish} leaked into a label:\n{text}"
+        );
+    }
+    // no `other` action pre-created
+    assert!(!metrics().render().contains("action=\"other\""));
+}
+
+#[test]
+fn set_compliance_zeroes_absent_checks() {
+    let m = metrics();
+    m.set_compliance(
+        0,
+        5,
+        0,
+        &BTreeMap::from([("key-too-old", 5), ("key-unused", 1)]),
+    );
+    m.set_compliance(4, 1, 0, &BTreeMap::from([("key-unused", 1)]));
+    let text = m.render();
+    assert_eq!(
+        sample(
+            &text,
+            "iam_warden_users_failing_check{check=\"key-too-old\"}"
+        ),
+        Some(0.0)
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "iam_warden_users_failing_check{check=\"key-unused\"}"
+        ),
+        Some(1.0)
+    );
+}
+
+#[test]
+fn call_stats_hook_increments_the_counter() {
+    let m = metrics();
+    let stats = m.call_stats();
+    stats.record("iam", "GetUser", CallOutcome::Ok);
+    stats.record("iam", "GetUser", CallOutcome::Ok);
+    stats.record("cloudtrail", "LookupEvents", CallOutcome::Throttled);
+    stats.record("iam", "ListSSHPublicKeys", CallOutcome::Error);
+    assert_eq!(stats.total(), 4, "CallStats still counts itself");
+    let c = |s: &str, op: &str, o: &str| m.aws_calls_total.with_label_values(&[s, op, o]).get();
+    assert_eq!(c("iam", "GetUser", "ok"), 2);
+    assert_eq!(c("cloudtrail", "LookupEvents", "throttled"), 1);
+    assert_eq!(c("iam", "ListSSHPublicKeys", "error"), 1);
+}
+
+#[test]
+fn instances_do_not_share_state() {
+    let (a, b) = (metrics(), Metrics::new("9.9.9").expect("second registry"));
+    a.reconciled(ReconcileResult::Success, Duration::from_millis(20));
+    a.set_ready(true);
+    assert_eq!(a.reconciles_total.with_label_values(&["success"]).get(), 1);
+    assert_eq!(b.reconciles_total.with_label_values(&["success"]).get(), 0);
+    assert_eq!(b.ready.get(), 0);
+    assert!(!b.render().contains("1.2.3"));
+    assert!(!a.render().contains("9.9.9"));
+}
+
+#[test]
+fn helpers_update_the_metrics() {
+    let m = metrics();
+    let at = DateTime::parse_from_rfc3339("2024-05-01T12:00:00Z")
+        .expect("valid time")
+        .with_timezone(&Utc);
+    m.resync_done(true, at);
+    m.resync_done(false, at);
+    m.poll_ok(Source::Sqs, at);
+    m.enforcement_latency(Some(Duration::from_secs(200)), Duration::from_secs(2));
+    m.enforcement_latency(None, Duration::from_secs(1));
+    m.queue_added(QueueSource::Retry);
+    m.queue_added(Source::CloudTrail.into());
+    m.set_queue(7, 2);
+    m.queue_waited(Duration::from_millis(3));
+    m.breaker_trip("12 users would lose access (limit 10)");
+    m.credential_report_age(at - chrono::Duration::minutes(90), at);
+    m.write_failed("delete_access_key", Some("bob"), "AKIA-not-logged", &"boom");
+    let text = m.render();
+    let ts = at.timestamp() as f64;
+    assert_eq!(
+        sample(&text, "iam_warden_last_resync_success_timestamp_seconds"),
+        Some(ts)
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "iam_warden_last_poll_success_timestamp_seconds{source=\"sqs\"}"
+        ),
+        Some(ts)
+    );
+    assert_eq!(
+        sample(&text, "iam_warden_resyncs_total{result=\"error\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "iam_warden_event_to_enforcement_seconds_count{from=\"received\"}"
+        ),
+        Some(2.0)
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "iam_warden_event_to_enforcement_seconds_count{from=\"event_time\"}"
+        ),
+        Some(1.0)
+    );
+    assert_eq!(sample(&text, "iam_warden_queue_retries_total"), Some(1.0));
+    assert_eq!(
+        sample(&text, "iam_warden_queue_adds_total{source=\"cloudtrail\"}"),
+        Some(1.0)
+    );
+    assert_eq!(sample(&text, "iam_warden_queue_depth"), Some(7.0));
+    assert_eq!(sample(&text, "iam_warden_queue_in_flight"), Some(2.0));
+    assert_eq!(
+        sample(&text, "iam_warden_queue_wait_seconds_count"),
+        Some(1.0)
+    );
+    assert_eq!(sample(&text, "iam_warden_breaker_tripped"), Some(1.0));
+    assert_eq!(sample(&text, "iam_warden_breaker_trips_total"), Some(1.0));
+    assert_eq!(
+        sample(&text, "iam_warden_credential_report_age_seconds"),
+        Some(5400.0)
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "iam_warden_writes_total{action=\"delete_access_key\",outcome=\"failed\"}"
+        ),
+        Some(1.0)
+    );
+}
+
+#[test]
+fn names_follow_the_convention() {
+    let m = metrics();
+    let families = m.registry().gather();
+    let ours: Vec<_> = families
+        .iter()
+        .filter(|f| f.name().starts_with("iam_warden_"))
+        .collect();
+    let mut names: Vec<&str> = ours.iter().map(|f| f.name()).collect();
+    names.sort_unstable();
+    let mut expected = NAMES.to_vec();
+    expected.sort_unstable();
+    assert_eq!(
+        names, expected,
+        "every family is listed in NAMES and vice versa"
+    );
+    for f in families
+        .iter()
+        .filter(|f| !f.name().starts_with("process_"))
+    {
+        let name = f.name();
+        assert!(name.starts_with("iam_warden_"), "{name}: not namespaced");
+        assert!(
+            name.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'),
+            "{name}: not snake_case"
+        );
+        assert!(!f.help().is_empty(), "{name}: no help");
+        for bad in [
+            "_ms",
+            "_milliseconds",
+            "_minutes",
+            "_hours",
+            "_days",
+            "_kb",
+            "_mb",
+        ] {
+            assert!(!name.contains(bad), "{name}: not a base unit");
+        }
+        use prometheus::proto::MetricType;
+        match f.get_field_type() {
+            MetricType::COUNTER => {
+                assert!(name.ends_with("_total"), "{name}: counter without _total")
+            }
+            MetricType::HISTOGRAM => {
+                assert!(
+                    name.ends_with("_seconds"),
+                    "{name}: histogram not in seconds"
+                )
+            }
+            _ => assert!(
+                !name.ends_with("_total"),
+                "{name}: gauge named like a counter"
+            ),
+        }
+        if name.contains("timestamp") {
+            assert!(name.ends_with("_timestamp_seconds"), "{name}");
+        }
+    }
+}
