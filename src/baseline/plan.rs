@@ -11,9 +11,9 @@ use super::checks::{
     days_between, evaluate_user, password_policy_gaps, Check, Finding, UserVerdict,
 };
 use super::policies::{desired_policies, same_meaning, DesiredPolicy};
-use crate::config::{AccessClass, Attach, Config, INACTIVE_SINCE_TAG_PREFIX};
+use crate::config::{AccessClass, Attach, Config, Credentials, INACTIVE_SINCE_TAG_PREFIX};
 use crate::error::Result;
-use crate::inventory::{AccountSnapshot, PasswordPolicyState, UserState};
+use crate::inventory::{AccessKeyState, AccountSnapshot, PasswordPolicyState, UserState};
 
 /// IAM quotas that bound the plan.
 pub const MAX_GROUPS_PER_USER: usize = 10;
@@ -512,6 +512,8 @@ pub fn stronger_password_policy(
     }
 }
 
+/// The writes that bring one user to the baseline, in order: groups and policies, console
+/// access, access keys, stale key marks.
 fn plan_user_with(
     user: &UserState,
     snap: &AccountSnapshot,
@@ -528,11 +530,31 @@ fn plan_user_with(
             breaker: BreakerNote::default(),
         };
     }
+    plan_groups_and_policies(user, snap, cfg, desired, &mut verdict, &mut actions);
+    plan_console_access(user, cfg, &verdict, &mut actions);
+    let marks = inactive_marks(user);
+    let used_marks = plan_keys(user, cfg, verdict.class, &marks, now, &mut actions);
+    plan_key_marks(user, &marks, &used_marks, &mut actions);
+    let breaker = BreakerNote::classify(user, &actions, cfg, now);
+    UserPlan {
+        verdict,
+        actions,
+        breaker,
+    }
+}
+
+/// Baseline policies, through groups (default) or attached directly. A quota that stops a
+/// write becomes a finding instead.
+fn plan_groups_and_policies(
+    user: &UserState,
+    snap: &AccountSnapshot,
+    cfg: &Config,
+    desired: &[DesiredPolicy],
+    verdict: &mut UserVerdict,
+    actions: &mut Vec<PlannedAction>,
+) {
     let class = verdict.class;
     let b = &cfg.baseline;
-    let cred = &b.credentials;
-
-    // Baseline policies, through groups (default) or attached directly.
     let mut groups = user.groups.len();
     let mut attached = user.attached_policies.len();
     for d in desired {
@@ -586,8 +608,17 @@ fn plan_user_with(
             }
         }
     }
+}
 
-    // Console access.
+/// Console access: the password of a programmatic user, or an unused one, is removed.
+fn plan_console_access(
+    user: &UserState,
+    cfg: &Config,
+    verdict: &UserVerdict,
+    actions: &mut Vec<PlannedAction>,
+) {
+    let class = verdict.class;
+    let cred = &cfg.baseline.credentials;
     let has = |c: Check| verdict.findings.iter().any(|f| f.check == c);
     if user.password.is_some() {
         if class == AccessClass::Programmatic
@@ -622,9 +653,19 @@ fn plan_user_with(
             });
         }
     }
+}
 
-    // Access keys: always by key, never "all keys of the user".
-    let marks = inactive_marks(user);
+/// Access keys: always by key, never "all keys of the user". Returns the ids of the
+/// inactive-since marks that belong to an existing key.
+fn plan_keys<'m>(
+    user: &UserState,
+    cfg: &Config,
+    class: AccessClass,
+    marks: &'m [InactiveMark],
+    now: DateTime<Utc>,
+    actions: &mut Vec<PlannedAction>,
+) -> BTreeSet<&'m str> {
+    let cred = &cfg.baseline.credentials;
     let mut used_marks: BTreeSet<&str> = BTreeSet::new();
     for k in user.keys.iter() {
         let mark = marks.iter().find(|m| m.matches(k.id.as_deref(), k.created));
@@ -638,83 +679,126 @@ fn plan_user_with(
             slot: k.slot,
             created: k.created,
         };
-        let since = k.last_used.unwrap_or(k.created);
-        let idle = days_between(since, now);
         if k.active {
-            if let Some(m) = mark {
-                actions.push(PlannedAction {
-                    action: Action::ClearKeyMark {
-                        user: user.name.clone(),
-                        key_id: m.key_id.clone(),
-                    },
-                    reason: format!("{} is active again", m.key_id),
-                    check: None,
-                });
-            }
-            if cred.revoke_unused && idle > i64::from(cred.unused_days) {
-                actions.push(PlannedAction {
-                    action: Action::DeactivateAccessKey {
-                        user: user.name.clone(),
-                        key,
-                        unused_days: Some(cred.unused_days),
-                    },
-                    reason: format!(
-                        "{} {} {idle} days ago; limit {} days",
-                        k.label(),
-                        if k.last_used.is_some() {
-                            "last used"
-                        } else {
-                            "never used; created"
-                        },
-                        cred.unused_days
-                    ),
-                    check: Some(Check::KeyUnused),
-                });
-            } else if class == AccessClass::Console && cred.deactivate_keys_of_console_users {
-                actions.push(PlannedAction {
-                    action: Action::DeactivateAccessKey {
-                        user: user.name.clone(),
-                        key,
-                        unused_days: None,
-                    },
-                    reason: format!(
-                        "{} is classified console and must not have active access keys",
-                        user.name
-                    ),
-                    check: Some(Check::KeysOnConsoleUser),
-                });
-            }
-        } else if !cred.revoke_unused {
-            // Only revocation deletes keys.
-        } else if let Some(m) = mark {
-            let inactive = days_between(m.since, now);
-            let limit = i64::from(cred.delete_inactive_key_after_days);
-            if inactive > limit {
-                actions.push(PlannedAction {
-                    action: Action::DeleteAccessKey { user: user.name.clone(), key, unused_days: cred.unused_days },
-                    reason: format!(
-                        "{} has been inactive for {inactive} days (since {}); deleted after {limit} days",
-                        m.key_id,
-                        m.since.format("%Y-%m-%d")
-                    ),
-                    check: Some(Check::KeyUnused),
-                });
-            }
+            actions.extend(plan_active_key(user, cred, class, k, mark, key, now));
         } else {
-            actions.push(PlannedAction {
-                action: Action::MarkKeyInactive {
-                    user: user.name.clone(),
-                    key,
-                },
-                reason: format!(
-                    "{} is inactive; it is deleted {} days from now unless reactivated",
-                    k.label(),
-                    cred.delete_inactive_key_after_days
-                ),
-                check: None,
-            });
+            actions.extend(plan_inactive_key(user, cred, k, mark, key, now));
         }
     }
+    used_marks
+}
+
+/// An active key: its mark is cleared; it is deactivated when unused too long, or when a
+/// console user must not have keys.
+fn plan_active_key(
+    user: &UserState,
+    cred: &Credentials,
+    class: AccessClass,
+    k: &AccessKeyState,
+    mark: Option<&InactiveMark>,
+    key: KeyRef,
+    now: DateTime<Utc>,
+) -> Vec<PlannedAction> {
+    let mut actions = Vec::new();
+    let since = k.last_used.unwrap_or(k.created);
+    let idle = days_between(since, now);
+    if let Some(m) = mark {
+        actions.push(PlannedAction {
+            action: Action::ClearKeyMark {
+                user: user.name.clone(),
+                key_id: m.key_id.clone(),
+            },
+            reason: format!("{} is active again", m.key_id),
+            check: None,
+        });
+    }
+    if cred.revoke_unused && idle > i64::from(cred.unused_days) {
+        actions.push(PlannedAction {
+            action: Action::DeactivateAccessKey {
+                user: user.name.clone(),
+                key,
+                unused_days: Some(cred.unused_days),
+            },
+            reason: format!(
+                "{} {} {idle} days ago; limit {} days",
+                k.label(),
+                if k.last_used.is_some() {
+                    "last used"
+                } else {
+                    "never used; created"
+                },
+                cred.unused_days
+            ),
+            check: Some(Check::KeyUnused),
+        });
+    } else if class == AccessClass::Console && cred.deactivate_keys_of_console_users {
+        actions.push(PlannedAction {
+            action: Action::DeactivateAccessKey {
+                user: user.name.clone(),
+                key,
+                unused_days: None,
+            },
+            reason: format!(
+                "{} is classified console and must not have active access keys",
+                user.name
+            ),
+            check: Some(Check::KeysOnConsoleUser),
+        });
+    }
+    actions
+}
+
+/// An inactive key (only when revocation is on: only revocation deletes keys): marked
+/// inactive-since on first sight, deleted once the mark is older than the limit.
+fn plan_inactive_key(
+    user: &UserState,
+    cred: &Credentials,
+    k: &AccessKeyState,
+    mark: Option<&InactiveMark>,
+    key: KeyRef,
+    now: DateTime<Utc>,
+) -> Option<PlannedAction> {
+    if !cred.revoke_unused {
+        return None;
+    }
+    let Some(m) = mark else {
+        return Some(PlannedAction {
+            action: Action::MarkKeyInactive {
+                user: user.name.clone(),
+                key,
+            },
+            reason: format!(
+                "{} is inactive; it is deleted {} days from now unless reactivated",
+                k.label(),
+                cred.delete_inactive_key_after_days
+            ),
+            check: None,
+        });
+    };
+    let inactive = days_between(m.since, now);
+    let limit = i64::from(cred.delete_inactive_key_after_days);
+    (inactive > limit).then(|| PlannedAction {
+        action: Action::DeleteAccessKey {
+            user: user.name.clone(),
+            key,
+            unused_days: cred.unused_days,
+        },
+        reason: format!(
+            "{} has been inactive for {inactive} days (since {}); deleted after {limit} days",
+            m.key_id,
+            m.since.format("%Y-%m-%d")
+        ),
+        check: Some(Check::KeyUnused),
+    })
+}
+
+/// Marks whose key no longer exists are cleared.
+fn plan_key_marks(
+    user: &UserState,
+    marks: &[InactiveMark],
+    used_marks: &BTreeSet<&str>,
+    actions: &mut Vec<PlannedAction>,
+) {
     for m in marks
         .iter()
         .filter(|m| !used_marks.contains(m.key_id.as_str()))
@@ -727,12 +811,6 @@ fn plan_user_with(
             reason: format!("{} no longer exists", m.key_id),
             check: None,
         });
-    }
-    let breaker = BreakerNote::classify(user, &actions, cfg, now);
-    UserPlan {
-        verdict,
-        actions,
-        breaker,
     }
 }
 
