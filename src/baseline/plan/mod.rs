@@ -1,0 +1,245 @@
+//! The plan: (observed state, baseline, now) → the writes that bring the account onto the
+//! baseline, each with its reason. Pure; [`crate::apply`] executes it.
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::baseline::checks::{Check, Finding, UserVerdict};
+use crate::baseline::policies::desired_policies;
+use crate::config::{Config, INACTIVE_SINCE_TAG_PREFIX};
+use crate::error::Result;
+use crate::inventory::{AccountSnapshot, PasswordPolicyState, UserState};
+mod access_loss;
+mod account;
+mod user;
+
+pub use access_loss::{is_new_user, reduces_access, AccessLoss, BreakerNote};
+pub use account::{plan_account_level, stronger_password_policy};
+use user::plan_user_with;
+pub use user::{inactive_marks, InactiveMark};
+
+/// IAM quotas that bound the plan.
+pub const MAX_GROUPS_PER_USER: usize = 10;
+pub const MAX_MANAGED_POLICIES_PER_USER: usize = 10;
+pub const MAX_POLICY_VERSIONS: usize = 5;
+
+/// An access key to act on. `id` is `None` when the key was observed through the
+/// credential report: apply resolves it by creation time and never guesses.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KeyRef {
+    pub id: Option<String>,
+    pub slot: u8,
+    pub created: DateTime<Utc>,
+}
+
+impl fmt::Display for KeyRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.id {
+            Some(id) => f.write_str(id),
+            None => write!(
+                f,
+                "access key {} (created {})",
+                self.slot,
+                self.created.format("%Y-%m-%dT%H:%M:%SZ")
+            ),
+        }
+    }
+}
+
+/// One write.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum Action {
+    CreatePolicy {
+        policy: String,
+        document: String,
+    },
+    CreatePolicyVersion {
+        policy: String,
+        policy_arn: String,
+        document: String,
+        /// Oldest non-default version to delete first (IAM keeps at most 5).
+        delete_version: Option<String>,
+    },
+    CreateGroup {
+        group: String,
+    },
+    AttachGroupPolicy {
+        group: String,
+        policy: String,
+    },
+    UpdatePasswordPolicy {
+        policy: PasswordPolicyState,
+    },
+    AddUserToGroup {
+        user: String,
+        group: String,
+    },
+    AttachUserPolicy {
+        user: String,
+        policy: String,
+    },
+    DeleteLoginProfile {
+        user: String,
+        /// Delete only if the password is still unused for this many days (checked live).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        unused_days: Option<u32>,
+    },
+    DeactivateAccessKey {
+        user: String,
+        key: KeyRef,
+        unused_days: Option<u32>,
+    },
+    DeleteAccessKey {
+        user: String,
+        key: KeyRef,
+        unused_days: u32,
+    },
+    /// Record on the user since when an inactive key is inactive (starts the
+    /// delete-after clock): tag `iam-warden/inactive-since/<id>`.
+    MarkKeyInactive {
+        user: String,
+        key: KeyRef,
+    },
+    /// Remove a stale inactive-since tag (the key is gone or active again).
+    ClearKeyMark {
+        user: String,
+        key_id: String,
+    },
+}
+
+impl Action {
+    /// The metric / journal name of the action.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Action::CreatePolicy { .. } => "create_policy",
+            Action::CreatePolicyVersion { .. } => "create_policy_version",
+            Action::CreateGroup { .. } => "create_group",
+            Action::AttachGroupPolicy { .. } => "attach_group_policy",
+            Action::UpdatePasswordPolicy { .. } => "update_password_policy",
+            Action::AddUserToGroup { .. } => "add_user_to_group",
+            Action::AttachUserPolicy { .. } => "attach_user_policy",
+            Action::DeleteLoginProfile { .. } => "delete_login_profile",
+            Action::DeactivateAccessKey { .. } => "deactivate_access_key",
+            Action::DeleteAccessKey { .. } => "delete_access_key",
+            Action::MarkKeyInactive { .. } => "tag_user",
+            Action::ClearKeyMark { .. } => "untag_user",
+        }
+    }
+
+    pub fn user(&self) -> Option<&str> {
+        match self {
+            Action::AddUserToGroup { user, .. }
+            | Action::AttachUserPolicy { user, .. }
+            | Action::DeleteLoginProfile { user, .. }
+            | Action::DeactivateAccessKey { user, .. }
+            | Action::DeleteAccessKey { user, .. }
+            | Action::MarkKeyInactive { user, .. }
+            | Action::ClearKeyMark { user, .. } => Some(user),
+            _ => None,
+        }
+    }
+
+    /// What the action acts on (policy, group, key id...), for the journal.
+    pub fn target(&self) -> String {
+        match self {
+            Action::CreatePolicy { policy, .. } => policy.clone(),
+            Action::CreatePolicyVersion { policy_arn, .. } => policy_arn.clone(),
+            Action::CreateGroup { group } => group.clone(),
+            Action::AttachGroupPolicy { group, policy } => format!("{group} <- {policy}"),
+            Action::UpdatePasswordPolicy { .. } => "account password policy".into(),
+            Action::AddUserToGroup { group, .. } => group.clone(),
+            Action::AttachUserPolicy { policy, .. } => policy.clone(),
+            Action::DeleteLoginProfile { user, .. } => format!("login profile of {user}"),
+            Action::DeactivateAccessKey { key, .. }
+            | Action::DeleteAccessKey { key, .. }
+            | Action::MarkKeyInactive { key, .. } => key.to_string(),
+            Action::ClearKeyMark { key_id, .. } => format!("{INACTIVE_SINCE_TAG_PREFIX}{key_id}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PlannedAction {
+    #[serde(flatten)]
+    pub action: Action,
+    pub reason: String,
+    /// The check the action fixes, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub check: Option<Check>,
+}
+
+/// The plan for one user.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct UserPlan {
+    pub verdict: UserVerdict,
+    pub actions: Vec<PlannedAction>,
+    /// Whether (and why) the plan counts toward the blast-radius breaker.
+    pub breaker: BreakerNote,
+}
+
+impl UserPlan {
+    /// The plan takes access away from an existing user: the breaker counts it.
+    pub fn counts_toward_breaker(&self) -> bool {
+        self.breaker.counts
+    }
+}
+/// The plan for the whole account.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Plan {
+    pub account_actions: Vec<PlannedAction>,
+    pub account_findings: Vec<Finding>,
+    pub users: Vec<UserPlan>,
+}
+
+impl Plan {
+    /// Users with at least one action.
+    pub fn users_changed(&self) -> usize {
+        self.users.iter().filter(|u| !u.actions.is_empty()).count()
+    }
+
+    /// Users whose existing access the plan reduces (what the blast-radius breaker counts).
+    pub fn users_losing_access(&self) -> usize {
+        self.users.iter().filter(|u| u.breaker.counts).count()
+    }
+
+    pub fn action_count(&self) -> usize {
+        self.account_actions.len() + self.users.iter().map(|u| u.actions.len()).sum::<usize>()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.action_count() == 0
+    }
+}
+
+/// Plan the whole account.
+pub fn plan_account(snap: &AccountSnapshot, cfg: &Config, now: DateTime<Utc>) -> Result<Plan> {
+    let desired = desired_policies(cfg)?;
+    let (account_actions, account_findings) = plan_account_level(snap, cfg, &desired);
+    let users = snap
+        .users
+        .iter()
+        .map(|u| plan_user_with(u, snap, cfg, &desired, now))
+        .collect();
+    Ok(Plan {
+        account_actions,
+        account_findings,
+        users,
+    })
+}
+
+/// Plan one user (the daemon's reconcile). `snap` supplies groups and the caller.
+pub fn plan_user(
+    user: &UserState,
+    snap: &AccountSnapshot,
+    cfg: &Config,
+    now: DateTime<Utc>,
+) -> Result<UserPlan> {
+    let desired = desired_policies(cfg)?;
+    Ok(plan_user_with(user, snap, cfg, &desired, now))
+}
+
+#[cfg(test)]
+mod tests;
