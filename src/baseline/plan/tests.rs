@@ -1,6 +1,6 @@
 use super::*;
-use crate::config::Attach;
 use crate::baseline::testkit::*;
+use crate::config::Attach;
 use crate::inventory::ManagedPolicyState;
 use chrono::Duration;
 
