@@ -1,4 +1,4 @@
-//! `cloudtrail-recorder` (src/bin/cloudtrail-recorder.rs) against a real moto server, driven
+//! `cloudtrail-recorder` (src/bin/cloudtrail-recorder/) against a real moto server, driven
 //! by the real aws-sdk-iam / aws-sdk-cloudtrail clients.
 
 mod support;

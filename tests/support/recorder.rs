@@ -1,4 +1,4 @@
-//! The `cloudtrail-recorder` proxy (src/bin/cloudtrail-recorder.rs) as a child process in
+//! The `cloudtrail-recorder` proxy (src/bin/cloudtrail-recorder/) as a child process in
 //! front of a moto server, with clients that go through it.
 
 use std::io::{BufRead, BufReader};
