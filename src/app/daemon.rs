@@ -32,7 +32,7 @@ use crate::error::{Error, Result};
 use crate::http::{self, Health};
 use crate::inventory;
 use crate::journal::Journal;
-use crate::metrics::{Metrics, QueueSource, ReconcileResult};
+use crate::metrics::{Metrics, QueueSource, ReconcileDone, ReconcileResult};
 
 /// Run the daemon until `shutdown` resolves.
 pub async fn run(
@@ -277,7 +277,14 @@ async fn worker(ctx: Arc<Context>) {
                     Next::Requeue(at) => (ReconcileResult::Success, at),
                     Next::Dropped => (ReconcileResult::Dropped, None),
                 };
-                ctx.metrics.reconciled(res, started.elapsed());
+                ReconcileDone {
+                    key: Some(&key),
+                    result: res,
+                    duration: started.elapsed(),
+                    error: None,
+                    retry_in: None,
+                }
+                .emit(&ctx.metrics);
                 ctx.dispatch.finished(&key, covered);
                 lease.done(QueueOutcome::Success { requeue_at });
                 if requeue_at.is_some() {
@@ -285,10 +292,16 @@ async fn worker(ctx: Arc<Context>) {
                 }
             }
             Err(e) => {
-                ctx.metrics
-                    .reconciled(ReconcileResult::Error, started.elapsed());
+                let duration = started.elapsed();
                 let fin = lease.done(QueueOutcome::Failure);
-                tracing::warn!(key = %key, error = %e, retry_in_ms = fin.retry_after.map(|d| d.as_millis() as u64), "reconcile failed");
+                ReconcileDone {
+                    key: Some(&key),
+                    result: ReconcileResult::Error,
+                    duration,
+                    error: Some(&e),
+                    retry_in: fin.retry_after,
+                }
+                .emit(&ctx.metrics);
                 ctx.metrics.queue_added(QueueSource::Retry);
             }
         }

@@ -20,7 +20,7 @@ use crate::config::{Config, Mode};
 use crate::error::{Error, Result};
 use crate::inventory::{to_chrono, AccountSnapshot};
 use crate::journal::{Entry, Journal};
-use crate::metrics::{Metrics, WriteOutcome};
+use crate::metrics::{Metrics, WriteEvent, WriteOutcome};
 
 use keys::mark_tag;
 pub use settle::{after_attempt, find_version, Settle, WriteKind};
@@ -182,11 +182,17 @@ impl Applier {
         reason: &str,
         outcome: &Outcome,
     ) {
-        if let Some(m) = &self.metrics {
-            m.write(action, outcome.metric(), user, target);
-        } else {
-            tracing::info!(action, user, target, outcome = outcome.label(), "write");
+        let detail = outcome.detail();
+        WriteEvent {
+            action,
+            outcome: outcome.metric(),
+            user,
+            target,
+            error: detail
+                .as_deref()
+                .filter(|_| matches!(outcome, Outcome::Failed(_))),
         }
+        .emit(self.metrics.as_deref());
         let entry = Entry {
             time: Utc::now(),
             account: self.account_id.clone(),
@@ -196,7 +202,7 @@ impl Applier {
             reason: reason.to_string(),
             mode: self.mode.to_string(),
             outcome: outcome.label().to_string(),
-            error: outcome.detail(),
+            error: detail,
         };
         if let Err(e) = self.journal.record(&entry) {
             // A journal that cannot be written is loud: the write already happened.

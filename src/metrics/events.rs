@@ -1,7 +1,11 @@
-//! The internal events: each helper writes the log line (if any) and updates the metric in
-//! one call, so the two cannot disagree.
+//! The internal events: each event is emitted once, where it happens, and its `emit` writes
+//! the log line (if any) and updates the metric together, so the two cannot disagree and
+//! nothing is logged twice. Events with more to say than a label ([`WriteEvent`],
+//! [`EventMalformed`], [`ReconcileDone`]) are structs; the simple ones are methods of
+//! [`Metrics`].
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -60,14 +64,14 @@ impl Metrics {
     /// name, ...) go to the log line only, never to a label. An `action` outside
     /// [`WRITE_ACTIONS`] is counted as `other`.
     pub fn write(&self, action: &str, outcome: WriteOutcome, user: Option<&str>, target: &str) {
-        self.writes_total
-            .with_label_values(&[write_action_label(action), outcome.as_str()])
-            .inc();
-        let o = outcome.as_str();
-        match outcome {
-            WriteOutcome::Failed => tracing::warn!(action, outcome = o, user, target, "IAM write"),
-            _ => tracing::info!(action, outcome = o, user, target, "IAM write"),
+        WriteEvent {
+            action,
+            outcome,
+            user,
+            target,
+            error: None,
         }
+        .emit(Some(self));
     }
 
     /// A failed IAM write, with the error in the log line.
@@ -78,32 +82,27 @@ impl Metrics {
         target: &str,
         error: &dyn std::fmt::Display,
     ) {
-        self.writes_total
-            .with_label_values(&[write_action_label(action), WriteOutcome::Failed.as_str()])
-            .inc();
-        tracing::warn!(
+        let error = error.to_string();
+        WriteEvent {
             action,
-            outcome = WriteOutcome::Failed.as_str(),
+            outcome: WriteOutcome::Failed,
             user,
             target,
-            error = %error,
-            "IAM write"
-        );
+            error: Some(&error),
+        }
+        .emit(Some(self));
     }
 
-    /// One reconcile finished.
+    /// One reconcile finished (without the key and error: see [`ReconcileDone`]).
     pub fn reconciled(&self, result: ReconcileResult, duration: Duration) {
-        let r = result.as_str();
-        self.reconciles_total.with_label_values(&[r]).inc();
-        self.reconcile_duration_seconds
-            .with_label_values(&[r])
-            .observe(duration.as_secs_f64());
-        let seconds = duration.as_secs_f64();
-        match result {
-            ReconcileResult::Success => tracing::debug!(result = r, seconds, "reconciled"),
-            ReconcileResult::Error => tracing::warn!(result = r, seconds, "reconcile failed"),
-            ReconcileResult::Dropped => tracing::warn!(result = r, seconds, "reconcile dropped"),
+        ReconcileDone {
+            key: None,
+            result,
+            duration,
+            error: None,
+            retry_in: None,
         }
+        .emit(self);
     }
 
     /// A full resync finished (`at`: when).
@@ -223,5 +222,132 @@ impl Metrics {
     pub fn credential_report_age(&self, generated: DateTime<Utc>, now: DateTime<Utc>) {
         let age = (now - generated).num_milliseconds().max(0) as f64 / 1000.0;
         self.credential_report_age_seconds.set(age);
+    }
+}
+
+/// One IAM write, or would-be write. The CLI has no metrics registry: then only the log
+/// line. `user`, `target` and `error` go to the log line only, never to a label.
+#[derive(Debug, Clone, Copy)]
+pub struct WriteEvent<'a> {
+    pub action: &'a str,
+    pub outcome: WriteOutcome,
+    pub user: Option<&'a str>,
+    /// A group, policy or key name, ...
+    pub target: &'a str,
+    /// Why a failed write failed (one line, never a secret).
+    pub error: Option<&'a str>,
+}
+
+impl WriteEvent<'_> {
+    /// Count the write (when there is a registry) and log it: failures at warn, the rest at
+    /// info. An `action` outside [`WRITE_ACTIONS`] is counted as `other`.
+    pub fn emit(&self, metrics: Option<&Metrics>) {
+        let WriteEvent {
+            action,
+            outcome,
+            user,
+            target,
+            error,
+        } = *self;
+        if let Some(m) = metrics {
+            m.writes_total
+                .with_label_values(&[write_action_label(action), outcome.as_str()])
+                .inc();
+        }
+        let o = outcome.as_str();
+        match (outcome, error) {
+            (WriteOutcome::Failed, Some(error)) => {
+                tracing::warn!(action, outcome = o, user, target, error, "IAM write")
+            }
+            (WriteOutcome::Failed, None) => {
+                tracing::warn!(action, outcome = o, user, target, "IAM write")
+            }
+            _ => tracing::info!(action, outcome = o, user, target, "IAM write"),
+        }
+    }
+}
+
+/// A CloudTrail record or SQS message that could not be parsed: counted under
+/// `outcome="malformed"` and logged once, with what identifies it.
+#[derive(Clone, Copy)]
+pub struct EventMalformed<'a> {
+    pub source: Source,
+    /// The event name if it could be read (the label is bounded by [`metric_event_name`]).
+    pub event_name: &'a str,
+    /// The CloudTrail event id or the SQS message id, if any.
+    pub id: Option<&'a str>,
+    pub error: &'a dyn fmt::Display,
+    /// SQS only: how often the message was received, and the start of its body.
+    pub receive_count: Option<&'a str>,
+    pub body_start: Option<&'a str>,
+}
+
+impl EventMalformed<'_> {
+    pub fn emit(&self, metrics: &Metrics) {
+        let event = metric_event_name(self.event_name);
+        metrics
+            .events_total
+            .with_label_values(&[event, EventOutcome::Malformed.as_str()])
+            .inc();
+        let (id, error) = (self.id, self.error);
+        match self.source {
+            Source::CloudTrail => tracing::warn!(
+                event_id = id,
+                event_name = self.event_name,
+                error = %error,
+                "skipping a malformed CloudTrail record"
+            ),
+            Source::Sqs => tracing::warn!(
+                message_id = id,
+                receive_count = self.receive_count,
+                error = %error,
+                body_start = self.body_start,
+                "cannot parse an SQS message; leaving it for the queue's redrive policy \
+                 (dead-letter queue after maxReceiveCount receives)"
+            ),
+        }
+    }
+}
+
+/// One reconcile finished: counted, timed and logged once (the key and the error in the
+/// log line only).
+#[derive(Clone, Copy)]
+pub struct ReconcileDone<'a> {
+    pub key: Option<&'a dyn fmt::Display>,
+    pub result: ReconcileResult,
+    pub duration: Duration,
+    pub error: Option<&'a dyn fmt::Display>,
+    /// When a failed key is retried.
+    pub retry_in: Option<Duration>,
+}
+
+impl ReconcileDone<'_> {
+    pub fn emit(&self, metrics: &Metrics) {
+        let r = self.result.as_str();
+        metrics.reconciles_total.with_label_values(&[r]).inc();
+        metrics
+            .reconcile_duration_seconds
+            .with_label_values(&[r])
+            .observe(self.duration.as_secs_f64());
+        let seconds = self.duration.as_secs_f64();
+        let key = self.key.map(tracing::field::display);
+        let error = self.error.map(tracing::field::display);
+        let retry_in_ms = self.retry_in.map(|d| d.as_millis() as u64);
+        match self.result {
+            ReconcileResult::Success => tracing::debug!(key, result = r, seconds, "reconciled"),
+            ReconcileResult::Error => {
+                tracing::warn!(
+                    key,
+                    result = r,
+                    seconds,
+                    error,
+                    retry_in_ms,
+                    "reconcile failed"
+                )
+            }
+            ReconcileResult::Dropped => {
+                tracing::warn!(key, result = r, seconds, "reconcile dropped")
+            }
+        }
     }
 }

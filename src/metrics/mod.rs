@@ -31,6 +31,7 @@ mod events;
 mod labels;
 mod registry;
 
+pub use events::{EventMalformed, ReconcileDone, WriteEvent};
 pub use labels::{
     metric_event_name, write_action_label, EventOutcome, QueueSource, ReconcileResult, Source,
     WriteOutcome, AWS_OPERATIONS, AWS_SERVICES, KNOWN_EVENT_NAMES, WRITE_ACTIONS,

@@ -39,7 +39,7 @@ use crate::aws::{aws_error, Clients};
 use crate::config::CloudTrailSource;
 use crate::controller::dispatch::Dispatch;
 use crate::error::{Error, Result};
-use crate::metrics::{EventOutcome, Source};
+use crate::metrics::{EventMalformed, EventOutcome, Source};
 
 /// Minimum spacing of two `LookupEvents` calls (AWS allows 2 per second).
 pub const MIN_CALL_SPACING: Duration = Duration::from_millis(500);
@@ -323,6 +323,19 @@ impl CloudTrailPoller {
         Ok(stats)
     }
 
+    /// A record that cannot be parsed: counted and logged once.
+    fn malformed(&self, label: &str, id: Option<&str>, error: &dyn std::fmt::Display) {
+        EventMalformed {
+            source: Source::CloudTrail,
+            event_name: label,
+            id,
+            error,
+            receive_count: None,
+            body_start: None,
+        }
+        .emit(self.dispatch.metrics());
+    }
+
     fn handle(&mut self, ev: &Event, stats: &mut PollStats) {
         stats.events += 1;
         let label = metric_event_name(ev.event_name().unwrap_or(""));
@@ -359,21 +372,11 @@ impl CloudTrailPoller {
             }
             Ok(Err(e)) => {
                 stats.malformed += 1;
-                tracing::warn!(event_id = id, error = %e, "skipping a malformed CloudTrail record");
-                self.dispatch
-                    .metrics()
-                    .event_received(label, EventOutcome::Malformed);
+                self.malformed(label, id, &e);
             }
             Err(e) => {
                 stats.malformed += 1;
-                tracing::warn!(
-                    event_id = id,
-                    error = e,
-                    "skipping a malformed CloudTrail event"
-                );
-                self.dispatch
-                    .metrics()
-                    .event_received(label, EventOutcome::Malformed);
+                self.malformed(label, id, &e);
             }
         }
     }

@@ -57,7 +57,7 @@ use crate::aws::{aws_error, Clients};
 use crate::config::SqsSource;
 use crate::controller::dispatch::{Dispatch, Ticket};
 use crate::error::{Error, Result};
-use crate::metrics::{EventOutcome, Source};
+use crate::metrics::{EventMalformed, Source};
 
 /// Default bound on messages waited on at once.
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 100;
@@ -349,17 +349,15 @@ impl SqsConsumer {
         let ev = match parse_eventbridge(body) {
             Ok(ev) => ev,
             Err(e) => {
-                self.dispatch
-                    .metrics()
-                    .event_received("other", EventOutcome::Malformed);
-                tracing::warn!(
-                    message_id,
-                    receive_count,
-                    error = %e,
-                    body_start = prefix(body, LOG_BODY_CHARS),
-                    "cannot parse an SQS message; leaving it for the queue's redrive policy \
-                     (dead-letter queue after maxReceiveCount receives)"
-                );
+                EventMalformed {
+                    source: Source::Sqs,
+                    event_name: "other",
+                    id: Some(message_id),
+                    error: &e,
+                    receive_count: Some(receive_count),
+                    body_start: Some(prefix(body, LOG_BODY_CHARS)),
+                }
+                .emit(self.dispatch.metrics());
                 return;
             }
         };
