@@ -1,19 +1,24 @@
 //! iam-warden: keeps every IAM user of an AWS account on a security baseline.
 //!
-//! Module map (one concern each):
-//! - [`config`]: figment configuration, validation.
-//! - [`aws`]: AWS client construction (the only place clients are built) and the call counter.
-//! - [`pacing`]: adaptive pacing and retries of every IAM and STS call (below apply and inventory).
-//! - [`inventory`]: observing the account (whole-account snapshot, single-user reads).
+//! Module map, top layer first. A module uses only modules below it; the unit test in
+//! `architecture.rs` fails on a backward import (docs/architecture.md explains the layers).
+//! - [`app`]: the commands with their reports: `audit`, `plan`/`enforce --once`, and the
+//!   daemon (`run`), which wires the sources, the controller and the HTTP server.
+//! - [`sources`]: CloudTrail polling and SQS consumption; parsing records into events.
+//! - [`controller`]: the reconcile key, the mapping of events to keys, the work queue,
+//!   dispatch and reconcile.
+//! - [`apply`]: executing planned actions against IAM, journaled. [`http`]: /metrics,
+//!   /healthz, /readyz.
+//! - [`metrics`]: the Prometheus registry, label catalogues, and the internal events (one
+//!   emit = one log line + one metric).
 //! - [`baseline`]: pure logic: findings and planned actions from (state, baseline, now).
-//! - [`apply`]: executing planned actions against IAM, journaled.
-//! - [`journal`]: the append-only JSON-lines journal.
-//! - [`private_fs`]: the journal's and checkpoint's files and directories are private (0600/0700).
-//! - [`report`]: rendering audit and plan results.
-//! - [`controller`]: the work queue and the reconcile loop of the daemon.
-//! - [`sources`]: CloudTrail and SQS event sources.
-//! - [`metrics`]: the Prometheus registry and every metric.
-//! - [`http`]: /metrics, /healthz, /readyz.
+//! - [`inventory`]: observing the account (whole-account snapshot, single-user reads).
+//! - [`aws`]: AWS client construction (the only place clients are built) and the call counter.
+//! - [`pacing`]: adaptive pacing and retries of every IAM and STS call.
+//!   [`journal`]: the append-only JSON-lines journal.
+//! - [`config`]: figment configuration, validation, tag names.
+//! - [`error`], [`memory`], [`private_fs`] (the journal's and checkpoint's files are
+//!   private, 0600/0700).
 
 pub mod app;
 pub mod apply;
