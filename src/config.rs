@@ -810,9 +810,11 @@ impl Config {
             ));
         }
         let f = self.controller.min_rate_per_second;
-        if !(f.is_finite() && f > 0.0 && f <= w.min(r)) {
+        // A floor above a bucket's starting rate is lowered to that rate by the pacer, so a
+        // deliberately slow writes_per_second needs no matching floor.
+        if !(f.is_finite() && f > 0.0 && f <= 1000.0) {
             errs.push(format!(
-                "controller.min_rate_per_second = {f} is out of range; allowed more than 0 up to the smaller of writes_per_second and reads_per_second"
+                "controller.min_rate_per_second = {f} is out of range; allowed more than 0 up to 1000 (a floor above writes_per_second or reads_per_second is lowered to that rate)"
             ));
         }
         let pct = self.safety.max_users_changed_percent;
