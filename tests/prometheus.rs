@@ -810,7 +810,7 @@ async fn every_dashboard_panel_and_alert_works_against_a_live_prometheus() {
             "instance",
         )
         .await;
-    assert_eq!(instances, [target.clone()], "label_values(..., instance)");
+    assert_eq!(instances, [target.as_str()], "label_values(..., instance)");
     let targets = dashboard_targets();
     assert!(targets.len() >= 20, "only {} panel targets", targets.len());
     for (title, ref_id, _) in MAY_BE_ZERO {
