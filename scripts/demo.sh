@@ -129,9 +129,11 @@ print(f"removed {removed} memberships, detached {len(pol)} policy")
 PY
 note "fault-proxy (test support, src/bin/fault-proxy.rs) sits between iam-warden and the emulator:"
 note "30 % of calls get throttling, a 500/503, a reset, or are applied and then answered 500."
-FAULTS_URL=$(start_tied faults "$ROOT/target/debug/fault-proxy" --upstream "$MOTO_URL" --seed 7 \
+# Not in $(...): start_tied keeps the proxy's stdin open in this shell, not a subshell.
+start_tied faults "$ROOT/target/debug/fault-proxy" --upstream "$MOTO_URL" --seed 7 \
     --rate 0.3 --faults throttle,throttle-retry-after,500,503,reset,applied-then-500 \
-    --retry-after 1 --exit-on-stdin-eof)
+    --retry-after 1 --exit-on-stdin-eof >"$WORK/faults.url"
+FAULTS_URL=$(cat "$WORK/faults.url")
 note "fault-proxy: $FAULTS_URL"
 versions_before=$("$VENV_PY" - "$MOTO_URL" <<'PY'
 import sys, boto3
