@@ -46,18 +46,6 @@ const GRAFANA_INTERVALS: &[(&str, &str)] = &[
 /// non-zero value. Every target must return at least one series.
 const MAY_BE_ZERO: &[(&str, &str, &str)] = &[
     (
-        "Throttled AWS calls",
-        "A",
-        "KNOWN BUG, not counted: IAM/STS attempts are retried inside the paced HTTP client, \
-         below the SDK interceptor that counts iam_warden_aws_calls_total, so the throttle \
-         the proxy answers is never counted as `throttled`",
-    ),
-    (
-        "Throttled AWS calls",
-        "B",
-        "the same known bug: the throttled share is 0",
-    ),
-    (
         "CPU",
         "A",
         "the prometheus crate's process collector counts process_cpu_seconds_total in whole \
@@ -784,6 +772,8 @@ async fn every_dashboard_panel_and_alert_works_against_a_live_prometheus() {
     // Prometheus has scraped the end of the scenario.
     for expr in [
         "iam_warden_breaker_tripped == 1",
+        "iam_warden_aws_calls_total{service=\"iam\",operation=\"ListAccessKeys\",outcome=\"throttled\"} >= 1",
+        "iam_warden_aws_throttles_total{operation=\"ListAccessKeys\"} >= 1",
         "iam_warden_reconciles_total{result=\"error\"} >= 1",
         "iam_warden_queue_retries_total >= 1",
         "iam_warden_events_total{event=\"other\",outcome=\"malformed\"} >= 1",
