@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 
 use iam_warden::config::{Config, Mode, INACTIVE_SINCE_TAG_PREFIX};
@@ -132,7 +133,9 @@ pub fn enforce_cli(acct: &Account, dir: &Path, endpoint: &str) -> (i32, String, 
 pub const ENFORCE_ONCE: &[&str] = &["enforce", "--once", "--confirm-large-change"];
 
 /// Everything the baseline touches, as moto now has it (read directly, never through a
-/// proxy), canonical so that two accounts seeded alike compare equal:
+/// proxy: GetAccountAuthorizationDetails, the credential report for console passwords and
+/// who has keys, ListAccessKeys for those), canonical so that two accounts seeded alike
+/// compare equal:
 /// - users: groups, attached policies, console access, tags, access keys (status, in order
 ///   of creation, named `#0`, `#1`... by that order since ids differ between accounts);
 ///   an inactive-since tag names its key by that ordinal and its value is checked against
@@ -166,12 +169,13 @@ pub async fn digest(acct: &Account) -> Value {
             _ => break,
         }
     }
+    let report = Arc::new(credential_report(iam).await);
     let mut reads = tokio::task::JoinSet::new();
     for u in user_details {
-        let iam = iam.clone();
+        let (iam, report) = (iam.clone(), report.clone());
         reads.spawn(async move {
             let name = u.user_name().unwrap_or_default().to_string();
-            let v = user_digest(&iam, &u).await;
+            let v = user_digest(&iam, &u, report.get(&name).copied()).await;
             (name, v)
         });
     }
@@ -227,7 +231,35 @@ pub async fn digest(acct: &Account) -> Value {
     json!({"users": users, "groups": groups, "policies": policies, "password_policy": pp})
 }
 
-async fn user_digest(iam: &aws_sdk_iam::Client, u: &aws_sdk_iam::types::UserDetail) -> Value {
+/// Per user, from the credential report: (has a console password, has access keys). Rows
+/// that do not split into the report's 22 columns (a name with a comma) are left out: those
+/// users are read one by one.
+async fn credential_report(iam: &aws_sdk_iam::Client) -> BTreeMap<String, (bool, bool)> {
+    let mut rows = BTreeMap::new();
+    if iam.generate_credential_report().send().await.is_err() {
+        return rows;
+    }
+    let Ok(out) = iam.get_credential_report().send().await else {
+        return rows;
+    };
+    let text = out
+        .content()
+        .map(|b| String::from_utf8_lossy(b.as_ref()).into_owned())
+        .unwrap_or_default();
+    for line in text.lines().skip(1) {
+        let f: Vec<&str> = line.split(',').collect();
+        if f.len() == 22 {
+            rows.insert(f[0].to_string(), (f[3] == "true", f[9] != "N/A"));
+        }
+    }
+    rows
+}
+
+async fn user_digest(
+    iam: &aws_sdk_iam::Client,
+    u: &aws_sdk_iam::types::UserDetail,
+    report: Option<(bool, bool)>,
+) -> Value {
     let name = u.user_name().unwrap_or_default();
     let mut groups: Vec<String> = u.group_list().to_vec();
     groups.sort();
@@ -237,16 +269,26 @@ async fn user_digest(iam: &aws_sdk_iam::Client, u: &aws_sdk_iam::types::UserDeta
         .filter_map(|p| p.policy_name().map(str::to_string))
         .collect();
     attached.sort();
-    let console = iam.get_login_profile().user_name(name).send().await.is_ok();
-    let keys_out = iam
-        .list_access_keys()
-        .user_name(name)
-        .send()
-        .await
-        .expect("ListAccessKeys");
+    let (console, has_keys) = match report {
+        Some(r) => r,
+        None => (
+            iam.get_login_profile().user_name(name).send().await.is_ok(),
+            true,
+        ),
+    };
+    let keys_out = if has_keys {
+        iam.list_access_keys()
+            .user_name(name)
+            .send()
+            .await
+            .expect("ListAccessKeys")
+            .access_key_metadata()
+            .to_vec()
+    } else {
+        Vec::new()
+    };
     // (created, id, status), in order of creation.
     let mut keys: Vec<(String, String, String)> = keys_out
-        .access_key_metadata()
         .iter()
         .map(|k| {
             (
