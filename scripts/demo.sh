@@ -9,7 +9,10 @@
 #  4. iam-warden enforce --once --confirm-large-change, mode enforce -> exit 0
 #  5. the journal
 #  6. a second enforce pass writes nothing; a second audit shows what is left for people
-#  7. iam-warden run against the CloudTrail recorder: a user created through it is
+#  7. under pressure: drift made by hand, then enforce through fault-proxy answering 30 % of
+#     IAM calls with throttling, 5xx, resets and applied-but-answer-lost: one pass converges,
+#     nothing duplicated, and a plain pass after it has nothing to do
+#  8. iam-warden run against the CloudTrail recorder: a user created through it is
 #     brought onto the baseline; the journal, the metrics, SIGTERM -> exit 0
 #
 # Everything runs in a temporary directory that is removed on exit (KEEP=1 keeps it);
@@ -83,7 +86,8 @@ note "existing users, so the blast-radius breaker would hold them; enforce needs
 expect 3 "$WARDEN" plan
 
 step "3. Enforce one pass (IAM_WARDEN_MODE=enforce, --confirm-large-change)"
-note "Writes are rate-limited (controller.writes_per_second = 5, write_burst = 10): ~12 s."
+note "Writes are paced adaptively: 20/s to start (controller.writes_per_second), halved whenever"
+note "IAM answers with throttling, recovering when it stops."
 IAM_WARDEN_MODE=enforce expect 0 "$WARDEN" enforce --once --confirm-large-change
 
 step "4. The journal: one JSON line per write ($STATE/journal.jsonl)"
@@ -108,8 +112,61 @@ note "deny-unless-MFA policy until they enrol), keys older than 90 days (rotatio
 note "key's owner), a second active key, keys on a console user; exempt users are untouched."
 expect 1 "$WARDEN" audit
 
+step "7. Under pressure: drift, then one enforce pass while 30 % of IAM calls fail"
+note "Someone takes 8 users out of the baseline groups and detaches the MFA policy from its group."
+"$VENV_PY" - "$MOTO_URL" <<'PY'
+import sys, boto3
+iam = boto3.client("iam", endpoint_url=sys.argv[1], region_name="us-east-1")
+removed = 0
+for g in ("iam-warden-require-mfa", "iam-warden-source-ip"):
+    for u in iam.get_group(GroupName=g)["Users"][:4]:
+        iam.remove_user_from_group(GroupName=g, UserName=u["UserName"])
+        removed += 1
+pol = [p for p in iam.list_attached_group_policies(GroupName="iam-warden-require-mfa")["AttachedPolicies"]]
+for p in pol:
+    iam.detach_group_policy(GroupName="iam-warden-require-mfa", PolicyArn=p["PolicyArn"])
+print(f"removed {removed} memberships, detached {len(pol)} policy")
+PY
+note "fault-proxy (test support, src/bin/fault-proxy.rs) sits between iam-warden and the emulator:"
+note "30 % of calls get throttling, a 500/503, a reset, or are applied and then answered 500."
+# Not in $(...): start_tied keeps the proxy's stdin open in this shell, not a subshell.
+start_tied faults "$ROOT/target/debug/fault-proxy" --upstream "$MOTO_URL" --seed 7 \
+    --rate 0.3 --faults throttle,throttle-retry-after,500,503,reset,applied-then-500 \
+    --retry-after 1 --exit-on-stdin-eof >"$WORK/faults.url"
+FAULTS_URL=$(cat "$WORK/faults.url")
+note "fault-proxy: $FAULTS_URL"
+versions_before=$("$VENV_PY" - "$MOTO_URL" <<'PY'
+import sys, boto3
+iam = boto3.client("iam", endpoint_url=sys.argv[1], region_name="us-east-1")
+print(sum(len(iam.list_policy_versions(PolicyArn=p["Arn"])["Versions"])
+          for p in iam.list_policies(Scope="Local")["Policies"]))
+PY
+)
+t0=$(now_s)
+IAM_WARDEN_MODE=enforce IAM_WARDEN_AWS__ENDPOINT_URL="$FAULTS_URL" \
+    expect 0 "$WARDEN" enforce --once --confirm-large-change
+note "one pass in $(elapsed "$t0" "$(now_s)") s despite the faults; what the proxy did:"
+"$VENV_PY" - "$FAULTS_URL" <<'PY'
+import json, sys, urllib.request
+s = json.load(urllib.request.urlopen(sys.argv[1] + "/fault-proxy/stats", timeout=5))
+print(f"  {s['requests']} requests, {sum(s['faults'].values())} faults: " +
+      ", ".join(f"{k} {v}" for k, v in sorted(s["faults"].items()) if v))
+PY
+versions_after=$("$VENV_PY" - "$MOTO_URL" <<'PY'
+import sys, boto3
+iam = boto3.client("iam", endpoint_url=sys.argv[1], region_name="us-east-1")
+print(sum(len(iam.list_policy_versions(PolicyArn=p["Arn"])["Versions"])
+          for p in iam.list_policies(Scope="Local")["Policies"]))
+PY
+)
+[ "$versions_before" = "$versions_after" ] ||
+    die "policy versions went from $versions_before to $versions_after: a lost answer duplicated a write"
+note "policy versions before and after: $versions_before and $versions_after (no write duplicated)"
+note "A plain pass right after: the account is back on the baseline, nothing to write."
+IAM_WARDEN_MODE=enforce expect 0 "$WARDEN" enforce --once
+
 # --- daemon part ---
-step "7. The daemon: iam-warden run, watching CloudTrail"
+step "8. The daemon: iam-warden run, watching CloudTrail"
 note "moto has no CloudTrail, so cloudtrail-recorder sits in front of it: it records each IAM"
 note "write made through it as a CloudTrail record and answers LookupEvents. The daemon polls"
 note "it every 2 s (default 60 s); resync is an hour away, so only the events can trigger it."
@@ -150,7 +207,7 @@ done
 [ "${ready%% *}" = 200 ] || { cat "$DAEMON_LOG" >&2; die "the daemon was not ready within 60 s"; }
 note "/readyz: $ready (the first resync read the whole account; nothing needed a write)"
 
-step "8. Someone creates a user with a console password and an access key"
+step "9. Someone creates a user with a console password and an access key"
 note "As the role demo-admin, through the recorder (so CloudTrail sees it); iam-warden's own"
 note "writes go straight to IAM and are skipped by the event source."
 "$VENV_PY" - "$MOTO_URL" "$RECORDER_URL" <<'PY'
@@ -179,18 +236,18 @@ done
 note "the daemon brought new-hire onto the baseline $(elapsed "$t0" "$(now_s)") s after the last call"
 note "(CloudTrail poll every 2 s; on real AWS, CloudTrail itself takes minutes, the SQS source seconds)"
 
-step "9. The journal lines for new-hire"
+step "10. The journal lines for new-hire"
 tail -n +"$((before + 1))" "$JOURNAL" | grep '"user":"new-hire"'
 
-step "10. What the daemon logged (stderr; JSON when not a terminal, text here)"
+step "11. What the daemon logged (stderr; JSON when not a terminal, text here)"
 grep -E 'listening|running as|resync done| write|reconcile failed' "$DAEMON_LOG" | tail -n 8 || true
 
-step "11. Its metrics (a few series of GET /metrics)"
+step "12. Its metrics (a few series of GET /metrics)"
 note "(non-zero samples only; no user name, ARN or key id is ever a label)"
 http /metrics | grep -E '^iam_warden_(events_total|writes_total|reconciles_total|event_to_enforcement_seconds_(sum|count)|users\{|ready |breaker_tripped|resyncs_total)' |
     grep -vE ' 0$' || true
 
-step "12. SIGTERM: readiness off, sources stop, in-flight work drains, checkpoint saved, exit 0"
+step "13. SIGTERM: readiness off, sources stop, in-flight work drains, checkpoint saved, exit 0"
 kill -TERM "$DAEMON_PID"
 rc=0
 wait "$DAEMON_PID" || rc=$?

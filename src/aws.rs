@@ -245,6 +245,7 @@ impl Clients {
         let pacer = Pacer::new(settings)
             .map_err(|e| Error::Config(format!("controller pacing settings: {e}")))?
             .with_rate_hook(move |r| calls.write_rate(r));
+        let calls = &self.calls;
         let pacer = Arc::new(pacer);
         let Some(base) = self.base_http.clone() else {
             return Err(Error::Other(
@@ -255,9 +256,13 @@ impl Clients {
         let sts = self.sts.config().to_builder();
         Ok(Clients {
             iam: aws_sdk_iam::Client::from_conf(
-                iam.http_client(paced_http(base.clone(), &pacer)).build(),
+                iam.http_client(paced_http(base.clone(), &pacer, "iam", calls))
+                    .build(),
             ),
-            sts: aws_sdk_sts::Client::from_conf(sts.http_client(paced_http(base, &pacer)).build()),
+            sts: aws_sdk_sts::Client::from_conf(
+                sts.http_client(paced_http(base, &pacer, "sts", calls))
+                    .build(),
+            ),
             pacer,
             ..self
         })
@@ -281,8 +286,8 @@ impl Clients {
             .interceptor(counter("sts"))
             .retry_config(RetryConfig::disabled());
         let base_http = shared.http_client().unwrap_or_else(default_http_client);
-        iam = iam.http_client(paced_http(base_http.clone(), &pacer));
-        sts = sts.http_client(paced_http(base_http.clone(), &pacer));
+        iam = iam.http_client(paced_http(base_http.clone(), &pacer, "iam", &calls));
+        sts = sts.http_client(paced_http(base_http.clone(), &pacer, "sts", &calls));
         let iam = aws_sdk_iam::Client::from_conf(iam.build());
         let sts = aws_sdk_sts::Client::from_conf(sts.build());
         let mut ct =
@@ -339,13 +344,26 @@ fn default_http_client() -> aws_smithy_runtime_api::client::http::SharedHttpClie
     })
 }
 
+/// `inner` paced by `pacer`; the attempts it retries are counted in `calls` (the SDK's
+/// counting interceptor sees only the last attempt of each call).
 fn paced_http(
     inner: aws_smithy_runtime_api::client::http::SharedHttpClient,
     pacer: &Arc<Pacer>,
+    service: &'static str,
+    calls: &CallStats,
 ) -> aws_smithy_runtime_api::client::http::SharedHttpClient {
+    let calls = calls.clone();
+    let on_retry: crate::pacing::RetryHook = Arc::new(move |op: &str, class| {
+        let outcome = match class {
+            crate::pacing::Class::Throttled { .. } => CallOutcome::Throttled,
+            _ => CallOutcome::Error,
+        };
+        calls.record(service, op, outcome);
+    });
     aws_smithy_runtime_api::client::http::SharedHttpClient::new(PacedHttpClient {
         inner,
         pacer: pacer.clone(),
+        on_retry: Some(on_retry),
     })
 }
 

@@ -1,5 +1,8 @@
 //! The append-only JSON-lines journal: one line per write or would-be write (dry-run),
 //! with time, account, user, action, target, reason, mode, outcome and error.
+//! Before a write is sent, an `intent` line for it is written (and synced): a process killed
+//! between the call and its outcome line still leaves the write in the journal, as an
+//! intent without outcome (it may or may not have been applied).
 //! Nothing secret is ever passed here: actions carry no passwords or secret keys.
 
 use std::fs::{File, OpenOptions};
@@ -22,9 +25,20 @@ pub struct Entry {
     pub target: String,
     pub reason: String,
     pub mode: String,
-    /// applied | dry_run | skipped | failed | blocked
+    /// applied | dry_run | skipped | failed | blocked, or [`INTENT`] (written before the call)
     pub outcome: String,
     pub error: Option<String>,
+}
+
+/// The outcome of the line written before a write is sent.
+pub const INTENT: &str = "intent";
+
+impl Entry {
+    /// A line written before a write was sent (its outcome, if any, is a later line with
+    /// the same action, user and target).
+    pub fn is_intent(&self) -> bool {
+        self.outcome == INTENT
+    }
 }
 
 /// An open journal file. Lines are written whole and synced, under a lock.
@@ -68,8 +82,16 @@ impl Journal {
             .map_err(|e| Error::io("cannot write the journal", &self.path, e))
     }
 
-    /// Read every entry (for tests and tools).
+    /// Read every outcome line (for tests and tools), without the intent lines.
     pub fn read_all(path: &Path) -> Result<Vec<Entry>> {
+        Ok(Self::read_with_intents(path)?
+            .into_iter()
+            .filter(|e| !e.is_intent())
+            .collect())
+    }
+
+    /// Read every line, the intent lines included.
+    pub fn read_with_intents(path: &Path) -> Result<Vec<Entry>> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| Error::io("cannot read the journal", path, e))?;
         text.lines()
@@ -122,6 +144,33 @@ mod tests {
         assert_eq!(all.len(), 2, "appends, never truncates");
         assert_eq!(all[0], e);
         assert_eq!(all[1].outcome, "failed");
+    }
+
+    #[test]
+    fn intent_lines_are_kept_apart_from_outcomes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.jsonl");
+        let e = |outcome: &str| Entry {
+            time: Utc::now(),
+            account: "123456789012".into(),
+            user: Some("bob".into()),
+            action: "add_user_to_group".into(),
+            target: "iam-warden-require-mfa".into(),
+            reason: "r".into(),
+            mode: "enforce".into(),
+            outcome: outcome.into(),
+            error: None,
+        };
+        let j = Journal::open(&path).unwrap();
+        for o in [INTENT, "applied", INTENT] {
+            j.record(&e(o)).unwrap();
+        }
+        let outcomes = Journal::read_all(&path).unwrap();
+        let got: Vec<&str> = outcomes.iter().map(|x| x.outcome.as_str()).collect();
+        assert_eq!(got, vec!["applied"], "read_all leaves the intents out");
+        let all = Journal::read_with_intents(&path).unwrap();
+        let kinds: Vec<bool> = all.iter().map(Entry::is_intent).collect();
+        assert_eq!(kinds, vec![true, false, true]);
     }
 
     #[test]

@@ -507,12 +507,26 @@ pub fn answer_is_complete(action: &str, body: &[u8]) -> bool {
     text.trim_end().ends_with(&format!("</{action}Response>"))
 }
 
+/// Told of every attempt that failed and is retried here (`operation`, how it failed):
+/// the SDK's interceptors see only the last attempt of a call, so the call counter learns
+/// of the retried ones (throttles above all) through this.
+pub type RetryHook = Arc<dyn Fn(&str, Class) + Send + Sync>;
+
 /// The HTTP client of the IAM and STS clients: every attempt the SDK makes goes through
 /// [`PacedConnector`].
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct PacedHttpClient {
     pub inner: SharedHttpClient,
     pub pacer: Arc<Pacer>,
+    pub on_retry: Option<RetryHook>,
+}
+
+impl std::fmt::Debug for PacedHttpClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PacedHttpClient")
+            .field("pacer", &self.pacer)
+            .finish()
+    }
 }
 
 impl HttpClient for PacedHttpClient {
@@ -524,15 +538,25 @@ impl HttpClient for PacedHttpClient {
         SharedHttpConnector::new(PacedConnector {
             inner: self.inner.http_connector(settings, components),
             pacer: self.pacer.clone(),
+            on_retry: self.on_retry.clone(),
         })
     }
 }
 
 /// Paces, classifies and retries each SDK attempt (see the module doc).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct PacedConnector {
     inner: SharedHttpConnector,
     pacer: Arc<Pacer>,
+    on_retry: Option<RetryHook>,
+}
+
+impl std::fmt::Debug for PacedConnector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PacedConnector")
+            .field("pacer", &self.pacer)
+            .finish()
+    }
 }
 
 fn boxed(msg: String) -> BoxError {
@@ -615,6 +639,9 @@ impl PacedConnector {
                 .retry_delay(&op, class, attempts, fastrand::f64())
             {
                 Some(wait) => {
+                    if let Some(hook) = &self.on_retry {
+                        hook(&op, class);
+                    }
                     tracing::debug!(operation = %op, attempts, ?class, ?wait, "retrying an AWS call");
                     tokio::time::sleep(wait).await;
                     request = next;

@@ -18,160 +18,181 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 // ---------------------------------------------------------------------------------
-// What the daemon exports. Label value lists are the closed sets; an empty list
-// means an open set (any value).
+// What the daemon exports: read from its own registry (the constructor `iam-warden run`
+// uses), never from a list kept here. Every label combination the daemon knows is
+// pre-created at zero, so the label values found are the closed sets.
 // ---------------------------------------------------------------------------------
 
-#[derive(Clone, Copy, PartialEq)]
+#[derive(Clone, Copy, PartialEq, Debug)]
 enum Kind {
     Counter,
     Gauge,
     Histogram,
+    Other,
 }
 
+#[derive(Debug)]
 struct MetricDef {
-    name: &'static str,
+    name: String,
     kind: Kind,
-    labels: Labels,
+    /// (label, the values of the pre-created series)
+    labels: Vec<(String, Vec<String>)>,
 }
 
-type Labels = &'static [(&'static str, &'static [&'static str])];
-
-const fn metric(name: &'static str, kind: Kind, labels: Labels) -> MetricDef {
-    MetricDef { name, kind, labels }
+/// Every metric family of the registry, from its text exposition: `# TYPE` lines give
+/// the names and kinds, the samples the labels and their values (`le` excluded).
+fn parse_exposition(text: &str) -> Vec<MetricDef> {
+    let mut defs: Vec<MetricDef> = vec![];
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').expect("# TYPE name kind");
+            defs.push(MetricDef {
+                name: name.to_string(),
+                kind: match kind {
+                    "counter" => Kind::Counter,
+                    "gauge" => Kind::Gauge,
+                    "histogram" => Kind::Histogram,
+                    _ => Kind::Other,
+                },
+                labels: vec![],
+            });
+            continue;
+        }
+        if line.starts_with('#') || line.trim().is_empty() {
+            continue;
+        }
+        let end = line.find(['{', ' ']).unwrap_or(line.len());
+        let series = &line[..end];
+        let def = defs
+            .iter_mut()
+            .rev()
+            .find(|d| {
+                d.name == series
+                    || (d.kind == Kind::Histogram
+                        && ["_bucket", "_sum", "_count"]
+                            .iter()
+                            .any(|s| series.strip_suffix(s) == Some(d.name.as_str())))
+            })
+            .unwrap_or_else(|| panic!("sample before its # TYPE: {line}"));
+        if !line[end..].starts_with('{') {
+            continue;
+        }
+        for (label, value) in parse_labels(&line[end + 1..]) {
+            if label == "le" {
+                continue;
+            }
+            let i = match def.labels.iter().position(|(l, _)| *l == label) {
+                Some(i) => i,
+                None => {
+                    def.labels.push((label, vec![]));
+                    def.labels.len() - 1
+                }
+            };
+            if !def.labels[i].1.contains(&value) {
+                def.labels[i].1.push(value);
+            }
+        }
+    }
+    defs
 }
 
-const RESULTS: &[&str] = &["success", "error", "dropped"];
-const QUEUE_SOURCES: &[&str] = &["cloudtrail", "sqs", "resync", "requeue", "retry"];
-const EVENT_OUTCOMES: &[&str] = &[
-    "enqueued",
-    "ignored",
-    "own_write",
-    "failed_call",
-    "duplicate",
-    "malformed",
-];
-const CHECKS: &[&str] = &[
-    "console-without-mfa",
-    "mfa-policy-missing",
-    "source-ip-policy-missing",
-    "key-too-old",
-    "key-unused",
-    "console-unused",
-    "two-active-keys",
-    "console-on-programmatic-user",
-    "keys-on-console-user",
-    "password-policy-weak",
-];
-const WRITE_ACTIONS: &[&str] = &[
-    "create_policy",
-    "create_policy_version",
-    "delete_policy_version",
-    "create_group",
-    "attach_group_policy",
-    "add_user_to_group",
-    "attach_user_policy",
-    "delete_login_profile",
-    "deactivate_access_key",
-    "delete_access_key",
-    "update_password_policy",
-];
-const OPEN: &[&str] = &[];
+/// `a="x",b="y\"z"} 1` → [(a, x), (b, y"z)].
+fn parse_labels(s: &str) -> Vec<(String, String)> {
+    let mut out = vec![];
+    let mut chars = s.chars().peekable();
+    loop {
+        let name: String = std::iter::from_fn(|| chars.next_if(|c| *c != '=' && *c != '}'))
+            .collect::<String>()
+            .trim_start_matches(',')
+            .trim()
+            .to_string();
+        if chars.next() != Some('=') {
+            return out;
+        }
+        assert_eq!(chars.next(), Some('"'), "label value of {name} in {s}");
+        let mut value = String::new();
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' => match chars.next() {
+                    Some('n') => value.push('\n'),
+                    Some(e) => value.push(e),
+                    None => break,
+                },
+                '"' => break,
+                c => value.push(c),
+            }
+        }
+        out.push((name, value));
+    }
+}
 
-const METRICS: &[MetricDef] = &[
-    metric("iam_warden_build_info", Kind::Gauge, &[("version", OPEN)]),
-    metric(
-        "iam_warden_reconciles_total",
-        Kind::Counter,
-        &[("result", RESULTS)],
-    ),
-    metric(
-        "iam_warden_reconcile_duration_seconds",
-        Kind::Histogram,
-        &[],
-    ),
-    metric("iam_warden_queue_depth", Kind::Gauge, &[]),
-    metric("iam_warden_queue_in_flight", Kind::Gauge, &[]),
-    metric(
-        "iam_warden_queue_adds_total",
-        Kind::Counter,
-        &[("source", QUEUE_SOURCES)],
-    ),
-    metric("iam_warden_queue_retries_total", Kind::Counter, &[]),
-    metric("iam_warden_queue_wait_seconds", Kind::Histogram, &[]),
-    metric(
-        "iam_warden_events_total",
-        Kind::Counter,
-        &[("event", OPEN), ("outcome", EVENT_OUTCOMES)],
-    ),
-    metric(
-        "iam_warden_event_to_enforcement_seconds",
-        Kind::Histogram,
-        &[("from", &["event_time", "received"])],
-    ),
-    metric(
-        "iam_warden_last_poll_success_timestamp_seconds",
-        Kind::Gauge,
-        &[("source", &["cloudtrail", "sqs"])],
-    ),
-    metric(
-        "iam_warden_last_resync_success_timestamp_seconds",
-        Kind::Gauge,
-        &[],
-    ),
-    metric(
-        "iam_warden_resyncs_total",
-        Kind::Counter,
-        &[("result", &["success", "error"])],
-    ),
-    metric(
-        "iam_warden_aws_calls_total",
-        Kind::Counter,
-        &[
-            ("service", &["iam", "sts", "cloudtrail", "sqs"]),
-            ("operation", OPEN),
-            ("outcome", &["ok", "error", "throttled"]),
-        ],
-    ),
-    metric(
-        "iam_warden_aws_throttles_total",
-        Kind::Counter,
-        &[("operation", OPEN)],
-    ),
-    metric("iam_warden_write_rate_per_second", Kind::Gauge, &[]),
-    metric(
-        "iam_warden_users",
-        Kind::Gauge,
-        &[("state", &["compliant", "violating", "exempt"])],
-    ),
-    metric(
-        "iam_warden_users_failing_check",
-        Kind::Gauge,
-        &[("check", CHECKS)],
-    ),
-    metric(
+/// The daemon's metrics, and `up`, which Prometheus adds for every target.
+fn exported() -> &'static [MetricDef] {
+    static EXPORTED: std::sync::OnceLock<Vec<MetricDef>> = std::sync::OnceLock::new();
+    EXPORTED.get_or_init(|| {
+        let metrics = iam_warden::metrics::Metrics::new(env!("CARGO_PKG_VERSION"))
+            .unwrap_or_else(|e| panic!("the metrics registry: {e}"));
+        let mut defs = parse_exposition(&metrics.render());
+        defs.push(MetricDef {
+            name: "up".into(),
+            kind: Kind::Gauge,
+            labels: vec![],
+        });
+        defs
+    })
+}
+
+/// The pre-created values of `label` on `metric`.
+fn label_values(metric: &str, label: &str) -> Vec<String> {
+    exported()
+        .iter()
+        .find(|m| m.name == metric)
+        .unwrap_or_else(|| panic!("the registry has no {metric}"))
+        .labels
+        .iter()
+        .find(|(l, _)| l == label)
+        .map(|(_, v)| v.clone())
+        .unwrap_or_else(|| panic!("{metric} has no label {label}"))
+}
+
+#[test]
+fn registry_catalogue_is_read_from_the_daemons_registry() {
+    let names: BTreeSet<&str> = exported().iter().map(|m| m.name.as_str()).collect();
+    for name in [
         "iam_warden_writes_total",
-        Kind::Counter,
-        &[
-            ("action", WRITE_ACTIONS),
-            ("outcome", &["applied", "failed", "dry_run", "skipped"]),
-        ],
-    ),
-    metric("iam_warden_breaker_tripped", Kind::Gauge, &[]),
-    metric("iam_warden_breaker_trips_total", Kind::Counter, &[]),
-    metric("iam_warden_credential_report_age_seconds", Kind::Gauge, &[]),
-    metric("iam_warden_ready", Kind::Gauge, &[]),
-    // The `prometheus` crate's process collector.
-    metric("process_cpu_seconds_total", Kind::Counter, &[]),
-    metric("process_resident_memory_bytes", Kind::Gauge, &[]),
-    metric("process_virtual_memory_bytes", Kind::Gauge, &[]),
-    metric("process_open_fds", Kind::Gauge, &[]),
-    metric("process_max_fds", Kind::Gauge, &[]),
-    metric("process_start_time_seconds", Kind::Gauge, &[]),
-    metric("process_threads", Kind::Gauge, &[]),
-    // Prometheus' own per-target series.
-    metric("up", Kind::Gauge, &[]),
-];
+        "iam_warden_reconcile_duration_seconds",
+        "process_resident_memory_bytes",
+    ] {
+        assert!(names.contains(name), "{name} missing from {names:?}");
+    }
+    let hist = exported()
+        .iter()
+        .find(|m| m.name == "iam_warden_reconcile_duration_seconds")
+        .unwrap();
+    assert_eq!(hist.kind, Kind::Histogram);
+    let results: BTreeSet<String> = label_values("iam_warden_reconcile_duration_seconds", "result")
+        .into_iter()
+        .collect();
+    assert_eq!(
+        results,
+        ["dropped", "error", "success"].map(String::from).into()
+    );
+    for action in ["tag_user", "untag_user", "delete_access_key"] {
+        assert!(
+            label_values("iam_warden_writes_total", "action").contains(&action.to_string()),
+            "{action}"
+        );
+    }
+    assert!(label_values("iam_warden_users_failing_check", "check")
+        .contains(&"quota-reached".to_string()));
+    assert_eq!(
+        parse_labels(r#"a="x",b="y\"z\\"} 1"#),
+        [
+            ("a".to_string(), "x".to_string()),
+            ("b".to_string(), "y\"z\\".to_string())
+        ]
+    );
+}
 
 /// Labels Prometheus attaches to every scraped series.
 const TARGET_LABELS: &[&str] = &["job", "instance"];
@@ -529,12 +550,12 @@ fn promql_refs(expr: &str) -> Result<Refs, String> {
 
 /// The metric definition behind a series name, and whether it is a histogram bucket.
 fn lookup_metric(name: &str) -> Option<(&'static MetricDef, bool)> {
-    if let Some(m) = METRICS.iter().find(|m| m.name == name) {
+    if let Some(m) = exported().iter().find(|m| m.name == name) {
         return Some((m, false));
     }
     for (suffix, bucket) in [("_bucket", true), ("_sum", false), ("_count", false)] {
         if let Some(base) = name.strip_suffix(suffix) {
-            if let Some(m) = METRICS
+            if let Some(m) = exported()
                 .iter()
                 .find(|m| m.name == base && m.kind == Kind::Histogram)
             {
@@ -561,7 +582,7 @@ fn check_expr(expr: &str) -> Vec<String> {
             problems.push(format!("unknown metric `{}`", sel.metric));
             continue;
         };
-        known_labels.extend(def.labels.iter().map(|(l, _)| *l));
+        known_labels.extend(def.labels.iter().map(|(l, _)| l.as_str()));
         if bucket {
             known_labels.insert("le");
         }
@@ -573,8 +594,8 @@ fn check_expr(expr: &str) -> Vec<String> {
                 problems.push(format!("`{}` has no label `{label}`", sel.metric));
                 continue;
             };
-            if values.is_empty() || value.contains('$') {
-                continue; // open set, or a Grafana variable
+            if value.contains('$') {
+                continue; // a Grafana variable
             }
             let alternatives: Vec<&str> = if op.ends_with('~') {
                 let plain = value
@@ -588,7 +609,7 @@ fn check_expr(expr: &str) -> Vec<String> {
                 vec![value.as_str()]
             };
             for alt in alternatives {
-                if !values.contains(&alt) {
+                if !values.iter().any(|v| v == alt) {
                     problems.push(format!(
                         "`{}{{{label}{op}\"{value}\"}}`: `{alt}` is not one of {values:?}",
                         sel.metric
@@ -1057,7 +1078,7 @@ fn dashboard_uses_only_exported_metrics() {
             .ok()
             .and_then(|r| r.selectors.into_iter().next());
         if let Some((def, _)) = metric.and_then(|s| lookup_metric(&s.metric)) {
-            if !TARGET_LABELS.contains(&label) && !def.labels.iter().any(|(l, _)| *l == label) {
+            if !TARGET_LABELS.contains(&label) && !def.labels.iter().any(|(l, _)| l == label) {
                 problems.push(format!(
                     "variable {name}: {} has no label {label}",
                     def.name
@@ -1842,6 +1863,19 @@ const WRITE_API: &[(&str, &str)] = &[
     ("tag_user", "iam:TagUser"),
     ("untag_user", "iam:UntagUser"),
 ];
+
+/// Every write action the daemon counts has its IAM API call above (and so in the policy).
+#[test]
+fn every_counted_write_action_has_its_iam_call() {
+    let counted: BTreeSet<String> = label_values("iam_warden_writes_total", "action")
+        .into_iter()
+        .collect();
+    let mapped: BTreeSet<String> = WRITE_API.iter().map(|(a, _)| a.to_string()).collect();
+    assert_eq!(
+        counted, mapped,
+        "iam_warden_writes_total{{action}} (the registry) vs. WRITE_API"
+    );
+}
 
 /// Calls the daemon makes to observe the account and receive events.
 const REQUIRED_READS: &[&str] = &[

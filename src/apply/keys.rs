@@ -61,7 +61,11 @@ impl Applier {
         now: DateTime<Utc>,
         reason: &str,
     ) {
-        let r = match mark_tag(id, now, created) {
+        let target = format!("{INACTIVE_SINCE_TAG_PREFIX}{id}");
+        let r = match mark_tag(id, now, created).and_then(|tag| {
+            self.intent("tag_user", Some(user), &target, reason)
+                .map(|_| tag)
+        }) {
             Ok(tag) => self
                 .clients
                 .iam
@@ -78,13 +82,7 @@ impl Applier {
             Ok(()) => Outcome::Applied,
             Err(e) => Outcome::Failed(e.to_string()),
         };
-        self.record(
-            "tag_user",
-            Some(user),
-            &format!("{INACTIVE_SINCE_TAG_PREFIX}{id}"),
-            reason,
-            &outcome,
-        );
+        self.record("tag_user", Some(user), &target, reason, &outcome);
     }
 
     pub(super) async fn clear_mark(&self, user: &str, id: &str) -> Result<()> {

@@ -150,6 +150,13 @@ impl Applier {
     ) -> ActionResult {
         let outcome = if self.mode == Mode::DryRun {
             Outcome::DryRun
+        } else if let Err(e) = self.intent(
+            pa.action.name(),
+            pa.action.user(),
+            &pa.action.target(),
+            &pa.reason,
+        ) {
+            Outcome::Failed(format!("not sent: {e}"))
         } else {
             match self.execute(snap, &pa.action, now).await {
                 Ok(o) => o,
@@ -171,6 +178,23 @@ impl Applier {
             planned: pa.clone(),
             outcome,
         }
+    }
+
+    /// Journal that a write is about to be sent, before it is (synced): a process killed
+    /// between the call and [`Applier::record`] still leaves the write in the journal. A
+    /// journal that cannot be written stops the write.
+    fn intent(&self, action: &str, user: Option<&str>, target: &str, reason: &str) -> Result<()> {
+        self.journal.record(&Entry {
+            time: Utc::now(),
+            account: self.account_id.clone(),
+            user: user.map(str::to_string),
+            action: action.to_string(),
+            target: target.to_string(),
+            reason: reason.to_string(),
+            mode: self.mode.to_string(),
+            outcome: crate::journal::INTENT.to_string(),
+            error: None,
+        })
     }
 
     /// Journal an event that is not a planned action (e.g. the breaker).
@@ -245,6 +269,9 @@ impl Applier {
                 policy,
             } => {
                 if let Some(v) = delete_version {
+                    let target = format!("{policy_arn} {v}");
+                    let reason = format!("{policy} has 5 versions; making room");
+                    self.intent("delete_policy_version", None, &target, &reason)?;
                     let send = move || async move {
                         iam.delete_policy_version()
                             .policy_arn(policy_arn)
@@ -259,13 +286,7 @@ impl Applier {
                         Ok(o) => o.clone(),
                         Err(e) => Outcome::Failed(e.to_string()),
                     };
-                    self.record(
-                        "delete_policy_version",
-                        None,
-                        &format!("{policy_arn} {v}"),
-                        &format!("{policy} has 5 versions; making room"),
-                        &o,
-                    );
+                    self.record("delete_policy_version", None, &target, &reason, &o);
                     r?;
                 }
                 let send = move || async move {

@@ -21,6 +21,18 @@ impl FaultProxy {
     /// Start one in front of `moto`: random faults of `kinds` with probability `rate`,
     /// drawn from a generator seeded with `seed`.
     pub fn start(moto: &Moto, seed: u64, rate: f64, kinds: &[&str]) -> FaultProxy {
+        Self::start_with(moto, seed, rate, kinds, 150)
+    }
+
+    /// [`FaultProxy::start`] with `slow_ms` as the delay of a `slow` answer.
+    pub fn start_with(
+        moto: &Moto,
+        seed: u64,
+        rate: f64,
+        kinds: &[&str],
+        slow_ms: u64,
+    ) -> FaultProxy {
+        let slow_ms = slow_ms.to_string();
         let mut child = Command::new(env!("CARGO_BIN_EXE_fault-proxy"))
             .args([
                 "--upstream",
@@ -34,7 +46,7 @@ impl FaultProxy {
                 "--faults",
                 &kinds.join(","),
                 "--slow-ms",
-                "150",
+                &slow_ms,
                 "--retry-after",
                 "0.2",
                 "--exit-on-stdin-eof",

@@ -13,6 +13,7 @@ use aws_credential_types::Credentials;
 use iam_warden::aws::{CallStats, Clients};
 
 pub mod faults;
+pub mod lab;
 pub mod recorder;
 
 pub fn manifest_dir() -> PathBuf {
