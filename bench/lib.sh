@@ -89,3 +89,15 @@ stop_daemon() {
     echo "daemon $name stopped in ${SHUTDOWN_S[$name]} s, exit $rc" >&2
     [ "$rc" = 0 ] || tail -n 20 "$DAEMON_DIR/daemon.log" >&2
 }
+
+# start_fault_proxy NAME UPSTREAM RATE FAULTS: the fault-injecting proxy (target/release/
+# fault-proxy, src/bin/fault-proxy.rs) in front of UPSTREAM: each IAM/STS request gets, with
+# probability RATE, one of FAULTS (comma-separated kinds, e.g. throttle,500,reset); seeded
+# by FAULT_SEED (1). Sets FAULT_URL; its counts: GET $FAULT_URL/fault-proxy/stats.
+start_fault_proxy() {
+    local name=$1 bin="$ROOT/target/release/fault-proxy"
+    [ -x "$bin" ] || die "$bin is missing: run without BENCH_BUILD=0 once"
+    start_tied "$name" "$bin" --upstream "$2" --rate "$3" --faults "$4" --seed "${FAULT_SEED:-1}" \
+        --exit-on-stdin-eof >"$WORK/$name.url"
+    FAULT_URL=$(cat "$WORK/$name.url")
+}
