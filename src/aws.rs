@@ -265,53 +265,91 @@ impl Clients {
     }
 }
 
-/// Turn an SDK error into an [`Error::Aws`] with the AWS error code and a hint.
+const HINT_CREDENTIALS: &str = "no usable AWS credentials: set AWS_PROFILE or \
+     AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or run with an instance role / IRSA";
+const HINT_UNREACHABLE: &str = "cannot reach the AWS endpoint: check the network, \
+     aws.endpoint_url and AWS_ENDPOINT_URL";
+const HINT_TIMEOUT: &str = "AWS did not answer in time: check the network, or raise \
+     aws.attempt_timeout / aws.operation_timeout";
+const HINT_ACCESS_DENIED: &str =
+    "grant iam-warden the permissions in deploy/iam/iam-warden-policy.json";
+const HINT_EXPIRED: &str = "the AWS credentials have expired: get fresh ones (e.g. `aws sso \
+     login`, or assume the role again) and run again";
+const HINT_INVALID: &str = "AWS does not accept these credentials: check the access key id \
+     and secret key (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or the profile)";
+const HINT_THROTTLED: &str =
+    "AWS is throttling; lower controller.writes_per_second or poll less often";
+const HINT_NOT_AWS: &str = "the endpoint's answer is not an AWS response: check \
+     aws.endpoint_url and AWS_ENDPOINT_URL";
+
+/// Turn an SDK error into an [`Error::Aws`]: the AWS error code, the root cause in words
+/// (one line, never the SDK's debug structures) and a hint; the SDK's full report goes
+/// to `detail`.
 pub fn aws_error<E, R>(service: &'static str, operation: &'static str, err: SdkError<E, R>) -> Error
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    R: fmt::Debug,
+    R: fmt::Debug + 'static,
 {
+    let detail = DisplayErrorContext(&err).to_string().into_boxed_str();
     let (code, message, hint) = match &err {
         SdkError::ServiceError(se) => {
             let e = se.err();
             let code = e.code().map(str::to_string);
-            let msg = e
+            let message = e
                 .message()
-                .map(str::to_string)
-                .unwrap_or_else(|| DisplayErrorContext(e).to_string());
-            let hint = match code.as_deref() {
-                Some("AccessDenied") | Some("AccessDeniedException") => Some(
-                    "grant iam-warden the permissions in deploy/iam/iam-warden-policy.json"
-                        .to_string(),
-                ),
-                Some("InvalidClientTokenId")
-                | Some("SignatureDoesNotMatch")
-                | Some("ExpiredToken") => {
-                    Some("the AWS credentials are invalid or expired; refresh them".to_string())
-                }
-                Some(c) if c.contains("Throttl") => Some(
-                    "AWS is throttling; lower controller.writes_per_second or poll less often"
-                        .to_string(),
-                ),
-                _ => None,
-            };
-            (code, msg, hint)
+                .map(one_line)
+                .filter(|m| !m.is_empty())
+                .or_else(|| code.clone())
+                .unwrap_or_else(|| root_cause(e).unwrap_or_else(|| "AWS returned an error".into()));
+            let hint = code.as_deref().and_then(hint_for_code);
+            (code, message, hint)
         }
-        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => {
-            let text = DisplayErrorContext(&err).to_string();
-            let hint = if text.contains("credentials") || text.contains("Credentials") {
-                "no usable AWS credentials: set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or run with an instance role / IRSA"
+        SdkError::TimeoutError(_) => (
+            None,
+            "no answer before the timeout".to_string(),
+            Some(HINT_TIMEOUT),
+        ),
+        SdkError::DispatchFailure(d) => {
+            let cause = root_cause(&err);
+            if has_credentials_error(&err) {
+                let message = match cause {
+                    // The chain's own text lists every provider with its reason: too long
+                    // for one line (--verbose shows it).
+                    Some(c) if !c.starts_with("no credentials found in chain") => {
+                        format!("no AWS credentials could be loaded: {c}")
+                    }
+                    _ => "no AWS credentials found (tried the environment, the profile \
+                          files, a web identity token, the ECS container endpoint and the \
+                          EC2 instance metadata)"
+                        .to_string(),
+                };
+                (None, message, Some(HINT_CREDENTIALS))
+            } else if d.is_timeout() {
+                let message = match cause {
+                    Some(c) => format!("the request timed out ({c})"),
+                    None => "the request timed out".to_string(),
+                };
+                (None, message, Some(HINT_TIMEOUT))
             } else {
-                "cannot reach the AWS endpoint: check the network, aws.endpoint_url and AWS_ENDPOINT_URL"
-            };
-            (None, text, Some(hint.to_string()))
+                let message = match cause {
+                    Some(c) => format!("the request could not be sent: {c}"),
+                    None => "the request could not be sent".to_string(),
+                };
+                (None, message, Some(HINT_UNREACHABLE))
+            }
         }
+        SdkError::ResponseError(_) => (
+            None,
+            match root_cause(&err) {
+                Some(c) => format!("the response could not be read: {c}"),
+                None => "the response could not be read".to_string(),
+            },
+            Some(HINT_NOT_AWS),
+        ),
         _ => {
-            let text = DisplayErrorContext(&err).to_string();
-            let hint = (text.contains("credentials") || text.contains("Credentials")).then(|| {
-                "no usable AWS credentials: set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or run with an instance role / IRSA".to_string()
-            });
-            (None, text, hint)
+            let message = root_cause(&err).unwrap_or_else(|| "the request failed".to_string());
+            let hint = has_credentials_error(&err).then_some(HINT_CREDENTIALS);
+            (None, message, hint)
         }
     };
     Error::Aws {
@@ -320,7 +358,74 @@ where
         code,
         message,
         hint,
+        detail,
     }
+}
+
+fn hint_for_code(code: &str) -> Option<&'static str> {
+    match code {
+        "AccessDenied" | "AccessDeniedException" | "UnauthorizedOperation" => {
+            Some(HINT_ACCESS_DENIED)
+        }
+        "ExpiredToken" | "ExpiredTokenException" | "RequestExpired" => Some(HINT_EXPIRED),
+        "InvalidClientTokenId"
+        | "SignatureDoesNotMatch"
+        | "UnrecognizedClientException"
+        | "InvalidAccessKeyId"
+        | "IncompleteSignature" => Some(HINT_INVALID),
+        c if c.contains("Throttl") || c == "RequestLimitExceeded" => Some(HINT_THROTTLED),
+        _ => None,
+    }
+}
+
+/// Any error in the chain is a credentials-provider error.
+fn has_credentials_error(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(err);
+    while let Some(e) = next {
+        if e.is::<aws_credential_types::provider::error::CredentialsError>() {
+            return true;
+        }
+        next = e.source();
+    }
+    false
+}
+
+/// The deepest cause in the chain that reads as words: its Display on one line, without
+/// debug structures (a `{`) and without the generic wrappers the SDK puts around it.
+fn root_cause(err: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut texts = Vec::new();
+    let mut next = Some(err);
+    while let Some(e) = next {
+        texts.push(one_line(&e.to_string()));
+        next = e.source();
+    }
+    texts
+        .into_iter()
+        .rev()
+        .find(|t| !t.is_empty() && !t.contains('{') && !is_generic(t))
+}
+
+/// Messages that name a layer, not a cause.
+fn is_generic(text: &str) -> bool {
+    [
+        "dispatch failure",
+        "io error",
+        "other",
+        "unhandled error",
+        "service error",
+        "response error",
+        "timeout error",
+        "construction failure",
+        "client error (Connect)",
+        "an error occurred while loading credentials",
+        "unexpected credentials error",
+    ]
+    .contains(&text)
+}
+
+/// Whitespace (newlines included) collapsed to single spaces.
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 #[cfg(test)]

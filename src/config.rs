@@ -26,7 +26,8 @@ pub const EXEMPT_TAG: &str = "iam-warden/exempt";
 /// `delete_inactive_key_after_days` clock and survives restarts.
 pub const INACTIVE_SINCE_TAG_PREFIX: &str = "iam-warden/inactive-since/";
 
-/// Actions the article's MFA policy allows without MFA (its `NotAction` list).
+/// Actions AWS's documented deny-unless-MFA policy allows without MFA (its `NotAction`
+/// list): enough for a user to enrol an MFA device.
 pub const ARTICLE_MFA_NOT_ACTIONS: &[&str] = &[
     "iam:CreateVirtualMFADevice",
     "iam:EnableMFADevice",

@@ -1,4 +1,6 @@
-//! Library errors. Every variant says what went wrong and how to fix it.
+//! Library errors. Every variant says, on one line, what went wrong and how to fix it.
+//! The SDK's full report of an AWS error (nested debug structures) is kept apart, in
+//! [`Error::detail`], for `--verbose`.
 
 use std::path::PathBuf;
 
@@ -9,7 +11,7 @@ pub enum Error {
     #[error("invalid configuration: {0}")]
     Config(String),
 
-    /// An AWS call failed. `hint` says what to do about it.
+    /// An AWS call failed. `message` is the root cause in words, `hint` what to do about it.
     #[error("AWS {service} {operation} failed: {message}{}", hint_suffix(.hint))]
     Aws {
         service: &'static str,
@@ -17,7 +19,9 @@ pub enum Error {
         /// The AWS error code (e.g. `NoSuchEntity`, `Throttling`), when AWS sent one.
         code: Option<String>,
         message: String,
-        hint: Option<String>,
+        hint: Option<&'static str>,
+        /// The SDK's full report (every cause, with debug structures): not displayed.
+        detail: Box<str>,
     },
 
     #[error("the credential report could not be read: {0}")]
@@ -44,7 +48,7 @@ pub enum Error {
     Other(String),
 }
 
-fn hint_suffix(h: &Option<String>) -> String {
+fn hint_suffix(h: &Option<&'static str>) -> String {
     h.as_ref().map(|h| format!(" ({h})")).unwrap_or_default()
 }
 
@@ -53,6 +57,14 @@ impl Error {
     pub fn aws_code(&self) -> Option<&str> {
         match self {
             Error::Aws { code, .. } => code.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// The full cause chain behind the one-line message, when there is more to it.
+    pub fn detail(&self) -> Option<&str> {
+        match self {
+            Error::Aws { detail, .. } if !detail.is_empty() => Some(detail),
             _ => None,
         }
     }

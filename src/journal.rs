@@ -35,16 +35,15 @@ pub struct Journal {
 }
 
 impl Journal {
-    /// Open (creating the file and its directory) for appending.
+    /// Open (creating the file and its directory) for appending. The file is private
+    /// (0600, narrowed if an older version made it wider) and a directory created for it
+    /// is 0700 ([`crate::private_fs`]).
     pub fn open(path: &Path) -> Result<Journal> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
+            crate::private_fs::create_dir_all(dir)
                 .map_err(|e| Error::io("cannot create the journal directory", dir, e))?;
         }
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
+        let file = crate::private_fs::open(path, OpenOptions::new().create(true).append(true))
             .map_err(|e| Error::io("cannot open the journal", path, e))?;
         Ok(Journal {
             path: path.to_path_buf(),

@@ -7,6 +7,7 @@
 //! - [`baseline`]: pure logic: findings and planned actions from (state, baseline, now).
 //! - [`apply`]: executing planned actions against IAM, journaled.
 //! - [`journal`]: the append-only JSON-lines journal.
+//! - [`private_fs`]: the journal's and checkpoint's files and directories are private (0600/0700).
 //! - [`report`]: rendering audit and plan results.
 //! - [`controller`]: the work queue and the reconcile loop of the daemon.
 //! - [`sources`]: CloudTrail and SQS event sources.
@@ -25,6 +26,7 @@ pub mod inventory;
 pub mod journal;
 pub mod memory;
 pub mod metrics;
+pub mod private_fs;
 pub mod report;
 pub mod sources;
 

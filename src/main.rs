@@ -59,6 +59,10 @@ struct Cli {
     /// Log format on stderr: auto (text on a terminal, JSON otherwise), text or json.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Auto, env = "IAM_WARDEN_LOG_FORMAT")]
     log_format: LogFormat,
+    /// On an error, also print its full cause chain (as does RUST_LOG=debug); iam-warden's
+    /// own debug logs too, unless RUST_LOG says otherwise.
+    #[arg(long, short, global = true)]
+    verbose: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -98,15 +102,17 @@ enum Command {
     },
     /// Apply one enforcement pass (mode = "enforce"; in dry-run it journals would-be
     /// writes only). Exit 0 = done, 1 = writes failed (or, in dry-run, changes pending),
-    /// 2 = error, 3 = blast-radius breaker tripped (nothing applied).
+    /// 2 = error, 3 = blast-radius breaker tripped (access-reducing changes held).
     Enforce {
         /// Run one pass and exit (continuous enforcement is `iam-warden run`).
         #[arg(long)]
         once: bool,
         #[arg(long, value_enum, default_value_t = OutputArg::Text)]
         output: OutputArg,
-        #[arg(long, value_parser = parse_time)]
-        at: Option<DateTime<Utc>>,
+        /// Refused with an explanation: enforce writes the time into AWS tags, so it
+        /// always runs at the real time (tests set IAM_WARDEN_TEST_CLOCK instead).
+        #[arg(long, hide = true)]
+        at: Option<String>,
         /// Apply even when the pass would take access away from more existing users than
         /// safety.max_users_changed(_percent) allows.
         #[arg(long)]
@@ -126,6 +132,36 @@ fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
         .map_err(|e| {
             format!("`{s}` is not an RFC 3339 time ({e}); write e.g. 2026-12-31T00:00:00Z")
         })
+}
+
+/// Tests only: the time `enforce` runs at instead of now. Its name says what it is for:
+/// enforce writes that time into AWS tags (`iam-warden/inactive-since/<KeyId>`), so it is
+/// never set by a flag that could be used by accident.
+const TEST_CLOCK_ENV: &str = "IAM_WARDEN_TEST_CLOCK";
+
+/// Takes [`TEST_CLOCK_ENV`] out of the environment (it is not a configuration key, and
+/// the configuration rejects unknown `IAM_WARDEN_*` variables). Called first in `main`,
+/// while the process has one thread.
+fn take_test_clock() -> Option<std::ffi::OsString> {
+    let v = std::env::var_os(TEST_CLOCK_ENV);
+    if v.is_some() {
+        std::env::remove_var(TEST_CLOCK_ENV);
+    }
+    v
+}
+
+fn test_clock(v: Option<&std::ffi::OsStr>) -> anyhow::Result<Option<DateTime<Utc>>> {
+    let Some(v) = v else {
+        return Ok(None);
+    };
+    let v = v.to_string_lossy();
+    let at = parse_time(&v).map_err(|e| anyhow::anyhow!("{TEST_CLOCK_ENV}: {e}"))?;
+    tracing::warn!(
+        at = %at.to_rfc3339(),
+        "{TEST_CLOCK_ENV} is set: enforce runs as if now were {at} and writes that time into \
+         AWS tags; it exists for tests, unset it everywhere else"
+    );
+    Ok(Some(at))
 }
 
 fn init_logging(format: LogFormat, default_level: &str) {
@@ -173,21 +209,64 @@ fn enforce(cfg: &Config, output: OutputArg, opts: app::EnforceOptions) -> anyhow
 }
 
 fn main() -> ExitCode {
+    let clock = take_test_clock();
     let cli = Cli::parse();
-    match real_main(cli) {
+    let verbose = cli.verbose;
+    match real_main(cli, clock) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("iam-warden: error: {e:#}");
+            eprintln!("iam-warden: error: {}", one_line(&e));
+            if verbose || tracing::enabled!(tracing::Level::DEBUG) {
+                for line in cause_chain(&e) {
+                    eprintln!("  caused by: {line}");
+                }
+            }
             ExitCode::from(2)
         }
     }
 }
 
-fn real_main(cli: Cli) -> anyhow::Result<u8> {
+/// The error and those of its causes whose text it does not already contain, on one line.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = flatten(&cause.to_string());
+        if text.is_empty() || out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
+fn flatten(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Every cause, each once, then the SDK's full report of an AWS error.
+fn cause_chain(e: &anyhow::Error) -> Vec<String> {
+    let mut out: Vec<String> = e.chain().skip(1).map(|c| flatten(&c.to_string())).collect();
+    out.extend(
+        e.chain()
+            .filter_map(|c| c.downcast_ref::<iam_warden::Error>())
+            .filter_map(|w| w.detail())
+            .map(flatten),
+    );
+    out.dedup();
+    out
+}
+
+fn real_main(cli: Cli, test_clock_env: Option<std::ffi::OsString>) -> anyhow::Result<u8> {
     // The daemon logs what it does; one-shot commands print reports and log only problems.
-    let level = match cli.command {
-        Command::Run => "info",
-        _ => "warn",
+    // Without RUST_LOG, the SDK's credential-chain warnings (one per provider tried, with
+    // debug structures) are left out: the error iam-warden reports says it in one line.
+    let level = match (&cli.command, cli.verbose) {
+        (_, true) => "warn,iam_warden=debug",
+        (Command::Run, false) => "info,aws_config=error",
+        _ => "warn,aws_config=error",
     };
     init_logging(cli.log_format, level);
     let cfg = Config::load(cli.config.as_deref())?;
@@ -225,11 +304,19 @@ fn real_main(cli: Cli) -> anyhow::Result<u8> {
             if !once {
                 anyhow::bail!("`enforce` runs one pass and needs --once; for continuous enforcement run `iam-warden run`");
             }
+            if at.is_some() {
+                anyhow::bail!(
+                    "`enforce --at` is refused: enforce writes the time it runs at into AWS tags \
+                     (the inactive-since date that starts the delete clock), so a simulated time \
+                     would be stored as fact; use `plan --at TIME` to see what enforcement would \
+                     do at that time"
+                );
+            }
             enforce(
                 &cfg,
                 output,
                 app::EnforceOptions {
-                    at,
+                    at: test_clock(test_clock_env.as_deref())?,
                     confirm_large_change,
                     plan_only: false,
                 },

@@ -1270,6 +1270,21 @@ fn systemd_unit_runs_hardened() {
     }
 }
 
+/// The state directory is private: 0700 and a umask that keeps anything else 0600.
+#[test]
+fn systemd_unit_keeps_the_state_private() {
+    let d = unit_directives(&read(&deploy("systemd/iam-warden.service")));
+    let get = |key: &str| -> Vec<&str> {
+        d.iter()
+            .filter(|(s, k, _)| s == "Service" && k == key)
+            .map(|(_, _, v)| v.as_str())
+            .collect()
+    };
+    assert_eq!(get("StateDirectoryMode"), ["0700"]);
+    assert_eq!(get("UMask"), ["0077"]);
+    assert_eq!(get("WorkingDirectory"), [STATE_DIR]);
+}
+
 // ---------------------------------------------------------------------------------
 // Kubernetes
 // ---------------------------------------------------------------------------------
@@ -1541,6 +1556,131 @@ fn kubernetes_deployment_probes_ports_and_security() {
         config.pointer("/configMap/name"),
         Some(&k.one("ConfigMap")["metadata"]["name"])
     );
+}
+
+/// The pod runs as the image's user, and the state volume is writable by it only through
+/// its own group (fsGroup = runAsGroup = the image's gid).
+#[test]
+fn kubernetes_pod_identity_matches_the_image_and_owns_the_state_volume() {
+    let k = K8s::load();
+    let sc = k
+        .one("Deployment")
+        .pointer("/spec/template/spec/securityContext")
+        .expect("pod securityContext");
+    let user = dockerfile()
+        .iter()
+        .rev()
+        .find(|(i, _)| i == "USER")
+        .map(|(_, r)| r.clone())
+        .expect("USER in the Dockerfile");
+    let (uid, gid) = user.split_once(':').unwrap_or((&user, &user));
+    assert_eq!(
+        sc["runAsUser"].to_string(),
+        uid,
+        "runAsUser vs. USER {user}"
+    );
+    assert_eq!(
+        sc["runAsGroup"].to_string(),
+        gid,
+        "runAsGroup vs. USER {user}"
+    );
+    assert_eq!(
+        sc["fsGroup"], sc["runAsGroup"],
+        "fsGroup is the daemon's own group"
+    );
+}
+
+/// Ingress only from Prometheus (namespace `monitoring`) to the metrics port; egress only
+/// DNS and HTTPS.
+#[test]
+fn kubernetes_networkpolicy_admits_scrapes_dns_and_https_only() {
+    let k = K8s::load();
+    let np = k.one("NetworkPolicy");
+    assert_eq!(np["apiVersion"], "networking.k8s.io/v1");
+    let spec = &np["spec"];
+    let mut types: Vec<&str> = spec["policyTypes"]
+        .as_array()
+        .expect("policyTypes")
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    types.sort_unstable();
+    assert_eq!(types, ["Egress", "Ingress"], "both directions default-deny");
+
+    // It selects the daemon's pod (and its selector is not empty: not every pod).
+    let dep = k.one("Deployment");
+    let pod_labels = dep
+        .pointer("/spec/template/metadata/labels")
+        .and_then(Value::as_object)
+        .unwrap();
+    let selector = spec
+        .pointer("/podSelector/matchLabels")
+        .and_then(Value::as_object)
+        .expect("podSelector.matchLabels");
+    assert!(!selector.is_empty(), "podSelector must name the pod");
+    for (key, v) in selector {
+        assert_eq!(pod_labels.get(key), Some(v), "podSelector {key}");
+    }
+
+    // Ingress: one rule, from the monitoring namespace, to the metrics port.
+    let container = dep
+        .pointer("/spec/template/spec/containers/0")
+        .expect("a container");
+    let metrics_port = container["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "metrics")
+        .expect("container port metrics");
+    assert_eq!(metrics_port["containerPort"], PORT);
+    let ingress = spec["ingress"].as_array().expect("ingress rules");
+    assert_eq!(ingress.len(), 1, "one ingress rule: {ingress:?}");
+    let from = ingress[0]["from"].as_array().expect("ingress from");
+    assert_eq!(
+        from,
+        &vec![serde_json::json!({"namespaceSelector": {"matchLabels": {
+            "kubernetes.io/metadata.name": "monitoring"
+        }}})],
+        "scrapes only from the namespace monitoring"
+    );
+    let ports = ingress[0]["ports"].as_array().expect("ingress ports");
+    assert_eq!(ports.len(), 1);
+    assert_eq!(ports[0]["protocol"], "TCP");
+    assert!(
+        ports[0]["port"] == PORT || ports[0]["port"] == "metrics",
+        "ingress port {} is not the metrics port",
+        ports[0]["port"]
+    );
+    // The Service forwards to that same port.
+    let svc = k.one("Service");
+    let target = svc.pointer("/spec/ports/0/targetPort").unwrap();
+    assert!(
+        target == PORT || target == "metrics",
+        "Service targetPort {target}"
+    );
+    // The ServiceMonitor and the runbook name the same namespace.
+    let sm = read(&deploy("kubernetes/servicemonitor.yaml"));
+    assert!(
+        sm.contains("\"monitoring\""),
+        "servicemonitor.yaml names the Prometheus namespace"
+    );
+
+    // Egress: DNS over UDP and TCP, and HTTPS; nothing else, to anywhere.
+    let mut allowed = BTreeSet::new();
+    for rule in spec["egress"].as_array().expect("egress rules") {
+        assert!(rule.get("to").is_none(), "egress by port only: {rule}");
+        for p in rule["ports"].as_array().expect("egress ports") {
+            allowed.insert((
+                str_at(p, "/protocol").to_string(),
+                p["port"].as_u64().unwrap(),
+            ));
+        }
+    }
+    let expected: BTreeSet<(String, u64)> = [("UDP", 53), ("TCP", 53), ("TCP", 443)]
+        .into_iter()
+        .map(|(p, n)| (p.to_string(), n))
+        .collect();
+    assert_eq!(allowed, expected);
 }
 
 #[test]
@@ -1945,5 +2085,37 @@ fn dockerfile_builds_locked_and_runs_as_nonroot() {
             .iter()
             .any(|(i, r)| i == "COPY" && r.contains("--from=builder") && r.ends_with(BINARY)),
         "the binary is copied from the builder to {BINARY}"
+    );
+}
+
+/// The image's state directory is private to the runtime user: created 0700 and owned by
+/// it in the builder, copied with that owner.
+#[test]
+fn dockerfile_state_directory_is_private() {
+    let inst = dockerfile();
+    let staged = format!("/out{STATE_DIR}");
+    let install = inst
+        .iter()
+        .filter(|(i, _)| i == "RUN")
+        .flat_map(|(_, r)| r.split("&&"))
+        .map(str::trim)
+        .find(|c| c.starts_with("install -d") && c.split_whitespace().any(|w| w == staged))
+        .unwrap_or_else(|| panic!("no `install -d ... {staged}` in the Dockerfile"));
+    let words: Vec<&str> = install.split_whitespace().collect();
+    let flag = |f: &str| {
+        words
+            .windows(2)
+            .find(|w| w[0] == f)
+            .map(|w| w[1])
+            .unwrap_or_default()
+    };
+    assert_eq!(flag("-m"), "0700", "{install}");
+    assert_eq!(flag("-o"), "65532", "{install}");
+    assert_eq!(flag("-g"), "65532", "{install}");
+    assert!(
+        inst.iter().any(|(i, r)| i == "COPY"
+            && r.contains("--chown=65532:65532")
+            && r.split_whitespace().any(|w| w == staged)),
+        "the state directory is copied with its owner"
     );
 }

@@ -258,10 +258,15 @@ const EXEMPT_KEYS: &[&str] = &[
     "additionalEventData",
 ];
 
+/// Real CloudTrail records (JSON arrays): `IAM_WARDEN_CLOUDTRAIL_FIXTURES`, or
+/// `shared/fixtures/cloudtrail-real` beside the crate. The comparison is skipped with a
+/// notice when neither exists.
 fn fixtures_dir() -> PathBuf {
     std::env::var_os("IAM_WARDEN_CLOUDTRAIL_FIXTURES")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/work/shared/fixtures/cloudtrail-real"))
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/cloudtrail-real")
+        })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -22,7 +22,7 @@ pub enum Check {
     ConsoleOnProgrammaticUser,
     KeysOnConsoleUser,
     PasswordPolicyWeak,
-    /// Not one of the checks: the user is at an IAM quota and a baseline group or
+    /// Not a baseline (CIS) check: the user is at an IAM quota and a baseline group or
     /// policy cannot be added (reported by enforce).
     QuotaReached,
 }

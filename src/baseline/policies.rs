@@ -1,4 +1,5 @@
-//! The baseline policy documents (from the article in shared/seed) and comparison by
+//! The baseline policy documents (AWS's documented deny-unless-MFA policy
+//! `DenyAllExceptListedIfNoMFA` and a deny-unless-source-IP policy) and comparison by
 //! meaning: IAM returns documents URL-encoded and reformatted, and `"a"` means `["a"]`.
 
 use serde_json::{json, Value};
@@ -33,7 +34,7 @@ impl DesiredPolicy {
     }
 }
 
-/// The article's MFA policy: deny everything but the NotAction list unless the caller
+/// The deny-unless-MFA policy (as AWS documents it): deny everything but the NotAction list unless the caller
 /// authenticated with MFA.
 pub fn mfa_document(not_actions: &[String]) -> Value {
     json!({
@@ -48,7 +49,7 @@ pub fn mfa_document(not_actions: &[String]) -> Value {
     })
 }
 
-/// The article's source-IP policy: deny every request from outside the allowed networks,
+/// The deny-unless-source-IP policy (as AWS documents it): deny every request from outside the allowed networks,
 /// unless an AWS service makes it on the user's behalf.
 pub fn source_ip_document(cidrs: &[String]) -> Value {
     let cidrs: Vec<String> = cidrs.iter().map(|c| c.trim().to_string()).collect();
@@ -163,7 +164,7 @@ mod tests {
 
     #[test]
     fn mfa_document_is_the_articles() {
-        // The article's policy, verbatim from shared/seed.
+        // AWS's documented deny-unless-MFA policy (only its Deny statement), verbatim.
         let article: Value = serde_json::from_str(
             r#"{
             "Version": "2012-10-17",

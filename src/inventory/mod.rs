@@ -1,8 +1,11 @@
 //! Observing the account: the typed state that [`crate::baseline`] judges.
 //!
-//! Two ways to observe (see DESIGN.md): a whole-account snapshot from
+//! Two ways to observe: a whole-account snapshot from
 //! `GetAccountAuthorizationDetails` plus the credential report ([`snapshot`]), and a live
 //! single-user read after an event ([`live`]). Both produce the same [`UserState`].
+//! The snapshot costs a handful of calls for the whole account, where per-user reads
+//! would cost six calls per user; the live read exists because AWS regenerates the
+//! credential report at most every 4 hours, too stale to act on a fresh event.
 
 pub mod credential_report;
 pub mod live;

@@ -17,7 +17,9 @@
 //!   that a restart does not replay them.
 //!
 //! The file is written atomically (a temporary file in the same directory, fsync, rename,
-//! fsync of the directory), so a crash leaves either the old or the new checkpoint.
+//! fsync of the directory), so a crash leaves either the old or the new checkpoint. It is
+//! private (0600) and a state directory created for it is 0700, whatever the umask
+//! ([`crate::private_fs`]).
 //!
 //! **A corrupt or unknown-version file is not fatal**: [`Checkpoint::load`] logs a warning
 //! naming the file, moves it aside to `cloudtrail-checkpoint.json.corrupt` and returns `None`,
@@ -93,6 +95,11 @@ impl Checkpoint {
             }
             Err(e) => return Err(Error::io("cannot read the CloudTrail checkpoint", path, e)),
         };
+        // One written by an older version may be 0644: make it private now, not at the
+        // next save (best effort: a failure here shows again when saving).
+        if let Ok(f) = File::open(&path) {
+            let _ = crate::private_fs::restrict(&f, &path);
+        }
         match serde_json::from_str::<Checkpoint>(&text) {
             Ok(cp) if cp.version == VERSION => Ok(Some(cp)),
             Ok(cp) => {
@@ -115,7 +122,7 @@ impl Checkpoint {
     /// Writes the checkpoint to `dir` atomically (creating `dir` if needed).
     pub fn save(&self, dir: &Path) -> Result<()> {
         let path = Self::path(dir);
-        fs::create_dir_all(dir)
+        crate::private_fs::create_dir_all(dir)
             .map_err(|e| Error::io("cannot create the state directory", dir, e))?;
         let json = serde_json::to_vec_pretty(self)
             .map_err(|e| Error::Other(format!("cannot encode the CloudTrail checkpoint: {e}")))?;
@@ -126,7 +133,8 @@ impl Checkpoint {
             fastrand::u32(..)
         ));
         let written = (|| {
-            let mut f = File::create(&tmp)?;
+            let mut f =
+                crate::private_fs::open(&tmp, fs::OpenOptions::new().write(true).create_new(true))?;
             f.write_all(&json)?;
             f.write_all(b"\n")?;
             f.sync_all()?;
