@@ -17,13 +17,14 @@ pub enum Output {
 }
 
 /// Build the AWS clients for `cfg`.
-pub async fn clients(cfg: &Config) -> Clients {
+pub async fn clients(cfg: &Config) -> Result<Clients> {
     Clients::connect(
         &cfg.aws,
         cfg.sources.cloudtrail.endpoint_url.as_deref(),
         CallStats::new(),
     )
     .await
+    .paced(&crate::pacing::PacingSettings::from_config(cfg))
 }
 
 /// Read the account and judge it at `now`.
@@ -222,15 +223,7 @@ pub async fn enforce(
     let mut results = Vec::new();
     if !opts.plan_only {
         let journal = Arc::new(crate::journal::Journal::open(&cfg.journal_path())?);
-        let limiter = Arc::new(
-            crate::controller::queue::RateLimiter::new(
-                cfg.controller.writes_per_second,
-                cfg.controller.write_burst,
-            )
-            .map_err(|e| crate::Error::Config(e.to_string()))?,
-        );
-        let applier =
-            crate::apply::Applier::new(clients.clone(), cfg, journal, limiter, None, &snap);
+        let applier = crate::apply::Applier::new(clients.clone(), cfg, journal, None, &snap);
         let blocks = breaker.blocks();
         if blocks {
             crate::controller::reconcile::journal_breaker(

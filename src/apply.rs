@@ -15,9 +15,8 @@ use crate::baseline::checks::days_between;
 use crate::baseline::plan::{Action, InactiveMark, KeyRef, PlannedAction};
 use crate::config::INACTIVE_SINCE_TAG_PREFIX;
 use crate::config::{Config, Mode};
-use crate::controller::queue::RateLimiter;
 use crate::error::{Error, Result};
-use crate::inventory::{live, to_chrono, AccountSnapshot};
+use crate::inventory::{decode_policy_document, live, to_chrono, AccountSnapshot};
 use crate::journal::{Entry, Journal};
 use crate::metrics::{Metrics, WriteOutcome};
 
@@ -72,7 +71,6 @@ pub struct Applier {
     pub clients: Clients,
     pub mode: Mode,
     pub journal: Arc<Journal>,
-    pub limiter: Arc<RateLimiter>,
     pub metrics: Option<Arc<Metrics>>,
     pub account_id: String,
     /// `aws`, `aws-cn`, ... (from the caller ARN).
@@ -95,7 +93,6 @@ impl Applier {
         clients: Clients,
         cfg: &Config,
         journal: Arc<Journal>,
-        limiter: Arc<RateLimiter>,
         metrics: Option<Arc<Metrics>>,
         snap: &AccountSnapshot,
     ) -> Applier {
@@ -103,7 +100,6 @@ impl Applier {
             clients,
             mode: cfg.mode,
             journal,
-            limiter,
             metrics,
             account_id: snap.account_id.clone(),
             partition: partition_of(&snap.caller_arn),
@@ -202,10 +198,6 @@ impl Applier {
         }
     }
 
-    async fn write_permit(&self) {
-        self.limiter.acquire().await;
-    }
-
     async fn execute(
         &self,
         snap: &AccountSnapshot,
@@ -215,19 +207,24 @@ impl Applier {
         let iam = &self.clients.iam;
         match action {
             Action::CreatePolicy { policy, document } => {
-                self.write_permit().await;
-                let r = iam
-                    .create_policy()
-                    .policy_name(policy)
-                    .path(&self.path)
-                    .policy_document(document)
-                    .description(
-                        "iam-warden baseline policy (managed by iam-warden; edits are reverted)",
-                    )
-                    .send()
-                    .await
-                    .map_err(|e| aws_error("iam", "CreatePolicy", e));
-                already_exists_is_ok(r.map(|_| ()))
+                let arn = self.policy_arn(snap, policy);
+                let path = &self.path;
+                let send = move || async move {
+                    iam.create_policy()
+                        .policy_name(policy)
+                        .path(path)
+                        .policy_document(document)
+                        .description(
+                            "iam-warden baseline policy (managed by iam-warden; edits are reverted)",
+                        )
+                        .send()
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| aws_error("iam", "CreatePolicy", e))
+                };
+                let arn = &arn;
+                let reread = move || async move { self.policy_has_document(arn, document).await };
+                self.settle(WriteKind::Create, send, reread).await
             }
             Action::CreatePolicyVersion {
                 policy_arn,
@@ -236,16 +233,18 @@ impl Applier {
                 policy,
             } => {
                 if let Some(v) = delete_version {
-                    self.write_permit().await;
-                    let r = iam
-                        .delete_policy_version()
-                        .policy_arn(policy_arn)
-                        .version_id(v)
-                        .send()
-                        .await
-                        .map_err(|e| aws_error("iam", "DeletePolicyVersion", e));
+                    let send = move || async move {
+                        iam.delete_policy_version()
+                            .policy_arn(policy_arn)
+                            .version_id(v)
+                            .send()
+                            .await
+                            .map(|_| ())
+                            .map_err(|e| aws_error("iam", "DeletePolicyVersion", e))
+                    };
+                    let r = self.settle(WriteKind::Remove, send, no_reread).await;
                     let o = match &r {
-                        Ok(_) => Outcome::Applied,
+                        Ok(o) => o.clone(),
                         Err(e) => Outcome::Failed(e.to_string()),
                     };
                     self.record(
@@ -257,29 +256,40 @@ impl Applier {
                     );
                     r?;
                 }
-                self.write_permit().await;
-                iam.create_policy_version()
-                    .policy_arn(policy_arn)
-                    .policy_document(document)
-                    .set_as_default(true)
-                    .send()
-                    .await
-                    .map_err(|e| aws_error("iam", "CreatePolicyVersion", e))?;
-                Ok(Outcome::Applied)
+                let send = move || async move {
+                    iam.create_policy_version()
+                        .policy_arn(policy_arn)
+                        .policy_document(document)
+                        .set_as_default(true)
+                        .send()
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| aws_error("iam", "CreatePolicyVersion", e))
+                };
+                let reread =
+                    move || async move { self.version_with_document(policy_arn, document).await };
+                self.settle(WriteKind::Other, send, reread).await
             }
             Action::CreateGroup { group } => {
-                self.write_permit().await;
-                let r = iam
-                    .create_group()
-                    .group_name(group)
-                    .path(&self.path)
-                    .send()
-                    .await
-                    .map_err(|e| aws_error("iam", "CreateGroup", e));
-                already_exists_is_ok(r.map(|_| ()))
+                let path = &self.path;
+                let send = move || async move {
+                    iam.create_group()
+                        .group_name(group)
+                        .path(path)
+                        .send()
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| aws_error("iam", "CreateGroup", e))
+                };
+                let reread = move || async move {
+                    match iam.get_group().group_name(group).send().await {
+                        Ok(_) => Ok(Some(Outcome::Applied)),
+                        Err(e) => not_found_is_none(aws_error("iam", "GetGroup", e)),
+                    }
+                };
+                self.settle(WriteKind::Create, send, reread).await
             }
             Action::AttachGroupPolicy { group, policy } => {
-                self.write_permit().await;
                 iam.attach_group_policy()
                     .group_name(group)
                     .policy_arn(self.policy_arn(snap, policy))
@@ -305,24 +315,37 @@ impl Applier {
                 if p.max_age_days > 0 {
                     req = req.max_password_age(clamp(p.max_age_days));
                 }
-                self.write_permit().await;
                 req.send()
                     .await
                     .map_err(|e| aws_error("iam", "UpdateAccountPasswordPolicy", e))?;
                 Ok(Outcome::Applied)
             }
             Action::AddUserToGroup { user, group } => {
-                self.write_permit().await;
-                iam.add_user_to_group()
-                    .user_name(user)
-                    .group_name(group)
-                    .send()
-                    .await
-                    .map_err(|e| aws_error("iam", "AddUserToGroup", e))?;
-                Ok(Outcome::Applied)
+                let send = move || async move {
+                    iam.add_user_to_group()
+                        .user_name(user)
+                        .group_name(group)
+                        .send()
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| aws_error("iam", "AddUserToGroup", e))
+                };
+                let reread = move || async move {
+                    let out = iam
+                        .list_groups_for_user()
+                        .user_name(user)
+                        .send()
+                        .await
+                        .map_err(|e| aws_error("iam", "ListGroupsForUser", e))?;
+                    Ok(out
+                        .groups()
+                        .iter()
+                        .any(|g| g.group_name() == group)
+                        .then_some(Outcome::Applied))
+                };
+                self.settle(WriteKind::Other, send, reread).await
             }
             Action::AttachUserPolicy { user, policy } => {
-                self.write_permit().await;
                 iam.attach_user_policy()
                     .user_name(user)
                     .policy_arn(self.policy_arn(snap, policy))
@@ -353,13 +376,15 @@ impl Applier {
                         }
                     }
                 }
-                self.write_permit().await;
-                iam.delete_login_profile()
-                    .user_name(user)
-                    .send()
-                    .await
-                    .map_err(|e| aws_error("iam", "DeleteLoginProfile", e))?;
-                Ok(Outcome::Applied)
+                let send = move || async move {
+                    iam.delete_login_profile()
+                        .user_name(user)
+                        .send()
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| aws_error("iam", "DeleteLoginProfile", e))
+                };
+                self.settle(WriteKind::Remove, send, no_reread).await
             }
             Action::DeactivateAccessKey {
                 user,
@@ -378,7 +403,6 @@ impl Applier {
                         return Ok(skip);
                     }
                 }
-                self.write_permit().await;
                 iam.update_access_key()
                     .user_name(user)
                     .access_key_id(&id)
@@ -413,18 +437,22 @@ impl Applier {
                 if let Some(skip) = self.recently_used(&id, *unused_days, now).await? {
                     return Ok(skip);
                 }
-                self.write_permit().await;
-                iam.delete_access_key()
-                    .user_name(user)
-                    .access_key_id(&id)
-                    .send()
-                    .await
-                    .map_err(|e| aws_error("iam", "DeleteAccessKey", e))?;
+                let key_id = &id;
+                let send = move || async move {
+                    iam.delete_access_key()
+                        .user_name(user)
+                        .access_key_id(key_id)
+                        .send()
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| aws_error("iam", "DeleteAccessKey", e))
+                };
+                let outcome = self.settle(WriteKind::Remove, send, no_reread).await?;
                 if let Err(e) = self.clear_mark(user, &id).await {
                     // Harmless: the next pass removes the stale tag.
                     tracing::warn!(user, key = %id, error = %e, "could not remove the inactive-since tag");
                 }
-                Ok(Outcome::Applied)
+                Ok(outcome)
             }
             Action::MarkKeyInactive { user, key } => {
                 let (id, active, created) = match self.resolve_key(user, key).await? {
@@ -434,7 +462,6 @@ impl Applier {
                 if active {
                     return Ok(Outcome::Skipped(format!("{id} is active again")));
                 }
-                self.write_permit().await;
                 iam.tag_user()
                     .user_name(user)
                     .tags(mark_tag(&id, now, created)?)
@@ -448,6 +475,119 @@ impl Applier {
                 Ok(Outcome::Applied)
             }
         }
+    }
+
+    /// Send a write whose repetition is not harmless (a create, a delete, AddUserToGroup)
+    /// until its state is reached. After a failure that may have been applied (5xx, lost or
+    /// unreadable answer, timeout) the state is re-read (`reread`: `Some(outcome)` when it
+    /// is settled) and the write is sent again only when it was not reached, at most
+    /// `aws.max_attempts` times in all. A repeat meeting "already exists" (creates) or "no
+    /// such entity" (removals) means an earlier attempt did it: `applied`.
+    async fn settle<S, SF, C, CF>(
+        &self,
+        kind: WriteKind,
+        mut send: S,
+        mut reread: C,
+    ) -> Result<Outcome>
+    where
+        S: FnMut() -> SF,
+        SF: std::future::Future<Output = Result<()>>,
+        C: FnMut() -> CF,
+        CF: std::future::Future<Output = Result<Option<Outcome>>>,
+    {
+        let max = self.clients.pacer.max_attempts.max(1);
+        let mut attempt = 1u32;
+        loop {
+            let first = send().await;
+            let err = match after_attempt(kind, attempt > 1, first) {
+                Settle::Done(o) => return Ok(o),
+                Settle::Fail(e) => return Err(e),
+                Settle::ReRead(e) => e,
+            };
+            match reread().await {
+                Ok(Some(o)) => return Ok(o),
+                Ok(None) => {}
+                Err(re) => {
+                    tracing::warn!(error = %re, "could not re-read after an unclear write failure");
+                    return Err(err);
+                }
+            }
+            if attempt >= max {
+                return Err(err);
+            }
+            tracing::info!(error = %err, attempt, "write not applied after an unclear failure; sending it again");
+            tokio::time::sleep(self.clients.pacer.backoff.delay(attempt)).await;
+            attempt += 1;
+        }
+    }
+
+    /// After an unclear CreatePolicy: does the policy exist, with `document` as its default
+    /// version?
+    async fn policy_has_document(&self, arn: &str, document: &str) -> Result<Option<Outcome>> {
+        let iam = &self.clients.iam;
+        let p = match iam.get_policy().policy_arn(arn).send().await {
+            Ok(p) => p,
+            Err(e) => return not_found_is_none(aws_error("iam", "GetPolicy", e)),
+        };
+        let Some(v) = p.policy().and_then(|p| p.default_version_id()) else {
+            return Ok(None);
+        };
+        let doc = iam
+            .get_policy_version()
+            .policy_arn(arn)
+            .version_id(v)
+            .send()
+            .await
+            .map_err(|e| aws_error("iam", "GetPolicyVersion", e))?;
+        let live = doc.policy_version().and_then(|v| v.document());
+        Ok(Some(if same_document(live, document) {
+            Outcome::Applied
+        } else {
+            Outcome::Skipped("exists with another document; the next pass updates it".into())
+        }))
+    }
+
+    /// After an unclear CreatePolicyVersion: is there a version with `document`? If it is
+    /// not the default, make it the default (harmless to repeat) instead of creating another.
+    async fn version_with_document(&self, arn: &str, document: &str) -> Result<Option<Outcome>> {
+        let iam = &self.clients.iam;
+        let list = iam
+            .list_policy_versions()
+            .policy_arn(arn)
+            .send()
+            .await
+            .map_err(|e| aws_error("iam", "ListPolicyVersions", e))?;
+        let mut versions = Vec::new();
+        for v in list.versions() {
+            let Some(id) = v.version_id() else { continue };
+            // ListPolicyVersions may leave the document out: read each (at most 5).
+            let doc = match v.document() {
+                Some(d) => Some(d.to_string()),
+                None => iam
+                    .get_policy_version()
+                    .policy_arn(arn)
+                    .version_id(id)
+                    .send()
+                    .await
+                    .map_err(|e| aws_error("iam", "GetPolicyVersion", e))?
+                    .policy_version()
+                    .and_then(|v| v.document())
+                    .map(str::to_string),
+            };
+            versions.push((id.to_string(), v.is_default_version(), doc));
+        }
+        let Some((id, is_default)) = find_version(&versions, document) else {
+            return Ok(None);
+        };
+        if !is_default {
+            iam.set_default_policy_version()
+                .policy_arn(arn)
+                .version_id(&id)
+                .send()
+                .await
+                .map_err(|e| aws_error("iam", "SetDefaultPolicyVersion", e))?;
+        }
+        Ok(Some(Outcome::Applied))
     }
 
     /// Find the key live: by id, or (report keys) by its exact creation time. Never
@@ -498,7 +638,6 @@ impl Applier {
         now: DateTime<Utc>,
         reason: &str,
     ) {
-        self.write_permit().await;
         let r = match mark_tag(id, now, created) {
             Ok(tag) => self
                 .clients
@@ -526,7 +665,6 @@ impl Applier {
     }
 
     async fn clear_mark(&self, user: &str, id: &str) -> Result<()> {
-        self.write_permit().await;
         self.clients
             .iam
             .untag_user()
@@ -565,18 +703,206 @@ fn mark_tag(
         .map_err(|e| Error::Other(format!("cannot build the inactive-since tag: {e}")))
 }
 
-fn already_exists_is_ok(r: Result<()>) -> Result<Outcome> {
-    match r {
-        Ok(()) => Ok(Outcome::Applied),
-        Err(e) if e.aws_code() == Some("EntityAlreadyExists") => {
-            Ok(Outcome::Skipped("already exists".into()))
-        }
-        Err(e) => Err(e),
+/// What a write whose repetition is not harmless does, for [`after_attempt`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteKind {
+    /// Creates an entity: "already exists" on a repeat means an earlier attempt made it.
+    Create,
+    /// Removes one: "no such entity" on a repeat means an earlier attempt removed it.
+    Remove,
+    /// Anything else (CreatePolicyVersion, AddUserToGroup): only a re-read tells.
+    Other,
+}
+
+/// The next step after one attempt of such a write.
+#[derive(Debug)]
+pub enum Settle {
+    Done(Outcome),
+    /// It failed in a way that may have been applied: re-read the state.
+    ReRead(Error),
+    Fail(Error),
+}
+
+/// Map one attempt's result; `repeated` is true for attempts after an unclear failure.
+/// On the FIRST attempt "already exists" is `skipped` (it was there before iam-warden
+/// acted) and "no such entity" is handed back (the caller reports "no longer exists").
+pub fn after_attempt(kind: WriteKind, repeated: bool, r: Result<()>) -> Settle {
+    let e = match r {
+        Ok(()) => return Settle::Done(Outcome::Applied),
+        Err(e) => e,
+    };
+    if e.may_have_been_applied() {
+        return Settle::ReRead(e);
     }
+    match (kind, e.aws_code()) {
+        (WriteKind::Create, Some("EntityAlreadyExists")) if repeated => {
+            Settle::Done(Outcome::Applied)
+        }
+        (WriteKind::Create, Some("EntityAlreadyExists")) => {
+            Settle::Done(Outcome::Skipped("already exists".into()))
+        }
+        (WriteKind::Remove, Some("NoSuchEntity")) if repeated => Settle::Done(Outcome::Applied),
+        _ => Settle::Fail(e),
+    }
+}
+
+/// For removals: nothing to re-read, the repeat itself tells (see [`after_attempt`]).
+async fn no_reread() -> Result<Option<Outcome>> {
+    Ok(None)
+}
+
+fn not_found_is_none(e: Error) -> Result<Option<Outcome>> {
+    if e.is_not_found() {
+        Ok(None)
+    } else {
+        Err(e)
+    }
+}
+
+/// Two policy documents mean the same (either may be URL-encoded, as IAM returns them).
+fn same_document(live: Option<&str>, desired: &str) -> bool {
+    let desired = decode_policy_document(desired);
+    desired.is_some() && live.and_then(decode_policy_document) == desired
+}
+
+/// The version (id, is default) whose document is `desired`, among `(id, is default,
+/// document)`.
+pub fn find_version(
+    versions: &[(String, bool, Option<String>)],
+    desired: &str,
+) -> Option<(String, bool)> {
+    versions
+        .iter()
+        .find(|(_, _, d)| same_document(d.as_deref(), desired))
+        .map(|(id, def, _)| (id.clone(), *def))
 }
 
 impl From<Error> for Outcome {
     fn from(e: Error) -> Self {
         Outcome::Failed(e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn aws(code: Option<&str>, ambiguous: bool) -> Error {
+        Error::Aws {
+            service: "iam",
+            operation: "Test",
+            code: code.map(str::to_string),
+            message: "m".into(),
+            hint: None,
+            detail: "".into(),
+            ambiguous,
+        }
+    }
+
+    #[derive(Debug, PartialEq)]
+    enum Want {
+        Done(Outcome),
+        ReRead,
+        Fail,
+    }
+
+    #[test]
+    fn attempts_of_writes_that_are_not_harmless_twice_are_settled() {
+        use WriteKind::*;
+        let exists = || Some("EntityAlreadyExists");
+        let gone = || Some("NoSuchEntity");
+        let skipped = Want::Done(Outcome::Skipped("already exists".into()));
+        let cases: Vec<(WriteKind, bool, Result<()>, Want)> = vec![
+            (Create, false, Ok(()), Want::Done(Outcome::Applied)),
+            (Remove, true, Ok(()), Want::Done(Outcome::Applied)),
+            // unclear failures: re-read, whatever the kind and attempt
+            (
+                Create,
+                false,
+                Err(aws(Some("InternalFailure"), true)),
+                Want::ReRead,
+            ),
+            (Other, true, Err(aws(None, true)), Want::ReRead),
+            (Remove, false, Err(aws(None, true)), Want::ReRead),
+            // creates: already there before iam-warden acted vs made by an earlier attempt
+            (Create, false, Err(aws(exists(), false)), skipped),
+            (
+                Create,
+                true,
+                Err(aws(exists(), false)),
+                Want::Done(Outcome::Applied),
+            ),
+            // removals: already gone before (the caller says "no longer exists") vs removed
+            // by an earlier attempt
+            (Remove, false, Err(aws(gone(), false)), Want::Fail),
+            (
+                Remove,
+                true,
+                Err(aws(gone(), false)),
+                Want::Done(Outcome::Applied),
+            ),
+            // the same codes mean nothing special for the other kinds
+            (Other, true, Err(aws(exists(), false)), Want::Fail),
+            (Other, true, Err(aws(gone(), false)), Want::Fail),
+            (Create, true, Err(aws(gone(), false)), Want::Fail),
+            // refused calls are final
+            (
+                Create,
+                true,
+                Err(aws(Some("AccessDenied"), false)),
+                Want::Fail,
+            ),
+            (
+                Other,
+                false,
+                Err(aws(Some("Throttling"), false)),
+                Want::Fail,
+            ),
+            (Remove, false, Err(Error::Other("x".into())), Want::Fail),
+        ];
+        for (i, (kind, repeated, r, want)) in cases.into_iter().enumerate() {
+            let got = match after_attempt(kind, repeated, r) {
+                Settle::Done(o) => Want::Done(o),
+                Settle::ReRead(e) => {
+                    assert!(e.may_have_been_applied());
+                    Want::ReRead
+                }
+                Settle::Fail(_) => Want::Fail,
+            };
+            assert_eq!(got, want, "case {i}: {kind:?} repeated={repeated}");
+        }
+    }
+
+    #[test]
+    fn the_version_with_the_desired_document_is_found() {
+        let doc = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Action":"*","Resource":"*"}]}"#;
+        let encoded: String =
+            percent_encoding::utf8_percent_encode(doc, percent_encoding::NON_ALPHANUMERIC)
+                .to_string();
+        let other = r#"{"Version":"2012-10-17","Statement":[]}"#;
+        let v = |id: &str, def: bool, d: Option<&str>| (id.to_string(), def, d.map(str::to_string));
+        assert_eq!(
+            find_version(
+                &[v("v1", true, Some(other)), v("v2", false, Some(&encoded))],
+                doc
+            ),
+            Some(("v2".to_string(), false)),
+            "URL-encoded as IAM returns it, not the default yet"
+        );
+        // whitespace and key order do not matter, the meaning does
+        let spaced = r#"{ "Statement": [ {"Resource":"*", "Action":"*", "Effect":"Deny"} ], "Version": "2012-10-17" }"#;
+        assert_eq!(
+            find_version(&[v("v3", true, Some(spaced))], doc),
+            Some(("v3".to_string(), true))
+        );
+        assert_eq!(
+            find_version(&[v("v1", true, Some(other)), v("v2", false, None)], doc),
+            None
+        );
+        assert_eq!(find_version(&[], doc), None);
+        assert!(
+            !same_document(Some("not json"), "not json"),
+            "garbage never matches"
+        );
     }
 }

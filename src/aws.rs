@@ -1,8 +1,10 @@
 //! AWS access: the one place clients are built, and the call counter every client carries.
 //!
 //! Clients use the default credential chain (environment, profile, IRSA / web identity,
-//! instance role), adaptive retries and timeouts from [`AwsConfig`]; the endpoint can be
-//! overridden (config or `AWS_ENDPOINT_URL`) for an emulator.
+//! instance role) and timeouts from [`AwsConfig`]; the endpoint can be overridden (config or
+//! `AWS_ENDPOINT_URL`) for an emulator. IAM and STS calls are paced and retried by
+//! [`crate::pacing`] (installed as the clients' retry strategy); CloudTrail and SQS use the
+//! SDK's standard retries.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -14,7 +16,7 @@ use aws_config::{BehaviorVersion, Region};
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::context::FinalizerInterceptorContextRef;
 use aws_smithy_runtime_api::client::interceptors::Intercept;
-use aws_smithy_runtime_api::client::orchestrator::Metadata;
+use aws_smithy_runtime_api::client::orchestrator::{HttpResponse, Metadata};
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
@@ -23,6 +25,8 @@ use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
 use crate::config::AwsConfig;
 use crate::error::Error;
+pub use crate::pacing::is_read_operation;
+use crate::pacing::{PacedHttpClient, Pacer, PacingSettings};
 
 /// Outcome of one HTTP attempt of an AWS call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -44,6 +48,7 @@ impl CallOutcome {
 
 type CallKey = (String, String, CallOutcome);
 type CallHook = Arc<dyn Fn(&str, &str, CallOutcome) + Send + Sync>;
+type RateHook = Arc<dyn Fn(f64) + Send + Sync>;
 
 /// Counts every HTTP attempt every client makes, by service, operation and outcome.
 /// Shared (cheap to clone); the metrics module exports it, tests and benchmarks read it.
@@ -51,6 +56,7 @@ type CallHook = Arc<dyn Fn(&str, &str, CallOutcome) + Send + Sync>;
 pub struct CallStats {
     inner: Arc<Mutex<BTreeMap<CallKey, u64>>>,
     hook: Option<CallHook>,
+    rate_hook: Option<RateHook>,
 }
 
 impl fmt::Debug for CallStats {
@@ -59,15 +65,6 @@ impl fmt::Debug for CallStats {
             .field("total", &self.total())
             .finish()
     }
-}
-
-/// Read-only calls (everything else counts as a write).
-pub fn is_read_operation(op: &str) -> bool {
-    [
-        "Get", "List", "Generate", "Lookup", "Receive", "Describe", "Simulate",
-    ]
-    .iter()
-    .any(|p| op.starts_with(p))
 }
 
 impl CallStats {
@@ -80,6 +77,20 @@ impl CallStats {
         CallStats {
             inner: Arc::default(),
             hook: Some(Arc::new(hook)),
+            rate_hook: None,
+        }
+    }
+
+    /// Also call `hook` with the current write rate whenever it may have changed.
+    pub fn with_rate_hook(mut self, hook: impl Fn(f64) + Send + Sync + 'static) -> Self {
+        self.rate_hook = Some(Arc::new(hook));
+        self
+    }
+
+    /// The current adaptive write rate (per second), for the metrics gauge.
+    pub fn write_rate(&self, rate: f64) {
+        if let Some(h) = &self.rate_hook {
+            h(rate);
         }
     }
 
@@ -175,7 +186,7 @@ impl Intercept for CountingInterceptor {
     }
 }
 
-/// All clients iam-warden uses, sharing one [`CallStats`].
+/// All clients iam-warden uses, sharing one [`CallStats`] and (IAM and STS) one [`Pacer`].
 #[derive(Clone, Debug)]
 pub struct Clients {
     pub iam: aws_sdk_iam::Client,
@@ -183,6 +194,9 @@ pub struct Clients {
     pub cloudtrail: aws_sdk_cloudtrail::Client,
     pub sqs: aws_sdk_sqs::Client,
     pub calls: CallStats,
+    pub pacer: Arc<Pacer>,
+    /// The HTTP client under the pacing layer (to re-pace with other settings).
+    base_http: Option<aws_smithy_runtime_api::client::http::SharedHttpClient>,
 }
 
 impl Clients {
@@ -195,7 +209,7 @@ impl Clients {
     ) -> Clients {
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
             .region(Region::new(cfg.region.clone()))
-            .retry_config(RetryConfig::adaptive().with_max_attempts(cfg.max_attempts))
+            .retry_config(RetryConfig::standard().with_max_attempts(cfg.max_attempts))
             .timeout_config(
                 TimeoutConfig::builder()
                     .connect_timeout(cfg.connect_timeout.get())
@@ -210,26 +224,67 @@ impl Clients {
         Self::from_sdk_config(&shared, cloudtrail_endpoint, calls)
     }
 
-    /// Build clients from an already loaded SDK config (tests pass static credentials).
+    /// Build clients from an already loaded SDK config (tests pass static credentials),
+    /// IAM and STS paced with the default [`PacingSettings`].
     pub fn from_sdk_config(
         shared: &aws_types::SdkConfig,
         cloudtrail_endpoint: Option<&str>,
         calls: CallStats,
     ) -> Clients {
+        let pacer = Arc::new(Pacer::new(&PacingSettings::default()).unwrap_or_else(|e| {
+            // The defaults are valid (a unit test checks); never reached.
+            unreachable!("default pacing settings are invalid: {e}")
+        }));
+        Self::build(shared, cloudtrail_endpoint, calls, pacer)
+    }
+
+    /// The same clients with IAM and STS paced by `settings` (a fresh pacer, reporting its
+    /// write rate to the call counter's rate hook).
+    pub fn paced(self, settings: &PacingSettings) -> Result<Clients, Error> {
+        let calls = self.calls.clone();
+        let pacer = Pacer::new(settings)
+            .map_err(|e| Error::Config(format!("controller pacing settings: {e}")))?
+            .with_rate_hook(move |r| calls.write_rate(r));
+        let pacer = Arc::new(pacer);
+        let Some(base) = self.base_http.clone() else {
+            return Err(Error::Other(
+                "the AWS clients have no HTTP client to pace; build them with aws-config".into(),
+            ));
+        };
+        let iam = self.iam.config().to_builder();
+        let sts = self.sts.config().to_builder();
+        Ok(Clients {
+            iam: aws_sdk_iam::Client::from_conf(
+                iam.http_client(paced_http(base.clone(), &pacer)).build(),
+            ),
+            sts: aws_sdk_sts::Client::from_conf(sts.http_client(paced_http(base, &pacer)).build()),
+            pacer,
+            ..self
+        })
+    }
+
+    fn build(
+        shared: &aws_types::SdkConfig,
+        cloudtrail_endpoint: Option<&str>,
+        calls: CallStats,
+        pacer: Arc<Pacer>,
+    ) -> Clients {
         let counter = |service| CountingInterceptor {
             service,
             stats: calls.clone(),
         };
-        let iam = aws_sdk_iam::Client::from_conf(
-            aws_sdk_iam::config::Builder::from(shared)
-                .interceptor(counter("iam"))
-                .build(),
-        );
-        let sts = aws_sdk_sts::Client::from_conf(
-            aws_sdk_sts::config::Builder::from(shared)
-                .interceptor(counter("sts"))
-                .build(),
-        );
+        // IAM and STS: one attempt per SDK call; pacing and retries are in the HTTP layer.
+        let mut iam = aws_sdk_iam::config::Builder::from(shared)
+            .interceptor(counter("iam"))
+            .retry_config(RetryConfig::disabled());
+        let mut sts = aws_sdk_sts::config::Builder::from(shared)
+            .interceptor(counter("sts"))
+            .retry_config(RetryConfig::disabled());
+        let base_http = shared.http_client().unwrap_or_else(default_http_client);
+        iam = iam.http_client(paced_http(base_http.clone(), &pacer));
+        sts = sts.http_client(paced_http(base_http.clone(), &pacer));
+        let iam = aws_sdk_iam::Client::from_conf(iam.build());
+        let sts = aws_sdk_sts::Client::from_conf(sts.build());
         let mut ct =
             aws_sdk_cloudtrail::config::Builder::from(shared).interceptor(counter("cloudtrail"));
         if let Some(url) = cloudtrail_endpoint {
@@ -247,6 +302,8 @@ impl Clients {
             cloudtrail,
             sqs,
             calls,
+            pacer,
+            base_http: Some(base_http),
         }
     }
 
@@ -262,6 +319,45 @@ impl Clients {
             out.arn().unwrap_or_default().to_string(),
             out.account().unwrap_or_default().to_string(),
         ))
+    }
+}
+
+/// The SDK's default HTTPS client (hyper 1, rustls with aws-lc, proxy from the
+/// environment), built here because `SdkConfig` leaves it to each client to resolve.
+fn default_http_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
+    use aws_smithy_http_client::proxy::ProxyConfig;
+    use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
+    aws_smithy_http_client::Builder::new().build_with_connector_fn(|settings, components| {
+        let mut conn = aws_smithy_http_client::ConnectorBuilder::default()
+            .tls_provider(Provider::Rustls(CryptoMode::AwsLc));
+        conn.set_connector_settings(settings.cloned());
+        if let Some(c) = components {
+            conn.set_sleep_impl(c.sleep_impl());
+        }
+        conn.set_proxy_config(Some(ProxyConfig::from_env()));
+        conn.build()
+    })
+}
+
+fn paced_http(
+    inner: aws_smithy_runtime_api::client::http::SharedHttpClient,
+    pacer: &Arc<Pacer>,
+) -> aws_smithy_runtime_api::client::http::SharedHttpClient {
+    aws_smithy_runtime_api::client::http::SharedHttpClient::new(PacedHttpClient {
+        inner,
+        pacer: pacer.clone(),
+    })
+}
+
+/// Whether a failed call may nevertheless have been applied by AWS: a server error (5xx),
+/// a lost, cut or unreadable answer, a timeout. A refused call (a 4xx answer such as
+/// throttling or access denied) and a request that was never sent were not applied.
+pub fn may_have_been_applied<E>(err: &SdkError<E, HttpResponse>) -> bool {
+    match err {
+        SdkError::ServiceError(se) => se.raw().status().is_server_error(),
+        SdkError::DispatchFailure(d) => !d.is_user(),
+        SdkError::TimeoutError(_) | SdkError::ResponseError(_) => true,
+        _ => false,
     }
 }
 
@@ -284,12 +380,16 @@ const HINT_NOT_AWS: &str = "the endpoint's answer is not an AWS response: check 
 
 /// Turn an SDK error into an [`Error::Aws`]: the AWS error code, the root cause in words
 /// (one line, never the SDK's debug structures) and a hint; the SDK's full report goes
-/// to `detail`.
-pub fn aws_error<E, R>(service: &'static str, operation: &'static str, err: SdkError<E, R>) -> Error
+/// to `detail`, and whether the call may have been applied to `ambiguous`.
+pub fn aws_error<E>(
+    service: &'static str,
+    operation: &'static str,
+    err: SdkError<E, HttpResponse>,
+) -> Error
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    R: fmt::Debug + 'static,
 {
+    let ambiguous = may_have_been_applied(&err);
     let detail = DisplayErrorContext(&err).to_string().into_boxed_str();
     let (code, message, hint) = match &err {
         SdkError::ServiceError(se) => {
@@ -359,6 +459,7 @@ where
         message,
         hint,
         detail,
+        ambiguous,
     }
 }
 
@@ -467,5 +568,56 @@ mod tests {
         assert_eq!(s.count("GetUser"), 2);
         assert_eq!(*seen.lock().unwrap(), 3);
         assert_eq!(s.clone().total(), 3, "clones share counts");
+    }
+
+    #[test]
+    fn failures_that_may_have_been_applied_are_told_apart() {
+        use aws_sdk_iam::operation::create_group::CreateGroupError;
+        use aws_smithy_runtime_api::client::result::ConnectorError;
+        use aws_smithy_types::body::SdkBody;
+        use aws_smithy_types::error::ErrorMetadata;
+
+        let service = |status: u16, code: &str| {
+            let raw = HttpResponse::new(status.try_into().unwrap(), SdkBody::empty());
+            let e = CreateGroupError::generic(ErrorMetadata::builder().code(code).build());
+            SdkError::service_error(e, raw)
+        };
+        let cases: Vec<(&str, SdkError<CreateGroupError, HttpResponse>, bool)> = vec![
+            ("500", service(500, "InternalFailure"), true),
+            ("503", service(503, "ServiceUnavailable"), true),
+            ("throttled", service(400, "Throttling"), false),
+            ("exists", service(409, "EntityAlreadyExists"), false),
+            ("denied", service(403, "AccessDenied"), false),
+            (
+                "reset",
+                SdkError::dispatch_failure(ConnectorError::io("connection reset".into())),
+                true,
+            ),
+            (
+                "attempt timeout",
+                SdkError::dispatch_failure(ConnectorError::timeout("no answer".into())),
+                true,
+            ),
+            (
+                "bad request built by us",
+                SdkError::dispatch_failure(ConnectorError::user("bad header".into())),
+                false,
+            ),
+            (
+                "operation timeout",
+                SdkError::timeout_error("too slow"),
+                true,
+            ),
+            (
+                "never built",
+                SdkError::construction_failure("missing field"),
+                false,
+            ),
+        ];
+        for (name, err, want) in cases {
+            assert_eq!(may_have_been_applied(&err), want, "{name}");
+            let e = aws_error("iam", "CreateGroup", err);
+            assert_eq!(e.may_have_been_applied(), want, "{name}: {e}");
+        }
     }
 }

@@ -163,8 +163,12 @@ pub struct AwsConfig {
     pub region: String,
     /// Endpoint override (e.g. a local emulator). Empty: `AWS_ENDPOINT_URL` or the real AWS.
     pub endpoint_url: Option<String>,
-    /// Attempts per call including the first (adaptive retry).
+    /// Attempts per call including the first, for server errors, lost answers and
+    /// timeouts; throttled attempts may go on up to 4 times this (see `crate::pacing`).
     pub max_attempts: u32,
+    /// Retry backoff: attempt n waits a random time below min(max, base * 2^(n-1)).
+    pub backoff_base_ms: u64,
+    pub backoff_max_ms: u64,
     pub connect_timeout: Secs,
     /// Time limit for one attempt of a call.
     pub attempt_timeout: Secs,
@@ -405,9 +409,14 @@ pub struct Server {
 #[serde(deny_unknown_fields, default)]
 pub struct Controller {
     pub workers: u32,
-    /// Global limit on IAM writes (token bucket).
+    /// Start and ceiling of the adaptive limit on IAM writes (AIMD token bucket: halved on
+    /// throttling, recovers after quiet periods).
     pub writes_per_second: f64,
     pub write_burst: u32,
+    /// Start and ceiling of the adaptive limit on IAM/STS reads (its own bucket).
+    pub reads_per_second: f64,
+    /// The adaptive limits never go below this.
+    pub min_rate_per_second: f64,
     /// On shutdown, wait this long for in-flight reconciles.
     pub shutdown_grace: Secs,
 }
@@ -436,6 +445,8 @@ impl Default for AwsConfig {
             region: "us-east-1".into(),
             endpoint_url: None,
             max_attempts: 5,
+            backoff_base_ms: 100,
+            backoff_max_ms: 20_000,
             connect_timeout: Secs::from_secs(5),
             attempt_timeout: Secs::from_secs(30),
             operation_timeout: Secs::from_secs(120),
@@ -587,8 +598,12 @@ impl Default for Controller {
     fn default() -> Self {
         Controller {
             workers: 4,
-            writes_per_second: 5.0,
+            // AWS publishes no IAM request rate; 20/s is a start the AIMD bucket corrects
+            // (see `crate::pacing`).
+            writes_per_second: 20.0,
             write_burst: 10,
+            reads_per_second: 50.0,
+            min_rate_per_second: 0.5,
             shutdown_grace: Secs::from_secs(20),
         }
     }
@@ -699,6 +714,8 @@ impl Config {
             1095,
         );
         range("aws.max_attempts", self.aws.max_attempts.into(), 1, 20);
+        range("aws.backoff_base_ms", self.aws.backoff_base_ms, 1, 60_000);
+        range("aws.backoff_max_ms", self.aws.backoff_max_ms, 1, 300_000);
         range(
             "aws.connect_timeout (seconds)",
             self.aws.connect_timeout.0.as_secs(),
@@ -783,6 +800,18 @@ impl Config {
         if !(w.is_finite() && w > 0.0 && w <= 100.0) {
             errs.push(format!(
                 "controller.writes_per_second = {w} is out of range; allowed more than 0 up to 100"
+            ));
+        }
+        let r = self.controller.reads_per_second;
+        if !(r.is_finite() && r > 0.0 && r <= 1000.0) {
+            errs.push(format!(
+                "controller.reads_per_second = {r} is out of range; allowed more than 0 up to 1000"
+            ));
+        }
+        let f = self.controller.min_rate_per_second;
+        if !(f.is_finite() && f > 0.0 && f <= w.min(r)) {
+            errs.push(format!(
+                "controller.min_rate_per_second = {f} is out of range; allowed more than 0 up to the smaller of writes_per_second and reads_per_second"
             ));
         }
         let pct = self.safety.max_users_changed_percent;

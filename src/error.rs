@@ -22,6 +22,9 @@ pub enum Error {
         hint: Option<&'static str>,
         /// The SDK's full report (every cause, with debug structures): not displayed.
         detail: Box<str>,
+        /// The call may have been applied although it failed (5xx, lost or unreadable
+        /// answer, timeout): re-read before repeating a write that is not harmless twice.
+        ambiguous: bool,
     },
 
     #[error("the credential report could not be read: {0}")]
@@ -67,6 +70,17 @@ impl Error {
             Error::Aws { detail, .. } if !detail.is_empty() => Some(detail),
             _ => None,
         }
+    }
+
+    /// An AWS call that failed in a way that leaves open whether it was applied.
+    pub fn may_have_been_applied(&self) -> bool {
+        matches!(
+            self,
+            Error::Aws {
+                ambiguous: true,
+                ..
+            }
+        )
     }
 
     /// The entity does not exist (a user deleted between observe and apply, ...).

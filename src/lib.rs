@@ -3,6 +3,7 @@
 //! Module map (one concern each):
 //! - [`config`]: figment configuration, validation.
 //! - [`aws`]: AWS client construction (the only place clients are built) and the call counter.
+//! - [`pacing`]: adaptive pacing and retries of every IAM and STS call (below apply and inventory).
 //! - [`inventory`]: observing the account (whole-account snapshot, single-user reads).
 //! - [`baseline`]: pure logic: findings and planned actions from (state, baseline, now).
 //! - [`apply`]: executing planned actions against IAM, journaled.
@@ -26,6 +27,7 @@ pub mod inventory;
 pub mod journal;
 pub mod memory;
 pub mod metrics;
+pub mod pacing;
 pub mod private_fs;
 pub mod report;
 pub mod sources;

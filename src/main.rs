@@ -198,7 +198,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 fn enforce(cfg: &Config, output: OutputArg, opts: app::EnforceOptions) -> anyhow::Result<u8> {
     runtime()?.block_on(async {
-        let clients = app::clients(cfg).await;
+        let clients = app::clients(cfg).await?;
         let report = app::enforce(cfg, &clients, &opts).await?;
         match Output::from(output) {
             Output::Json => println!("{}", report.to_json()),
@@ -325,7 +325,7 @@ fn real_main(cli: Cli, test_clock_env: Option<std::ffi::OsString>) -> anyhow::Re
         Command::Audit { output, at } => {
             let output = output.into();
             runtime()?.block_on(async {
-                let clients = app::clients(&cfg).await;
+                let clients = app::clients(&cfg).await?;
                 let report = app::audit(&cfg, &clients, at.unwrap_or_else(Utc::now)).await?;
                 match output {
                     Output::Json => println!("{}", report.to_json()),

@@ -315,6 +315,10 @@ pub struct Metrics {
     pub resyncs_total: IntCounterVec,
     /// `iam_warden_aws_calls_total{service, operation, outcome}` (every HTTP attempt).
     pub aws_calls_total: IntCounterVec,
+    /// `iam_warden_aws_throttles_total{operation}`: attempts AWS answered with throttling.
+    pub aws_throttles_total: IntCounterVec,
+    /// `iam_warden_write_rate_per_second`: the adaptive IAM write limit now.
+    pub write_rate_per_second: Gauge,
     /// `iam_warden_users{state}`.
     pub users: IntGaugeVec,
     /// `iam_warden_users_failing_check{check}`.
@@ -530,6 +534,17 @@ impl Metrics {
                 "HTTP attempts of AWS API calls (retries included), by service, operation and outcome.",
                 &["service", "operation", "outcome"],
             )?,
+            aws_throttles_total: counter_vec(
+                &r,
+                "iam_warden_aws_throttles_total",
+                "HTTP attempts of AWS API calls answered with throttling (each halves the adaptive rate at most once a second), by operation.",
+                &["operation"],
+            )?,
+            write_rate_per_second: gauge(
+                &r,
+                "iam_warden_write_rate_per_second",
+                "The adaptive limit on IAM writes now (halved on throttling, recovering after quiet seconds).",
+            )?,
             users: gauge_vec(
                 &r,
                 "iam_warden_users",
@@ -603,6 +618,7 @@ impl Metrics {
                 self.aws_calls_total
                     .with_label_values(&[*service, *op, o.as_str()]);
             }
+            self.aws_throttles_total.with_label_values(&[*op]);
         }
         for state in ["compliant", "violating", "exempt"] {
             self.users.with_label_values(&[state]);
@@ -635,9 +651,11 @@ impl Metrics {
     /// `iam_warden_aws_calls_total`. Give it to [`crate::aws::Clients`].
     pub fn call_stats(self: &Arc<Self>) -> CallStats {
         let m = Arc::clone(self);
+        let g = self.write_rate_per_second.clone();
         CallStats::with_hook(move |service, operation, outcome| {
             m.aws_call(service, operation, outcome)
         })
+        .with_rate_hook(move |rate| g.set(rate))
     }
 
     /// One HTTP attempt of an AWS call (normally through [`Metrics::call_stats`]).
@@ -647,10 +665,13 @@ impl Metrics {
             .with_label_values(&[service, operation, outcome.as_str()])
             .inc();
         if outcome == CallOutcome::Throttled {
+            self.aws_throttles_total
+                .with_label_values(&[operation])
+                .inc();
             tracing::debug!(
                 service,
                 operation,
-                "AWS throttled a call; the SDK retries it"
+                "AWS throttled a call; the write/read rate is halved and the call retried"
             );
         }
     }
@@ -872,6 +893,8 @@ mod tests {
         "iam_warden_last_resync_success_timestamp_seconds",
         "iam_warden_resyncs_total",
         "iam_warden_aws_calls_total",
+        "iam_warden_aws_throttles_total",
+        "iam_warden_write_rate_per_second",
         "iam_warden_users",
         "iam_warden_users_failing_check",
         "iam_warden_writes_total",

@@ -134,6 +134,12 @@ const METRICS: &[MetricDef] = &[
         ],
     ),
     metric(
+        "iam_warden_aws_throttles_total",
+        Kind::Counter,
+        &[("operation", OPEN)],
+    ),
+    metric("iam_warden_write_rate_per_second", Kind::Gauge, &[]),
+    metric(
         "iam_warden_users",
         Kind::Gauge,
         &[("state", &["compliant", "violating", "exempt"])],

@@ -12,7 +12,6 @@ use iam_warden::app::{self, EnforceOptions};
 use iam_warden::apply::{Applier, Outcome};
 use iam_warden::baseline::plan::plan_account;
 use iam_warden::config::{Config, Mode};
-use iam_warden::controller::queue::RateLimiter;
 use iam_warden::journal::{Entry, Journal};
 use support::{bin, shared_moto, Account, Moto};
 
@@ -627,7 +626,6 @@ async fn vanished_users_and_replaced_or_recently_used_keys_are_skipped() {
         clients.clone(),
         &cfg,
         Arc::new(Journal::open(&dir.path().join("journal.jsonl")).unwrap()),
-        Arc::new(RateLimiter::new(100.0, 100).unwrap()),
         None,
         &snap,
     );

@@ -19,7 +19,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::dispatch::Dispatch;
-use super::queue::{Outcome as QueueOutcome, QueueConfig, RateLimiter, WorkQueue};
+use super::queue::{Outcome as QueueOutcome, QueueConfig, WorkQueue};
 use super::reconcile::{reconcile, store_view, Context, Next};
 use crate::apply::{partition_of, Applier};
 use crate::aws::Clients;
@@ -83,7 +83,8 @@ pub async fn run(
         cfg.sources.cloudtrail.endpoint_url.as_deref(),
         metrics.call_stats(),
     )
-    .await;
+    .await
+    .paced(&crate::pacing::PacingSettings::from_config(&cfg))?;
     // Who are we? Retry until AWS answers (readiness stays off meanwhile).
     let Some((caller_arn, account_id)) =
         retry_until_stopped("read the caller identity", &stop_rx, || {
@@ -96,11 +97,6 @@ pub async fn run(
     tracing::info!(account = %account_id, identity = %caller_arn, "running as");
 
     let journal = Arc::new(Journal::open(&cfg.journal_path())?);
-    let limiter = Arc::new(
-        RateLimiter::new(cfg.controller.writes_per_second, cfg.controller.write_burst).map_err(
-            |e| Error::Config(format!("controller.writes_per_second / write_burst: {e}")),
-        )?,
-    );
     let queue: WorkQueue<ReconcileKey> = WorkQueue::new(QueueConfig::default());
     let names = baseline_names(&cfg);
     let dispatch = Dispatch::new(queue.clone(), metrics.clone(), names, &caller_arn);
@@ -113,7 +109,6 @@ pub async fn run(
         clients: clients.clone(),
         mode: cfg.mode,
         journal,
-        limiter,
         metrics: Some(metrics.clone()),
         account_id,
         partition: partition_of(&caller_arn),

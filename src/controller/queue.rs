@@ -1,5 +1,5 @@
-//! The work queue between the event sources and the reconcilers, and the global write rate
-//! limiter.
+//! The work queue between the event sources and the reconcilers (the adaptive write rate
+//! limiter is in [`crate::pacing`]).
 //!
 //! [`WorkQueue`] combines kube-runtime's scheduler (de-duplication where the earliest due
 //! time wins, delayed items) with controller-runtime's workqueue (a key is never handed to
@@ -634,108 +634,6 @@ impl<K: Clone + Eq + Hash> Core<K> {
     }
 }
 
-// ----- rate limiter -----
-
-/// Why a [`RateLimiter`] could not be built.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum RateLimitError {
-    /// The rate is not a positive number.
-    #[error("rate limit of {0} per second is invalid: use a positive number such as 5")]
-    Rate(f64),
-    /// The burst is zero.
-    #[error("rate limit burst of 0 is invalid: use at least 1 (e.g. 10)")]
-    Burst,
-}
-
-/// A token bucket (implemented as GCRA): `burst` calls pass at once, then `rate_per_sec`
-/// per second. Waiters are served in arrival order. Cancel-safe: an `acquire` dropped while
-/// waiting takes no token.
-#[derive(Debug)]
-pub struct RateLimiter {
-    rate_per_sec: f64,
-    burst: u32,
-    /// Time between two tokens.
-    interval: Duration,
-    /// How far ahead of now the schedule may run: `interval * (burst - 1)`.
-    tolerance: Duration,
-    /// Theoretical arrival time of the next call.
-    tat: tokio::sync::Mutex<Option<Instant>>,
-}
-
-impl Default for RateLimiter {
-    /// 5 per second, burst 10: the global limit on IAM writes.
-    fn default() -> Self {
-        let interval = Duration::from_millis(200);
-        Self {
-            rate_per_sec: 5.0,
-            burst: 10,
-            interval,
-            tolerance: interval * 9,
-            tat: tokio::sync::Mutex::new(None),
-        }
-    }
-}
-
-impl RateLimiter {
-    /// A limiter letting `burst` calls through at once and then `rate_per_sec` per second
-    /// (at most one per nanosecond).
-    pub fn new(rate_per_sec: f64, burst: u32) -> Result<Self, RateLimitError> {
-        if !rate_per_sec.is_finite() || rate_per_sec <= 0.0 {
-            return Err(RateLimitError::Rate(rate_per_sec));
-        }
-        if burst == 0 {
-            return Err(RateLimitError::Burst);
-        }
-        let interval = Duration::try_from_secs_f64(1.0 / rate_per_sec)
-            .map_err(|_| RateLimitError::Rate(rate_per_sec))?
-            .max(Duration::from_nanos(1));
-        let tolerance = interval
-            .checked_mul(burst - 1)
-            .ok_or(RateLimitError::Rate(rate_per_sec))?;
-        Ok(Self {
-            rate_per_sec,
-            burst,
-            interval,
-            tolerance,
-            tat: tokio::sync::Mutex::new(None),
-        })
-    }
-
-    /// Calls per second.
-    pub fn rate_per_sec(&self) -> f64 {
-        self.rate_per_sec
-    }
-
-    /// Calls allowed at once.
-    pub fn burst(&self) -> u32 {
-        self.burst
-    }
-
-    /// Waits for a token.
-    pub async fn acquire(&self) {
-        let mut tat = self.tat.lock().await;
-        let now = Instant::now();
-        let (allowed_at, next) = gcra(*tat, now, self.interval, self.tolerance);
-        if allowed_at > now {
-            tokio::time::sleep_until(allowed_at).await;
-        }
-        *tat = Some(next);
-    }
-}
-
-/// One GCRA step: when a call arriving at `now` may pass, and the new theoretical arrival
-/// time once it has.
-fn gcra(
-    tat: Option<Instant>,
-    now: Instant,
-    interval: Duration,
-    tolerance: Duration,
-) -> (Instant, Instant) {
-    let t = tat.map_or(now, |t| t.max(now));
-    let allowed_at = t.checked_sub(tolerance).map_or(now, |a| a.max(now));
-    (allowed_at, later(t, interval))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -997,72 +895,7 @@ mod tests {
         assert_eq!(core.in_flight, 0);
     }
 
-    #[test]
-    fn gcra_burst_then_rate() {
-        let t0 = Instant::now();
-        let interval = Duration::from_millis(200);
-        let tol = interval * 9; // burst 10
-        let mut tat = None;
-        let mut passes = Vec::new();
-        let mut now = t0;
-        for _ in 0..15 {
-            let (at, next) = gcra(tat, now, interval, tol);
-            now = now.max(at);
-            passes.push(at - t0);
-            tat = Some(next);
-        }
-        let ms: Vec<u128> = passes.iter().map(|d| d.as_millis()).collect();
-        assert_eq!(
-            ms,
-            vec![0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 200, 400, 600, 800, 1000]
-        );
-        // idle for a long time refills the burst, but no more than the burst
-        let later_t = now + secs(60);
-        let mut allowed_now = 0;
-        for _ in 0..12 {
-            let (at, next) = gcra(tat, later_t, interval, tol);
-            if at == later_t {
-                allowed_now += 1;
-            }
-            tat = Some(next);
-        }
-        assert_eq!(allowed_now, 10);
-    }
-
     // ----- async: no dependence on time passing -----
-
-    #[test]
-    fn rate_limiter_rejects_bad_settings() {
-        assert_eq!(
-            RateLimiter::new(0.0, 10).unwrap_err(),
-            RateLimitError::Rate(0.0)
-        );
-        assert!(RateLimiter::new(-1.0, 10).is_err());
-        assert!(RateLimiter::new(f64::NAN, 10).is_err());
-        assert!(RateLimiter::new(f64::INFINITY, 10).is_err());
-        assert_eq!(RateLimiter::new(5.0, 0).unwrap_err(), RateLimitError::Burst);
-        assert!(RateLimitError::Burst.to_string().contains("at least 1"));
-        let r = RateLimiter::new(5.0, 10).unwrap();
-        assert_eq!((r.rate_per_sec(), r.burst()), (5.0, 10));
-        assert_eq!(r.interval, Duration::from_millis(200));
-        let d = RateLimiter::default();
-        assert_eq!(
-            (d.rate_per_sec(), d.burst(), d.interval, d.tolerance),
-            (5.0, 10, r.interval, r.tolerance)
-        );
-    }
-
-    #[tokio::test]
-    async fn rate_limiter_lets_the_burst_through_at_once() {
-        let r = RateLimiter::new(0.001, 3).unwrap(); // one token per ~17 minutes after the burst
-        for _ in 0..3 {
-            tokio::time::timeout(secs(5), r.acquire()).await.unwrap();
-        }
-        // the fourth has to wait: poll it once, it must not be ready
-        let fourth = r.acquire();
-        tokio::pin!(fourth);
-        assert!(futures_poll_once(fourth.as_mut()).await.is_none());
-    }
 
     /// Polls a future once; `Some` if it completed.
     async fn futures_poll_once<F: std::future::Future + Unpin>(mut f: F) -> Option<F::Output> {
@@ -1378,24 +1211,5 @@ mod tests {
         lease.done(Outcome::success());
         let s = q.stats();
         assert_eq!((s.depth, s.in_flight, s.retries_total), (0, 0, 3));
-    }
-
-    #[tokio::test]
-    async fn rate_limiter_burst_then_rate() {
-        let r = RateLimiter::new(50.0, 3).unwrap(); // 20 ms per token after the burst
-        let start = Instant::now();
-        for i in 0..3 {
-            let acquire = r.acquire();
-            tokio::pin!(acquire);
-            assert!(
-                futures_poll_once(acquire).await.is_some(),
-                "burst token {i}"
-            );
-        }
-        for i in 1..=3u32 {
-            tokio::time::timeout(secs(5), r.acquire()).await.unwrap();
-            let t = start.elapsed();
-            assert!(t >= Duration::from_millis(20) * i, "token {i} at {t:?}");
-        }
     }
 }

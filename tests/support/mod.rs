@@ -12,6 +12,7 @@ use aws_config::{BehaviorVersion, Region};
 use aws_credential_types::Credentials;
 use iam_warden::aws::{CallStats, Clients};
 
+pub mod faults;
 pub mod recorder;
 
 pub fn manifest_dir() -> PathBuf {
