@@ -19,12 +19,13 @@
 # own queue; COUNT more users). Afterwards `iam-warden plan` over the whole account must
 # plan nothing for any burst user.
 # Results: $RESULTS/burst.json and a summary on stdout.
-# Environment: USERS (1000), COUNT (200), THROTTLE_RATE (0.3; 0 skips that part), WRITES_PER_SECOND (unset:
+# Environment: USERS (1000), COUNT (200), THROTTLE_RATE (0.3; 0 skips that part),
+# BURST_TIMEOUT (300 s: users not on the baseline by then are reported, and the script fails), WRITES_PER_SECOND (unset:
 # the default), BENCH_BUILD=0 (reuse the release binary).
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
-USERS=${USERS:-1000} COUNT=${COUNT:-200} THROTTLE_RATE=${THROTTLE_RATE:-0.3}
+USERS=${USERS:-1000} COUNT=${COUNT:-200} THROTTLE_RATE=${THROTTLE_RATE:-0.3} BURST_TIMEOUT=${BURST_TIMEOUT:-300}
 
 lib_init bench-burst
 bench_t0=$(now_s)
@@ -55,7 +56,7 @@ burst() {
     "$VENV_PY" "$BENCH_PY" burst --endpoint "$MOTO_URL" --queue-url "$queue" --url "$DAEMON_URL" \
         --pid "$DAEMON_PID" --journal "$DAEMON_DIR/state/journal.jsonl" --count "$COUNT" \
         --prefix "$prefix" --groups iam-warden-require-mfa iam-warden-source-ip \
-        --writes-per-second "$rate" --out "$WORK/$name.json"
+        --writes-per-second "$rate" --timeout "$BURST_TIMEOUT" --out "$WORK/$name.json"
     stop_daemon "$name"
 }
 
@@ -104,8 +105,11 @@ for k in ("clean", "throttled"):
         continue
     label = f"{b['throttle_rate']:.0%} throttled" if k == "throttled" else "no faults"
     l = b["latency"]
-    print(f"  {label}: sent in {b['send_seconds']:.2f} s; event -> on baseline p50 {l['p50']:.2f} s, p99 {l['p99']:.2f} s, "
-          f"max {l['max']:.2f} s; last user after {b['last_on_baseline_seconds']:.2f} s "
+    if b["not_on_baseline"]:
+        print(f"  {label}: {len(b['not_on_baseline'])} users NOT on the baseline in time, e.g. {b['not_on_baseline'][:3]}")
+    last = f"{b['last_on_baseline_seconds']:.2f} s" if b["last_on_baseline_seconds"] is not None else "never"
+    print(f"  {label}: sent in {b['send_seconds']:.2f} s; event -> on baseline p50 {l.get('p50', 0):.2f} s, p99 {l.get('p99', 0):.2f} s, "
+          f"max {l.get('max', 0):.2f} s (n={l['count']}); last user after {last} "
           f"(goal {b['goal_seconds']:.1f} s = {b['goal_formula']}: {'met' if b['within_goal'] else 'NOT met'})")
     print(f"     {b['writes']} writes, {b['aws_calls_total']} AWS calls, throttles {b['aws_throttles'] or 0}; journal {b['journal_by_action']}")
 p = r["plan_after"]
