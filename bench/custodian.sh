@@ -119,9 +119,10 @@ def planned(path):
 
 def calls(path):
     c = json.load(open(path))
-    writes = {k: v for k, v in c.items() if WRITE.match(k)}
-    return {"total": sum(c.values()), "writes": sum(writes.values()),
-            "reads": sum(c.values()) - sum(writes.values()), "by_operation": c}
+    writes = sum(v for k, v in c.items() if WRITE.match(k))
+    checks = sum(c.get(k, 0) for k in ("ListAccessKeys", "GetAccessKeyLastUsed"))
+    return {"total": sum(c.values()), "writes": writes, "reads": sum(c.values()) - writes,
+            "key_reads": checks, "other_reads": sum(c.values()) - writes - checks, "by_operation": c}
 
 out = {"benchmark": "custodian", "machine": machine, "load_at_end": load.strip(),
        "seed": json.load(open(f"{work}/warden/seed.json")),
@@ -166,9 +167,9 @@ d = r["seed"]["drift"]
 print(f"first enforce of {r['seed']['users']} users, {d['users']} drifting ({', '.join(f'{k} {v}' for k, v in d['kinds'].items())}) on {r['machine']}")
 print(f"  planned before (both accounts the same: {r['same_drift']}): {w['planned_before']['by_action']}")
 print(f"  iam-warden (writes/s {w['writes_per_second']}): {w['seconds']:.2f} s, {w['calls']['total']} calls "
-      f"({w['calls']['writes']} writes, {w['calls']['reads']} reads); left to do: {w['planned_after']['by_action'] or 'nothing'}")
+      f"({w['calls']['writes']} writes, {w['calls']['key_reads']} key reads, {w['calls']['other_reads']} other reads); left to do: {w['planned_after']['by_action'] or 'nothing'}")
 print(f"  custodian {c['version']}: {c['seconds']:.2f} s (policies {c['policy_seconds_sum']:.2f} s), {c['calls']['total']} calls "
-      f"({c['calls']['writes']} writes, {c['calls']['reads']} reads); left to do: {c['planned_after']['by_action'] or 'nothing'}")
+      f"({c['calls']['writes']} writes, {c['calls']['key_reads']} key reads, {c['calls']['other_reads']} other reads); left to do: {c['planned_after']['by_action'] or 'nothing'}")
 for name, p in c["policies"].items():
     print(f"    {name}: {p['resources']} users, {p['seconds']:.2f} s")
 print(f"  custodian / iam-warden wall time: {r['speedup_wall']}x; load at the end: {r['load_at_end']}")
