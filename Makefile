@@ -5,14 +5,15 @@ SHELL := /bin/bash
 CARGO ?= cargo
 
 .DEFAULT_GOAL := help
-.PHONY: help setup build lint test fuzz demo bench bench-audit bench-enforce bench-daemon clean-state
+.PHONY: help setup build lint test fuzz demo bench bench-audit bench-enforce bench-daemon bench-custodian bench-faults bench-burst clean-state
 
 help:
 	@echo "make demo         set up, then run the demo against a local AWS emulator (moto)"
 	@echo "make test         set up, lint (rustfmt, clippy), then the whole cargo test suite"
 	@echo "make lint         cargo fmt --check and clippy -D warnings"
 	@echo "make fuzz         the property-based fuzz tests, 1,000,000 cases per target (optimised build)"
-	@echo "make bench        benchmarks (release build): audit, enforce, daemon; figures in README"
+	@echo "make bench        benchmarks (release build): audit, enforce, daemon, custodian, faults,"
+	@echo "                  burst; figures in README (each alone: make bench-NAME)"
 	@echo "make setup        only the set-up (Debian packages, .venv with moto)"
 	@echo "make clean-state  remove benchmark results and leftovers of interrupted runs"
 
@@ -38,7 +39,7 @@ fuzz:
 demo: setup
 	@bash scripts/demo.sh
 
-bench: setup bench-audit bench-enforce bench-daemon
+bench: setup bench-audit bench-enforce bench-daemon bench-custodian bench-faults bench-burst
 
 bench-audit: setup
 	@bash bench/audit.sh
@@ -48,6 +49,15 @@ bench-enforce: setup
 
 bench-daemon: setup
 	@bash bench/daemon.sh
+
+bench-custodian: setup
+	@bash bench/custodian.sh
+
+bench-faults: setup
+	@bash bench/faults.sh
+
+bench-burst: setup
+	@bash bench/burst.sh
 
 clean-state:
 	rm -rf state/

@@ -9,6 +9,8 @@ cloudtrail-recorder, the daemons); this only talks to them and reads /proc.
                           [--samples N] [--warmup N] [--burst N] [--prefix P] --out F
     daemon.py cloudtrail  --endpoint MOTO --recorder REC --url DAEMON --pid PID --journal J
                           [--samples N] [--poll-interval S] --out F
+    daemon.py burst       --endpoint MOTO --queue-url Q --url DAEMON --pid PID --journal J
+                          --groups G... --writes-per-second R [--count N] [--prefix P] --out F
     daemon.py idle        --url DAEMON --pid PID [--seconds S] --out F
     daemon.py memory      --url DAEMON --pid PID [--resyncs N] [--timeout S] --out F
     daemon.py report      --results F --part NAME=FILE ... --extra JSON   (assembles daemon.json)
@@ -27,6 +29,7 @@ Credentials obtained from the emulator (AssumeRole) stay in memory and are never
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import math
 import os
@@ -592,6 +595,109 @@ def aws_calls(ms) -> dict:
     return out
 
 
+def cmd_burst(a) -> int:
+    """COUNT new console users announced on SQS within a second; each is on the baseline
+    once the journal has an applied add_user_to_group for every group in --groups."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    d = Daemon(a.url, a.pid)
+    iam = client("iam", a.endpoint)
+    sqs = client("sqs", a.endpoint)
+    journal = Journal(a.journal)
+    wait_baseline_group(iam, d, time.time() + 120)
+    d.wait_idle(time.time() + 300, "after the first resync")
+    journal.poll()
+    skip = len(journal.all)  # the first resync's lines are not the burst's
+    ms0 = d.metrics()
+    names = [f"{a.prefix}burst-{i}" for i in range(a.count)]
+    log(f"burst: creating {len(names)} console users...")
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda n: create_console_user(iam, n), names))
+
+    # Every event within a second: SendMessageBatch (10 a call) from 4 threads at once.
+    chunks = [names[k : k + 10] for k in range(0, len(names), 10)]
+    t0s: dict[str, float] = {}
+
+    def send(chunk):
+        r = sqs.send_message_batch(
+            QueueUrl=a.queue_url,
+            Entries=[{"Id": str(j), "MessageBody": envelope(n)} for j, n in enumerate(chunk)],
+        )
+        t = time.time()
+        if r.get("Failed"):
+            fail(f"SendMessageBatch failed for {len(r['Failed'])} messages")
+        return chunk, t
+
+    t_first = time.time()
+    with ThreadPoolExecutor(4) as pool:
+        for chunk, t in pool.map(send, chunks):
+            for n in chunk:
+                t0s[n] = t
+    send_seconds = max(t0s.values()) - t_first
+    if send_seconds > 1:
+        log(f"warning: sending took {send_seconds:.2f} s, more than the 1 s the scenario asks for")
+
+    groups = set(a.groups)
+    deadline = time.time() + a.timeout
+    pending = set(names)
+    while pending and time.time() < deadline:
+        journal.poll()
+        pending = {
+            n for n in pending if not groups <= {e["target"] for e in journal.applied(n, "add_user_to_group")}
+        }
+        d.check()
+        time.sleep(0.01)
+    if pending:  # reported (and the script fails), not fatal here: the figures are kept
+        log(f"error: burst: {len(pending)} users not on the baseline within {a.timeout:.0f} s, e.g. {sorted(pending)[:3]}")
+    else:
+        d.wait_idle(time.time() + 120, "after the burst")
+    journal.poll()
+    ms1 = d.metrics()
+
+    done = [n for n in names if n not in pending]
+    lat = {n: journal.latency(n, t0s[n]) for n in done}
+    last_applied = max((rfc3339(e["time"]) for n in done for e in journal.applied(n)), default=t_first)
+    burst_set = set(names)
+    mine = [e for e in journal.all[skip:] if e.get("user") in burst_set]
+    writes = [e for e in mine if e["outcome"] == "applied"]
+    others = collections.Counter(
+        f"{e['action']} {e['outcome']}" for e in journal.all[skip:] if e.get("user") not in burst_set
+    )
+
+    def delta(name, **labels):
+        return metric_sum(ms1, name, **labels) - metric_sum(ms0, name, **labels)
+
+    throttles = {
+        lab.get("operation", "all"): int(v - metric_sum(ms0, n, **lab))
+        for n, lab, v in ms1
+        if n == "iam_warden_aws_throttles_total" and v - metric_sum(ms0, n, **lab)
+    }
+    calls = {k: v - aws_calls(ms0).get(k, 0) for k, v in aws_calls(ms1).items() if v - aws_calls(ms0).get(k, 0)}
+    rate = a.writes_per_second
+    bound = len(writes) / rate + 2.0
+    out = {
+        "users": len(names),
+        "send_seconds": round(send_seconds, 4),
+        "writes_per_second": rate,
+        "writes": len(writes),
+        "journal_by_action": dict(sorted(collections.Counter(f"{e['action']} {e['outcome']}" for e in mine).items())),
+        "journal_other_users": dict(sorted(others.items())),
+        "latency": stats(list(lat.values())),
+        "not_on_baseline": sorted(pending),
+        "last_on_baseline_seconds": round(last_applied - t_first, 4) if not pending else None,
+        "goal_seconds": round(bound, 3),
+        "goal_formula": f"{len(writes)} writes / {rate:g} per s + 2 s",
+        "within_goal": not pending and last_applied - t_first <= bound,
+        "aws_calls": calls,
+        "aws_calls_total": sum(calls.values()),
+        "aws_throttles": throttles,
+        "write_rate_per_second_at_end": metric_sum(ms1, "iam_warden_write_rate_per_second"),
+        "reconciles": int(delta("iam_warden_reconciles_total")),
+    }
+    json.dump(out, open(a.out, "w"), indent=2)
+    return 0
+
+
 def cmd_idle(a) -> int:
     d = Daemon(a.url, a.pid)
     deadline = time.time() + 120
@@ -777,6 +883,18 @@ def main() -> int:
     c.add_argument("--seed", type=int, default=1)
     c.add_argument("--out", required=True)
 
+    b = sub.add_parser("burst")
+    daemon_args(b)
+    b.add_argument("--endpoint", required=True)
+    b.add_argument("--queue-url", required=True)
+    b.add_argument("--journal", required=True)
+    b.add_argument("--count", type=int, default=200)
+    b.add_argument("--prefix", default="")
+    b.add_argument("--groups", nargs="+", required=True, help="the baseline groups a new console user must join")
+    b.add_argument("--writes-per-second", type=float, required=True, help="the daemon's write rate, for the goal")
+    b.add_argument("--timeout", type=float, default=300)
+    b.add_argument("--out", required=True)
+
     i = sub.add_parser("idle")
     daemon_args(i)
     i.add_argument("--seconds", type=float, default=60)
@@ -802,6 +920,7 @@ def main() -> int:
         "ready": cmd_ready,
         "sqs": cmd_sqs,
         "cloudtrail": cmd_cloudtrail,
+        "burst": cmd_burst,
         "idle": cmd_idle,
         "memory": cmd_memory,
         "report": cmd_report,

@@ -59,55 +59,6 @@ start_recorder "$MOTO_URL" "$RECORDER_BIN"
 emulator_env "$MOTO_URL"
 unset "${!IAM_WARDEN_@}"   # nothing from the caller's environment configures the daemons
 
-declare -A SHUTDOWN_S SHUTDOWN_RC
-
-# start_daemon NAME [VAR=VALUE...]: `iam-warden run` in the background, in mode enforce
-# with its own state directory and a free port, plus the given variables. Waits (with a
-# deadline) for /readyz 200. Sets DAEMON_PID, DAEMON_URL, DAEMON_DIR, READY_S.
-start_daemon() {
-    local name=$1 port t0
-    shift
-    port=$(free_port)
-    DAEMON_DIR="$WORK/$name"
-    DAEMON_URL="http://127.0.0.1:$port"
-    mkdir -p "$DAEMON_DIR/state"
-    t0=$(date +%s.%N)
-    # setpriv --pdeathsig: the daemon gets SIGTERM should this script die without cleanup.
-    env IAM_WARDEN_MODE=enforce IAM_WARDEN_STATE_DIR="$DAEMON_DIR/state" \
-        IAM_WARDEN_SERVER__LISTEN="127.0.0.1:$port" IAM_WARDEN_LOG_FORMAT=json "$@" \
-        setpriv --pdeathsig TERM "$WARDEN" run </dev/null >"$DAEMON_DIR/daemon.log" 2>&1 &
-    DAEMON_PID=$!
-    LIB_PIDS+=("$DAEMON_PID")
-    READY_S=$("$VENV_PY" "$BENCH_PY" ready --url "$DAEMON_URL" --pid "$DAEMON_PID" --timeout 600 --since "$t0") || {
-        tail -n 20 "$DAEMON_DIR/daemon.log" >&2
-        die "daemon $name did not become ready (log above)"
-    }
-    echo "daemon $name (pid $DAEMON_PID) ready in $READY_S s" >&2
-}
-
-# stop_daemon NAME: SIGTERM, then wait (deadline 60 s, then SIGKILL) for the exit.
-# Records SHUTDOWN_S[NAME] (SIGTERM -> the process is gone) and SHUTDOWN_RC[NAME].
-stop_daemon() {
-    local name=$1 pid=$DAEMON_PID t0 t1 i state rc=0
-    t0=$(now_s)
-    kill -TERM "$pid"
-    for ((i = 0; i < 6000; i++)); do
-        state=$(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null | cut -d' ' -f1) || state=
-        [ -z "$state" ] || [ "$state" = Z ] && break
-        sleep 0.01
-    done
-    t1=$(now_s)
-    if [ "$i" = 6000 ]; then
-        kill -KILL "$pid" 2>/dev/null || true
-        echo "daemon $name did not exit within 60 s of SIGTERM: killed" >&2
-    fi
-    wait "$pid" || rc=$?
-    SHUTDOWN_S[$name]=$(elapsed "$t0" "$t1")
-    SHUTDOWN_RC[$name]=$rc
-    echo "daemon $name stopped in ${SHUTDOWN_S[$name]} s, exit $rc" >&2
-    [ "$rc" = 0 ] || tail -n 20 "$DAEMON_DIR/daemon.log" >&2
-}
-
 WIDE_BREAKER=(IAM_WARDEN_SAFETY__MAX_USERS_CHANGED=100000 IAM_WARDEN_SAFETY__MAX_USERS_CHANGED_PERCENT=100)
 declare -A READY
 
