@@ -11,6 +11,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 
 use aws_config::retry::RetryConfig;
+use aws_config::stalled_stream_protection::StalledStreamProtectionConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region};
 use aws_smithy_runtime_api::box_error::BoxError;
@@ -279,12 +280,27 @@ impl Clients {
             stats: calls.clone(),
         };
         // IAM and STS: one attempt per SDK call; pacing and retries are in the HTTP layer.
+        // What the SDK sees as one attempt is every try the pacer makes, with its waits for
+        // the rate and its backoffs: the pacer cuts each try at aws.attempt_timeout itself,
+        // so the SDK's attempt timeout and its stalled-stream check (which reads a request
+        // waiting for the rate as a stalled upload) are off here; aws.operation_timeout
+        // still bounds the whole call.
+        let paced_timeouts = shared
+            .timeout_config()
+            .map(|t| t.to_builder())
+            .unwrap_or_default()
+            .disable_operation_attempt_timeout()
+            .build();
         let mut iam = aws_sdk_iam::config::Builder::from(shared)
             .interceptor(counter("iam"))
-            .retry_config(RetryConfig::disabled());
+            .retry_config(RetryConfig::disabled())
+            .timeout_config(paced_timeouts.clone())
+            .stalled_stream_protection(StalledStreamProtectionConfig::disabled());
         let mut sts = aws_sdk_sts::config::Builder::from(shared)
             .interceptor(counter("sts"))
-            .retry_config(RetryConfig::disabled());
+            .retry_config(RetryConfig::disabled())
+            .timeout_config(paced_timeouts)
+            .stalled_stream_protection(StalledStreamProtectionConfig::disabled());
         let base_http = shared.http_client().unwrap_or_else(default_http_client);
         iam = iam.http_client(paced_http(base_http.clone(), &pacer, "iam", &calls));
         sts = sts.http_client(paced_http(base_http.clone(), &pacer, "sts", &calls));

@@ -378,7 +378,7 @@ impl Default for PacingSettings {
         PacingSettings {
             writes_per_second: 20.0,
             write_burst: 10,
-            reads_per_second: 50.0,
+            reads_per_second: 100.0,
             min_rate_per_second: 0.5,
             max_attempts: 5,
             backoff: Backoff::default(),
@@ -861,7 +861,7 @@ mod tests {
         let d = p.retry_delay("CreatePolicyVersion", th, 3, 0.0).unwrap();
         assert!(d >= ms(700), "Retry-After is honoured: {d:?}");
         assert_eq!(p.writes.rate_per_sec(), before / 2.0);
-        assert_eq!(p.reads.rate_per_sec(), 50.0, "reads have their own bucket");
+        assert_eq!(p.reads.rate_per_sec(), 100.0, "reads have their own bucket");
         assert!(p.retry_delay("CreatePolicyVersion", th, 11, 0.0).is_some());
         assert_eq!(p.retry_delay("CreatePolicyVersion", th, 12, 0.0), None);
     }

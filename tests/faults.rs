@@ -13,7 +13,9 @@ use iam_warden::apply::Outcome;
 use iam_warden::journal::Journal;
 use serde_json::{json, Value};
 use support::faults::FaultProxy;
-use support::lab::{digest, enforce_cfg, enforce_cli, fast_pacing, seed_lab};
+use support::lab::{
+    digest, enforce_cfg, enforce_cli, fast_pacing, seed_lab, spawn_warden, ENFORCE_ONCE,
+};
 use support::{shared_moto, Account};
 
 /// A fault-free reference: the same lab seeded in another account and enforced directly.
@@ -400,4 +402,42 @@ async fn digest_groups(acct: &Account, user: &str) -> Vec<String> {
         .iter()
         .map(|g| g.group_name().to_string())
         .collect()
+}
+
+/// A write that waits for the adaptive rate longer than `aws.attempt_timeout` and longer
+/// than the SDK's stalled-stream grace (5 s) is not a timeout: the pacer's wait is not an
+/// attempt. (A throttled daemon burst failed reconciles this way before: "minimum
+/// throughput 0 B/s" and "no answer before the timeout".)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_for_the_write_rate_is_not_a_timeout() {
+    let acct = Account::new(shared_moto()).await;
+    seed_lab(&acct, 1).await;
+    let dir = tempfile::tempdir().unwrap();
+    // Put the account on the baseline, then take two console users out of it: two writes.
+    let (code, out, err) = enforce_cli(&acct, dir.path(), &acct.endpoint);
+    assert_eq!(code, 0, "baseline pass: {out}{err}");
+    for name in ["late-1", "late-2"] {
+        acct.user(name).await.password(name).await;
+    }
+    let slow = [
+        ("IAM_WARDEN_CONTROLLER__WRITES_PER_SECOND", "0.15"),
+        ("IAM_WARDEN_CONTROLLER__WRITE_BURST", "1"),
+        ("IAM_WARDEN_CONTROLLER__MIN_RATE_PER_SECOND", "0.15"),
+        ("IAM_WARDEN_AWS__ATTEMPT_TIMEOUT", "1s"),
+    ];
+    let start = Instant::now();
+    let child = spawn_warden(ENFORCE_ONCE, &acct, dir.path(), &acct.endpoint, &slow, None);
+    let o = child.wait_with_output().expect("wait for iam-warden");
+    let (out, err) = (
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr),
+    );
+    assert_eq!(o.status.code(), Some(0), "slow pass: {out}{err}");
+    let applied = out.matches("-> applied").count();
+    assert_eq!(applied, 2, "both users joined the MFA group: {out}");
+    assert!(
+        start.elapsed() >= Duration::from_secs(6),
+        "the second write waited for the rate (1 / 0.15 s): took {:?}",
+        start.elapsed()
+    );
 }

@@ -518,7 +518,7 @@ impl Default for Controller {
             // (see `crate::pacing`).
             writes_per_second: 20.0,
             write_burst: 10,
-            reads_per_second: 50.0,
+            reads_per_second: 100.0,
             min_rate_per_second: 0.5,
             shutdown_grace: Secs::from_secs(20),
         }
