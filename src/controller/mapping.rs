@@ -214,31 +214,29 @@ fn dedup(targets: Vec<Target>) -> Vec<Target> {
     out
 }
 
+/// Test helpers shared by the mapping tests and the parser tests of the sources.
 #[cfg(test)]
-mod tests {
+pub(crate) mod testkit {
     use super::*;
-    use crate::metrics::{metric_event_name, KNOWN_EVENT_NAMES};
-    // Test-only: events are built the way the sources build them.
-    use crate::sources::event::parse_record;
     use serde_json::json;
 
-    fn names() -> BaselineNames {
+    pub(crate) fn names() -> BaselineNames {
         BaselineNames {
             group_names: vec!["warden-baseline".into(), "warden-console".into()],
             policy_names: vec!["warden-require-mfa".into(), "warden-source-ip".into()],
         }
     }
 
-    fn user(n: &str) -> Target {
+    pub(crate) fn user(n: &str) -> Target {
         Target::Reconcile(ReconcileKey::User(n.into()))
     }
 
-    fn account() -> Target {
+    pub(crate) fn account() -> Target {
         Target::Reconcile(ReconcileKey::Account)
     }
 
     /// A minimal successful IAM write made by IAM user `alice`.
-    fn record(event_name: &str, request: Value) -> Value {
+    pub(crate) fn record(event_name: &str, request: Value) -> Value {
         json!({
             "eventVersion": "1.09",
             "eventID": format!("id-{event_name}"),
@@ -256,6 +254,16 @@ mod tests {
             }
         })
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testkit::*;
+    use super::*;
+    use crate::metrics::{metric_event_name, KNOWN_EVENT_NAMES};
+    // Test-only: events are built the way the sources build them.
+    use crate::sources::event::parse_record;
+    use serde_json::json;
 
     fn map(v: &Value) -> Vec<Target> {
         targets(&parse_record(v).unwrap(), &names())

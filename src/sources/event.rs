@@ -206,42 +206,8 @@ pub fn parse_eventbridge(body: &str) -> Result<IamEvent, ParseError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::controller::mapping::testkit::*;
     use serde_json::json;
-
-    fn names() -> BaselineNames {
-        BaselineNames {
-            group_names: vec!["warden-baseline".into(), "warden-console".into()],
-            policy_names: vec!["warden-require-mfa".into(), "warden-source-ip".into()],
-        }
-    }
-
-    fn user(n: &str) -> Target {
-        Target::Reconcile(ReconcileKey::User(n.into()))
-    }
-
-    fn account() -> Target {
-        Target::Reconcile(ReconcileKey::Account)
-    }
-
-    /// A minimal successful IAM write made by IAM user `alice`.
-    fn record(event_name: &str, request: Value) -> Value {
-        json!({
-            "eventVersion": "1.09",
-            "eventID": format!("id-{event_name}"),
-            "eventName": event_name,
-            "eventSource": "iam.amazonaws.com",
-            "eventTime": "2024-08-01T13:42:21Z",
-            "readOnly": false,
-            "requestParameters": request,
-            "responseElements": null,
-            "userIdentity": {
-                "type": "IAMUser",
-                "arn": "arn:aws:iam::123456789012:user/ops/alice",
-                "userName": "alice",
-                "accessKeyId": "caller-key-id-1"
-            }
-        })
-    }
 
     #[test]
     fn parses_all_fields() {
