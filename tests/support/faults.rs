@@ -1,7 +1,6 @@
 //! The `fault-proxy` (src/bin/fault-proxy.rs) as a child process in front of a moto server,
 //! and iam-warden clients that go through it.
 
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
 use iam_warden::aws::{CallStats, Clients};
@@ -33,40 +32,25 @@ impl FaultProxy {
         slow_ms: u64,
     ) -> FaultProxy {
         let slow_ms = slow_ms.to_string();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_fault-proxy"))
-            .args([
-                "--upstream",
-                &moto.endpoint,
-                "--listen",
-                "127.0.0.1:0",
-                "--seed",
-                &seed.to_string(),
-                "--rate",
-                &rate.to_string(),
-                "--faults",
-                &kinds.join(","),
-                "--slow-ms",
-                &slow_ms,
-                "--retry-after",
-                "0.2",
-                "--exit-on-stdin-eof",
-            ])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("cannot start fault-proxy");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("read the Listening line");
-        let url = line
-            .trim()
-            .strip_prefix("Listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_string();
-        assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_fault-proxy"));
+        cmd.args([
+            "--upstream",
+            &moto.endpoint,
+            "--listen",
+            "127.0.0.1:0",
+            "--seed",
+            &seed.to_string(),
+            "--rate",
+            &rate.to_string(),
+            "--faults",
+            &kinds.join(","),
+            "--slow-ms",
+            &slow_ms,
+            "--retry-after",
+            "0.2",
+            "--exit-on-stdin-eof",
+        ]);
+        let (child, url) = super::spawn_proxy(cmd, Stdio::null(), "fault-proxy");
         FaultProxy { url, child }
     }
 

@@ -12,6 +12,29 @@ use aws_config::{BehaviorVersion, Region};
 use aws_credential_types::Credentials;
 use iam_warden::aws::{CallStats, Clients};
 
+/// Start a test proxy (`cmd` with its arguments) that prints `Listening on http://ADDR`
+/// first and exits when its stdin closes (the returned child holds it): (child, URL).
+pub fn spawn_proxy(mut cmd: Command, stderr: Stdio, what: &str) -> (Child, String) {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
+    let stdout = child.stdout.take().expect("stdout");
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("read the Listening line");
+    let url = line
+        .trim()
+        .strip_prefix("Listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line of {what}: {line:?}"))
+        .to_string();
+    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+    (child, url)
+}
+
 pub mod faults;
 pub mod lab;
 pub mod recorder;

@@ -1,7 +1,6 @@
 //! The `cloudtrail-recorder` proxy (src/bin/cloudtrail-recorder/) as a child process in
 //! front of a moto server, with clients that go through it.
 
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
 use aws_credential_types::Credentials;
@@ -23,32 +22,17 @@ pub struct Recorder {
 impl Recorder {
     /// Start one in front of `moto`; `delay` is its CloudTrail delivery delay ("0", "2s").
     pub fn start(moto: &Moto, delay: &str) -> Recorder {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_cloudtrail-recorder"))
-            .args([
-                "--upstream",
-                &moto.endpoint,
-                "--listen",
-                "127.0.0.1:0",
-                "--delay",
-                delay,
-                "--exit-on-stdin-eof",
-            ])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("cannot start cloudtrail-recorder");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("read the Listening line");
-        let url = line
-            .trim()
-            .strip_prefix("Listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_string();
-        assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_cloudtrail-recorder"));
+        cmd.args([
+            "--upstream",
+            &moto.endpoint,
+            "--listen",
+            "127.0.0.1:0",
+            "--delay",
+            delay,
+            "--exit-on-stdin-eof",
+        ]);
+        let (child, url) = super::spawn_proxy(cmd, Stdio::inherit(), "cloudtrail-recorder");
         Recorder { url, child }
     }
 
