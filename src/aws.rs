@@ -194,6 +194,11 @@ pub struct Clients {
     pub sts: aws_sdk_sts::Client,
     pub cloudtrail: aws_sdk_cloudtrail::Client,
     pub sqs: aws_sdk_sqs::Client,
+    /// Delivery of rotated keys (`rotation.delivery`).
+    pub secretsmanager: aws_sdk_secretsmanager::Client,
+    pub ssm: aws_sdk_ssm::Client,
+    /// Owner notifications (`notifications.sns_topic_arn`).
+    pub sns: aws_sdk_sns::Client,
     pub calls: CallStats,
     pub pacer: Arc<Pacer>,
     /// The HTTP client under the pacing layer (to re-pace with other settings).
@@ -317,11 +322,29 @@ impl Clients {
                 .interceptor(counter("sqs"))
                 .build(),
         );
+        let secretsmanager = aws_sdk_secretsmanager::Client::from_conf(
+            aws_sdk_secretsmanager::config::Builder::from(shared)
+                .interceptor(counter("secretsmanager"))
+                .build(),
+        );
+        let ssm = aws_sdk_ssm::Client::from_conf(
+            aws_sdk_ssm::config::Builder::from(shared)
+                .interceptor(counter("ssm"))
+                .build(),
+        );
+        let sns = aws_sdk_sns::Client::from_conf(
+            aws_sdk_sns::config::Builder::from(shared)
+                .interceptor(counter("sns"))
+                .build(),
+        );
         Clients {
             iam,
             sts,
             cloudtrail,
             sqs,
+            secretsmanager,
+            ssm,
+            sns,
             calls,
             pacer,
             base_http: Some(base_http),

@@ -10,3 +10,12 @@ pub const EXEMPT_TAG: &str = "iam-warden/exempt";
 /// `since=<RFC 3339> created=<the key's CreateDate, RFC 3339>`. It starts the
 /// `delete_inactive_key_after_days` clock and survives restarts.
 pub const INACTIVE_SINCE_TAG_PREFIX: &str = "iam-warden/inactive-since/";
+
+/// User tag prefix holding the rotation phase of one access key: the key
+/// `iam-warden/rotation/<AccessKeyId>`, the value `phase=<phase> since=<RFC 3339>` plus
+/// phase-specific fields (e.g. `new=<AccessKeyId>`). The lifecycle continues from it after
+/// a restart or on a second replica.
+pub const ROTATION_TAG_PREFIX: &str = "iam-warden/rotation/";
+
+/// The default user tag naming the owner to notify (`notifications.owner_tag`).
+pub const OWNER_TAG: &str = "iam-warden/owner";

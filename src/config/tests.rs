@@ -195,6 +195,11 @@ fn example_config_file_is_valid_and_lists_every_key() {
         "aws.endpoint_url",
         "sources.cloudtrail.endpoint_url",
         "sources.sqs.queue_url",
+        "rotation.kms_key_id",
+        "notifications.default_owner",
+        "notifications.webhook_url",
+        "notifications.webhook_secret_file",
+        "notifications.sns_topic_arn",
     ];
     let missing: Vec<_> = want.iter().filter(|k| !have.contains(k)).collect();
     assert!(
@@ -207,4 +212,111 @@ fn example_config_file_is_valid_and_lists_every_key() {
             "config/iam-warden.toml does not document {k}"
         );
     }
+}
+
+#[test]
+fn delivery_names_follow_each_store_rules() {
+    use crate::config::{delivery_name, Delivery};
+    let t = "iam-warden/{user}/access-key";
+    // (template, user, delivery, Ok(name) or a fragment of the error)
+    let cases: &[(&str, &str, Delivery, std::result::Result<&str, &str>)] = &[
+        (
+            t,
+            "alice",
+            Delivery::SecretsManager,
+            Ok("iam-warden/alice/access-key"),
+        ),
+        (
+            t,
+            "a+b=c@d.e-f_g",
+            Delivery::SecretsManager,
+            Ok("iam-warden/a+b=c@d.e-f_g/access-key"),
+        ),
+        (t, "a,b", Delivery::SecretsManager, Err("contains ','")),
+        (
+            "iam-warden/access-key",
+            "alice",
+            Delivery::SecretsManager,
+            Err("must contain {user}"),
+        ),
+        (
+            "{user}/{owner}",
+            "alice",
+            Delivery::SecretsManager,
+            Err("only placeholder"),
+        ),
+        (
+            "/iam-warden/{user}/access-key",
+            "alice",
+            Delivery::Ssm,
+            Ok("/iam-warden/alice/access-key"),
+        ),
+        (t, "alice", Delivery::Ssm, Err("must start with '/'")),
+        (
+            "/iam-warden/{user}",
+            "a+b",
+            Delivery::Ssm,
+            Err("contains '+'"),
+        ),
+        ("/aws/{user}", "alice", Delivery::Ssm, Err("reserves")),
+        ("{user}-key", "ssm-user", Delivery::Ssm, Err("reserves")),
+    ];
+    for (template, user, delivery, want) in cases {
+        let got = delivery_name(template, user, *delivery);
+        match (want, &got) {
+            (Ok(w), Ok(g)) => assert_eq!(w, g, "{template} {user}"),
+            (Err(w), Err(g)) => assert!(g.contains(w), "{template} {user}: {g}"),
+            _ => panic!("{template} {user} {delivery:?}: want {want:?}, got {got:?}"),
+        }
+    }
+    let long = "x".repeat(520);
+    assert!(delivery_name(
+        &long.replace('x', "y").replacen("y", "{user}", 1),
+        "u",
+        Delivery::SecretsManager
+    )
+    .unwrap_err()
+    .contains("at most 512"));
+}
+
+#[test]
+fn rotation_and_notification_settings_are_checked() {
+    for (toml, fragment) in [
+        (
+            "[rotation]\nwarn_days = 90",
+            "rotation.warn_days = 90 must be less than",
+        ),
+        ("[rotation]\ndelivery = \"ssm\"", "must start with '/'"),
+        (
+            "[rotation]\ndrain_quiet = \"10s\"",
+            "rotation.drain_quiet (seconds) = 10",
+        ),
+        ("[rotation]\ndelivery = \"vault\"", "rotation.delivery"),
+        (
+            "[notifications]\nwebhook_url = \"https://h.example\"",
+            "webhook_secret_file is not",
+        ),
+        (
+            "[notifications]\nsns_topic_arn = \"topic\"",
+            "not an SNS topic ARN",
+        ),
+        (
+            "[notifications]\nmax_attempts = 0",
+            "notifications.max_attempts = 0",
+        ),
+    ] {
+        let e = err_of(toml);
+        assert!(e.contains(fragment), "{toml:?}: {e}");
+    }
+    let ok = Config::from_toml_str(
+        "[rotation]\ndelivery = \"ssm\"\nname_template = \"/iam-warden/{user}/access-key\"\n\
+         [notifications]\nwebhook_url = \"https://h.example\"\nwebhook_secret_file = \"/etc/k\"",
+    )
+    .unwrap();
+    assert_eq!(ok.rotation.delivery, Delivery::Ssm);
+    assert!(Config::default().rotation.enabled);
+    assert_eq!(
+        Config::default().rotation.delivery,
+        Delivery::SecretsManager
+    );
 }

@@ -5,8 +5,8 @@
 use ipnet::IpNet;
 
 use super::{
-    AwsConfig, Baseline, Config, Controller, Credentials, Exemptions, PasswordPolicy, Safety,
-    Sources,
+    AwsConfig, Baseline, Config, Controller, Credentials, Delivery, Exemptions, Notifications,
+    PasswordPolicy, Rotation, Safety, Sources,
 };
 use crate::error::{Error, Result};
 
@@ -31,6 +31,8 @@ impl Config {
         baseline_policies(&self.baseline, &mut errs);
         exemptions(&self.baseline, &self.exemptions, &mut errs);
         endpoints(self, &mut errs);
+        rotation(&self.rotation, &self.baseline.credentials, &mut errs);
+        notifications(&self.notifications, &mut errs);
         errs.into_result()
     }
 }
@@ -301,6 +303,143 @@ fn endpoints(cfg: &Config, errs: &mut Problems) {
     if cfg.aws.region.trim().is_empty() {
         errs.push("aws.region is empty; IAM lives in us-east-1");
     }
+}
+
+/// The `[rotation]` durations and the delivery name template.
+fn rotation(r: &Rotation, c: &Credentials, errs: &mut Problems) {
+    if r.warn_days >= c.max_key_age_days {
+        errs.push(format!(
+            "rotation.warn_days = {} must be less than baseline.credentials.max_key_age_days = {}; warn a few days before the age limit (default 14)",
+            r.warn_days, c.max_key_age_days
+        ));
+    }
+    errs.range(
+        "rotation.drain_quiet (seconds)",
+        r.drain_quiet.0.as_secs(),
+        60,
+        90 * 86_400,
+    );
+    errs.range("rotation.grace_days", r.grace_days.into(), 1, 365);
+    errs.range("rotation.recovery_days", r.recovery_days.into(), 0, 365);
+    if r.delivery != Delivery::None {
+        // A user name made of every character IAM allows in one: the template must render
+        // to a valid name for it, except for characters the store itself rejects (those
+        // users get a finding when their key is due).
+        if let Err(e) = delivery_name(&r.name_template, "user.name-1_x", r.delivery) {
+            errs.push(format!(
+                "rotation.name_template = {:?}: {e}",
+                r.name_template
+            ));
+        }
+    }
+    if let Some(k) = &r.kms_key_id {
+        if k.trim().is_empty() || k.chars().any(char::is_whitespace) {
+            errs.push(format!(
+                "rotation.kms_key_id = {k:?} is not a KMS key id, ARN or alias; leave it out for the AWS-managed key"
+            ));
+        }
+    }
+}
+
+/// The secret (Secrets Manager) or parameter (SSM) name for `user`: `template` with
+/// `{user}` replaced, checked against the store's naming rules. The error says why the
+/// name is invalid (for a person; no secret involved).
+pub fn delivery_name(
+    template: &str,
+    user: &str,
+    delivery: Delivery,
+) -> std::result::Result<String, String> {
+    if !template.contains("{user}") {
+        return Err("the template must contain {user} (one secret per user), e.g. \"iam-warden/{user}/access-key\"".into());
+    }
+    let rest = template.replace("{user}", "");
+    if rest.contains('{') || rest.contains('}') {
+        return Err("the only placeholder is {user}; remove the other braces".into());
+    }
+    let name = template.replace("{user}", user);
+    match delivery {
+        Delivery::SecretsManager => {
+            let bad = name
+                .chars()
+                .find(|c| !(c.is_ascii_alphanumeric() || "/_+=.@-".contains(*c)));
+            if let Some(c) = bad {
+                return Err(format!(
+                    "the secret name {name:?} contains {c:?}; Secrets Manager allows A-Z a-z 0-9 /_+=.@-"
+                ));
+            }
+            if name.len() > 512 {
+                return Err(format!(
+                    "the secret name is {} characters; Secrets Manager allows at most 512",
+                    name.len()
+                ));
+            }
+        }
+        Delivery::Ssm => {
+            let bad = name
+                .chars()
+                .find(|c| !(c.is_ascii_alphanumeric() || "/_.-".contains(*c)));
+            if let Some(c) = bad {
+                return Err(format!(
+                    "the parameter name {name:?} contains {c:?}; SSM allows A-Z a-z 0-9 /_.-"
+                ));
+            }
+            if name.contains('/') && !name.starts_with('/') {
+                return Err(format!(
+                    "the parameter name {name:?} is hierarchical and must start with '/', e.g. \"/iam-warden/{{user}}/access-key\""
+                ));
+            }
+            let lower = name.trim_start_matches('/').to_ascii_lowercase();
+            if lower.starts_with("aws") || lower.starts_with("ssm") {
+                return Err(format!(
+                    "the parameter name {name:?} starts with aws or ssm, which SSM reserves"
+                ));
+            }
+            if name.len() > 1011 || name.split('/').count() > 16 {
+                return Err(format!(
+                    "the parameter name {name:?} is too long (SSM allows 1011 characters and 15 levels)"
+                ));
+            }
+        }
+        Delivery::None => {}
+    }
+    Ok(name)
+}
+
+/// `[notifications]`: URLs, the signing key file, the SNS topic, the bounds.
+fn notifications(n: &Notifications, errs: &mut Problems) {
+    if n.owner_tag.trim().is_empty() {
+        errs.push("notifications.owner_tag is empty; use e.g. \"iam-warden/owner\"");
+    }
+    if let Some(u) = &n.webhook_url {
+        if !(u.starts_with("http://") || u.starts_with("https://")) {
+            errs.push(format!(
+                "notifications.webhook_url = {u:?} is not a URL; write it with https://"
+            ));
+        }
+        if n.webhook_secret_file.is_none() {
+            errs.push("notifications.webhook_url is set but webhook_secret_file is not; name a file holding the HMAC key that signs each body");
+        }
+    }
+    if let Some(t) = &n.sns_topic_arn {
+        if !(t.starts_with("arn:") && t.split(':').count() == 6 && t.contains(":sns:")) {
+            errs.push(format!(
+                "notifications.sns_topic_arn = {t:?} is not an SNS topic ARN; write arn:aws:sns:REGION:ACCOUNT:NAME"
+            ));
+        }
+    }
+    errs.range(
+        "notifications.timeout (seconds)",
+        n.timeout.0.as_secs(),
+        1,
+        60,
+    );
+    errs.range("notifications.max_attempts", n.max_attempts.into(), 1, 20);
+    errs.range(
+        "notifications.queue_capacity",
+        n.queue_capacity.into(),
+        1,
+        100_000,
+    );
 }
 
 /// IAM names: 1..=max of `[\w+=,.@-]`.

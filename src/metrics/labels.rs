@@ -75,7 +75,15 @@ pub const WRITE_ACTIONS: &[&str] = &[
 ];
 
 /// The `service` label values of `iam_warden_aws_calls_total`.
-pub const AWS_SERVICES: &[&str] = &["iam", "sts", "cloudtrail", "sqs"];
+pub const AWS_SERVICES: &[&str] = &[
+    "iam",
+    "sts",
+    "cloudtrail",
+    "sqs",
+    "secretsmanager",
+    "ssm",
+    "sns",
+];
 
 /// AWS operations whose `iam_warden_aws_calls_total` series are pre-created at zero
 /// (service, operation). Other operations the code calls are still counted.
