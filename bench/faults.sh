@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Benchmark: enforce under injected faults (src/bin/fault-proxy.rs between iam-warden and
+# Benchmark: enforce under injected faults (src/bin/fault-proxy/ between iam-warden and
 # moto), against the same enforce without faults.
 #
 # Three moto servers under libfaketime, each seeded identically (bench/seed.py --users

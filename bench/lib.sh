@@ -91,7 +91,7 @@ stop_daemon() {
 }
 
 # start_fault_proxy NAME UPSTREAM RATE FAULTS: the fault-injecting proxy (target/release/
-# fault-proxy, src/bin/fault-proxy.rs) in front of UPSTREAM: each IAM/STS request gets, with
+# fault-proxy, src/bin/fault-proxy/) in front of UPSTREAM: each IAM/STS request gets, with
 # probability RATE, one of FAULTS (comma-separated kinds, e.g. throttle,500,reset); seeded
 # by FAULT_SEED (1). Sets FAULT_URL; its counts: GET $FAULT_URL/fault-proxy/stats.
 start_fault_proxy() {

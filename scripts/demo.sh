@@ -127,7 +127,7 @@ for p in pol:
     iam.detach_group_policy(GroupName="iam-warden-require-mfa", PolicyArn=p["PolicyArn"])
 print(f"removed {removed} memberships, detached {len(pol)} policy")
 PY
-note "fault-proxy (test support, src/bin/fault-proxy.rs) sits between iam-warden and the emulator:"
+note "fault-proxy (test support, src/bin/fault-proxy/) sits between iam-warden and the emulator:"
 note "30 % of calls get throttling, a 500/503, a reset, or are applied and then answered 500."
 # Not in $(...): start_tied keeps the proxy's stdin open in this shell, not a subshell.
 start_tied faults "$ROOT/target/debug/fault-proxy" --upstream "$MOTO_URL" --seed 7 \

@@ -1,4 +1,4 @@
-//! The `fault-proxy` (src/bin/fault-proxy.rs) as a child process in front of a moto server,
+//! The `fault-proxy` (src/bin/fault-proxy/) as a child process in front of a moto server,
 //! and iam-warden clients that go through it.
 
 use std::process::{Child, Command, Stdio};
