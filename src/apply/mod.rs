@@ -20,49 +20,14 @@ use crate::config::{Config, Mode};
 use crate::error::{Error, Result};
 use crate::inventory::{to_chrono, AccountSnapshot};
 use crate::journal::{Entry, Journal};
-use crate::metrics::{Metrics, WriteEvent, WriteOutcome};
+use crate::metrics::{Metrics, WriteEvent};
+
+/// What became of one planned action: the same type as the write's metric outcome.
+pub use crate::metrics::WriteOutcome as Outcome;
 
 use keys::mark_tag;
 pub use settle::{after_attempt, find_version, Settle, WriteKind};
 use settle::{no_reread, not_found_is_none};
-
-/// What became of one planned action.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "outcome", content = "detail", rename_all = "snake_case")]
-pub enum Outcome {
-    Applied,
-    DryRun,
-    /// Not done, on purpose (vanished user, key used recently, quota...).
-    Skipped(String),
-    Failed(String),
-}
-
-impl Outcome {
-    pub fn label(&self) -> &'static str {
-        match self {
-            Outcome::Applied => "applied",
-            Outcome::DryRun => "dry_run",
-            Outcome::Skipped(_) => "skipped",
-            Outcome::Failed(_) => "failed",
-        }
-    }
-
-    fn detail(&self) -> Option<String> {
-        match self {
-            Outcome::Skipped(s) | Outcome::Failed(s) => Some(s.clone()),
-            _ => None,
-        }
-    }
-
-    fn metric(&self) -> WriteOutcome {
-        match self {
-            Outcome::Applied => WriteOutcome::Applied,
-            Outcome::DryRun => WriteOutcome::DryRun,
-            Outcome::Skipped(_) => WriteOutcome::Skipped,
-            Outcome::Failed(_) => WriteOutcome::Failed,
-        }
-    }
-}
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ActionResult {
@@ -206,15 +171,11 @@ impl Applier {
         reason: &str,
         outcome: &Outcome,
     ) {
-        let detail = outcome.detail();
         WriteEvent {
             action,
-            outcome: outcome.metric(),
+            outcome,
             user,
             target,
-            error: detail
-                .as_deref()
-                .filter(|_| matches!(outcome, Outcome::Failed(_))),
         }
         .emit(self.metrics.as_deref());
         let entry = Entry {
@@ -225,8 +186,8 @@ impl Applier {
             target: target.to_string(),
             reason: reason.to_string(),
             mode: self.mode.to_string(),
-            outcome: outcome.label().to_string(),
-            error: detail,
+            outcome: outcome.as_str().to_string(),
+            error: outcome.detail().map(str::to_string),
         };
         if let Err(e) = self.journal.record(&entry) {
             // A journal that cannot be written is loud: the write already happened.

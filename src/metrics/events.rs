@@ -66,10 +66,9 @@ impl Metrics {
     pub fn write(&self, action: &str, outcome: WriteOutcome, user: Option<&str>, target: &str) {
         WriteEvent {
             action,
-            outcome,
+            outcome: &outcome,
             user,
             target,
-            error: None,
         }
         .emit(Some(self));
     }
@@ -82,13 +81,11 @@ impl Metrics {
         target: &str,
         error: &dyn std::fmt::Display,
     ) {
-        let error = error.to_string();
         WriteEvent {
             action,
-            outcome: WriteOutcome::Failed,
+            outcome: &WriteOutcome::Failed(error.to_string()),
             user,
             target,
-            error: Some(&error),
         }
         .emit(Some(self));
     }
@@ -226,16 +223,15 @@ impl Metrics {
 }
 
 /// One IAM write, or would-be write. The CLI has no metrics registry: then only the log
-/// line. `user`, `target` and `error` go to the log line only, never to a label.
+/// line. `user`, `target` and why a write failed go to the log line only, never to a label.
 #[derive(Debug, Clone, Copy)]
 pub struct WriteEvent<'a> {
     pub action: &'a str,
-    pub outcome: WriteOutcome,
+    /// For a failed write, why (one line, never a secret): logged as `error`.
+    pub outcome: &'a WriteOutcome,
     pub user: Option<&'a str>,
     /// A group, policy or key name, ...
     pub target: &'a str,
-    /// Why a failed write failed (one line, never a secret).
-    pub error: Option<&'a str>,
 }
 
 impl WriteEvent<'_> {
@@ -247,7 +243,6 @@ impl WriteEvent<'_> {
             outcome,
             user,
             target,
-            error,
         } = *self;
         if let Some(m) = metrics {
             m.writes_total
@@ -255,12 +250,10 @@ impl WriteEvent<'_> {
                 .inc();
         }
         let o = outcome.as_str();
-        match (outcome, error) {
-            (WriteOutcome::Failed, Some(error)) => {
+        match outcome {
+            WriteOutcome::Failed(error) => {
+                let error = error.as_str();
                 tracing::warn!(action, outcome = o, user, target, error, "IAM write")
-            }
-            (WriteOutcome::Failed, None) => {
-                tracing::warn!(action, outcome = o, user, target, "IAM write")
             }
             _ => tracing::info!(action, outcome = o, user, target, "IAM write"),
         }

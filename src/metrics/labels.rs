@@ -2,6 +2,8 @@
 //! AWS services and operations, outcomes, sources) and the functions that map anything
 //! else to `other`.
 
+use serde::Serialize;
+
 use crate::aws::CallOutcome;
 
 /// Every CloudTrail event name [`metric_event_name`] knows (the `event` label of
@@ -170,31 +172,46 @@ impl EventOutcome {
     }
 }
 
-/// The outcome of one IAM write (or would-be write).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// What became of one IAM write (or would-be write): its `outcome` label in
+/// `iam_warden_writes_total`, and, serialized, the `outcome` and `detail` of an action's
+/// result (`apply::Outcome` is this type). Skipped and failed writes say why, in one line
+/// that is never a secret.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(tag = "outcome", content = "detail", rename_all = "snake_case")]
 pub enum WriteOutcome {
     Applied,
-    Failed,
+    Failed(String),
     /// Dry-run mode: journaled, not executed.
     DryRun,
-    /// Not executed (breaker tripped, entity gone, already in the desired state, ...).
-    Skipped,
+    /// Not done, on purpose (breaker tripped, entity gone, key used recently, quota,
+    /// already in the desired state, ...).
+    Skipped(String),
 }
 
 impl WriteOutcome {
+    /// One of each label value (the details are empty).
     pub const ALL: [WriteOutcome; 4] = [
         WriteOutcome::Applied,
-        WriteOutcome::Failed,
+        WriteOutcome::Failed(String::new()),
         WriteOutcome::DryRun,
-        WriteOutcome::Skipped,
+        WriteOutcome::Skipped(String::new()),
     ];
 
-    pub fn as_str(self) -> &'static str {
+    /// The label value, also the journal's `outcome`.
+    pub fn as_str(&self) -> &'static str {
         match self {
             WriteOutcome::Applied => "applied",
-            WriteOutcome::Failed => "failed",
+            WriteOutcome::Failed(_) => "failed",
             WriteOutcome::DryRun => "dry_run",
-            WriteOutcome::Skipped => "skipped",
+            WriteOutcome::Skipped(_) => "skipped",
+        }
+    }
+
+    /// Why a write was skipped or failed.
+    pub fn detail(&self) -> Option<&str> {
+        match self {
+            WriteOutcome::Skipped(s) | WriteOutcome::Failed(s) => Some(s),
+            WriteOutcome::Applied | WriteOutcome::DryRun => None,
         }
     }
 }

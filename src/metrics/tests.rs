@@ -383,3 +383,42 @@ fn names_follow_the_convention() {
         }
     }
 }
+
+/// One type for the write's metric label, the journal's `outcome`/`error` and the report's
+/// `outcome`/`detail`: each variant's label, detail and JSON.
+#[test]
+fn write_outcomes_label_detail_and_json() {
+    let cases = [
+        (
+            WriteOutcome::Applied,
+            "applied",
+            None,
+            r#"{"outcome":"applied"}"#,
+        ),
+        (
+            WriteOutcome::DryRun,
+            "dry_run",
+            None,
+            r#"{"outcome":"dry_run"}"#,
+        ),
+        (
+            WriteOutcome::Skipped("no longer exists".into()),
+            "skipped",
+            Some("no longer exists"),
+            r#"{"outcome":"skipped","detail":"no longer exists"}"#,
+        ),
+        (
+            WriteOutcome::Failed("AccessDenied".into()),
+            "failed",
+            Some("AccessDenied"),
+            r#"{"outcome":"failed","detail":"AccessDenied"}"#,
+        ),
+    ];
+    for (o, label, detail, json) in cases {
+        assert_eq!(o.as_str(), label, "{o:?}");
+        assert_eq!(o.detail(), detail, "{o:?}");
+        assert_eq!(serde_json::to_string(&o).unwrap(), json, "{o:?}");
+    }
+    let labels: Vec<_> = WriteOutcome::ALL.iter().map(WriteOutcome::as_str).collect();
+    assert_eq!(labels, ["applied", "failed", "dry_run", "skipped"]);
+}
