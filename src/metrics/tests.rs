@@ -34,6 +34,8 @@ const NAMES: &[&str] = &[
     "iam_warden_breaker_tripped",
     "iam_warden_breaker_trips_total",
     "iam_warden_credential_report_age_seconds",
+    "iam_warden_notices_total",
+    "iam_warden_notifications_total",
 ];
 
 fn metrics() -> Arc<Metrics> {
@@ -382,4 +384,67 @@ fn names_follow_the_convention() {
             assert!(name.ends_with("_timestamp_seconds"), "{name}");
         }
     }
+}
+
+#[test]
+fn notification_series_are_precreated_and_counted_by_their_emits() {
+    let m = metrics();
+    let text = m.render();
+    for e in NOTICE_EVENTS {
+        let series = format!("iam_warden_notices_total{{event=\"{e}\"}}");
+        assert_eq!(sample(&text, &series), Some(0.0), "{series}");
+    }
+    for c in NotifyChannel::ALL {
+        for o in NotifyOutcome::ALL {
+            let series = format!(
+                "iam_warden_notifications_total{{channel=\"{}\",outcome=\"{}\"}}",
+                c.as_str(),
+                o.as_str()
+            );
+            assert_eq!(sample(&text, &series), Some(0.0), "{series}");
+        }
+    }
+    NoticeRaised {
+        event: "key-exposed",
+        user: "alice",
+        access_key_id: Some("AKIA1"),
+        owner: None,
+        disposition: "queued",
+    }
+    .emit(Some(&m));
+    NoticeRaised {
+        event: "not-an-event",
+        user: "alice",
+        access_key_id: None,
+        owner: None,
+        disposition: "queued",
+    }
+    .emit(Some(&m));
+    NotificationDelivery {
+        channel: NotifyChannel::Sns,
+        outcome: NotifyOutcome::Failed,
+        event: "key-exposed",
+        user: "alice",
+        destination: "arn:aws:sns:us-east-1:123456789012:t",
+        attempts: 1,
+        error: Some("SNS topic does not exist"),
+    }
+    .emit(Some(&m));
+    let text = m.render();
+    assert_eq!(
+        sample(&text, "iam_warden_notices_total{event=\"key-exposed\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(&text, "iam_warden_notices_total{event=\"other\"}"),
+        Some(1.0),
+        "an unknown event name is not a new label value"
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "iam_warden_notifications_total{channel=\"sns\",outcome=\"failed\"}"
+        ),
+        Some(1.0)
+    );
 }
