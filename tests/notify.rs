@@ -29,10 +29,13 @@ const QUERY_TOKEN: &str = "QUERY-TOKEN-must-not-be-logged";
 
 // ---- a webhook receiver ----
 
+/// One accepted request: its headers and its body.
+type Request = (HeaderMap, Vec<u8>);
+
 #[derive(Clone, Default)]
 struct Received {
     hits: Arc<AtomicUsize>,
-    accepted: Arc<Mutex<Vec<(HeaderMap, Vec<u8>)>>>,
+    accepted: Arc<Mutex<Vec<Request>>>,
     fail_first: usize,
 }
 
@@ -174,27 +177,40 @@ fn sign(body: &[u8]) -> String {
     format!("sha256={hex}")
 }
 
-/// Log lines written while `f` runs on this thread (the tests run on one thread).
-fn capture_logs() -> (Arc<Mutex<Vec<u8>>>, tracing::subscriber::DefaultGuard) {
-    #[derive(Clone)]
-    struct W(Arc<Mutex<Vec<u8>>>);
+thread_local! {
+    static LOGS: std::cell::RefCell<Option<Arc<Mutex<Vec<u8>>>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Capture the log lines written on this thread from now on (each test runs on one thread,
+/// its runtime's tasks included). One global subscriber for the whole binary, so tracing's
+/// per-callsite interest cache cannot disagree between tests running in parallel.
+fn capture_logs() -> Arc<Mutex<Vec<u8>>> {
+    struct W;
     impl std::io::Write for W {
         fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(b);
+            LOGS.with(|l| {
+                if let Some(buf) = &*l.borrow() {
+                    buf.lock().unwrap().extend_from_slice(b);
+                }
+            });
             Ok(b.len())
         }
         fn flush(&mut self) -> std::io::Result<()> {
             Ok(())
         }
     }
+    static INIT: std::sync::Once = std::sync::Once::new();
+    INIT.call_once(|| {
+        let sub = tracing_subscriber::fmt()
+            .with_writer(|| W)
+            .with_ansi(false)
+            .with_max_level(tracing::Level::INFO)
+            .finish();
+        tracing::subscriber::set_global_default(sub).expect("the only global subscriber");
+    });
     let buf = Arc::new(Mutex::new(Vec::new()));
-    let w = W(buf.clone());
-    let sub = tracing_subscriber::fmt()
-        .with_writer(move || w.clone())
-        .with_ansi(false)
-        .with_max_level(tracing::Level::INFO)
-        .finish();
-    (buf, tracing::subscriber::set_default(sub))
+    LOGS.with(|l| *l.borrow_mut() = Some(buf.clone()));
+    buf
 }
 
 fn text(buf: &Arc<Mutex<Vec<u8>>>) -> String {
@@ -286,7 +302,7 @@ async fn a_receiver_failing_twice_gets_the_notice_on_the_third_attempt() {
 
 #[tokio::test]
 async fn an_unreachable_webhook_is_failed_in_bounded_time_without_holding_up_the_caller() {
-    let (logs, _guard) = capture_logs();
+    let logs = capture_logs();
     let port = closed_port();
     let url = format!("http://127.0.0.1:{port}/hook?token={QUERY_TOKEN}");
     let s = setup(Some(url), None, |c| c.max_attempts = 3).await;
@@ -544,7 +560,7 @@ async fn sns_publishes_the_notice_with_user_and_event_attributes() {
 
 #[tokio::test]
 async fn a_missing_topic_fails_at_once_with_the_fix() {
-    let (logs, _guard) = capture_logs();
+    let logs = capture_logs();
     // A topic nobody created.
     let topic = "arn:aws:sns:us-east-1:123456789012:iam-warden-no-such-topic".to_string();
     let s = setup(None, Some(topic.clone()), |_| {}).await;
@@ -618,15 +634,25 @@ async fn a_missing_or_empty_key_file_stops_enforce_in_one_line_naming_it() {
                 file.display().to_string(),
             ),
         ]);
-        let (code, out, err) = cli(&["enforce", "--once"], &env);
-        assert_eq!(code, 2, "{out}{err}");
-        let lines: Vec<&str> = err.lines().collect();
-        assert_eq!(lines.len(), 1, "one line: {err}");
-        assert!(
-            lines[0].contains(&file.display().to_string())
-                && lines[0].contains("notifications.webhook_secret_file"),
-            "{err}"
-        );
+        env.push(("IAM_WARDEN_SERVER__LISTEN".into(), "127.0.0.1:0".into()));
+        env.push(("IAM_WARDEN_LOG_FORMAT".into(), "text".into()));
+        for args in [&["enforce", "--once"][..], &["run"][..]] {
+            let (code, out, err) = cli(args, &env);
+            assert_eq!(code, 2, "{args:?}: {out}{err}");
+            let lines: Vec<&str> = err
+                .lines()
+                .filter(|l| l.starts_with("iam-warden: error:"))
+                .collect();
+            assert_eq!(lines.len(), 1, "{args:?}: one error line: {err}");
+            assert!(
+                lines[0].contains(&file.display().to_string())
+                    && lines[0].contains("notifications.webhook_secret_file"),
+                "{args:?}: {err}"
+            );
+            if args[0] == "enforce" {
+                assert_eq!(err.lines().count(), 1, "nothing else: {err}");
+            }
+        }
         // Nothing was written: the pass stopped before it read or changed anything.
         assert!(!state.join("journal.jsonl").exists(), "{name}");
     }
