@@ -103,6 +103,15 @@ async fn setup(
     sns: Option<String>,
     tune: impl FnOnce(&mut Notifications),
 ) -> Setup {
+    setup_in(Mode::Enforce, webhook, sns, tune).await
+}
+
+async fn setup_in(
+    mode: Mode,
+    webhook: Option<String>,
+    sns: Option<String>,
+    tune: impl FnOnce(&mut Notifications),
+) -> Setup {
     let account = Account::new(shared_moto()).await;
     let dir = tempfile::tempdir().unwrap();
     let key_file = dir.path().join("webhook-key");
@@ -116,7 +125,7 @@ async fn setup(
     let notifier = Notifier::start(
         &cfg,
         channels,
-        Mode::Enforce,
+        mode,
         &account.id,
         &account.clients(),
         journal,
@@ -348,6 +357,74 @@ async fn an_unreachable_webhook_is_failed_in_bounded_time_without_holding_up_the
         );
         assert!(!text.contains(KEY), "the signing key is never logged");
     }
+}
+
+#[tokio::test]
+async fn dry_run_journals_and_counts_but_delivers_nothing() {
+    let (addr, r) = receiver(0).await;
+    let s = setup_in(
+        Mode::DryRun,
+        Some(format!("http://{addr}/hook")),
+        None,
+        |_| {},
+    )
+    .await;
+    s.notify("ivy", NoticeEvent::KeyExpiring);
+    s.notifier
+        .shutdown(tokio::time::Instant::now() + Duration::from_secs(5))
+        .await;
+    assert_eq!(r.hits.load(Ordering::SeqCst), 0, "nothing sent in dry-run");
+    let j = s.journal();
+    assert_eq!(j.len(), 1, "{j:?}");
+    assert_eq!(
+        (
+            j[0].action.as_str(),
+            j[0].target.as_str(),
+            j[0].outcome.as_str(),
+            j[0].mode.as_str()
+        ),
+        ("notify", "key-expiring", "dry_run", "dry-run")
+    );
+    assert_eq!(
+        s.metrics
+            .notices_total
+            .with_label_values(&["key-expiring"])
+            .get(),
+        1
+    );
+    for o in ["sent", "failed", "dropped"] {
+        assert_eq!(s.count("webhook", o), 0, "{o}");
+    }
+}
+
+#[tokio::test]
+async fn an_https_url_goes_through_tls() {
+    // A plain-HTTP receiver behind an https:// URL: the TLS handshake fails, which shows
+    // the https scheme is handled by the TLS connector (not refused as unsupported).
+    let (addr, r) = receiver(0).await;
+    let s = setup(Some(format!("https://{addr}/hook")), None, |c| {
+        c.max_attempts = 1
+    })
+    .await;
+    s.notify("jack", NoticeEvent::KeyRotated);
+    s.wait_count("webhook", "failed", 1, Duration::from_secs(10))
+        .await;
+    assert!(
+        r.accepted.lock().unwrap().is_empty(),
+        "no request was accepted"
+    );
+    let e = s
+        .journal()
+        .into_iter()
+        .find(|e| e.action == "notify_webhook")
+        .unwrap();
+    let err = e.error.unwrap_or_default();
+    assert!(!err.contains("scheme"), "{err}");
+    assert!(
+        err.contains("corrupt message") || err.to_lowercase().contains("tls"),
+        "a TLS handshake error: {err}"
+    );
+    assert!(err.contains("gave up after 1 attempt,"), "{err}");
 }
 
 #[tokio::test]

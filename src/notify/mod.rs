@@ -531,7 +531,8 @@ impl Deliverer {
                     break (
                         NotifyOutcome::Failed,
                         Some(format!(
-                            "{e} (gave up after {attempts} attempts, notifications.max_attempts)"
+                            "{e} (gave up after {attempts} attempt{}, notifications.max_attempts)",
+                            if attempts == 1 { "" } else { "s" }
                         )),
                     )
                 }

@@ -220,3 +220,28 @@ fn the_sns_subject_is_short_printable_ascii() {
     assert!(s.chars().all(|c| c.is_ascii_graphic() || c == ' '), "{s}");
     assert_eq!(sns_subject(&notice()), "iam-warden: key-rotated for alice");
 }
+
+#[test]
+fn the_cli_drains_for_every_attempt_and_backoff_at_most() {
+    let cases = [
+        (5, 5, Duration::from_millis(28_750)), // 5 × 5 s + 0.25 + 0.5 + 1 + 2 s
+        (1, 1, Duration::from_secs(1)),
+        (2, 3, Duration::from_millis(6_750)),
+        // Backoff ceilings stop growing at 30 s.
+        (
+            1,
+            20,
+            Duration::from_secs(20)
+                + Duration::from_millis(250 + 500 + 1_000 + 2_000 + 4_000 + 8_000 + 16_000)
+                + Duration::from_secs(30) * 12,
+        ),
+    ];
+    for (timeout, attempts, want) in cases {
+        let cfg = Notifications {
+            timeout: crate::config::Secs::from_secs(timeout),
+            max_attempts: attempts,
+            ..Notifications::default()
+        };
+        assert_eq!(Channels::worst_case(&cfg), want, "{timeout} s × {attempts}");
+    }
+}
