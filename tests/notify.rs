@@ -636,6 +636,56 @@ async fn sns_publishes_the_notice_with_user_and_event_attributes() {
 }
 
 #[tokio::test]
+async fn a_topic_in_another_region_is_published_in_its_region() {
+    let account = Account::new(shared_moto()).await;
+    let eu = aws_sdk_sns::Client::from_conf(
+        aws_sdk_sns::config::Builder::from(&account.sdk)
+            .region(aws_sdk_sns::config::Region::new("eu-west-1"))
+            .build(),
+    );
+    let topic = eu
+        .create_topic()
+        .name("iam-warden-eu")
+        .send()
+        .await
+        .unwrap()
+        .topic_arn()
+        .unwrap()
+        .to_string();
+    assert!(topic.starts_with("arn:aws:sns:eu-west-1:"), "{topic}");
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = settings(None, &dir.path().join("unused"), Some(topic));
+    let metrics = Metrics::new("test").unwrap();
+    // The clients are in us-east-1 (aws.region).
+    let notifier = Notifier::start(
+        &cfg,
+        Channels::load(&cfg).unwrap(),
+        Mode::Enforce,
+        &account.id,
+        &account.clients(),
+        Arc::new(Journal::open(&dir.path().join("journal.jsonl")).unwrap()),
+        Some(metrics.clone()),
+    );
+    notifier.notify(notifier.notice(
+        NoticeEvent::KeyDeleted,
+        "kate",
+        &Tags::default(),
+        "deleted",
+        Utc::now(),
+    ));
+    notifier
+        .shutdown(tokio::time::Instant::now() + Duration::from_secs(10))
+        .await;
+    let count = |o: &str| {
+        metrics
+            .notifications_total
+            .with_label_values(&["sns", o])
+            .get()
+    };
+    assert_eq!((count("sent"), count("failed")), (1, 0));
+}
+
+#[tokio::test]
 async fn a_missing_topic_fails_at_once_with_the_fix() {
     let logs = capture_logs();
     // A topic nobody created.

@@ -29,6 +29,11 @@ pub fn subject(notice: &Notice) -> String {
         .collect()
 }
 
+/// The region of `arn:PARTITION:sns:REGION:ACCOUNT:NAME`.
+pub fn topic_region(arn: &str) -> Option<&str> {
+    arn.split(':').nth(3).filter(|r| !r.is_empty())
+}
+
 fn string_attribute(value: &str) -> Option<MessageAttributeValue> {
     MessageAttributeValue::builder()
         .data_type("String")
@@ -59,12 +64,12 @@ pub(super) async fn publish(
             None => return Attempt::Fatal(format!("cannot build the message attribute {name}")),
         }
     }
-    let call = req
-        .customize()
-        .config_override(
-            aws_sdk_sns::config::Builder::default().retry_config(RetryConfig::disabled()),
-        )
-        .send();
+    let mut config = aws_sdk_sns::config::Builder::default().retry_config(RetryConfig::disabled());
+    // A topic in another region than `aws.region` is reached in its own region.
+    if let Some(region) = topic_region(topic_arn) {
+        config = config.region(aws_sdk_sns::config::Region::new(region.to_string()));
+    }
+    let call = req.customize().config_override(config).send();
     match tokio::time::timeout(timeout, call).await {
         Err(_) => Attempt::Retry(format!(
             "SNS did not answer within {} s (notifications.timeout)",

@@ -245,3 +245,19 @@ fn the_cli_drains_for_every_attempt_and_backoff_at_most() {
         assert_eq!(Channels::worst_case(&cfg), want, "{timeout} s × {attempts}");
     }
 }
+
+#[test]
+fn the_topic_region_comes_from_its_arn() {
+    let cases = [
+        ("arn:aws:sns:eu-west-1:123456789012:t", Some("eu-west-1")),
+        (
+            "arn:aws-us-gov:sns:us-gov-west-1:123456789012:t",
+            Some("us-gov-west-1"),
+        ),
+        ("arn:aws:sns::123456789012:t", None),
+        ("not-an-arn", None),
+    ];
+    for (arn, want) in cases {
+        assert_eq!(sns::topic_region(arn), want, "{arn}");
+    }
+}
