@@ -200,6 +200,13 @@ fn the_signing_key_file_is_read_trimmed_and_its_problems_name_the_file() {
     );
     assert!(!e.contains('\n'), "{e}");
 
+    // Unreadable (a directory; permission bits do not stop root, who runs the tests).
+    let e = SigningKey::read(dir.path()).unwrap_err().to_string();
+    assert!(
+        e.contains(&dir.path().display().to_string()) && e.contains("cannot read it"),
+        "{e}"
+    );
+
     let empty = dir.path().join("empty");
     std::fs::write(&empty, " \n").unwrap();
     let e = SigningKey::read(&empty).unwrap_err().to_string();
