@@ -320,7 +320,8 @@ async fn an_unreachable_webhook_is_failed_in_bounded_time_without_holding_up_the
         s.notify("carol", NoticeEvent::KeyExposed);
     }
     let took = started.elapsed();
-    assert!(took < Duration::from_millis(500), "notify waited {took:?}");
+    // Ten journal lines (each synced); no channel is waited for.
+    assert!(took < Duration::from_secs(2), "notify waited {took:?}");
     // 3 attempts, backoff below 0.25 s + 0.5 s: well within 10 s.
     s.wait_count("webhook", "failed", 10, Duration::from_secs(10))
         .await;
@@ -438,12 +439,17 @@ async fn a_silent_receiver_costs_one_timeout_per_attempt() {
     .await;
     let started = Instant::now();
     s.notify("dave", NoticeEvent::KeyExpiring);
+    let returned = started.elapsed();
+    assert!(
+        returned < Duration::from_secs(1),
+        "notify returned after {returned:?}: it must not wait for the 2 s delivery"
+    );
     s.wait_count("webhook", "failed", 1, Duration::from_secs(10))
         .await;
     let took = started.elapsed();
-    // 2 attempts of 1 s, one backoff below 0.25 s.
+    // 2 attempts of 1 s, one backoff below 0.25 s (slack for a loaded machine).
     assert!(
-        took >= Duration::from_secs(2) && took < Duration::from_secs(5),
+        took >= Duration::from_secs(2) && took < Duration::from_secs(8),
         "{took:?}"
     );
     let e = s
