@@ -16,6 +16,7 @@ const LAYERS: &[&[&str]] = &[
     &["inventory"],
     &["baseline"],
     &["metrics"],
+    &["notify"],
     &["apply", "http"],
     &["controller"],
     &["sources"],

@@ -9,6 +9,8 @@
 //!   dispatch and reconcile.
 //! - [`apply`]: executing planned actions against IAM, journaled. [`http`]: /metrics,
 //!   /healthz, /readyz.
+//! - [`notify`]: owner notifications (journal line, metric, signed webhook, SNS), delivered
+//!   by a background task that never holds up the caller.
 //! - [`metrics`]: the Prometheus registry, label catalogues, and the internal events (one
 //!   emit = one log line + one metric).
 //! - [`baseline`]: pure logic: findings and planned actions from (state, baseline, now).
@@ -34,6 +36,7 @@ pub mod inventory;
 pub mod journal;
 pub mod memory;
 pub mod metrics;
+pub mod notify;
 pub mod pacing;
 pub mod private_fs;
 pub mod sources;

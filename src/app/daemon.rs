@@ -33,6 +33,7 @@ use crate::http::{self, Health};
 use crate::inventory;
 use crate::journal::Journal;
 use crate::metrics::{Metrics, QueueSource, ReconcileDone, ReconcileResult};
+use crate::notify::Notifier;
 
 /// Run the daemon until `shutdown` resolves.
 pub async fn run(
@@ -40,6 +41,8 @@ pub async fn run(
     metrics: Arc<Metrics>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
+    // A missing webhook signing key stops the daemon at once, before it waits for AWS.
+    let channels = crate::notify::Channels::load(&cfg.notifications)?;
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
         shutdown.await;
@@ -98,6 +101,15 @@ pub async fn run(
     tracing::info!(account = %account_id, identity = %caller_arn, "running as");
 
     let journal = Arc::new(Journal::open(&cfg.journal_path())?);
+    let notifier = Notifier::start(
+        &cfg.notifications,
+        channels,
+        cfg.mode,
+        &account_id,
+        &clients,
+        journal.clone(),
+        Some(metrics.clone()),
+    );
     let queue: WorkQueue<ReconcileKey> = WorkQueue::new(QueueConfig::default());
     let names = baseline_names(&cfg);
     let dispatch = Dispatch::new(queue.clone(), metrics.clone(), names, &caller_arn);
@@ -169,6 +181,10 @@ pub async fn run(
     )
     .await;
     tasks.abort_all();
+    // The reconciles are over: deliver the notices they raised (bounded by the grace).
+    notifier
+        .shutdown(deadline.max(Instant::now() + Duration::from_secs(5)))
+        .await;
     server.finish().await
 }
 

@@ -180,6 +180,12 @@ pub async fn enforce(
     use std::sync::Arc;
     let (calls0, writes0) = (clients.calls.total(), clients.calls.writes());
     let now = opts.at.unwrap_or_else(Utc::now);
+    // A missing webhook signing key stops the pass before anything is read or written.
+    let channels = if opts.plan_only {
+        None
+    } else {
+        Some(crate::notify::Channels::load(&cfg.notifications)?)
+    };
     let snap = inventory::read_account(clients).await?;
     let plan = crate::baseline::plan::plan_account(&snap, cfg, now)?;
     let breaker = Breaker::evaluate(
@@ -190,8 +196,17 @@ pub async fn enforce(
         opts.confirm_large_change,
     );
     let mut results = Vec::new();
-    if !opts.plan_only {
+    if let Some(channels) = channels {
         let journal = Arc::new(crate::journal::Journal::open(&cfg.journal_path())?);
+        let notifier = crate::notify::Notifier::start(
+            &cfg.notifications,
+            channels,
+            cfg.mode,
+            &snap.account_id,
+            clients,
+            journal.clone(),
+            None,
+        );
         let applier = crate::apply::Applier::new(clients.clone(), cfg, journal, None, &snap);
         let blocks = breaker.blocks();
         if blocks {
@@ -211,6 +226,9 @@ pub async fn enforce(
         {
             results.extend(applier.apply_all(&snap, &u.actions, now).await);
         }
+        // The last notices are delivered before the command exits (bounded).
+        let drain = crate::notify::Channels::worst_case(&cfg.notifications);
+        notifier.shutdown(tokio::time::Instant::now() + drain).await;
     }
     Ok(EnforceReport {
         schema: "iam-warden.enforce/v1",

@@ -130,6 +130,8 @@ pub const AWS_OPERATIONS: &[(&str, &str)] = &[
     ("sqs", "DeleteMessage"),
     ("sqs", "DeleteMessageBatch"),
     ("sqs", "ChangeMessageVisibility"),
+    // owner notifications
+    ("sns", "Publish"),
 ];
 pub(super) const CALL_OUTCOMES: [CallOutcome; 3] =
     [CallOutcome::Ok, CallOutcome::Error, CallOutcome::Throttled];
@@ -299,6 +301,64 @@ impl From<Source> for QueueSource {
         }
     }
 }
+/// Every owner-notification event (the `event` label of `iam_warden_notices_total`; the
+/// names of `notify::NoticeEvent`, checked by a unit test there).
+pub const NOTICE_EVENTS: &[&str] = &[
+    "key-expiring",
+    "key-rotated",
+    "key-deactivated",
+    "key-deleted",
+    "key-reactivated",
+    "rotation-stuck",
+    "key-exposed",
+    "password-reset-required",
+];
+
+/// A channel delivering owner notifications.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum NotifyChannel {
+    Webhook,
+    Sns,
+}
+
+impl NotifyChannel {
+    pub const ALL: [NotifyChannel; 2] = [NotifyChannel::Webhook, NotifyChannel::Sns];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotifyChannel::Webhook => "webhook",
+            NotifyChannel::Sns => "sns",
+        }
+    }
+}
+
+/// What became of one notification on one channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum NotifyOutcome {
+    /// Accepted by the receiver (2xx) or by SNS.
+    Sent,
+    /// Every attempt failed, or the failure cannot be helped by retrying.
+    Failed,
+    /// Never attempted to the end: the queue was full, or shutdown's deadline passed.
+    Dropped,
+}
+
+impl NotifyOutcome {
+    pub const ALL: [NotifyOutcome; 3] = [
+        NotifyOutcome::Sent,
+        NotifyOutcome::Failed,
+        NotifyOutcome::Dropped,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotifyOutcome::Sent => "sent",
+            NotifyOutcome::Failed => "failed",
+            NotifyOutcome::Dropped => "dropped",
+        }
+    }
+}
+
 /// The `service` label value: one of [`AWS_SERVICES`], else `other`.
 pub(super) fn service_label(service: &str) -> &str {
     AWS_SERVICES

@@ -27,14 +27,18 @@
 //!   `operation` is the SDK's operation name, a compile-time constant of the SDK and so
 //!   bounded by what the code calls. A value that does not look like an AWS operation
 //!   name (ASCII letters/digits, at most 64 characters) is counted as `other`.
+//! - `iam_warden_notices_total{event}`: the 8 [`NOTICE_EVENTS`]; an unknown name is
+//!   counted as `other` (not pre-created). `iam_warden_notifications_total{channel,
+//!   outcome}`: 2 channels × 3 outcomes, all pre-created.
 mod events;
 mod labels;
 mod registry;
 
-pub use events::{EventMalformed, ReconcileDone, WriteEvent};
+pub use events::{EventMalformed, NoticeRaised, NotificationDelivery, ReconcileDone, WriteEvent};
 pub use labels::{
-    metric_event_name, write_action_label, EventOutcome, QueueSource, ReconcileResult, Source,
-    WriteOutcome, AWS_OPERATIONS, AWS_SERVICES, KNOWN_EVENT_NAMES, WRITE_ACTIONS,
+    metric_event_name, write_action_label, EventOutcome, NotifyChannel, NotifyOutcome, QueueSource,
+    ReconcileResult, Source, WriteOutcome, AWS_OPERATIONS, AWS_SERVICES, KNOWN_EVENT_NAMES,
+    NOTICE_EVENTS, WRITE_ACTIONS,
 };
 pub use registry::{Metrics, CONTENT_TYPE};
 

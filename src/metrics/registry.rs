@@ -80,6 +80,10 @@ pub struct Metrics {
     pub breaker_trips_total: IntCounter,
     /// `iam_warden_credential_report_age_seconds`.
     pub credential_report_age_seconds: Gauge,
+    /// `iam_warden_notices_total{event}`: owner notifications raised (journaled).
+    pub notices_total: IntCounterVec,
+    /// `iam_warden_notifications_total{channel, outcome}`: deliveries per channel.
+    pub notifications_total: IntCounterVec,
 }
 
 fn reg_err(e: prometheus::Error) -> Error {
@@ -297,6 +301,18 @@ impl Metrics {
                 "iam_warden_credential_report_age_seconds",
                 "Age of the IAM credential report used by the last full resync.",
             )?,
+            notices_total: counter_vec(
+                &r,
+                "iam_warden_notices_total",
+                "Owner notifications raised (each journaled), by event.",
+                &["event"],
+            )?,
+            notifications_total: counter_vec(
+                &r,
+                "iam_warden_notifications_total",
+                "Owner notification deliveries, by channel (webhook, sns) and outcome (sent, failed, dropped).",
+                &["channel", "outcome"],
+            )?,
             registry: r,
         };
         m.precreate(version);
@@ -345,6 +361,15 @@ impl Metrics {
         for a in WRITE_ACTIONS {
             for o in WriteOutcome::ALL {
                 self.writes_total.with_label_values(&[*a, o.as_str()]);
+            }
+        }
+        for e in NOTICE_EVENTS {
+            self.notices_total.with_label_values(&[*e]);
+        }
+        for c in NotifyChannel::ALL {
+            for o in NotifyOutcome::ALL {
+                self.notifications_total
+                    .with_label_values(&[c.as_str(), o.as_str()]);
             }
         }
     }

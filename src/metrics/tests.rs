@@ -34,6 +34,8 @@ const NAMES: &[&str] = &[
     "iam_warden_breaker_tripped",
     "iam_warden_breaker_trips_total",
     "iam_warden_credential_report_age_seconds",
+    "iam_warden_notices_total",
+    "iam_warden_notifications_total",
 ];
 
 fn metrics() -> Arc<Metrics> {
@@ -421,4 +423,67 @@ fn write_outcomes_label_detail_and_json() {
     }
     let labels: Vec<_> = WriteOutcome::ALL.iter().map(WriteOutcome::as_str).collect();
     assert_eq!(labels, ["applied", "failed", "dry_run", "skipped"]);
+}
+
+#[test]
+fn notification_series_are_precreated_and_counted_by_their_emits() {
+    let m = metrics();
+    let text = m.render();
+    for e in NOTICE_EVENTS {
+        let series = format!("iam_warden_notices_total{{event=\"{e}\"}}");
+        assert_eq!(sample(&text, &series), Some(0.0), "{series}");
+    }
+    for c in NotifyChannel::ALL {
+        for o in NotifyOutcome::ALL {
+            let series = format!(
+                "iam_warden_notifications_total{{channel=\"{}\",outcome=\"{}\"}}",
+                c.as_str(),
+                o.as_str()
+            );
+            assert_eq!(sample(&text, &series), Some(0.0), "{series}");
+        }
+    }
+    NoticeRaised {
+        event: "key-exposed",
+        user: "alice",
+        access_key_id: Some("AKIA1"),
+        owner: None,
+        disposition: "queued",
+    }
+    .emit(Some(&m));
+    NoticeRaised {
+        event: "not-an-event",
+        user: "alice",
+        access_key_id: None,
+        owner: None,
+        disposition: "queued",
+    }
+    .emit(Some(&m));
+    NotificationDelivery {
+        channel: NotifyChannel::Sns,
+        outcome: NotifyOutcome::Failed,
+        event: "key-exposed",
+        user: "alice",
+        destination: "arn:aws:sns:us-east-1:123456789012:t",
+        attempts: 1,
+        error: Some("SNS topic does not exist"),
+    }
+    .emit(Some(&m));
+    let text = m.render();
+    assert_eq!(
+        sample(&text, "iam_warden_notices_total{event=\"key-exposed\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(&text, "iam_warden_notices_total{event=\"other\"}"),
+        Some(1.0),
+        "an unknown event name is not a new label value"
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "iam_warden_notifications_total{channel=\"sns\",outcome=\"failed\"}"
+        ),
+        Some(1.0)
+    );
 }
