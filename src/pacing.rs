@@ -467,6 +467,27 @@ impl Pacer {
     /// The decision after attempt number `attempts` (1-based) of `op` failed as `class`;
     /// `r` in `[0, 1)` is the jitter. `None`: do not retry.
     pub fn retry_delay(&self, op: &str, class: Class, attempts: u32, r: f64) -> Option<Duration> {
+        self.retry_wait(op, class, attempts, r, false)
+    }
+
+    /// [`Pacer::retry_delay`]; with `priority` (the calls of a [`PacedHttpClient`] with
+    /// `priority` set) the retry waits for the backoff only, not for a token of the bucket
+    /// (a throttle still slows the bucket for everyone else).
+    pub fn retry_wait(
+        &self,
+        op: &str,
+        class: Class,
+        attempts: u32,
+        r: f64,
+        priority: bool,
+    ) -> Option<Duration> {
+        let token = |bucket: &RateLimiter| {
+            if priority {
+                Duration::ZERO
+            } else {
+                bucket.reserve()
+            }
+        };
         match class {
             Class::Final => None,
             Class::Throttled { retry_after } => {
@@ -480,13 +501,13 @@ impl Pacer {
                     .backoff
                     .delay_with(attempts, r)
                     .max(retry_after.unwrap_or_default());
-                Some(wait + bucket.reserve())
+                Some(wait + token(bucket))
             }
             Class::Transient => {
                 if attempts >= self.max_attempts || !repeat_is_harmless(op) {
                     return None;
                 }
-                Some(self.backoff.delay_with(attempts, r) + self.bucket(op).reserve())
+                Some(self.backoff.delay_with(attempts, r) + token(self.bucket(op)))
             }
         }
     }
@@ -519,6 +540,9 @@ pub struct PacedHttpClient {
     pub inner: SharedHttpClient,
     pub pacer: Arc<Pacer>,
     pub on_retry: Option<RetryHook>,
+    /// Priority calls (exposed-key quarantine) pass the buckets without waiting for a
+    /// token; they keep the classification, the retries and the backoff.
+    pub priority: bool,
 }
 
 impl std::fmt::Debug for PacedHttpClient {
@@ -539,6 +563,7 @@ impl HttpClient for PacedHttpClient {
             inner: self.inner.http_connector(settings, components),
             pacer: self.pacer.clone(),
             on_retry: self.on_retry.clone(),
+            priority: self.priority,
         })
     }
 }
@@ -549,6 +574,7 @@ pub struct PacedConnector {
     inner: SharedHttpConnector,
     pacer: Arc<Pacer>,
     on_retry: Option<RetryHook>,
+    priority: bool,
 }
 
 impl std::fmt::Debug for PacedConnector {
@@ -571,7 +597,9 @@ impl PacedConnector {
         op: &str,
         request: HttpRequest,
     ) -> Result<(HttpResponse, bytes::Bytes), ConnectorError> {
-        tokio::time::sleep(self.pacer.bucket(op).reserve()).await;
+        if !self.priority {
+            tokio::time::sleep(self.pacer.bucket(op).reserve()).await;
+        }
         let inner = self.inner.clone();
         let send = async move {
             let mut resp = inner.call(request).await?;
@@ -636,7 +664,7 @@ impl PacedConnector {
             };
             match self
                 .pacer
-                .retry_delay(&op, class, attempts, fastrand::f64())
+                .retry_wait(&op, class, attempts, fastrand::f64(), self.priority)
             {
                 Some(wait) => {
                     if let Some(hook) = &self.on_retry {
@@ -864,6 +892,49 @@ mod tests {
         assert_eq!(p.reads.rate_per_sec(), 100.0, "reads have their own bucket");
         assert!(p.retry_delay("CreatePolicyVersion", th, 11, 0.0).is_some());
         assert_eq!(p.retry_delay("CreatePolicyVersion", th, 12, 0.0), None);
+    }
+
+    #[test]
+    fn priority_retries_wait_for_the_backoff_only() {
+        let s = PacingSettings {
+            writes_per_second: 1.0,
+            write_burst: 1,
+            max_attempts: 3,
+            backoff: Backoff {
+                base: ms(100),
+                max: ms(100),
+            },
+            ..PacingSettings::default()
+        };
+        let p = Pacer::new(&s).unwrap();
+        // Empty the write bucket: the next token is a second away.
+        p.writes.reserve();
+        let t = Class::Transient;
+        // r = 0.99: the jittered backoff is just under its 100 ms cap.
+        let paced = p.retry_wait("TagUser", t, 1, 0.99, false).unwrap();
+        assert!(
+            paced >= ms(900),
+            "a paced retry waits for a token: {paced:?}"
+        );
+        for _ in 0..5 {
+            let d = p.retry_wait("UpdateAccessKey", t, 1, 0.99, true).unwrap();
+            assert!(
+                d <= ms(100),
+                "a priority retry waits for the backoff only: {d:?}"
+            );
+        }
+        // Retry limits are the same for priority calls.
+        assert_eq!(p.retry_wait("UpdateAccessKey", t, 3, 0.0, true), None);
+        assert_eq!(p.retry_wait("DeleteAccessKey", t, 1, 0.0, true), None);
+        // A throttled priority call still slows the bucket for everyone else.
+        let before = p.writes.rate_per_sec();
+        let th = Class::Throttled { retry_after: None };
+        let d = p.retry_wait("UpdateAccessKey", th, 1, 0.99, true).unwrap();
+        assert!(d <= ms(100), "{d:?}");
+        assert_eq!(
+            p.writes.rate_per_sec(),
+            (before / 2.0).max(p.writes.floor())
+        );
     }
 
     #[test]

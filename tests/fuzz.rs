@@ -748,7 +748,7 @@ proptest! {
                 .into_iter()
                 .filter_map(|t| match t {
                     Target::Reconcile(k) => Some(k),
-                    Target::Forget(_) => None,
+                    Target::Forget(_) | Target::Quarantine(_) => None,
                 })
                 .collect();
             prop_assert_eq!(&keys, &want);

@@ -31,10 +31,11 @@ mod events;
 mod labels;
 mod registry;
 
-pub use events::{EventMalformed, ReconcileDone, WriteEvent};
+pub use events::{EventMalformed, QuarantineEvent, ReconcileDone, WriteEvent};
 pub use labels::{
-    metric_event_name, write_action_label, EventOutcome, QueueSource, ReconcileResult, Source,
-    WriteOutcome, AWS_OPERATIONS, AWS_SERVICES, KNOWN_EVENT_NAMES, WRITE_ACTIONS,
+    metric_event_name, write_action_label, EventOutcome, QuarantineOutcome, QueueSource,
+    ReconcileResult, Source, WriteOutcome, AWS_OPERATIONS, AWS_SERVICES, KNOWN_EVENT_NAMES,
+    WRITE_ACTIONS,
 };
 pub use registry::{Metrics, CONTENT_TYPE};
 

@@ -80,6 +80,8 @@ pub struct Metrics {
     pub breaker_trips_total: IntCounter,
     /// `iam_warden_credential_report_age_seconds`.
     pub credential_report_age_seconds: Gauge,
+    /// `iam_warden_quarantines_total{outcome}`: reports of exposed access keys.
+    pub quarantines_total: IntCounterVec,
 }
 
 fn reg_err(e: prometheus::Error) -> Error {
@@ -297,6 +299,12 @@ impl Metrics {
                 "iam_warden_credential_report_age_seconds",
                 "Age of the IAM credential report used by the last full resync.",
             )?,
+            quarantines_total: counter_vec(
+                &r,
+                "iam_warden_quarantines_total",
+                "Reports of exposed access keys (AWS Health events, AWS quarantine policies), by what became of them.",
+                &["outcome"],
+            )?,
             registry: r,
         };
         m.precreate(version);
@@ -341,6 +349,9 @@ impl Metrics {
         }
         for c in Check::ALL {
             self.users_failing_check.with_label_values(&[c.id()]);
+        }
+        for o in QuarantineOutcome::ALL {
+            self.quarantines_total.with_label_values(&[o.as_str()]);
         }
         for a in WRITE_ACTIONS {
             for o in WriteOutcome::ALL {
