@@ -1139,3 +1139,74 @@ async fn exposed_key_in_dry_run_is_journaled_only() {
     let (code, log) = d.stop().await;
     assert_eq!(code, 0, "{log}");
 }
+
+/// Benchmark (run by hand, see the README): SQS event → key inactive. SAMPLES users with
+/// one key each; for each, a Health event is sent and the key's status polled every 5 ms
+/// until it is Inactive (sequential, p50/p99/max); then a burst of SAMPLES events sent at
+/// once (time until every key is inactive). The daemon has its default write limiter.
+/// `cargo test --test daemon quarantine_latency -- --ignored --nocapture`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: run by hand"]
+async fn quarantine_latency_bench() {
+    const SAMPLES: usize = 50;
+    let moto = shared_moto();
+    let acct = Account::new(moto).await;
+    let dir = tempfile::tempdir().unwrap();
+    let sqs = aws_sdk_sqs::Client::new(&acct.sdk);
+    let url = create_queue(&sqs, &format!("iam-warden-bench-{}", acct.id), &[]).await;
+    let mut keys = Vec::new();
+    for i in 0..2 * SAMPLES {
+        let name = format!("lat-{i}");
+        acct.user(&name).await;
+        keys.push((name.clone(), acct.key(&name).await));
+    }
+    let creds = session(&acct, "iam-warden-daemon").await;
+    let mut env = sqs_only_env(dir.path(), &url, "20");
+    env.push(("IAM_WARDEN_CONTROLLER__WRITE_BURST", "10".to_string()));
+    let d = Daemon::start(&creds, &moto.endpoint, &env);
+    d.wait_ready().await;
+    let iam = &acct.iam;
+    let wait_inactive = |user: String, key: String| async move {
+        let start = std::time::Instant::now();
+        while key_status(iam, &user, &key).await != "Inactive" {
+            assert!(start.elapsed() < DEADLINE, "{key} of {user} still active");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    // Sequential samples.
+    let mut lat = Vec::new();
+    for (user, key) in &keys[..SAMPLES] {
+        let t0 = std::time::Instant::now();
+        send(&sqs, &url, &health_event(&acct.id, &[key])).await;
+        wait_inactive(user.clone(), key.clone()).await;
+        lat.push(t0.elapsed().as_secs_f64());
+    }
+    lat.sort_by(f64::total_cmp);
+    let pct = |p: f64| lat[((p * lat.len() as f64).ceil() as usize).clamp(1, lat.len()) - 1];
+    println!(
+        "quarantine latency, SQS event -> key inactive, {SAMPLES} sequential: p50 {:.3} s, p99 {:.3} s, max {:.3} s",
+        pct(0.50),
+        pct(0.99),
+        lat[lat.len() - 1]
+    );
+    // A burst.
+    let t0 = std::time::Instant::now();
+    for (_, key) in &keys[SAMPLES..] {
+        send(&sqs, &url, &health_event(&acct.id, &[key])).await;
+    }
+    let sent = t0.elapsed().as_secs_f64();
+    for (user, key) in &keys[SAMPLES..] {
+        wait_inactive(user.clone(), key.clone()).await;
+    }
+    println!(
+        "quarantine burst: {SAMPLES} events sent in {sent:.3} s, every key inactive after {:.3} s",
+        t0.elapsed().as_secs_f64()
+    );
+    assert_eq!(
+        d.metric("iam_warden_quarantines_total{outcome=\"deactivated\"}")
+            .await,
+        (2 * SAMPLES) as f64
+    );
+    let (code, log) = d.stop().await;
+    assert_eq!(code, 0, "{log}");
+}
