@@ -642,6 +642,18 @@ fn check_targets(v: &Value, ev: &IamEvent) -> Result<(), TestCaseError> {
                 "account key from {}",
                 ev.event_name
             ),
+            Target::Quarantine(ex) => {
+                prop_assert_eq!(ev.event_name.as_str(), "AttachUserPolicy");
+                match &ex.exposed {
+                    iam_warden::controller::key::Exposed::User { user, policy_arn } => {
+                        prop_assert!(users.contains(user), "quarantine of {:?}", user);
+                        prop_assert!(iam_warden::controller::mapping::is_quarantine_policy(
+                            policy_arn
+                        ));
+                    }
+                    other => prop_assert!(false, "a CloudTrail record named a key: {:?}", other),
+                }
+            }
         }
     }
     Ok(())

@@ -84,7 +84,8 @@ fn malformed_health_events_table() {
     let key = json!([{"entityValue": KEY}]);
     let good = with_entities(key.clone());
     type Edit = fn(&mut Value);
-    let table: Vec<(&str, Edit, fn(&ParseError) -> bool)> = vec![
+    type Want = fn(&ParseError) -> bool;
+    let table: Vec<(&str, Edit, Want)> = vec![
         (
             "no entities",
             |v| {
