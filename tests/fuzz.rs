@@ -741,6 +741,10 @@ proptest! {
                 Err(e) => assert_one_line("arbitrary text", &e.to_string())?,
             }
         }
+        match iam_warden::sources::health::parse_sqs_message(&s) {
+            Ok(_) => prop_assert!(s.trim_start().starts_with('{'), "accepted {:?}", s),
+            Err(e) => assert_one_line("arbitrary SQS body", &e.to_string())?,
+        }
     }
 
     /// SQS message body to reconcile keys (what the consumer does with a body): the
