@@ -1210,3 +1210,47 @@ async fn quarantine_latency_bench() {
     let (code, log) = d.stop().await;
     assert_eq!(code, 0, "{log}");
 }
+
+/// iam-warden's own identity is never quarantined, even with
+/// `rotation.quarantine_exempt_users = true`: the daemon runs as an IAM user, and a Health
+/// event for its own key leaves the key active (outcome `exempt`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn own_key_is_never_quarantined() {
+    let moto = shared_moto();
+    let acct = Account::new(moto).await;
+    let dir = tempfile::tempdir().unwrap();
+    let sqs = aws_sdk_sqs::Client::new(&acct.sdk);
+    let url = create_queue(&sqs, &format!("iam-warden-own-{}", acct.id), &[]).await;
+    acct.user("warden-user").await;
+    let out = acct
+        .iam
+        .create_access_key()
+        .user_name("warden-user")
+        .send()
+        .await
+        .unwrap();
+    let k = out.access_key().unwrap();
+    let own_key = k.access_key_id().to_string();
+    let creds = Credentials::from_keys(&own_key, k.secret_access_key(), None);
+    let mut env = sqs_only_env(dir.path(), &url, "100");
+    env.push((
+        "IAM_WARDEN_ROTATION__QUARANTINE_EXEMPT_USERS",
+        "true".to_string(),
+    ));
+    let d = Daemon::start(&creds, &moto.endpoint, &env);
+    d.wait_ready().await;
+    send(&sqs, &url, &health_event(&acct.id, &[&own_key])).await;
+    wait_metric(&d, "iam_warden_quarantines_total{outcome=\"exempt\"}", 1.0).await;
+    assert_eq!(
+        key_status(&acct.iam, "warden-user", &own_key).await,
+        "Active"
+    );
+    assert_eq!(
+        d.metric("iam_warden_quarantines_total{outcome=\"deactivated\"}")
+            .await,
+        0.0
+    );
+    let (code, log) = d.stop().await;
+    assert_eq!(code, 0, "{log}");
+    assert!(log.contains("iam-warden's own identity"), "{log}");
+}
