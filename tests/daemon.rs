@@ -928,7 +928,7 @@ async fn wait_metric(d: &Daemon, series: &str, at_least: f64) {
 /// Exposed keys through SQS, while the write limiter is saturated by a backlog of baseline
 /// work (0.2 writes/s, about a minute of writes): a Health event deactivates exactly the named key at once; AWS's
 /// quarantine policy on a one-key user deactivates that key, on a two-key user nothing
-/// (ambiguous); an exempt user's key stays active; an unknown key and another account's
+/// (ambiguous), on a user without an active key nothing; an exempt user's key stays active; an unknown key and another account's
 /// key change nothing. Every message is deleted once settled.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exposed_keys_are_quarantined_at_once_past_the_write_limiter() {
@@ -963,6 +963,15 @@ async fn exposed_keys_are_quarantined_at_once_past_the_write_limiter() {
     acct.user_at("exempt-svc", "/", &[("iam-warden/exempt", "true")])
         .await;
     let exempt_key = acct.key("exempt-svc").await;
+    acct.user("no-active").await;
+    let dead = acct.key("no-active").await;
+    iam.update_access_key()
+        .user_name("no-active")
+        .access_key_id(&dead)
+        .status(aws_sdk_iam::types::StatusType::Inactive)
+        .send()
+        .await
+        .unwrap();
 
     let creds = session(&acct, "iam-warden-daemon").await;
     let d = Daemon::start(
@@ -1013,6 +1022,15 @@ async fn exposed_keys_are_quarantined_at_once_past_the_write_limiter() {
     wait_metric(
         &d,
         "iam_warden_quarantines_total{outcome=\"ambiguous\"}",
+        1.0,
+    )
+    .await;
+
+    // ... on a user without an active key: nothing to do.
+    send(&sqs, &url, &quarantine_policy_event(&acct, "no-active")).await;
+    wait_metric(
+        &d,
+        "iam_warden_quarantines_total{outcome=\"no_active_key\"}",
         1.0,
     )
     .await;
