@@ -274,6 +274,26 @@ impl Clients {
         })
     }
 
+    /// The same clients with an IAM client whose calls do not wait for the shared rate
+    /// buckets (they keep the retries, the backoff and the call counting, and a throttle
+    /// they meet still slows everyone else): for the few writes that must not queue behind
+    /// a bulk of baseline work, the quarantine of an exposed key.
+    pub fn priority(&self) -> Result<Clients, Error> {
+        let Some(base) = self.base_http.clone() else {
+            return Err(Error::Other(
+                "the AWS clients have no HTTP client to pace; build them with aws-config".into(),
+            ));
+        };
+        let iam = self.iam.config().to_builder();
+        Ok(Clients {
+            iam: aws_sdk_iam::Client::from_conf(
+                iam.http_client(paced_http_with(base, &self.pacer, "iam", &self.calls, true))
+                    .build(),
+            ),
+            ..self.clone()
+        })
+    }
+
     fn build(
         shared: &aws_types::SdkConfig,
         cloudtrail_endpoint: Option<&str>,
@@ -391,6 +411,17 @@ fn paced_http(
     service: &'static str,
     calls: &CallStats,
 ) -> aws_smithy_runtime_api::client::http::SharedHttpClient {
+    paced_http_with(inner, pacer, service, calls, false)
+}
+
+/// [`paced_http`], optionally with priority (no waiting for the buckets).
+fn paced_http_with(
+    inner: aws_smithy_runtime_api::client::http::SharedHttpClient,
+    pacer: &Arc<Pacer>,
+    service: &'static str,
+    calls: &CallStats,
+    priority: bool,
+) -> aws_smithy_runtime_api::client::http::SharedHttpClient {
     let calls = calls.clone();
     let on_retry: crate::pacing::RetryHook = Arc::new(move |op: &str, class| {
         let outcome = match class {
@@ -403,6 +434,7 @@ fn paced_http(
         inner,
         pacer: pacer.clone(),
         on_retry: Some(on_retry),
+        priority,
     })
 }
 

@@ -835,3 +835,440 @@ async fn window_breaker_trips_once_when_every_user_counts() {
     assert_eq!(code, 0, "{log}");
     assert!(log.contains("blast-radius breaker tripped"), "{log}");
 }
+
+// ---- exposed-key quarantine (AWS Health events and AWS's quarantine policy over SQS) ----
+
+/// The status of each access key of `user`, by id.
+async fn key_statuses(iam: &aws_sdk_iam::Client, user: &str) -> Vec<(String, String)> {
+    let out = iam.list_access_keys().user_name(user).send().await.unwrap();
+    let mut v: Vec<(String, String)> = out
+        .access_key_metadata()
+        .iter()
+        .map(|m| {
+            (
+                m.access_key_id().unwrap_or_default().to_string(),
+                m.status()
+                    .map(|s| s.as_str().to_string())
+                    .unwrap_or_default(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+async fn key_status(iam: &aws_sdk_iam::Client, user: &str, key: &str) -> String {
+    key_statuses(iam, user)
+        .await
+        .into_iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, s)| s)
+        .unwrap_or_default()
+}
+
+async fn wait_key_inactive(iam: &aws_sdk_iam::Client, user: &str, key: &str) {
+    eventually(&format!("{key} of {user} inactive"), DEADLINE, || async {
+        (key_status(iam, user, key).await == "Inactive").then_some(())
+    })
+    .await;
+}
+
+/// An AWS Health `AWS_RISK_CREDENTIALS_EXPOSED` event for `keys` in `account`, shaped like
+/// the documented example (tests/fixtures/health-credentials-exposed.json).
+fn health_event(account: &str, keys: &[&str]) -> String {
+    let fixture: serde_json::Value =
+        serde_json::from_str(include_str!("fixtures/health-credentials-exposed.json")).unwrap();
+    let mut v = fixture;
+    v["id"] = serde_json::json!(uuid::Uuid::new_v4().to_string());
+    v["account"] = serde_json::json!(account);
+    v["time"] = serde_json::json!(chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string());
+    v["detail"]["affectedEntities"] = keys
+        .iter()
+        .map(|k| serde_json::json!({ "entityValue": k }))
+        .collect();
+    v.to_string()
+}
+
+/// The CloudTrail record of AWS attaching `AWSCompromisedKeyQuarantineV3` to `user`, in an
+/// EventBridge envelope.
+fn quarantine_policy_event(acct: &Account, user: &str) -> String {
+    let record = serde_json::json!({
+        "eventVersion": "1.09",
+        "userIdentity": {"type": "AWSService", "invokedBy": "iam.amazonaws.com"},
+        "eventTime": chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        "eventSource": "iam.amazonaws.com",
+        "eventName": "AttachUserPolicy",
+        "awsRegion": "us-east-1",
+        "requestParameters": {
+            "userName": user,
+            "policyArn": "arn:aws:iam::aws:policy/AWSCompromisedKeyQuarantineV3"
+        },
+        "responseElements": null,
+        "eventID": uuid::Uuid::new_v4().to_string(),
+        "readOnly": false,
+        "eventType": "AwsApiCall",
+        "recipientAccountId": acct.id,
+    });
+    serde_json::json!({
+        "version": "0", "id": uuid::Uuid::new_v4().to_string(),
+        "detail-type": "AWS API Call via CloudTrail", "source": "aws.iam",
+        "account": acct.id, "time": record["eventTime"], "region": "us-east-1", "resources": [],
+        "detail": record,
+    })
+    .to_string()
+}
+
+async fn wait_metric(d: &Daemon, series: &str, at_least: f64) {
+    eventually(&format!("{series} >= {at_least}"), DEADLINE, || async {
+        (d.metric(series).await >= at_least).then_some(())
+    })
+    .await;
+}
+
+/// Exposed keys through SQS, while the write limiter is saturated by a backlog of baseline
+/// work (0.2 writes/s, about a minute of writes): a Health event deactivates exactly the named key at once; AWS's
+/// quarantine policy on a one-key user deactivates that key, on a two-key user nothing
+/// (ambiguous), on a user without an active key nothing; an exempt user's key stays active; an unknown key and another account's
+/// key change nothing. Every message is deleted once settled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exposed_keys_are_quarantined_at_once_past_the_write_limiter() {
+    let moto = shared_moto();
+    let acct = Account::new(moto).await;
+    let dir = tempfile::tempdir().unwrap();
+    let sqs = aws_sdk_sqs::Client::new(&acct.sdk);
+    // A long visibility timeout: a message whose reconcile waits for the slow limiter is
+    // not delivered twice during the test.
+    let url = create_queue(
+        &sqs,
+        &format!("iam-warden-q-{}", acct.id),
+        &[(QueueAttributeName::VisibilityTimeout, "300".to_string())],
+    )
+    .await;
+    let iam = &acct.iam;
+
+    // A backlog: console users to bring onto the baseline, one write every 5 s.
+    const BACKLOG: usize = 6;
+    for i in 0..BACKLOG {
+        let name = format!("backlog-{i}");
+        acct.user(&name).await.password(&name).await;
+    }
+    acct.user("two-keys").await;
+    let exposed = acct.key("two-keys").await;
+    let other = acct.key("two-keys").await;
+    acct.user("one-key").await;
+    let single = acct.key("one-key").await;
+    acct.user("policy-two").await;
+    let p1 = acct.key("policy-two").await;
+    let p2 = acct.key("policy-two").await;
+    acct.user_at("exempt-svc", "/", &[("iam-warden/exempt", "true")])
+        .await;
+    let exempt_key = acct.key("exempt-svc").await;
+    acct.user("no-active").await;
+    let dead = acct.key("no-active").await;
+    iam.update_access_key()
+        .user_name("no-active")
+        .access_key_id(&dead)
+        .status(aws_sdk_iam::types::StatusType::Inactive)
+        .send()
+        .await
+        .unwrap();
+
+    let creds = session(&acct, "iam-warden-daemon").await;
+    let d = Daemon::start(
+        &creds,
+        &moto.endpoint,
+        &sqs_only_env(dir.path(), &url, "0.2"),
+    );
+    d.wait_ready().await;
+
+    // 1. A Health event for one of two keys: exactly that key, at once.
+    send(&sqs, &url, &health_event(&acct.id, &[&exposed])).await;
+    wait_key_inactive(iam, "two-keys", &exposed).await;
+    assert_eq!(key_status(iam, "two-keys", &other).await, "Active");
+    let onboarded = d
+        .metric("iam_warden_writes_total{action=\"add_user_to_group\",outcome=\"applied\"}")
+        .await;
+    assert!(
+        onboarded < BACKLOG as f64,
+        "the quarantine waited for the limiter's backlog ({onboarded} of {BACKLOG} users already onboarded)"
+    );
+    let tags = iam
+        .list_user_tags()
+        .user_name("two-keys")
+        .send()
+        .await
+        .unwrap();
+    let tag = tags
+        .tags()
+        .iter()
+        .find(|t| t.key() == format!("iam-warden/rotation/{exposed}"))
+        .map(|t| t.value().to_string())
+        .unwrap_or_default();
+    assert!(
+        tag.starts_with("phase=quarantined since=20") && tag.ends_with('Z'),
+        "{tag:?}"
+    );
+    assert!(!tags
+        .tags()
+        .iter()
+        .any(|t| t.key().ends_with(other.as_str())));
+
+    // 2. AWS's quarantine policy on a one-key user: that key.
+    send(&sqs, &url, &quarantine_policy_event(&acct, "one-key")).await;
+    wait_key_inactive(iam, "one-key", &single).await;
+
+    // 3. ... on a two-key user: which key is unknown, none is touched.
+    send(&sqs, &url, &quarantine_policy_event(&acct, "policy-two")).await;
+    wait_metric(
+        &d,
+        "iam_warden_quarantines_total{outcome=\"ambiguous\"}",
+        1.0,
+    )
+    .await;
+
+    // ... on a user without an active key: nothing to do.
+    send(&sqs, &url, &quarantine_policy_event(&acct, "no-active")).await;
+    wait_metric(
+        &d,
+        "iam_warden_quarantines_total{outcome=\"no_active_key\"}",
+        1.0,
+    )
+    .await;
+
+    // 4. An exempt user: finding only. 5. An unknown key. 6. Another account's event.
+    send(&sqs, &url, &health_event(&acct.id, &[&exempt_key])).await;
+    send(
+        &sqs,
+        &url,
+        &health_event(&acct.id, &["AKIAZZZZZZZZZZZZZZZZ"]),
+    )
+    .await;
+    send(&sqs, &url, &health_event("999999999999", &[&other])).await;
+    wait_metric(&d, "iam_warden_quarantines_total{outcome=\"exempt\"}", 1.0).await;
+    wait_metric(
+        &d,
+        "iam_warden_quarantines_total{outcome=\"unknown_key\"}",
+        1.0,
+    )
+    .await;
+    wait_metric(
+        &d,
+        "iam_warden_quarantines_total{outcome=\"other_account\"}",
+        1.0,
+    )
+    .await;
+    // The policy event also reconciles its user (behind the backlog): its message is
+    // deleted once that is done too.
+    eventually(
+        "every message settled and deleted",
+        Duration::from_secs(240),
+        || async { (messages_in(&sqs, &url).await? == 0).then_some(()) },
+    )
+    .await;
+
+    assert_eq!(
+        key_statuses(iam, "policy-two").await,
+        {
+            let mut v = vec![(p1, "Active".into()), (p2, "Active".into())];
+            v.sort();
+            v
+        },
+        "ambiguous: nothing deactivated"
+    );
+    assert_eq!(key_status(iam, "exempt-svc", &exempt_key).await, "Active");
+    assert_eq!(key_status(iam, "two-keys", &other).await, "Active");
+    assert_eq!(
+        d.metric("iam_warden_quarantines_total{outcome=\"deactivated\"}")
+            .await,
+        2.0
+    );
+    assert_eq!(
+        d.metric("iam_warden_quarantines_total{outcome=\"failed\"}")
+            .await,
+        0.0
+    );
+
+    // Journal: the two deactivations with reason `exposed` (intent, then applied), each
+    // key's tag as its own write; the exempt and ambiguous ones as skipped findings.
+    let j = journal_lines(dir.path());
+    let quarantines: Vec<_> = j
+        .iter()
+        .filter(|e| e["action"] == "quarantine_access_key")
+        .collect();
+    for key in [&exposed, &single] {
+        let outcomes: Vec<_> = quarantines
+            .iter()
+            .filter(|e| e["target"] == key.as_str())
+            .map(|e| {
+                (
+                    e["outcome"].as_str().unwrap(),
+                    e["reason"].as_str().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            outcomes,
+            vec![("intent", "exposed"), ("applied", "exposed")],
+            "{key}"
+        );
+    }
+    assert!(quarantines
+        .iter()
+        .any(|e| e["user"] == "exempt-svc" && e["outcome"] == "skipped"));
+    assert!(quarantines
+        .iter()
+        .any(|e| e["user"] == "policy-two" && e["outcome"] == "skipped"));
+    assert!(!quarantines.iter().any(|e| e["target"] == other.as_str()));
+    let (code, log) = d.stop().await;
+    assert_eq!(code, 0, "{log}");
+    assert!(log.contains("\"finding\":\"key-exposed\""), "{log}");
+}
+
+/// In dry-run (the default) an exposed key is only journaled as a would-be write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exposed_key_in_dry_run_is_journaled_only() {
+    let moto = shared_moto();
+    let acct = Account::new(moto).await;
+    let dir = tempfile::tempdir().unwrap();
+    let sqs = aws_sdk_sqs::Client::new(&acct.sdk);
+    let url = create_queue(&sqs, &format!("iam-warden-dq-{}", acct.id), &[]).await;
+    acct.user("leaky").await;
+    let key = acct.key("leaky").await;
+    let creds = session(&acct, "iam-warden-daemon").await;
+    let mut env = sqs_only_env(dir.path(), &url, "100");
+    env.push(("IAM_WARDEN_MODE", "dry-run".to_string()));
+    let d = Daemon::start(&creds, &moto.endpoint, &env);
+    d.wait_ready().await;
+    send(&sqs, &url, &health_event(&acct.id, &[&key])).await;
+    wait_metric(&d, "iam_warden_quarantines_total{outcome=\"dry_run\"}", 1.0).await;
+    assert_eq!(key_status(&acct.iam, "leaky", &key).await, "Active");
+    let j = journal_lines(dir.path());
+    let lines: Vec<_> = j
+        .iter()
+        .filter(|e| e["action"] == "quarantine_access_key")
+        .map(|e| {
+            (
+                e["outcome"].as_str().unwrap(),
+                e["target"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(lines, vec![("dry_run", key.as_str())]);
+    let (code, log) = d.stop().await;
+    assert_eq!(code, 0, "{log}");
+}
+
+/// Benchmark (run by hand, see the README): SQS event → key inactive. SAMPLES users with
+/// one key each; for each, a Health event is sent and the key's status polled every 5 ms
+/// until it is Inactive (sequential, p50/p99/max); then a burst of SAMPLES events sent at
+/// once (time until every key is inactive). The daemon has its default write limiter.
+/// `cargo test --test daemon quarantine_latency -- --ignored --nocapture`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: run by hand"]
+async fn quarantine_latency_bench() {
+    const SAMPLES: usize = 50;
+    let moto = shared_moto();
+    let acct = Account::new(moto).await;
+    let dir = tempfile::tempdir().unwrap();
+    let sqs = aws_sdk_sqs::Client::new(&acct.sdk);
+    let url = create_queue(&sqs, &format!("iam-warden-bench-{}", acct.id), &[]).await;
+    let mut keys = Vec::new();
+    for i in 0..2 * SAMPLES {
+        let name = format!("lat-{i}");
+        acct.user(&name).await;
+        keys.push((name.clone(), acct.key(&name).await));
+    }
+    let creds = session(&acct, "iam-warden-daemon").await;
+    let mut env = sqs_only_env(dir.path(), &url, "20");
+    env.push(("IAM_WARDEN_CONTROLLER__WRITE_BURST", "10".to_string()));
+    let d = Daemon::start(&creds, &moto.endpoint, &env);
+    d.wait_ready().await;
+    let iam = &acct.iam;
+    let wait_inactive = |user: String, key: String| async move {
+        let start = std::time::Instant::now();
+        while key_status(iam, &user, &key).await != "Inactive" {
+            assert!(start.elapsed() < DEADLINE, "{key} of {user} still active");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    // Sequential samples.
+    let mut lat = Vec::new();
+    for (user, key) in &keys[..SAMPLES] {
+        let t0 = std::time::Instant::now();
+        send(&sqs, &url, &health_event(&acct.id, &[key])).await;
+        wait_inactive(user.clone(), key.clone()).await;
+        lat.push(t0.elapsed().as_secs_f64());
+    }
+    lat.sort_by(f64::total_cmp);
+    let pct = |p: f64| lat[((p * lat.len() as f64).ceil() as usize).clamp(1, lat.len()) - 1];
+    println!(
+        "quarantine latency, SQS event -> key inactive, {SAMPLES} sequential: p50 {:.3} s, p99 {:.3} s, max {:.3} s",
+        pct(0.50),
+        pct(0.99),
+        lat[lat.len() - 1]
+    );
+    // A burst.
+    let t0 = std::time::Instant::now();
+    for (_, key) in &keys[SAMPLES..] {
+        send(&sqs, &url, &health_event(&acct.id, &[key])).await;
+    }
+    let sent = t0.elapsed().as_secs_f64();
+    for (user, key) in &keys[SAMPLES..] {
+        wait_inactive(user.clone(), key.clone()).await;
+    }
+    println!(
+        "quarantine burst: {SAMPLES} events sent in {sent:.3} s, every key inactive after {:.3} s",
+        t0.elapsed().as_secs_f64()
+    );
+    assert_eq!(
+        d.metric("iam_warden_quarantines_total{outcome=\"deactivated\"}")
+            .await,
+        (2 * SAMPLES) as f64
+    );
+    let (code, log) = d.stop().await;
+    assert_eq!(code, 0, "{log}");
+}
+
+/// iam-warden's own identity is never quarantined, even with
+/// `rotation.quarantine_exempt_users = true`: the daemon runs as an IAM user, and a Health
+/// event for its own key leaves the key active (outcome `exempt`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn own_key_is_never_quarantined() {
+    let moto = shared_moto();
+    let acct = Account::new(moto).await;
+    let dir = tempfile::tempdir().unwrap();
+    let sqs = aws_sdk_sqs::Client::new(&acct.sdk);
+    let url = create_queue(&sqs, &format!("iam-warden-own-{}", acct.id), &[]).await;
+    acct.user("warden-user").await;
+    let out = acct
+        .iam
+        .create_access_key()
+        .user_name("warden-user")
+        .send()
+        .await
+        .unwrap();
+    let k = out.access_key().unwrap();
+    let own_key = k.access_key_id().to_string();
+    let creds = Credentials::from_keys(&own_key, k.secret_access_key(), None);
+    let mut env = sqs_only_env(dir.path(), &url, "100");
+    env.push((
+        "IAM_WARDEN_ROTATION__QUARANTINE_EXEMPT_USERS",
+        "true".to_string(),
+    ));
+    let d = Daemon::start(&creds, &moto.endpoint, &env);
+    d.wait_ready().await;
+    send(&sqs, &url, &health_event(&acct.id, &[&own_key])).await;
+    wait_metric(&d, "iam_warden_quarantines_total{outcome=\"exempt\"}", 1.0).await;
+    assert_eq!(
+        key_status(&acct.iam, "warden-user", &own_key).await,
+        "Active"
+    );
+    assert_eq!(
+        d.metric("iam_warden_quarantines_total{outcome=\"deactivated\"}")
+            .await,
+        0.0
+    );
+    let (code, log) = d.stop().await;
+    assert_eq!(code, 0, "{log}");
+    assert!(log.contains("iam-warden's own identity"), "{log}");
+}

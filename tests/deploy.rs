@@ -1862,6 +1862,8 @@ const WRITE_API: &[(&str, &str)] = &[
     ("update_password_policy", "iam:UpdateAccountPasswordPolicy"),
     ("tag_user", "iam:TagUser"),
     ("untag_user", "iam:UntagUser"),
+    ("quarantine_access_key", "iam:UpdateAccessKey"),
+    ("require_password_reset", "iam:UpdateLoginProfile"),
 ];
 
 /// Every write action the daemon counts has its IAM API call above (and so in the policy).

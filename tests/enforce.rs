@@ -948,3 +948,88 @@ async fn existing_users_losing_console_access_trip_the_breaker_but_new_users_do_
         serde_json::json!(["removes_console_password"])
     );
 }
+
+/// Password expiry (IAM_WARDEN_TEST_CLOCK 100 days ahead, max_age_days 90): a console
+/// user's password is made to reset at the next sign-in, the reset is journaled and
+/// recorded in the `iam-warden/password-reset` tag; a second pass does nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_password_must_be_reset_once() {
+    let acct = Account::new(shared_moto()).await;
+    let dir = tempfile::tempdir().unwrap();
+    acct.user("old-pw").await.password("old-pw").await;
+    let at = Utc::now() + chrono::Duration::days(100);
+    let run = |args: &[&str]| {
+        let mut cmd = Command::new(bin());
+        cmd.args(args)
+            .env_clear()
+            .env("IAM_WARDEN_STATE_DIR", dir.path())
+            .env("IAM_WARDEN_MODE", "enforce")
+            .env("IAM_WARDEN_TEST_CLOCK", at.to_rfc3339())
+            // The password was never used: keep it (otherwise it is removed as unused).
+            .env("IAM_WARDEN_BASELINE__CREDENTIALS__REVOKE_UNUSED", "false");
+        for (k, v) in acct.env() {
+            cmd.env(k, v);
+        }
+        let o = cmd.output().unwrap();
+        (
+            o.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    let login = || async {
+        acct.iam
+            .get_login_profile()
+            .user_name("old-pw")
+            .send()
+            .await
+            .unwrap()
+            .login_profile()
+            .map(|p| p.password_reset_required())
+    };
+    assert_eq!(login().await, Some(false));
+    let (code, out, err) = run(&["enforce", "--once", "--confirm-large-change"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(
+        login().await,
+        Some(true),
+        "the login profile requires a reset"
+    );
+    let resets = |j: &[Entry]| {
+        j.iter()
+            .filter(|e| e.action == "require_password_reset")
+            .map(|e| e.outcome.clone())
+            .collect::<Vec<_>>()
+    };
+    let j = journal(dir.path());
+    assert_eq!(resets(&j), vec!["applied"]);
+    let r = j
+        .iter()
+        .find(|e| e.action == "require_password_reset" && e.outcome == "applied")
+        .unwrap();
+    assert_eq!(r.user.as_deref(), Some("old-pw"));
+    assert!(r.reason.contains("100 days old"), "{}", r.reason);
+    let tags = acct
+        .iam
+        .list_user_tags()
+        .user_name("old-pw")
+        .send()
+        .await
+        .unwrap();
+    let tag = tags
+        .tags()
+        .iter()
+        .find(|t| t.key() == "iam-warden/password-reset")
+        .map(|t| t.value().to_string())
+        .expect("password-reset tag");
+    assert!(tag.starts_with("changed=") && tag.contains(" at="), "{tag}");
+    assert!(tag.contains(&at.format("at=%Y-%m-%d").to_string()), "{tag}");
+
+    // A second pass: nothing left to do, no second reset.
+    let (code, out, err) = run(&["enforce", "--once", "--confirm-large-change"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let j = journal(dir.path());
+    assert_eq!(resets(&j), vec!["applied"], "no second reset");
+    let (code, out, _) = run(&["plan", "--at", &at.to_rfc3339()]);
+    assert_eq!(code, 0, "nothing planned: {out}");
+}

@@ -642,6 +642,18 @@ fn check_targets(v: &Value, ev: &IamEvent) -> Result<(), TestCaseError> {
                 "account key from {}",
                 ev.event_name
             ),
+            Target::Quarantine(ex) => {
+                prop_assert_eq!(ev.event_name.as_str(), "AttachUserPolicy");
+                match &ex.exposed {
+                    iam_warden::controller::key::Exposed::User { user, policy_arn } => {
+                        prop_assert!(users.contains(user), "quarantine of {:?}", user);
+                        prop_assert!(iam_warden::controller::mapping::is_quarantine_policy(
+                            policy_arn
+                        ));
+                    }
+                    other => prop_assert!(false, "a CloudTrail record named a key: {:?}", other),
+                }
+            }
         }
     }
     Ok(())
@@ -729,6 +741,10 @@ proptest! {
                 Err(e) => assert_one_line("arbitrary text", &e.to_string())?,
             }
         }
+        match iam_warden::sources::health::parse_sqs_message(&s) {
+            Ok(_) => prop_assert!(s.trim_start().starts_with('{'), "accepted {:?}", s),
+            Err(e) => assert_one_line("arbitrary SQS body", &e.to_string())?,
+        }
     }
 
     /// SQS message body to reconcile keys (what the consumer does with a body): the
@@ -748,7 +764,7 @@ proptest! {
                 .into_iter()
                 .filter_map(|t| match t {
                     Target::Reconcile(k) => Some(k),
-                    Target::Forget(_) => None,
+                    Target::Forget(_) | Target::Quarantine(_) => None,
                 })
                 .collect();
             prop_assert_eq!(&keys, &want);

@@ -26,6 +26,7 @@ use crate::config::Config;
 use crate::controller::dispatch::Dispatch;
 use crate::controller::key::ReconcileKey;
 use crate::controller::mapping::BaselineNames;
+use crate::controller::quarantine::Quarantiner;
 use crate::controller::queue::{Outcome as QueueOutcome, QueueConfig, WorkQueue};
 use crate::controller::reconcile::{reconcile, store_view, Context, Next};
 use crate::error::{Error, Result};
@@ -112,7 +113,22 @@ pub async fn run(
     );
     let queue: WorkQueue<ReconcileKey> = WorkQueue::new(QueueConfig::default());
     let names = baseline_names(&cfg);
-    let dispatch = Dispatch::new(queue.clone(), metrics.clone(), names, &caller_arn);
+    // Exposed keys are quarantined at once, by an IAM client that passes the write limiter.
+    let quarantiner = Arc::new(Quarantiner::new(
+        Applier {
+            clients: clients.priority()?,
+            mode: cfg.mode,
+            journal: journal.clone(),
+            metrics: Some(metrics.clone()),
+            account_id: account_id.clone(),
+            partition: partition_of(&caller_arn),
+            path: cfg.baseline.path.clone(),
+        },
+        cfg.clone(),
+        &caller_arn,
+    ));
+    let dispatch = Dispatch::new(queue.clone(), metrics.clone(), names, &caller_arn)
+        .with_quarantine(quarantiner);
     let view = inventory::AccountSnapshot {
         account_id: account_id.clone(),
         caller_arn: caller_arn.clone(),

@@ -5,6 +5,8 @@
 //! after its last use was checked live; a user or key that vanished is skipped.
 
 mod keys;
+mod password;
+mod quarantine;
 mod settle;
 
 use std::sync::Arc;
@@ -26,6 +28,8 @@ use crate::metrics::{Metrics, WriteEvent};
 pub use crate::metrics::WriteOutcome as Outcome;
 
 use keys::mark_tag;
+pub use password::password_reset_tag_value;
+pub use quarantine::{is_quarantine_tag, quarantine_tag_value, EXPOSED_REASON};
 pub use settle::{after_attempt, find_version, Settle, WriteKind};
 use settle::{no_reread, not_found_is_none};
 
@@ -467,6 +471,12 @@ impl Applier {
             Action::ClearKeyMark { user, key_id } => {
                 self.clear_mark(user, key_id).await?;
                 Ok(Outcome::Applied)
+            }
+            Action::RequirePasswordReset { user, changed, .. } => {
+                self.require_password_reset(user, *changed, now).await
+            }
+            Action::QuarantineAccessKey { user, key_id } => {
+                self.quarantine_key(user, key_id, now).await
             }
         }
     }

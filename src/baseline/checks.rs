@@ -162,10 +162,15 @@ pub fn days_between(from: DateTime<Utc>, to: DateTime<Utc>) -> i64 {
     (to - from).num_days().max(0)
 }
 
+/// Whether `user` is iam-warden's own identity (`caller_arn`).
+pub fn is_own_identity(user: &UserState, caller_arn: &str) -> bool {
+    !caller_arn.is_empty() && (user.arn == caller_arn || is_same_user(caller_arn, &user.name))
+}
+
 /// Why a user is exempt, if it is. `caller_arn` is iam-warden's own identity.
 pub fn exemption(user: &UserState, cfg: &Config, caller_arn: &str) -> Option<String> {
     let ex = &cfg.exemptions;
-    if !caller_arn.is_empty() && (user.arn == caller_arn || is_same_user(caller_arn, &user.name)) {
+    if is_own_identity(user, caller_arn) {
         return Some("iam-warden's own identity".into());
     }
     if ex.users.iter().any(|u| u == &user.name) {

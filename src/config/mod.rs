@@ -19,7 +19,10 @@ mod tags;
 mod validate;
 
 pub use secs::Secs;
-pub use tags::{ACCESS_TAG, EXEMPT_TAG, INACTIVE_SINCE_TAG_PREFIX, OWNER_TAG, ROTATION_TAG_PREFIX};
+pub use tags::{
+    ACCESS_TAG, EXEMPT_TAG, INACTIVE_SINCE_TAG_PREFIX, OWNER_TAG, PASSWORD_RESET_TAG,
+    ROTATION_TAG_PREFIX,
+};
 pub use validate::{delivery_name, valid_iam_name};
 
 /// Actions AWS's documented deny-unless-MFA policy allows without MFA (its `NotAction`
@@ -33,6 +36,23 @@ pub const ARTICLE_MFA_NOT_ACTIONS: &[&str] = &[
     "iam:ResyncMFADevice",
     "sts:GetSessionToken",
 ];
+
+/// Actions a user without MFA needs to change an expired password at sign-in (a forced
+/// reset, `baseline.password_policy.reset_expired`): in the default `allowed_without_mfa`.
+pub const PASSWORD_CHANGE_ACTIONS: &[&str] =
+    &["iam:ChangePassword", "iam:GetAccountPasswordPolicy"];
+
+/// The default `baseline.mfa_policy.allowed_without_mfa`: AWS's list and the password
+/// change actions, sorted.
+pub fn default_allowed_without_mfa() -> Vec<String> {
+    let mut v: Vec<String> = ARTICLE_MFA_NOT_ACTIONS
+        .iter()
+        .chain(PASSWORD_CHANGE_ACTIONS)
+        .map(|s| s.to_string())
+        .collect();
+    v.sort();
+    v
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
@@ -256,6 +276,9 @@ pub struct PasswordPolicy {
     pub max_age_days: u32,
     pub allow_users_to_change: bool,
     pub hard_expiry: bool,
+    /// Console users whose password is older than `max_age_days` must set a new one at the
+    /// next sign-in (UpdateLoginProfile PasswordResetRequired; once per password).
+    pub reset_expired: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -473,10 +496,7 @@ impl Default for MfaPolicy {
             enabled: true,
             name: "iam-warden-require-mfa".into(),
             group: "iam-warden-require-mfa".into(),
-            allowed_without_mfa: ARTICLE_MFA_NOT_ACTIONS
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
+            allowed_without_mfa: default_allowed_without_mfa(),
             applies_to: AppliesTo::Console,
         }
     }
@@ -529,6 +549,7 @@ impl Default for PasswordPolicy {
             max_age_days: 90,
             allow_users_to_change: true,
             hard_expiry: false,
+            reset_expired: true,
         }
     }
 }

@@ -19,3 +19,9 @@ pub const ROTATION_TAG_PREFIX: &str = "iam-warden/rotation/";
 
 /// The default user tag naming the owner to notify (`notifications.owner_tag`).
 pub const OWNER_TAG: &str = "iam-warden/owner";
+
+/// User tag recording that iam-warden required a password reset: the value is
+/// `changed=<the password's last change, RFC 3339> at=<when the reset was required>`. A
+/// password whose last change is the one recorded is not reset again; a newer password
+/// that grows too old is.
+pub const PASSWORD_RESET_TAG: &str = "iam-warden/password-reset";

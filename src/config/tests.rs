@@ -19,7 +19,19 @@ fn defaults_are_safe_and_valid() {
     assert_eq!(c.baseline.password_policy.minimum_length, 14);
     assert_eq!(c.baseline.password_policy.reuse_prevention, 24);
     assert_eq!(c.baseline.attach, Attach::Group);
-    assert_eq!(c.baseline.mfa_policy.allowed_without_mfa.len(), 7);
+    // AWS's 7 actions and the 2 a user without MFA needs to change an expired password.
+    assert_eq!(c.baseline.mfa_policy.allowed_without_mfa.len(), 9);
+    for a in ["iam:ChangePassword", "iam:GetAccountPasswordPolicy"] {
+        assert!(
+            c.baseline
+                .mfa_policy
+                .allowed_without_mfa
+                .iter()
+                .any(|x| x == a),
+            "{a}"
+        );
+    }
+    assert!(c.baseline.password_policy.reset_expired);
     assert_eq!(c.aws.region, "us-east-1");
 }
 

@@ -9,8 +9,9 @@ use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::key::{ReconcileKey, Target};
+use super::key::{Exposure, ReconcileKey, Target};
 use super::mapping::{targets, BaselineNames, IamEvent};
+use super::quarantine::Quarantiner;
 use super::queue::WorkQueue;
 use crate::metrics::{metric_event_name, EventOutcome, Metrics, QueueSource, Source};
 
@@ -22,6 +23,21 @@ const MAX_PENDING_PER_KEY: usize = 64;
 pub struct Ticket {
     pub key: ReconcileKey,
     pub seq: u64,
+}
+
+/// What dispatching one event started: reconciles to wait for, and quarantines running
+/// (each task's result: whether the exposure is settled; a failure is retried by
+/// redelivery).
+#[derive(Debug, Default)]
+pub struct Dispatched {
+    pub tickets: Vec<Ticket>,
+    pub quarantines: Vec<tokio::task::JoinHandle<bool>>,
+}
+
+impl Dispatched {
+    pub fn is_empty(&self) -> bool {
+        self.tickets.is_empty() && self.quarantines.is_empty()
+    }
 }
 
 /// (ticket, eventTime, received) of an event whose enforcement is not measured yet.
@@ -48,6 +64,8 @@ pub struct Dispatch {
     own_arn: Arc<str>,
     tracking: Arc<Mutex<Tracking>>,
     finished: watch::Sender<u64>,
+    /// Handles exposed keys at once (the daemon sets it).
+    quarantine: Option<Arc<Quarantiner>>,
 }
 
 impl Dispatch {
@@ -64,7 +82,28 @@ impl Dispatch {
             own_arn: Arc::from(own_arn),
             tracking: Arc::default(),
             finished: watch::channel(0).0,
+            quarantine: None,
         }
+    }
+
+    /// Exposed keys are handed to `q` at once.
+    pub fn with_quarantine(mut self, q: Arc<Quarantiner>) -> Dispatch {
+        self.quarantine = Some(q);
+        self
+    }
+
+    /// Start the quarantine of an exposed key now, outside the work queue. `None` when
+    /// this dispatch has no quarantine handler or no runtime (then it is logged).
+    pub fn quarantine(&self, ex: Exposure) -> Option<tokio::task::JoinHandle<bool>> {
+        let (Some(q), Ok(rt)) = (&self.quarantine, tokio::runtime::Handle::try_current()) else {
+            tracing::error!(
+                event_id = %ex.event_id,
+                "an exposed access key was reported, but this process has no quarantine handler; nothing changed"
+            );
+            return None;
+        };
+        let q = q.clone();
+        Some(rt.spawn(async move { q.handle(&ex).await.settled() }))
     }
 
     pub fn queue(&self) -> &WorkQueue<ReconcileKey> {
@@ -76,18 +115,25 @@ impl Dispatch {
     }
 
     /// Route one event: skip failed calls and our own writes, map to keys, enqueue them.
-    /// Returns the tickets of the keys enqueued (empty when nothing is to be done).
+    /// Returns the tickets of the keys enqueued (empty when nothing is to be done);
+    /// quarantines it starts run on without being waited for (see [`Dispatch::dispatch_all`]).
     pub fn dispatch(&self, ev: &IamEvent, source: Source, received: Instant) -> Vec<Ticket> {
+        self.dispatch_all(ev, source, received).tickets
+    }
+
+    /// [`Dispatch::dispatch`], also returning the quarantines the event started.
+    pub fn dispatch_all(&self, ev: &IamEvent, source: Source, received: Instant) -> Dispatched {
         let name = metric_event_name(&ev.event_name);
         if ev.error_code.is_some() {
             self.metrics.event_received(name, EventOutcome::FailedCall);
-            return Vec::new();
+            return Dispatched::default();
         }
         if !self.own_arn.is_empty() && ev.caller_arn.as_deref() == Some(&*self.own_arn) {
             self.metrics.event_received(name, EventOutcome::OwnWrite);
-            return Vec::new();
+            return Dispatched::default();
         }
         let mut tickets = Vec::new();
+        let mut quarantines = Vec::new();
         for t in targets(ev, &self.names) {
             match t {
                 Target::Forget(user) => {
@@ -105,17 +151,21 @@ impl Dispatch {
                         received,
                     ));
                 }
+                Target::Quarantine(ex) => quarantines.extend(self.quarantine(ex)),
             }
         }
         self.metrics.event_received(
             name,
-            if tickets.is_empty() {
+            if tickets.is_empty() && quarantines.is_empty() {
                 EventOutcome::Ignored
             } else {
                 EventOutcome::Enqueued
             },
         );
-        tickets
+        Dispatched {
+            tickets,
+            quarantines,
+        }
     }
 
     /// Enqueue a key now and issue a ticket for it.

@@ -9,7 +9,7 @@
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use super::key::{ReconcileKey, Target};
+use super::key::{Exposed, Exposure, ReconcileKey, Target};
 
 /// The `eventSource` of IAM events.
 pub const IAM_EVENT_SOURCE: &str = "iam.amazonaws.com";
@@ -94,6 +94,37 @@ fn policy_name_from_arn(arn: &str) -> Option<&str> {
     let (_, res) = arn.rsplit_once(':')?;
     let path = res.strip_prefix("policy/")?;
     path.rsplit('/').next().filter(|n| !n.is_empty())
+}
+
+/// The name of the AWS managed policies AWS attaches to a user whose access key it found
+/// exposed (`AWSCompromisedKeyQuarantine`, `...V2`, `...V3`, and later versions).
+pub const QUARANTINE_POLICY_PREFIX: &str = "AWSCompromisedKeyQuarantine";
+
+/// Whether `arn` is one of AWS's compromised-key quarantine policies:
+/// `arn:<partition>:iam::aws:policy/AWSCompromisedKeyQuarantine`, optionally `V<n>`. A
+/// customer-managed policy of the same name (account id instead of `aws`) is not.
+pub fn is_quarantine_policy(arn: &str) -> bool {
+    let mut parts = arn.splitn(6, ':');
+    let (Some("arn"), Some(_), Some("iam"), Some(""), Some("aws"), Some(res)) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) else {
+        return false;
+    };
+    let Some(version) = res
+        .strip_prefix("policy/")
+        .and_then(|n| n.strip_prefix(QUARANTINE_POLICY_PREFIX))
+    else {
+        return false;
+    };
+    version.is_empty()
+        || version
+            .strip_prefix('V')
+            .is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
 }
 
 /// Calls where IAM acts on the caller when `UserName` is omitted.
@@ -198,6 +229,22 @@ pub fn targets(ev: &IamEvent, names: &BaselineNames) -> Vec<Target> {
                 || ACCOUNT_EVENTS.contains(&name);
             if account {
                 out.push(Target::Reconcile(ReconcileKey::Account));
+            }
+            // AWS quarantined a user's exposed key with its managed policy: the event names
+            // the user only; `controller::quarantine` finds the key (or refuses to guess).
+            if name == "AttachUserPolicy" {
+                if let (Some(user), Some(arn)) = (req_user, ev.request_str("policyArn")) {
+                    if is_quarantine_policy(arn) {
+                        out.push(Target::Quarantine(Exposure {
+                            exposed: Exposed::User {
+                                user: user.to_owned(),
+                                policy_arn: arn.to_owned(),
+                            },
+                            event_id: ev.event_id.clone(),
+                            event_time: ev.event_time,
+                        }));
+                    }
+                }
             }
         }
     }
@@ -523,6 +570,61 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn quarantine_policy_attach_maps_to_the_user_and_a_quarantine() {
+        for version in ["", "V2", "V3", "V12"] {
+            let arn = format!("arn:aws:iam::aws:policy/AWSCompromisedKeyQuarantine{version}");
+            let got = map(&record(
+                "AttachUserPolicy",
+                json!({"userName": "bob", "policyArn": arn}),
+            ));
+            let want = Target::Quarantine(Exposure {
+                exposed: Exposed::User {
+                    user: "bob".into(),
+                    policy_arn: arn.clone(),
+                },
+                event_id: "id-AttachUserPolicy".into(),
+                event_time: "2024-08-01T13:42:21Z".parse().unwrap(),
+            });
+            assert_eq!(got, vec![user("bob"), want], "{arn}");
+        }
+        // Look-alikes, other calls and failed calls are no quarantine.
+        for arn in [
+            "arn:aws:iam::123456789012:policy/AWSCompromisedKeyQuarantine",
+            "arn:aws:iam::aws:policy/AWSCompromisedKeyQuarantineV",
+            "arn:aws:iam::aws:policy/AWSCompromisedKeyQuarantineV2x",
+            "arn:aws:iam::aws:policy/XAWSCompromisedKeyQuarantine",
+            "arn:aws:iam::aws:policy/ReadOnlyAccess",
+            "AWSCompromisedKeyQuarantine",
+        ] {
+            assert!(!is_quarantine_policy(arn), "{arn}");
+            let got = map(&record(
+                "AttachUserPolicy",
+                json!({"userName": "bob", "policyArn": arn}),
+            ));
+            assert_eq!(got, vec![user("bob")], "{arn}");
+        }
+        assert!(is_quarantine_policy(
+            "arn:aws-cn:iam::aws:policy/AWSCompromisedKeyQuarantineV3"
+        ));
+        let arn = "arn:aws:iam::aws:policy/AWSCompromisedKeyQuarantineV2";
+        let got = map(&record(
+            "DetachUserPolicy",
+            json!({"userName": "bob", "policyArn": arn}),
+        ));
+        assert_eq!(got, vec![user("bob")]);
+        let mut failed = record(
+            "AttachUserPolicy",
+            json!({"userName": "bob", "policyArn": arn}),
+        );
+        failed["errorCode"] = json!("AccessDenied");
+        assert_eq!(map(&failed), vec![]);
+        assert_eq!(
+            map(&record("AttachUserPolicy", json!({"policyArn": arn}))),
+            vec![]
+        );
     }
 
     #[test]

@@ -4,5 +4,6 @@
 pub mod dispatch;
 pub mod key;
 pub mod mapping;
+pub mod quarantine;
 pub mod queue;
 pub mod reconcile;

@@ -260,6 +260,85 @@ impl WriteEvent<'_> {
     }
 }
 
+/// What became of one report of an exposed access key: counted in
+/// `iam_warden_quarantines_total{outcome}` and logged once (a key that is left active, for
+/// whatever reason, at warn: it is a finding a person must act on).
+#[derive(Clone, Copy)]
+pub struct QuarantineEvent<'a> {
+    pub outcome: QuarantineOutcome,
+    /// `health` (an AWS Health event) or `quarantine_policy` (AWS attached its policy).
+    pub trigger: &'a str,
+    /// The event id.
+    pub event_id: &'a str,
+    pub user: Option<&'a str>,
+    /// The key, or (ambiguous) the candidate keys, comma-separated.
+    pub key: Option<&'a str>,
+    /// What happened and what to do, one line.
+    pub detail: &'a str,
+}
+
+impl QuarantineEvent<'_> {
+    pub fn emit(&self, metrics: Option<&Metrics>) {
+        let QuarantineEvent {
+            outcome,
+            trigger,
+            event_id,
+            user,
+            key,
+            detail,
+        } = *self;
+        if let Some(m) = metrics {
+            m.quarantines_total
+                .with_label_values(&[outcome.as_str()])
+                .inc();
+        }
+        let o = outcome.as_str();
+        match outcome {
+            QuarantineOutcome::Deactivated | QuarantineOutcome::DryRun => {
+                tracing::warn!(
+                    outcome = o,
+                    trigger,
+                    event_id,
+                    user,
+                    key,
+                    "exposed access key: {detail}"
+                )
+            }
+            QuarantineOutcome::Failed => {
+                tracing::error!(
+                    outcome = o,
+                    trigger,
+                    event_id,
+                    user,
+                    key,
+                    "exposed access key: {detail}"
+                )
+            }
+            QuarantineOutcome::UnknownKey | QuarantineOutcome::OtherAccount => {
+                tracing::warn!(
+                    outcome = o,
+                    trigger,
+                    event_id,
+                    user,
+                    key,
+                    "exposed access key ignored: {detail}"
+                )
+            }
+            QuarantineOutcome::Exempt
+            | QuarantineOutcome::Ambiguous
+            | QuarantineOutcome::NoActiveKey => tracing::warn!(
+                outcome = o,
+                finding = "key-exposed",
+                trigger,
+                event_id,
+                user,
+                key,
+                "exposed access key left active: {detail}"
+            ),
+        }
+    }
+}
+
 /// A CloudTrail record or SQS message that could not be parsed: counted under
 /// `outcome="malformed"` and logged once, with what identifies it.
 #[derive(Clone, Copy)]

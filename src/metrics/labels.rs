@@ -74,6 +74,8 @@ pub const WRITE_ACTIONS: &[&str] = &[
     "deactivate_access_key",
     "delete_access_key",
     "update_password_policy",
+    "quarantine_access_key",
+    "require_password_reset",
 ];
 
 /// The `service` label values of `iam_warden_aws_calls_total`.
@@ -214,6 +216,55 @@ impl WriteOutcome {
         match self {
             WriteOutcome::Skipped(s) | WriteOutcome::Failed(s) => Some(s),
             WriteOutcome::Applied | WriteOutcome::DryRun => None,
+        }
+    }
+}
+
+/// What became of one report of an exposed access key
+/// (`iam_warden_quarantines_total{outcome}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum QuarantineOutcome {
+    /// The key is inactive now (deactivated, or found inactive) and tagged quarantined.
+    Deactivated,
+    /// The key's user is exempt (or is iam-warden's own identity): finding only.
+    Exempt,
+    /// No such key (or user) in IAM: nothing changed.
+    UnknownKey,
+    /// The key belongs to another account: nothing changed.
+    OtherAccount,
+    /// The event names a user with several active keys: which one is exposed is unknown,
+    /// nothing changed (the Health event names the key).
+    Ambiguous,
+    /// The event names a user without an active key: nothing to deactivate.
+    NoActiveKey,
+    /// Reading or writing IAM failed; the event is retried (SQS redelivers it).
+    Failed,
+    /// Dry-run: the would-be deactivation is journaled only.
+    DryRun,
+}
+
+impl QuarantineOutcome {
+    pub const ALL: [QuarantineOutcome; 8] = [
+        QuarantineOutcome::Deactivated,
+        QuarantineOutcome::Exempt,
+        QuarantineOutcome::UnknownKey,
+        QuarantineOutcome::OtherAccount,
+        QuarantineOutcome::Ambiguous,
+        QuarantineOutcome::NoActiveKey,
+        QuarantineOutcome::Failed,
+        QuarantineOutcome::DryRun,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QuarantineOutcome::Deactivated => "deactivated",
+            QuarantineOutcome::Exempt => "exempt",
+            QuarantineOutcome::UnknownKey => "unknown_key",
+            QuarantineOutcome::OtherAccount => "other_account",
+            QuarantineOutcome::Ambiguous => "ambiguous",
+            QuarantineOutcome::NoActiveKey => "no_active_key",
+            QuarantineOutcome::Failed => "failed",
+            QuarantineOutcome::DryRun => "dry_run",
         }
     }
 }

@@ -34,11 +34,13 @@ mod events;
 mod labels;
 mod registry;
 
-pub use events::{EventMalformed, NoticeRaised, NotificationDelivery, ReconcileDone, WriteEvent};
+pub use events::{
+    EventMalformed, NoticeRaised, NotificationDelivery, QuarantineEvent, ReconcileDone, WriteEvent,
+};
 pub use labels::{
-    metric_event_name, write_action_label, EventOutcome, NotifyChannel, NotifyOutcome, QueueSource,
-    ReconcileResult, Source, WriteOutcome, AWS_OPERATIONS, AWS_SERVICES, KNOWN_EVENT_NAMES,
-    NOTICE_EVENTS, WRITE_ACTIONS,
+    metric_event_name, write_action_label, EventOutcome, NotifyChannel, NotifyOutcome,
+    QuarantineOutcome, QueueSource, ReconcileResult, Source, WriteOutcome, AWS_OPERATIONS,
+    AWS_SERVICES, KNOWN_EVENT_NAMES, NOTICE_EVENTS, WRITE_ACTIONS,
 };
 pub use registry::{Metrics, CONTENT_TYPE};
 

@@ -84,6 +84,8 @@ pub struct Metrics {
     pub notices_total: IntCounterVec,
     /// `iam_warden_notifications_total{channel, outcome}`: deliveries per channel.
     pub notifications_total: IntCounterVec,
+    /// `iam_warden_quarantines_total{outcome}`: reports of exposed access keys.
+    pub quarantines_total: IntCounterVec,
 }
 
 fn reg_err(e: prometheus::Error) -> Error {
@@ -313,6 +315,12 @@ impl Metrics {
                 "Owner notification deliveries, by channel (webhook, sns) and outcome (sent, failed, dropped).",
                 &["channel", "outcome"],
             )?,
+            quarantines_total: counter_vec(
+                &r,
+                "iam_warden_quarantines_total",
+                "Reports of exposed access keys (AWS Health events, AWS quarantine policies), by what became of them.",
+                &["outcome"],
+            )?,
             registry: r,
         };
         m.precreate(version);
@@ -357,6 +365,9 @@ impl Metrics {
         }
         for c in Check::ALL {
             self.users_failing_check.with_label_values(&[c.id()]);
+        }
+        for o in QuarantineOutcome::ALL {
+            self.quarantines_total.with_label_values(&[o.as_str()]);
         }
         for a in WRITE_ACTIONS {
             for o in WriteOutcome::ALL {

@@ -36,6 +36,7 @@ const NAMES: &[&str] = &[
     "iam_warden_credential_report_age_seconds",
     "iam_warden_notices_total",
     "iam_warden_notifications_total",
+    "iam_warden_quarantines_total",
 ];
 
 fn metrics() -> Arc<Metrics> {
@@ -486,4 +487,30 @@ fn notification_series_are_precreated_and_counted_by_their_emits() {
         ),
         Some(1.0)
     );
+}
+
+#[test]
+fn quarantine_outcomes_are_precreated_and_counted_once() {
+    use crate::metrics::{QuarantineEvent, QuarantineOutcome};
+    let m = metrics();
+    let text = m.render();
+    for o in QuarantineOutcome::ALL {
+        let series = format!(
+            "iam_warden_quarantines_total{{outcome=\"{}\"}} 0",
+            o.as_str()
+        );
+        assert!(text.contains(&series), "{series} missing");
+    }
+    QuarantineEvent {
+        outcome: QuarantineOutcome::Ambiguous,
+        trigger: "quarantine_policy",
+        event_id: "e1",
+        user: Some("bob"),
+        key: Some("AKIA0000000000000001,AKIA0000000000000002"),
+        detail: "two active keys",
+    }
+    .emit(Some(&m));
+    let text = m.render();
+    assert!(text.contains("iam_warden_quarantines_total{outcome=\"ambiguous\"} 1"));
+    assert!(text.contains("iam_warden_quarantines_total{outcome=\"deactivated\"} 0"));
 }

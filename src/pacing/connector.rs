@@ -28,6 +28,9 @@ pub struct PacedHttpClient {
     pub inner: SharedHttpClient,
     pub pacer: Arc<Pacer>,
     pub on_retry: Option<RetryHook>,
+    /// Priority calls (exposed-key quarantine) pass the buckets without waiting for a
+    /// token; they keep the classification, the retries and the backoff.
+    pub priority: bool,
 }
 
 impl std::fmt::Debug for PacedHttpClient {
@@ -48,6 +51,7 @@ impl HttpClient for PacedHttpClient {
             inner: self.inner.http_connector(settings, components),
             pacer: self.pacer.clone(),
             on_retry: self.on_retry.clone(),
+            priority: self.priority,
         })
     }
 }
@@ -58,6 +62,7 @@ pub struct PacedConnector {
     inner: SharedHttpConnector,
     pacer: Arc<Pacer>,
     on_retry: Option<RetryHook>,
+    priority: bool,
 }
 
 impl std::fmt::Debug for PacedConnector {
@@ -80,7 +85,9 @@ impl PacedConnector {
         op: &str,
         request: HttpRequest,
     ) -> Result<(HttpResponse, bytes::Bytes), ConnectorError> {
-        tokio::time::sleep(self.pacer.bucket(op).reserve()).await;
+        if !self.priority {
+            tokio::time::sleep(self.pacer.bucket(op).reserve()).await;
+        }
         let inner = self.inner.clone();
         let send = async move {
             let mut resp = inner.call(request).await?;
@@ -145,7 +152,7 @@ impl PacedConnector {
             };
             match self
                 .pacer
-                .retry_delay(&op, class, attempts, fastrand::f64())
+                .retry_wait(&op, class, attempts, fastrand::f64(), self.priority)
             {
                 Some(wait) => {
                     if let Some(hook) = &self.on_retry {

@@ -160,6 +160,27 @@ impl Pacer {
     /// The decision after attempt number `attempts` (1-based) of `op` failed as `class`;
     /// `r` in `[0, 1)` is the jitter. `None`: do not retry.
     pub fn retry_delay(&self, op: &str, class: Class, attempts: u32, r: f64) -> Option<Duration> {
+        self.retry_wait(op, class, attempts, r, false)
+    }
+
+    /// [`Pacer::retry_delay`]; with `priority` (the calls of a [`PacedHttpClient`] with
+    /// `priority` set) the retry waits for the backoff only, not for a token of the bucket
+    /// (a throttle still slows the bucket for everyone else).
+    pub fn retry_wait(
+        &self,
+        op: &str,
+        class: Class,
+        attempts: u32,
+        r: f64,
+        priority: bool,
+    ) -> Option<Duration> {
+        let token = |bucket: &RateLimiter| {
+            if priority {
+                Duration::ZERO
+            } else {
+                bucket.reserve()
+            }
+        };
         match class {
             Class::Final => None,
             Class::Throttled { retry_after } => {
@@ -173,13 +194,13 @@ impl Pacer {
                     .backoff
                     .delay_with(attempts, r)
                     .max(retry_after.unwrap_or_default());
-                Some(wait + bucket.reserve())
+                Some(wait + token(bucket))
             }
             Class::Transient => {
                 if attempts >= self.max_attempts || !repeat_is_harmless(op) {
                     return None;
                 }
-                Some(self.backoff.delay_with(attempts, r) + self.bucket(op).reserve())
+                Some(self.backoff.delay_with(attempts, r) + token(self.bucket(op)))
             }
         }
     }
@@ -246,5 +267,48 @@ mod tests {
         p.retry_delay("AttachUserPolicy", th, 1, 0.0).unwrap();
         p.retry_delay("ListUsers", th, 1, 0.0).unwrap();
         assert_eq!(*seen.lock().unwrap(), vec![20.0, 10.0, 10.0]);
+    }
+
+    #[test]
+    fn priority_retries_wait_for_the_backoff_only() {
+        let s = PacingSettings {
+            writes_per_second: 1.0,
+            write_burst: 1,
+            max_attempts: 3,
+            backoff: Backoff {
+                base: ms(100),
+                max: ms(100),
+            },
+            ..PacingSettings::default()
+        };
+        let p = Pacer::new(&s).unwrap();
+        // Empty the write bucket: the next token is a second away.
+        p.writes.reserve();
+        let t = Class::Transient;
+        // r = 0.99: the jittered backoff is just under its 100 ms cap.
+        let paced = p.retry_wait("TagUser", t, 1, 0.99, false).unwrap();
+        assert!(
+            paced >= ms(900),
+            "a paced retry waits for a token: {paced:?}"
+        );
+        for _ in 0..5 {
+            let d = p.retry_wait("UpdateAccessKey", t, 1, 0.99, true).unwrap();
+            assert!(
+                d <= ms(100),
+                "a priority retry waits for the backoff only: {d:?}"
+            );
+        }
+        // Retry limits are the same for priority calls.
+        assert_eq!(p.retry_wait("UpdateAccessKey", t, 3, 0.0, true), None);
+        assert_eq!(p.retry_wait("DeleteAccessKey", t, 1, 0.0, true), None);
+        // A throttled priority call still slows the bucket for everyone else.
+        let before = p.writes.rate_per_sec();
+        let th = Class::Throttled { retry_after: None };
+        let d = p.retry_wait("UpdateAccessKey", th, 1, 0.99, true).unwrap();
+        assert!(d <= ms(100), "{d:?}");
+        assert_eq!(
+            p.writes.rate_per_sec(),
+            (before / 2.0).max(p.writes.floor())
+        );
     }
 }

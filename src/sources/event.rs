@@ -69,6 +69,27 @@ pub enum ParseError {
         /// The `detail-type` found (truncated); empty if absent.
         found: String,
     },
+    /// An AWS Health event field that is required is absent, empty or not a string.
+    #[error("AWS Health event has no `{0}` string field; expected an EventBridge \"AWS Health Event\" envelope as the SQS message body")]
+    HealthMissing(&'static str),
+    /// An `aws.health` event that is not an `AWS Health Event` (e.g. an abuse event).
+    #[error("AWS Health event has detail-type {found:?}, expected \"AWS Health Event\"; narrow the EventBridge rule's event pattern to {pattern}", pattern = crate::sources::health::HEALTH_PATTERN)]
+    HealthDetailType {
+        /// The `detail-type` found (truncated); empty if absent.
+        found: String,
+    },
+    /// An AWS Health event of another type than exposed credentials.
+    #[error("AWS Health event has eventTypeCode {found:?}, expected \"AWS_RISK_CREDENTIALS_EXPOSED\"; narrow the EventBridge rule's event pattern to {pattern}", pattern = crate::sources::health::HEALTH_PATTERN)]
+    HealthEventType {
+        /// The `eventTypeCode` found (truncated); empty if absent.
+        found: String,
+    },
+    /// An exposed-credentials event that names no IAM access key id.
+    #[error("AWS Health event AWS_RISK_CREDENTIALS_EXPOSED names no IAM access key id (AKIA followed by 16 letters or digits) in detail.affectedEntities[].entityValue (found: {found}); nothing to quarantine")]
+    NoExposedKey {
+        /// What the entities held instead (truncated), or `none`.
+        found: String,
+    },
     /// An EventBridge envelope whose `source` is not IAM.
     #[error("EventBridge event has source {found:?}, expected {expected:?}; narrow the EventBridge rule's event pattern to {{\"source\":[\"aws.iam\"],\"detail-type\":[\"AWS API Call via CloudTrail\"]}}", expected = EVENTBRIDGE_SOURCE)]
     WrongSource {
@@ -81,14 +102,14 @@ pub enum ParseError {
 /// cannot flood the logs.
 const MAX_ECHO: usize = 80;
 
-fn truncate(s: &str) -> String {
+pub(crate) fn truncate(s: &str) -> String {
     match s.char_indices().nth(MAX_ECHO) {
         Some((i, _)) => format!("{}...", &s[..i]),
         None => s.to_owned(),
     }
 }
 
-fn json_type(v: &Value) -> &'static str {
+pub(crate) fn json_type(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "boolean",
@@ -175,10 +196,15 @@ pub fn parse_record_str(s: &str) -> Result<IamEvent, ParseError> {
 /// ..,"detail": <CloudTrail record>}`. Other detail-types and sources are rejected.
 pub fn parse_eventbridge(body: &str) -> Result<IamEvent, ParseError> {
     let v: Value = serde_json::from_str(body)?;
+    parse_eventbridge_value(&v)
+}
+
+/// [`parse_eventbridge`] of an already parsed body.
+pub fn parse_eventbridge_value(v: &Value) -> Result<IamEvent, ParseError> {
     if !v.is_object() {
         return Err(ParseError::NotAnObject {
             what: "EventBridge envelope",
-            found: json_type(&v),
+            found: json_type(v),
         });
     }
     let detail_type = v.get("detail-type").and_then(Value::as_str).unwrap_or("");

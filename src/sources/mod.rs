@@ -1,4 +1,5 @@
 pub mod checkpoint;
 pub mod cloudtrail;
 pub mod event;
+pub mod health;
 pub mod sqs;

@@ -6,6 +6,11 @@
 //! where IAM's events are recorded) sends each IAM API call to an SQS queue; this consumer
 //! long-polls the queue and hands each event to the work queue.
 //!
+//! The same queue may also receive AWS Health exposed-credentials events (a second rule,
+//! `{"source":["aws.health"],"detail-type":["AWS Health Event"],"detail":{"eventTypeCode":
+//! ["AWS_RISK_CREDENTIALS_EXPOSED"]}}`): each named key is quarantined at once
+//! (`controller::quarantine`), and the message is deleted once every quarantine is settled.
+//!
 //! # At-least-once
 //!
 //! A message is deleted only once the work it caused is done:
@@ -52,10 +57,10 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::cloudtrail::stopped;
-use super::event::parse_eventbridge;
+use super::health::{parse_sqs_message, SqsEvent};
 use crate::aws::{aws_error, Clients};
 use crate::config::SqsSource;
-use crate::controller::dispatch::{Dispatch, Ticket};
+use crate::controller::dispatch::{Dispatch, Dispatched};
 use crate::error::{Error, Result};
 use crate::metrics::{EventMalformed, Source};
 
@@ -346,8 +351,8 @@ impl SqsConsumer {
             return;
         };
         let body = m.body().unwrap_or("");
-        let ev = match parse_eventbridge(body) {
-            Ok(ev) => ev,
+        let parsed = match parse_sqs_message(body) {
+            Ok(p) => p,
             Err(e) => {
                 EventMalformed {
                     source: Source::Sqs,
@@ -361,8 +366,27 @@ impl SqsConsumer {
                 return;
             }
         };
-        let tickets = self.dispatch.dispatch(&ev, Source::Sqs, received);
-        if tickets.is_empty() {
+        let dispatched = match parsed {
+            SqsEvent::CloudTrail(ev) => self.dispatch.dispatch_all(&ev, Source::Sqs, received),
+            SqsEvent::Exposed(health) => {
+                if !health.rejected.is_empty() {
+                    tracing::warn!(
+                        message_id,
+                        rejected = ?health.rejected,
+                        "AWS Health event names entities that are not IAM access key ids; those are ignored"
+                    );
+                }
+                Dispatched {
+                    tickets: Vec::new(),
+                    quarantines: health
+                        .exposures
+                        .into_iter()
+                        .filter_map(|ex| self.dispatch.quarantine(ex))
+                        .collect(),
+                }
+            }
+        };
+        if dispatched.is_empty() {
             delete(&self.sqs, &self.queue_url, receipt, message_id).await;
             return;
         }
@@ -380,7 +404,7 @@ impl SqsConsumer {
             self.queue_url.clone(),
             receipt.to_string(),
             message_id.to_string(),
-            tickets,
+            dispatched,
             received + hold,
             self.drained.clone(),
             permit,
@@ -388,9 +412,11 @@ impl SqsConsumer {
     }
 }
 
-/// Waits for the message's reconciles, then deletes it. When they do not finish before
-/// `deadline` the message is left to its visibility timeout; when `drained` becomes true
-/// first (shutdown) it is released for immediate redelivery.
+/// Waits for the message's quarantines (each must be settled: a failed one is retried by
+/// redelivery) and reconciles, then deletes it. When they do not finish before `deadline`
+/// the message is left to its visibility timeout; when `drained` becomes true first
+/// (shutdown) it is released for immediate redelivery (a redelivered exposure is handled
+/// again: idempotent).
 #[allow(clippy::too_many_arguments)]
 async fn settle(
     dispatch: Dispatch,
@@ -398,18 +424,30 @@ async fn settle(
     queue_url: String,
     receipt: String,
     message_id: String,
-    tickets: Vec<Ticket>,
+    dispatched: Dispatched,
     deadline: Instant,
     drained: Option<watch::Receiver<bool>>,
     _permit: tokio::sync::OwnedSemaphorePermit,
 ) -> Settled {
+    let Dispatched {
+        tickets,
+        quarantines,
+    } = dispatched;
+    let no_quarantines = quarantines.is_empty();
+    let work = async {
+        let q = quarantines_settled(quarantines, deadline).await;
+        dispatch.wait_done(&tickets, deadline).await && q
+    };
     let (done, shutting_down) = match drained {
         Some(mut drained) => tokio::select! {
-            done = dispatch.wait_done(&tickets, deadline) => (done, false),
+            done = work => (done, false),
             // Every reconcile that will finish has finished once the drain is over.
-            _ = stopped(&mut drained) => (dispatch.wait_done(&tickets, Instant::now()).await, true),
+            _ = stopped(&mut drained) => (
+                no_quarantines && dispatch.wait_done(&tickets, Instant::now()).await,
+                true,
+            ),
         },
-        None => (dispatch.wait_done(&tickets, deadline).await, false),
+        None => (work.await, false),
     };
     if done {
         delete(&sqs, &queue_url, &receipt, &message_id).await;
@@ -424,6 +462,18 @@ async fn settle(
          delivered again"
     );
     Settled::Left
+}
+
+/// Whether every quarantine finished before `deadline` and settled its exposure.
+async fn quarantines_settled(
+    quarantines: Vec<tokio::task::JoinHandle<bool>>,
+    deadline: Instant,
+) -> bool {
+    let mut all = true;
+    for h in quarantines {
+        all &= matches!(tokio::time::timeout_at(deadline, h).await, Ok(Ok(true)));
+    }
+    all
 }
 
 /// Make a received message visible again at once (ChangeMessageVisibility 0).

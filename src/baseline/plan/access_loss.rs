@@ -71,6 +71,14 @@ pub fn reduces_access(action: &Action, user: &UserState, cfg: &Config) -> Option
                 Some(AccessLoss::UnknownPolicy)
             }
         }
+        // A forced password reset takes nothing away: the user signs in with the current
+        // password and must choose a new one (the MFA policy lets a user without MFA do
+        // that, `baseline.mfa_policy.allowed_without_mfa`). Not counted.
+        Action::RequirePasswordReset { .. } => None,
+        // An exposed key is an emergency, not baseline drift: it is deactivated at once and
+        // never held by the breaker (it is not planned; `controller::quarantine` applies it
+        // outside the plan, so this classification is never consulted for a window).
+        Action::QuarantineAccessKey { .. } => None,
         Action::MarkKeyInactive { .. }
         | Action::ClearKeyMark { .. }
         | Action::CreatePolicy { .. }

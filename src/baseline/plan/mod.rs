@@ -108,6 +108,24 @@ pub enum Action {
         user: String,
         key_id: String,
     },
+    /// Make a user whose console password is older than the password policy's maximum age
+    /// set a new one at the next sign-in (UpdateLoginProfile PasswordResetRequired).
+    RequirePasswordReset {
+        user: String,
+        /// When the password was last set, as observed: recorded in the
+        /// `iam-warden/password-reset` tag so that the same password is never reset twice.
+        changed: DateTime<Utc>,
+        /// The password's age in whole days when planned.
+        age_days: i64,
+    },
+    /// Deactivate an exposed access key at once and tag it quarantined. Never planned by
+    /// the planner: `controller::quarantine` builds it from an AWS Health event or AWS's
+    /// quarantine policy, resolves the key live, and applies it outside the plan (no write
+    /// limiter, no breaker).
+    QuarantineAccessKey {
+        user: String,
+        key_id: String,
+    },
 }
 
 impl Action {
@@ -126,6 +144,8 @@ impl Action {
             Action::DeleteAccessKey { .. } => "delete_access_key",
             Action::MarkKeyInactive { .. } => "tag_user",
             Action::ClearKeyMark { .. } => "untag_user",
+            Action::RequirePasswordReset { .. } => "require_password_reset",
+            Action::QuarantineAccessKey { .. } => "quarantine_access_key",
         }
     }
 
@@ -137,7 +157,9 @@ impl Action {
             | Action::DeactivateAccessKey { user, .. }
             | Action::DeleteAccessKey { user, .. }
             | Action::MarkKeyInactive { user, .. }
-            | Action::ClearKeyMark { user, .. } => Some(user),
+            | Action::ClearKeyMark { user, .. }
+            | Action::RequirePasswordReset { user, .. }
+            | Action::QuarantineAccessKey { user, .. } => Some(user),
             _ => None,
         }
     }
@@ -157,6 +179,8 @@ impl Action {
             | Action::DeleteAccessKey { key, .. }
             | Action::MarkKeyInactive { key, .. } => key.to_string(),
             Action::ClearKeyMark { key_id, .. } => format!("{INACTIVE_SINCE_TAG_PREFIX}{key_id}"),
+            Action::RequirePasswordReset { user, .. } => format!("login profile of {user}"),
+            Action::QuarantineAccessKey { key_id, .. } => key_id.clone(),
         }
     }
 }

@@ -674,3 +674,123 @@ fn password_policy_never_weakens_a_stronger_field() {
     assert_eq!(p.reuse_prevention, 24);
     assert!(p.require_symbols);
 }
+
+#[test]
+fn expired_passwords_must_be_reset_once() {
+    use crate::config::PASSWORD_RESET_TAG;
+    let cfg = cfg(); // max_age_days 90, reset_expired on
+    let snap = compliant_account(&cfg);
+    let recorded = |changed: i64| {
+        format!(
+            "changed={} at={}",
+            days_ago(changed).to_rfc3339(),
+            days_ago(1).to_rfc3339()
+        )
+    };
+    let mut off = cfg.clone();
+    off.baseline.password_policy.max_age_days = 0;
+    let mut no_reset = cfg.clone();
+    no_reset.baseline.password_policy.reset_expired = false;
+    let mut policy_off = cfg.clone();
+    policy_off.baseline.password_policy.enabled = false;
+    // (name, config, user, planned?)
+    let console = |set: i64| user("a").password(Some(1), set).mfa().in_baseline();
+    let table: Vec<(&str, &Config, UserState, bool)> = vec![
+        (
+            "90 days old: at the limit",
+            &cfg,
+            console(90).build(),
+            false,
+        ),
+        ("91 days old: over it", &cfg, console(91).build(), true),
+        ("400 days old", &cfg, console(400).build(), true),
+        ("fresh", &cfg, console(3).build(), false),
+        ("max_age_days 0: off", &off, console(400).build(), false),
+        (
+            "reset_expired false",
+            &no_reset,
+            console(400).build(),
+            false,
+        ),
+        (
+            "password policy off",
+            &policy_off,
+            console(400).build(),
+            false,
+        ),
+        (
+            "already reset for this password",
+            &cfg,
+            console(120).tag(PASSWORD_RESET_TAG, &recorded(120)).build(),
+            false,
+        ),
+        (
+            "the tag is for an older password",
+            &cfg,
+            console(120).tag(PASSWORD_RESET_TAG, &recorded(300)).build(),
+            true,
+        ),
+        (
+            "a tag edited into nonsense: planned again",
+            &cfg,
+            console(120)
+                .tag(PASSWORD_RESET_TAG, "changed=yesterday")
+                .build(),
+            true,
+        ),
+        (
+            "programmatic user (its password is removed instead)",
+            &cfg,
+            user("svc")
+                .password(Some(1), 400)
+                .tag(ACCESS_TAG, "programmatic")
+                .build(),
+            false,
+        ),
+        (
+            "unused password: deleted, not reset",
+            &cfg,
+            user("idle")
+                .password(Some(200), 400)
+                .mfa()
+                .in_baseline()
+                .build(),
+            false,
+        ),
+        (
+            "exempt user",
+            &cfg,
+            console(400).tag(EXEMPT_TAG, "true").build(),
+            false,
+        ),
+        (
+            "no password",
+            &cfg,
+            user("n").mfa().in_baseline().build(),
+            false,
+        ),
+    ];
+    for (name, c, u, want) in table {
+        let p = plan_user(&u, &snap, c, now()).unwrap();
+        let resets: Vec<_> = p
+            .actions
+            .iter()
+            .filter(|a| matches!(a.action, Action::RequirePasswordReset { .. }))
+            .collect();
+        assert_eq!(resets.len(), usize::from(want), "{name}: {:?}", names(&p));
+        if let Some(r) = resets.first() {
+            let Action::RequirePasswordReset {
+                changed, age_days, ..
+            } = &r.action
+            else {
+                unreachable!()
+            };
+            assert_eq!(Some(*changed), u.password.as_ref().and_then(|p| p.changed));
+            assert!(*age_days > 90, "{name}");
+            assert!(r.reason.contains("max_age_days = 90"), "{}", r.reason);
+            // A forced reset takes nothing away: not counted by the breaker.
+            assert!(!p.counts_toward_breaker(), "{name}");
+            assert_eq!(reduces_access(&r.action, &u, c), None);
+        }
+    }
+}

@@ -7,7 +7,9 @@ use chrono::{DateTime, Utc};
 use super::*;
 use crate::baseline::checks::{days_between, evaluate_user, Check, Finding, UserVerdict};
 use crate::baseline::policies::DesiredPolicy;
-use crate::config::{AccessClass, Attach, Config, Credentials, INACTIVE_SINCE_TAG_PREFIX};
+use crate::config::{
+    AccessClass, Attach, Config, Credentials, INACTIVE_SINCE_TAG_PREFIX, PASSWORD_RESET_TAG,
+};
 use crate::inventory::{AccessKeyState, AccountSnapshot, UserState};
 
 /// The writes that bring one user to the baseline, in order: groups and policies, console
@@ -30,6 +32,7 @@ pub(super) fn plan_user_with(
     }
     plan_groups_and_policies(user, snap, cfg, desired, &mut verdict, &mut actions);
     plan_console_access(user, cfg, &verdict, &mut actions);
+    plan_password_reset(user, cfg, &verdict, now, &mut actions);
     let marks = inactive_marks(user);
     let used_marks = plan_keys(user, cfg, verdict.class, &marks, now, &mut actions);
     plan_key_marks(user, &marks, &used_marks, &mut actions);
@@ -151,6 +154,66 @@ fn plan_console_access(
             });
         }
     }
+}
+
+/// A console password older than the policy's maximum age must be changed at the next
+/// sign-in, once per password: the `iam-warden/password-reset` tag records the password
+/// (its last change) that a reset was required for. Off with `max_age_days = 0`,
+/// `reset_expired = false` or the password policy disabled; not for users classified
+/// programmatic, nor when the password is being removed anyway, nor when the password's
+/// date is unknown (never a guess).
+fn plan_password_reset(
+    user: &UserState,
+    cfg: &Config,
+    verdict: &UserVerdict,
+    now: DateTime<Utc>,
+    actions: &mut Vec<PlannedAction>,
+) {
+    let pp = &cfg.baseline.password_policy;
+    if !pp.enabled || !pp.reset_expired || pp.max_age_days == 0 {
+        return;
+    }
+    if verdict.class == AccessClass::Programmatic
+        || actions
+            .iter()
+            .any(|a| matches!(a.action, Action::DeleteLoginProfile { .. }))
+    {
+        return;
+    }
+    let Some(changed) = user.password.as_ref().and_then(|p| p.changed) else {
+        return;
+    };
+    let age = days_between(changed, now);
+    if age <= i64::from(pp.max_age_days) {
+        return;
+    }
+    if password_reset_recorded(user).is_some_and(|r| r >= changed - chrono::Duration::seconds(1)) {
+        return;
+    }
+    actions.push(PlannedAction {
+        action: Action::RequirePasswordReset {
+            user: user.name.clone(),
+            changed,
+            age_days: age,
+        },
+        reason: format!(
+            "the console password is {age} days old, older than baseline.password_policy.max_age_days = {}; it must be changed at the next sign-in",
+            pp.max_age_days
+        ),
+        check: None,
+    });
+}
+
+/// The password change recorded in the `iam-warden/password-reset` tag (`changed=...`);
+/// `None` without the tag or with a value that does not parse (then the reset is planned
+/// again: harmless, and it rewrites the tag).
+pub fn password_reset_recorded(user: &UserState) -> Option<DateTime<Utc>> {
+    user.tags
+        .get(PASSWORD_RESET_TAG)?
+        .split_whitespace()
+        .find_map(|f| f.strip_prefix("changed="))
+        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| t.with_timezone(&Utc))
 }
 
 /// Access keys: always by key, never "all keys of the user". Returns the ids of the
