@@ -114,6 +114,7 @@ pub async fn run(
         account_id,
         partition: partition_of(&caller_arn),
         path: cfg.baseline.path.clone(),
+        owner_tag: cfg.notifications.owner_tag.clone(),
     };
     let ctx = Arc::new(Context {
         cfg: cfg.clone(),

@@ -5,6 +5,7 @@
 //! after its last use was checked live; a user or key that vanished is skipped.
 
 mod keys;
+mod rotation;
 mod settle;
 
 use std::sync::Arc;
@@ -23,6 +24,8 @@ use crate::journal::{Entry, Journal};
 use crate::metrics::{Metrics, WriteEvent, WriteOutcome};
 
 use keys::mark_tag;
+pub use rotation::set_test_crash_after;
+use rotation::RotateRequest;
 pub use settle::{after_attempt, find_version, Settle, WriteKind};
 use settle::{no_reread, not_found_is_none};
 
@@ -83,6 +86,8 @@ pub struct Applier {
     pub partition: String,
     /// IAM path for created policies and groups.
     pub path: String,
+    /// The tag naming a user's owner (`notifications.owner_tag`), set on delivered secrets.
+    pub owner_tag: String,
 }
 
 /// `arn:aws:sts::1:assumed-role/x/y` → `aws`.
@@ -110,6 +115,7 @@ impl Applier {
             account_id: snap.account_id.clone(),
             partition: partition_of(&snap.caller_arn),
             path: cfg.baseline.path.clone(),
+            owner_tag: cfg.notifications.owner_tag.clone(),
         }
     }
 
@@ -158,7 +164,7 @@ impl Applier {
         ) {
             Outcome::Failed(format!("not sent: {e}"))
         } else {
-            match self.execute(snap, &pa.action, now).await {
+            match self.execute(snap, &pa.action, &pa.reason, now).await {
                 Ok(o) => o,
                 Err(e) if e.is_not_found() => Outcome::Skipped(format!("no longer exists: {e}")),
                 Err(e) if e.is_limit_exceeded() => {
@@ -238,6 +244,7 @@ impl Applier {
         &self,
         snap: &AccountSnapshot,
         action: &Action,
+        reason: &str,
         now: DateTime<Utc>,
     ) -> Result<Outcome> {
         let iam = &self.clients.iam;
@@ -506,6 +513,54 @@ impl Applier {
             Action::ClearKeyMark { user, key_id } => {
                 self.clear_mark(user, key_id).await?;
                 Ok(Outcome::Applied)
+            }
+            Action::RotateAccessKey {
+                user,
+                key,
+                delivery,
+                secret_name,
+                kms_key_id,
+                owner,
+            } => {
+                let req = RotateRequest {
+                    user,
+                    key,
+                    delivery: *delivery,
+                    secret_name,
+                    kms_key_id: kms_key_id.as_deref(),
+                    owner: owner.as_deref(),
+                };
+                self.rotate(&req, now).await
+            }
+            Action::DeactivateRotatedKey {
+                user,
+                key,
+                new_key,
+                drain_quiet_secs,
+                force,
+            } => {
+                self.deactivate_rotated(
+                    user,
+                    key,
+                    new_key.as_deref(),
+                    *drain_quiet_secs,
+                    *force,
+                    now,
+                )
+                .await
+            }
+            Action::DeleteRotatedKey { user, key } => self.delete_rotated(user, key).await,
+            Action::SetRotationPhase {
+                user,
+                key,
+                phase,
+                new_key,
+            } => {
+                self.set_phase(user, key, *phase, new_key.as_deref(), reason, now)
+                    .await
+            }
+            Action::ClearRotationTag { user, key_id } => {
+                self.clear_rotation_tag(user, key_id).await
             }
         }
     }

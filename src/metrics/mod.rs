@@ -31,10 +31,10 @@ mod events;
 mod labels;
 mod registry;
 
-pub use events::{EventMalformed, ReconcileDone, WriteEvent};
+pub use events::{EventMalformed, ReconcileDone, RotationEvent, WriteEvent};
 pub use labels::{
     metric_event_name, write_action_label, EventOutcome, QueueSource, ReconcileResult, Source,
-    WriteOutcome, AWS_OPERATIONS, AWS_SERVICES, KNOWN_EVENT_NAMES, WRITE_ACTIONS,
+    WriteOutcome, AWS_OPERATIONS, AWS_SERVICES, KNOWN_EVENT_NAMES, ROTATION_EVENTS, WRITE_ACTIONS,
 };
 pub use registry::{Metrics, CONTENT_TYPE};
 
