@@ -815,7 +815,8 @@ mod tests {
                 "console-on-programmatic-user",
                 "keys-on-console-user",
                 "password-policy-weak",
-                "quota-reached"
+                "quota-reached",
+                "rotation-stuck"
             ]
         );
         assert_eq!(
