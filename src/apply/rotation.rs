@@ -22,7 +22,7 @@ use crate::metrics::RotationEvent;
 
 static CRASH_AFTER: OnceLock<Option<String>> = OnceLock::new();
 
-/// Tests only: make the process abort right after the named rotation step succeeds
+/// Tests only: make the process stop (exit 86) right after the named rotation step succeeds
 /// (`intent`, `CreateAccessKey`, `store`, `draining`, `UpdateAccessKey`), to prove that
 /// the next pass recovers. Set once, from `main` (`IAM_WARDEN_TEST_CRASH_AFTER`).
 pub fn set_test_crash_after(step: Option<String>) {
@@ -31,8 +31,10 @@ pub fn set_test_crash_after(step: Option<String>) {
 
 fn crash_point(step: &str) {
     if CRASH_AFTER.get().and_then(|s| s.as_deref()) == Some(step) {
+        // Like a crash: no further call, no report, no destructors (exit, not abort, so
+        // that no core file is left behind).
         eprintln!("iam-warden: test crash after {step}");
-        std::process::abort();
+        std::process::exit(86);
     }
 }
 
