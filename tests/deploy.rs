@@ -1862,6 +1862,17 @@ const WRITE_API: &[(&str, &str)] = &[
     ("update_password_policy", "iam:UpdateAccountPasswordPolicy"),
     ("tag_user", "iam:TagUser"),
     ("untag_user", "iam:UntagUser"),
+    ("rotate_access_key", "iam:CreateAccessKey"),
+    ("rotate_access_key", "iam:TagUser"),
+    ("rotate_access_key", "secretsmanager:CreateSecret"),
+    ("rotate_access_key", "secretsmanager:PutSecretValue"),
+    ("rotate_access_key", "secretsmanager:TagResource"),
+    ("rotate_access_key", "ssm:PutParameter"),
+    ("deactivate_rotated_key", "iam:UpdateAccessKey"),
+    ("delete_rotated_key", "iam:DeleteAccessKey"),
+    ("set_rotation_phase", "iam:TagUser"),
+    ("clear_rotation_tag", "iam:UntagUser"),
+    ("reactivate_access_key", "iam:UpdateAccessKey"),
 ];
 
 /// Every write action the daemon counts has its IAM API call above (and so in the policy).
@@ -1890,6 +1901,9 @@ const REQUIRED_READS: &[&str] = &[
     "iam:ListMFADevices",
     "iam:ListAttachedUserPolicies",
     "iam:ListGroupsForUser",
+    "iam:ListUserTags",
+    "secretsmanager:GetSecretValue",
+    "ssm:GetParameter",
     "cloudtrail:LookupEvents",
     "sts:GetCallerIdentity",
     "sqs:ReceiveMessage",
