@@ -565,3 +565,62 @@ async fn a_crash_at_each_step_resumes_with_exactly_one_new_key() {
         lab.assert_no_secret_leaked(&[&s1, &s2]);
     }
 }
+
+/// Speed: a pass with nothing due makes no rotation call at all (ages come from the
+/// credential report); a pass with keys due makes rotation calls for those keys only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotation_calls_are_proportional_to_the_keys_due() {
+    use iam_warden::app::{enforce, EnforceOptions};
+    use iam_warden::config::{Config, Mode};
+    let acct = Account::new(shared_moto()).await;
+    for i in 0..5 {
+        acct.user(&format!("u{i}")).await;
+        acct.key(&format!("u{i}")).await;
+    }
+    acct.user("later").await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = Config {
+        mode: Mode::Enforce,
+        state_dir: dir.path().to_path_buf(),
+        ..Default::default()
+    };
+    cfg.baseline.credentials.max_key_age_days = 10;
+    cfg.rotation.warn_days = 1;
+    cfg.safety.max_users_changed_percent = 100.0;
+    let rotation_ops = [
+        "ListUserTags",
+        "CreateAccessKey",
+        "GetSecretValue",
+        "CreateSecret",
+        "PutSecretValue",
+        "PutParameter",
+        "GetParameter",
+    ];
+    let opts = |days: i64| EnforceOptions {
+        at: Some(Utc::now() + Duration::days(days)),
+        confirm_large_change: true,
+        plan_only: false,
+    };
+    // +2 days: nothing due (the warning is at 9 days).
+    let clients = acct.clients();
+    let report = enforce(&cfg, &clients, &opts(2)).await.unwrap();
+    assert_eq!(report.failed(), 0);
+    for op in rotation_ops {
+        assert_eq!(clients.calls.count(op), 0, "{op} with nothing due");
+    }
+    let due: Vec<_> = report
+        .plan
+        .users
+        .iter()
+        .filter(|u| u.verdict.user.starts_with('u'))
+        .map(|u| u.next_due)
+        .collect();
+    assert!(due.iter().all(Option::is_some), "{due:?}");
+    // +11 days: the 5 keys are due: one rotation each, nothing for "later".
+    let clients = acct.clients();
+    let report = enforce(&cfg, &clients, &opts(11)).await.unwrap();
+    assert_eq!(report.failed(), 0, "{}", report.to_text());
+    assert_eq!(clients.calls.count("CreateAccessKey"), 5);
+    assert_eq!(clients.calls.count("ListUserTags"), 5);
+    assert_eq!(clients.calls.count("CreateSecret"), 5);
+}
