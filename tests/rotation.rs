@@ -624,3 +624,97 @@ async fn rotation_calls_are_proportional_to_the_keys_due() {
     assert_eq!(clients.calls.count("ListUserTags"), 5);
     assert_eq!(clients.calls.count("CreateSecret"), 5);
 }
+
+/// The applier re-checks the drain proof live, whatever the plan said: a key whose
+/// replacement was never used, a key still in use, and a key with no rotation in progress
+/// are never deactivated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deactivation_rechecks_the_drain_proof_live() {
+    use iam_warden::apply::{Applier, Outcome};
+    use iam_warden::baseline::plan::{Action, KeyRef, PlannedAction};
+    use iam_warden::config::{Config, Mode};
+    let lab = Lab::new(&[]).await;
+    let ep = lab.acct.endpoint.clone();
+    lab.acct.user("app").await;
+    let (k1, s1) = lab.key_with_secret("app").await;
+    use_key(&ep, &k1, &s1).await;
+    lab.enforce(2.5, &[]);
+    let k2 = lab.keys("app").await[1].0.clone();
+    lab.acct.user("plain").await;
+    let (p1, _) = lab.key_with_secret("plain").await;
+    lab.acct.user("plain2").await;
+    let (p2, sp2) = lab.key_with_secret("plain2").await;
+    use_key(&ep, &p2, &sp2).await;
+
+    let clients = lab.acct.clients();
+    let snap = iam_warden::inventory::read_account(&clients).await.unwrap();
+    let cfg = Config {
+        mode: Mode::Enforce,
+        state_dir: lab.dir.path().to_path_buf(),
+        ..Default::default()
+    };
+    let applier = Applier::new(
+        clients,
+        &cfg,
+        std::sync::Arc::new(Journal::open(&lab.journal_path()).unwrap()),
+        None,
+        &snap,
+    );
+    let deactivate = |user: &str, id: &str, new_key: Option<&str>| PlannedAction {
+        action: Action::DeactivateRotatedKey {
+            user: user.into(),
+            key: KeyRef {
+                id: Some(id.into()),
+                slot: 1,
+                created: Utc::now(),
+            },
+            new_key: new_key.map(str::to_string),
+            drain_quiet_secs: 86_400,
+            force: false,
+        },
+        reason: "test".into(),
+        check: None,
+    };
+    let later = lab.t0 + Duration::days(20);
+    // k2 was never used: k1 stays.
+    let r = applier
+        .apply(&snap, &deactivate("app", &k1, Some(&k2)), later)
+        .await;
+    assert!(
+        matches!(&r.outcome, Outcome::Skipped(w) if w.contains("not active and used yet")),
+        "{:?}",
+        r.outcome
+    );
+    assert_eq!(lab.status("app", &k1).await, "Active");
+    // k2 used, but k1 used just now (within drain_quiet of the applier's clock): k1 stays.
+    let s2 = str_of(&lab.secret("app", "AWSCURRENT").await, "SecretAccessKey").to_string();
+    use_key(&ep, &k2, &s2).await;
+    use_key(&ep, &k1, &s1).await;
+    let r = applier
+        .apply(&snap, &deactivate("app", &k1, Some(&k2)), Utc::now())
+        .await;
+    assert!(
+        matches!(&r.outcome, Outcome::Skipped(w) if w.contains("its consumer is still switching")),
+        "{:?}",
+        r.outcome
+    );
+    assert_eq!(lab.status("app", &k1).await, "Active");
+    // Keys without a rotation in progress: never deactivated by this action.
+    for (u, k, other) in [("plain", &p1, None), ("plain2", &p2, Some(k2.as_str()))] {
+        let r = applier.apply(&snap, &deactivate(u, k, other), later).await;
+        assert!(
+            matches!(&r.outcome, Outcome::Skipped(w) if w.contains("no rotation in progress")),
+            "{u}: {:?}",
+            r.outcome
+        );
+        assert_eq!(lab.status(u, k).await, "Active", "{u}");
+    }
+    // With the proof true live, the same action deactivates k1.
+    let r = applier
+        .apply(&snap, &deactivate("app", &k1, Some(&k2)), later)
+        .await;
+    assert_eq!(r.outcome, Outcome::Applied);
+    assert_eq!(lab.status("app", &k1).await, "Inactive");
+    assert_eq!(lab.phase("app", &k1).await.as_deref(), Some("deactivated"));
+    lab.assert_no_secret_leaked(&[&s1, &s2, &sp2]);
+}
