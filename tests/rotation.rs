@@ -484,6 +484,10 @@ async fn ssm_delivery_two_keys_and_exempt_users() {
     let (b, sb) = lab.key_with_secret("two").await;
     use_key(&ep, &a, &sa).await;
     use_key(&ep, &b, &sb).await;
+    // '@' is valid in an IAM user name, not in an SSM parameter name.
+    lab.acct.user("bad@name").await;
+    let (bk, sbk) = lab.key_with_secret("bad@name").await;
+    use_key(&ep, &bk, &sbk).await;
     lab.acct
         .user_at("boss", "/", &[("iam-warden/exempt", "true")])
         .await;
@@ -512,6 +516,27 @@ async fn ssm_delivery_two_keys_and_exempt_users() {
     // Two active keys in use: no third key, reported.
     assert_eq!(lab.keys("two").await.len(), 2);
     assert!(out.contains("two-active-keys"), "{out}");
+    // A name invalid for one user: a finding for that user, nothing changed for it.
+    assert_eq!(
+        lab.keys("bad@name").await,
+        vec![(bk.clone(), "Active".into())]
+    );
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let bad = report["plan"]["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["verdict"]["user"] == "bad@name")
+        .unwrap();
+    assert!(bad["verdict"]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|f| f["check"] == "rotation-stuck"
+            && f["reason"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("SSM allows")));
     // Exempt: untouched, no tag.
     assert_eq!(lab.keys("boss").await, vec![(e1.clone(), "Active".into())]);
     assert!(!lab.tags("boss").await.keys().any(|k| k.starts_with(PREFIX)));
@@ -717,4 +742,87 @@ async fn deactivation_rechecks_the_drain_proof_live() {
     assert_eq!(lab.status("app", &k1).await, "Inactive");
     assert_eq!(lab.phase("app", &k1).await.as_deref(), Some("deactivated"));
     lab.assert_no_secret_leaked(&[&s1, &s2, &sp2]);
+}
+
+/// A secret that cannot be stored (an SSM parameter at its 100-version limit whose oldest
+/// version carries a label: PutParameter fails with ParameterMaxVersionLimitExceeded): the
+/// new key is deleted at once (never an active key whose secret is lost), the pass reports
+/// the failure, and the next pass, once the store works, rotates with exactly one new key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_store_deletes_the_new_key_and_the_rotation_retries() {
+    let lab = Lab::new(&[
+        ("IAM_WARDEN_ROTATION__DELIVERY", "ssm"),
+        (
+            "IAM_WARDEN_ROTATION__NAME_TEMPLATE",
+            "/iam-warden/{user}/access-key",
+        ),
+    ])
+    .await;
+    let ep = lab.acct.endpoint.clone();
+    lab.acct.user("app").await;
+    let (k1, s1) = lab.key_with_secret("app").await;
+    use_key(&ep, &k1, &s1).await;
+    let ssm = aws_sdk_ssm::Client::new(&lab.acct.sdk);
+    let name = "/iam-warden/app/access-key";
+    for i in 0..100 {
+        ssm.put_parameter()
+            .name(name)
+            .value(format!("v{i}"))
+            .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+            .overwrite(true)
+            .send()
+            .await
+            .unwrap();
+    }
+    ssm.label_parameter_version()
+        .name(name)
+        .parameter_version(1)
+        .labels("pinned")
+        .send()
+        .await
+        .unwrap();
+    let (code, out, all) = lab.run(
+        &[
+            "enforce",
+            "--once",
+            "--confirm-large-change",
+            "--output",
+            "json",
+        ],
+        Some(2.5),
+        &[],
+    );
+    assert_eq!(code, 1, "the failed write is reported: {all}");
+    assert!(out.contains("could not be stored"), "{out}");
+    assert_eq!(
+        lab.keys("app").await,
+        vec![(k1.clone(), "Active".into())],
+        "the new key was deleted at once"
+    );
+    assert!(journal_actions(&lab.journal_path())
+        .iter()
+        .any(|a| a.contains("-> discarded")));
+    ssm.unlabel_parameter_version()
+        .name(name)
+        .parameter_version(1)
+        .labels("pinned")
+        .send()
+        .await
+        .unwrap();
+    lab.enforce(2.6, &[]);
+    let keys = lab.keys("app").await;
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    let p = aws_sdk_ssm::Client::new(&lab.acct.sdk)
+        .get_parameter()
+        .name("/iam-warden/app/access-key")
+        .with_decryption(true)
+        .send()
+        .await
+        .unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(p.parameter().unwrap().value().unwrap()).unwrap();
+    assert_eq!(str_of(&v, "AccessKeyId"), keys[1].0);
+    let s2 = str_of(&v, "SecretAccessKey").to_string();
+    assert_eq!(lab.phase("app", &k1).await.as_deref(), Some("draining"));
+    lab.assert_no_secret_leaked(&[&s1, &s2]);
 }
