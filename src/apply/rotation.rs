@@ -268,12 +268,41 @@ impl Applier {
             .await?;
             crash_point("intent");
         }
-        let out = iam
+        let out = match iam
             .create_access_key()
             .user_name(user)
             .send()
             .await
-            .map_err(|e| aws_error("iam", "CreateAccessKey", e))?;
+            .map_err(|e| aws_error("iam", "CreateAccessKey", e))
+        {
+            Ok(out) => out,
+            Err(e) => {
+                // Surely not created (e.g. a key made by someone meanwhile: LimitExceeded):
+                // drop the intent, so that the next pass never takes someone else's key
+                // for this rotation's. Maybe created: the intent stays for the recovery.
+                if !e.may_have_been_applied() {
+                    let back = RotationTag {
+                        key_id: old_id.clone(),
+                        phase: Phase::Warned,
+                        since: now,
+                        created: Some(old.created),
+                        new_key: None,
+                    };
+                    if let Err(t) = self
+                        .write_phase(
+                            user,
+                            &back,
+                            "warned",
+                            &format!("CreateAccessKey failed: {e}"),
+                        )
+                        .await
+                    {
+                        tracing::warn!(user, key = %old_id, error = %t, "could not withdraw the rotation intent");
+                    }
+                }
+                return Err(e);
+            }
+        };
         let Some(mut ak) = out.access_key else {
             return Err(Error::Other(format!(
                 "CreateAccessKey for {user} returned no key; the next pass checks for it"

@@ -147,6 +147,23 @@ pub fn plan_rotation(
         };
         match tag {
             None if !k.active || unused(k) => {}
+            // Warned, then deactivated or unused: the unused-key path has it; the stale
+            // warning goes.
+            Some(t) if t.phase == Phase::Warned && (!k.active || unused(k)) => {
+                rp.owned.remove(&i);
+                rp.actions.push(PlannedAction {
+                    action: Action::ClearRotationTag {
+                        user: user.name.clone(),
+                        key_id: t.key_id.clone(),
+                    },
+                    reason: format!(
+                        "{} is {}; no rotation",
+                        k.label(),
+                        if k.active { "unused" } else { "inactive" }
+                    ),
+                    check: None,
+                });
+            }
             None
             | Some(RotationTag {
                 phase: Phase::Warned,

@@ -279,6 +279,26 @@ fn lifecycle_table() {
             next_due: None,
         },
         Case {
+            name: "warned, then unused: the warning goes, the unused path revokes",
+            user: with_tag(user("u"), tag("warned", 50, None))
+                .keys(&[key(OLD, 120, Some(60))])
+                .build(),
+            cfg: d.clone(),
+            actions: vec!["deactivate_access_key", "clear_rotation_tag"],
+            findings: vec!["key-too-old", "key-unused"],
+            next_due: None,
+        },
+        Case {
+            name: "warned, then deactivated by someone: the warning goes",
+            user: with_tag(user("u"), tag("warned", 5, None))
+                .keys(&[inactive(key(OLD, 85, Some(60)))])
+                .build(),
+            cfg: d.clone(),
+            actions: vec!["tag_user", "clear_rotation_tag"],
+            findings: vec![],
+            next_due: None,
+        },
+        Case {
             name: "tag of a key that no longer exists: cleared",
             user: with_tag(user("u"), tag("warned", 2, None))
                 .keys(&[key(NEW, 3, Some(0))])
