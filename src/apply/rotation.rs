@@ -55,6 +55,16 @@ fn find<'k>(keys: &'k [AccessKeyState], key: &KeyRef) -> Option<&'k AccessKeySta
     })
 }
 
+fn rotation_tag_in(
+    tags: &[(String, String)],
+    key_id: &str,
+) -> Option<std::result::Result<RotationTag, String>> {
+    let want = RotationTag::tag_key(key_id);
+    tags.iter()
+        .find(|(k, _)| *k == want)
+        .and_then(|(k, v)| RotationTag::parse(k, v))
+}
+
 fn gone(user: &str, key: &KeyRef) -> Outcome {
     Outcome::Skipped(format!(
         "{key} of {user} is not there any more; no other key is touched"
@@ -88,12 +98,8 @@ impl Applier {
         }
     }
 
-    /// The key's rotation tag, read live (`None`: no tag).
-    async fn live_rotation_tag(
-        &self,
-        user: &str,
-        key_id: &str,
-    ) -> Result<Option<std::result::Result<RotationTag, String>>> {
+    /// The user's tags, read live.
+    async fn live_tags(&self, user: &str) -> Result<Vec<(String, String)>> {
         let out = self
             .clients
             .iam
@@ -102,12 +108,21 @@ impl Applier {
             .send()
             .await
             .map_err(|e| aws_error("iam", "ListUserTags", e))?;
-        let want = RotationTag::tag_key(key_id);
         Ok(out
             .tags()
             .iter()
-            .find(|t| t.key() == want)
-            .and_then(|t| RotationTag::parse(t.key(), t.value())))
+            .map(|t| (t.key().to_string(), t.value().to_string()))
+            .collect())
+    }
+
+    /// The key's rotation tag, read live (`None`: no tag).
+    async fn live_rotation_tag(
+        &self,
+        user: &str,
+        key_id: &str,
+    ) -> Result<Option<std::result::Result<RotationTag, String>>> {
+        let tags = self.live_tags(user).await?;
+        Ok(rotation_tag_in(&tags, key_id))
     }
 
     async fn write_phase(
@@ -185,7 +200,8 @@ impl Applier {
                 "{old_id} is inactive; not rotated"
             )));
         }
-        let intent_since = match self.live_rotation_tag(user, &old_id).await? {
+        let tags = self.live_tags(user).await?;
+        let intent_since = match rotation_tag_in(&tags, &old_id) {
             Some(Err(e)) => return Ok(Outcome::Skipped(e)),
             Some(Ok(t)) if t.phase == Phase::Rotating => Some(t.since),
             Some(Ok(t)) if t.phase != Phase::Warned => {
@@ -206,7 +222,14 @@ impl Applier {
         let mut others: Vec<&AccessKeyState> = keys.iter().filter(|k| k.id != old.id).collect();
         if intent_since.is_some() {
             // An unfinished rotation: a new key may exist whose secret was or was not stored.
-            if let Some(orphan) = others.iter().find(|k| k.active).copied() {
+            // Only a key without a rotation tag of its own can be this rotation's new key.
+            let candidate = others.iter().copied().find(|k| {
+                k.active
+                    && k.id
+                        .as_deref()
+                        .is_some_and(|id| rotation_tag_in(&tags, id).is_none())
+            });
+            if let Some(orphan) = candidate {
                 let orphan_id = orphan.id.clone().unwrap_or_default();
                 let stored =
                     delivery::stored_key_id(&self.clients, req.delivery, req.secret_name).await?;

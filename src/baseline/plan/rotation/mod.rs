@@ -121,6 +121,26 @@ pub fn plan_rotation(
             rp.owned.insert(i);
         }
     }
+    // Two unfinished rotations in one user is tags edited into nonsense: neither resumes.
+    let unfinished: Vec<&RotationTag> =
+        tags.iter().filter(|t| t.phase == Phase::Rotating).collect();
+    if unfinished.len() > 1 {
+        for t in &unfinished {
+            let mut f = Finding::new(
+                Check::RotationStuck,
+                format!(
+                    "{} has an unfinished rotation, and so does another key of the user; remove the wrong tag {} to resume",
+                    t.key_id,
+                    RotationTag::tag_key(&t.key_id)
+                ),
+            );
+            f.key_id = Some(t.key_id.clone());
+            rp.findings.push(f);
+            if let Some(i) = user.keys.iter().position(|k| t.matches(k)) {
+                rp.owned.insert(i);
+            }
+        }
+    }
     let mut matched: BTreeSet<&str> = BTreeSet::new();
     let mut deleting: BTreeSet<usize> = BTreeSet::new();
     for (i, k) in user.keys.iter().enumerate() {
@@ -456,6 +476,10 @@ fn plan_tagged(
     match t.phase {
         Phase::Warned => {}
         Phase::Rotating => {
+            let (all, _) = rotation_tags(ctx.user);
+            if all.iter().filter(|t| t.phase == Phase::Rotating).count() > 1 {
+                return; // reported above
+            }
             if !k.active || r.delivery == Delivery::None {
                 rp.findings.push(ctx.stuck_finding(format!(
                     "{} has an unfinished rotation (since {}) but is {}; remove the tag {} to restart",

@@ -562,3 +562,133 @@ fn draining_user_is_rotating_not_two_active_keys() {
     off.rotation.enabled = false;
     assert!(checks(&run(&u, &off)).contains(&"two-active-keys"));
 }
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    const IDS: [&str; 3] = [OLD, NEW, "AKIATHIRD0000000003"];
+    const PHASES: [&str; 6] = [
+        "warned",
+        "rotating",
+        "draining",
+        "stuck",
+        "deactivated",
+        "bogus",
+    ];
+
+    /// Keys: (active, age days, last used hours ago); a tag per key id: (phase index,
+    /// since days, new key index); force_after_grace; delivery index.
+    type Keys = Vec<(bool, i64, Option<i64>)>;
+    type TagSpecs = Vec<Option<(usize, i64, Option<usize>)>>;
+
+    fn state() -> impl Strategy<Value = (Keys, TagSpecs, bool, u8)> {
+        (
+            prop::collection::vec(
+                (any::<bool>(), 0i64..200, prop::option::of(0i64..4000)),
+                0..=2,
+            ),
+            prop::collection::vec(
+                prop::option::of((0usize..6, 0i64..40, prop::option::of(0usize..3))),
+                3,
+            ),
+            any::<bool>(),
+            0u8..3,
+        )
+    }
+
+    fn build(
+        keys: &[(bool, i64, Option<i64>)],
+        tags: &[Option<(usize, i64, Option<usize>)>],
+    ) -> UserState {
+        let ks: Vec<_> = keys
+            .iter()
+            .enumerate()
+            .map(|(i, (active, age, used))| {
+                let mut k = key(IDS[i], *age, None);
+                k.active = *active;
+                k.last_used = used.map(|h| (now() - Duration::hours(h)).max(k.created));
+                k
+            })
+            .collect();
+        let mut b = user("p").keys(&ks);
+        for (i, t) in tags.iter().enumerate() {
+            if let Some((phase, since, new)) = t {
+                let mut v = format!(
+                    "phase={} since={}",
+                    PHASES[*phase],
+                    days_ago(*since).to_rfc3339()
+                );
+                if let Some(n) = new {
+                    v.push_str(&format!(" new={}", IDS[*n]));
+                }
+                b = b.tag(&format!("{ROTATION_TAG_PREFIX}{}", IDS[i]), &v);
+            }
+        }
+        b.build()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2000, failure_persistence: None, ..ProptestConfig::default() })]
+        #[test]
+        fn never_a_wrong_key((keys, tags, force, delivery) in state()) {
+            let mut c = cfg();
+            c.rotation.force_after_grace = force;
+            c.rotation.delivery = [Delivery::SecretsManager, Delivery::Ssm, Delivery::None][delivery as usize];
+            if c.rotation.delivery == Delivery::Ssm {
+                c.rotation.name_template = "/iam-warden/{user}/key".into();
+            }
+            let u = build(&keys, &tags);
+            let (parsed, _) = rotation_tags(&u);
+            let p = run(&u, &c);
+            let quiet = c.rotation.drain_quiet.get();
+            let mut rotations = 0;
+            for a in &p.actions {
+                match &a.action {
+                    Action::DeactivateRotatedKey { key, force: forced, .. } => {
+                        let id = key.id.as_deref().unwrap();
+                        let t = parsed.iter().find(|t| t.key_id == id);
+                        // Only a key whose own tag says its rotation is under way.
+                        prop_assert!(t.is_some_and(|t| matches!(t.phase, Phase::Warned | Phase::Draining | Phase::Stuck)), "{id}: {:?}", p.actions);
+                        let k = u.keys.iter().find(|k| k.id.as_deref() == Some(id)).unwrap();
+                        prop_assert!(k.active);
+                        if !forced {
+                            prop_assert!(k.last_used.is_none_or(|l| (now() - l).to_std().unwrap_or_default() >= quiet), "used within drain_quiet: {:?}", k);
+                        } else {
+                            prop_assert!(force);
+                        }
+                    }
+                    Action::RotateAccessKey { key, .. } => {
+                        rotations += 1;
+                        prop_assert!(c.rotation.delivery != Delivery::None);
+                        let k = u.keys.iter().find(|k| k.id == key.id).unwrap();
+                        prop_assert!(k.active);
+                        // Never a third key: any other key is inactive and deleted first
+                        // (a resumed rotation is checked by the applier, live).
+                        let resumed = parsed.iter().any(|t| Some(&t.key_id) == key.id.as_ref() && t.phase == Phase::Rotating);
+                        for o in u.keys.iter().filter(|o| o.id != key.id && !resumed) {
+                            prop_assert!(!o.active);
+                            let deleted = p.actions.iter().any(|b| matches!(&b.action, Action::DeleteRotatedKey { key, .. } if key.id == o.id));
+                            prop_assert!(deleted, "{:?}", p.actions);
+                        }
+                    }
+                    Action::DeleteRotatedKey { key, .. } => {
+                        let k = u.keys.iter().find(|k| k.id == key.id).unwrap();
+                        prop_assert!(!k.active, "only inactive keys are deleted");
+                    }
+                    _ => {}
+                }
+            }
+            prop_assert!(rotations <= 1);
+            // Exempt or rotation off: no rotation action at all.
+            let names_of = |p: &UserPlan| p.actions.iter().map(|a| a.action.name()).collect::<Vec<_>>();
+            let rot = |n: &&str| n.contains("rotat");
+            let mut off = c.clone();
+            off.rotation.enabled = false;
+            prop_assert!(!names_of(&run(&u, &off)).iter().any(rot));
+            let mut ex = u.clone();
+            ex.tags.insert(EXEMPT_TAG.into(), "true".into());
+            prop_assert!(run(&ex, &c).actions.is_empty());
+        }
+    }
+}
