@@ -13,7 +13,7 @@ const LAYERS: &[&[&str]] = &[
     &["config"],
     &["pacing", "journal"],
     &["aws"],
-    &["inventory"],
+    &["inventory", "delivery"],
     &["baseline"],
     &["metrics"],
     &["notify"],

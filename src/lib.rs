@@ -15,6 +15,7 @@
 //!   emit = one log line + one metric).
 //! - [`baseline`]: pure logic: findings and planned actions from (state, baseline, now).
 //! - [`inventory`]: observing the account (whole-account snapshot, single-user reads).
+//!   [`delivery`]: storing a rotated key in Secrets Manager or SSM.
 //! - [`aws`]: AWS client construction (the only place clients are built) and the call counter.
 //! - [`pacing`]: adaptive pacing and retries of every IAM and STS call.
 //!   [`journal`]: the append-only JSON-lines journal.
@@ -30,6 +31,7 @@ pub mod aws;
 pub mod baseline;
 pub mod config;
 pub mod controller;
+pub mod delivery;
 pub mod error;
 pub mod http;
 pub mod inventory;

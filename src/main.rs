@@ -123,6 +123,15 @@ enum Command {
     Run,
     /// Validate the configuration and print the effective values.
     CheckConfig,
+    /// Put back an access key that key rotation deactivated (within its recovery window);
+    /// its rotation restarts at draining. Refuses any other key. Journaled; in dry-run mode
+    /// only journaled.
+    Reactivate {
+        /// The IAM user name.
+        user: String,
+        /// The AccessKeyId to reactivate.
+        access_key_id: String,
+    },
 }
 
 fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
@@ -207,8 +216,17 @@ fn enforce(cfg: &Config, output: OutputArg, opts: app::EnforceOptions) -> anyhow
     })
 }
 
+/// Tests only: abort the process right after the named rotation step (see
+/// `iam_warden::apply::set_test_crash_after`). Taken out of the environment like
+/// [`TEST_CLOCK_ENV`].
+const TEST_CRASH_ENV: &str = "IAM_WARDEN_TEST_CRASH_AFTER";
+
 fn main() -> ExitCode {
     let clock = take_test_clock();
+    if let Some(step) = std::env::var_os(TEST_CRASH_ENV) {
+        std::env::remove_var(TEST_CRASH_ENV);
+        iam_warden::apply::set_test_crash_after(Some(step.to_string_lossy().into_owned()));
+    }
     let cli = Cli::parse();
     let verbose = cli.verbose;
     match real_main(cli, clock) {
@@ -280,6 +298,24 @@ fn real_main(cli: Cli, test_clock_env: Option<std::ffi::OsString>) -> anyhow::Re
                 Ok(0)
             })
         }
+        Command::Reactivate {
+            user,
+            access_key_id,
+        } => runtime()?.block_on(async {
+            let clients = app::clients(&cfg).await?;
+            let outcome = app::reactivate(&cfg, &clients, &user, &access_key_id).await?;
+            match outcome {
+                iam_warden::apply::Outcome::Applied => {
+                    println!("{access_key_id} of {user} is active again; it drains until its consumer switches to the new key");
+                    Ok(0)
+                }
+                iam_warden::apply::Outcome::DryRun => {
+                    println!("dry-run: {access_key_id} of {user} would be reactivated (journaled); set mode = \"enforce\" to apply");
+                    Ok(1)
+                }
+                other => anyhow::bail!("{access_key_id} of {user} was not reactivated: {other:?}"),
+            }
+        }),
         Command::CheckConfig => {
             print!("{}", cfg.to_toml()?);
             eprintln!("configuration is valid");

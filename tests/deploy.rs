@@ -1864,6 +1864,17 @@ const WRITE_API: &[(&str, &str)] = &[
     ("untag_user", "iam:UntagUser"),
     ("quarantine_access_key", "iam:UpdateAccessKey"),
     ("require_password_reset", "iam:UpdateLoginProfile"),
+    ("rotate_access_key", "iam:CreateAccessKey"),
+    ("rotate_access_key", "iam:TagUser"),
+    ("rotate_access_key", "secretsmanager:CreateSecret"),
+    ("rotate_access_key", "secretsmanager:PutSecretValue"),
+    ("rotate_access_key", "secretsmanager:TagResource"),
+    ("rotate_access_key", "ssm:PutParameter"),
+    ("deactivate_rotated_key", "iam:UpdateAccessKey"),
+    ("delete_rotated_key", "iam:DeleteAccessKey"),
+    ("set_rotation_phase", "iam:TagUser"),
+    ("clear_rotation_tag", "iam:UntagUser"),
+    ("reactivate_access_key", "iam:UpdateAccessKey"),
 ];
 
 /// Every write action the daemon counts has its IAM API call above (and so in the policy).
@@ -1892,6 +1903,9 @@ const REQUIRED_READS: &[&str] = &[
     "iam:ListMFADevices",
     "iam:ListAttachedUserPolicies",
     "iam:ListGroupsForUser",
+    "iam:ListUserTags",
+    "secretsmanager:GetSecretValue",
+    "ssm:GetParameter",
     "cloudtrail:LookupEvents",
     "sts:GetCallerIdentity",
     "sqs:ReceiveMessage",

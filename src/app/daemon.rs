@@ -123,6 +123,7 @@ pub async fn run(
             account_id: account_id.clone(),
             partition: partition_of(&caller_arn),
             path: cfg.baseline.path.clone(),
+            owner_tag: cfg.notifications.owner_tag.clone(),
         },
         cfg.clone(),
         &caller_arn,
@@ -142,6 +143,7 @@ pub async fn run(
         account_id,
         partition: partition_of(&caller_arn),
         path: cfg.baseline.path.clone(),
+        owner_tag: cfg.notifications.owner_tag.clone(),
     };
     let ctx = Arc::new(Context {
         cfg: cfg.clone(),

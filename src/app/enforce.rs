@@ -142,7 +142,7 @@ impl EnforceReport {
                 u.verdict
                     .findings
                     .iter()
-                    .filter(|f| f.check == Check::QuotaReached)
+                    .filter(|f| matches!(f.check, Check::QuotaReached | Check::RotationStuck))
                     .map(move |f| (u.verdict.user.as_str(), f))
             })
             .collect();
@@ -150,6 +150,26 @@ impl EnforceReport {
             let _ = writeln!(out, "\nfindings that need a person:");
             for (u, f) in quota {
                 let _ = writeln!(out, "  {u}: [{}] {}: {}", f.severity, f.check, f.reason);
+            }
+        }
+        let mut due: Vec<_> = self
+            .plan
+            .users
+            .iter()
+            .filter_map(|u| u.next_due.map(|d| (d, u.verdict.user.as_str())))
+            .collect();
+        if !due.is_empty() {
+            due.sort();
+            let _ = writeln!(out, "\nnext key-rotation steps (earliest first):");
+            for (d, u) in due.iter().take(20) {
+                let _ = writeln!(out, "  {u}: due {}", d.format("%Y-%m-%d %H:%M:%SZ"));
+            }
+            if due.len() > 20 {
+                let _ = writeln!(
+                    out,
+                    "  ... and {} more users (see --output json)",
+                    due.len() - 20
+                );
             }
         }
         let _ = writeln!(
@@ -242,4 +262,24 @@ pub async fn enforce(
         aws_calls: clients.calls.total() - calls0,
         aws_write_calls: clients.calls.writes() - writes0,
     })
+}
+
+/// `iam-warden reactivate USER ACCESS_KEY_ID`: put back a key the rotation deactivated
+/// (journaled; in dry-run only journaled). Errors say why a key is refused.
+pub async fn reactivate(
+    cfg: &Config,
+    clients: &Clients,
+    user: &str,
+    key_id: &str,
+) -> Result<crate::apply::Outcome> {
+    use std::sync::Arc;
+    let (caller_arn, account_id) = clients.caller_identity().await?;
+    let snap = inventory::AccountSnapshot {
+        account_id,
+        caller_arn,
+        ..Default::default()
+    };
+    let journal = Arc::new(crate::journal::Journal::open(&cfg.journal_path())?);
+    let applier = crate::apply::Applier::new(clients.clone(), cfg, journal, None, &snap);
+    applier.reactivate(user, key_id, Utc::now()).await
 }

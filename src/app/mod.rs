@@ -8,7 +8,7 @@ pub mod daemon;
 pub mod enforce;
 
 pub use audit::{audit, AuditReport};
-pub use enforce::{enforce, Breaker, EnforceOptions, EnforceReport};
+pub use enforce::{enforce, reactivate, Breaker, EnforceOptions, EnforceReport};
 
 use crate::aws::{CallStats, Clients};
 use crate::config::Config;

@@ -7,6 +7,7 @@
 mod keys;
 mod password;
 mod quarantine;
+mod rotation;
 mod settle;
 
 use std::sync::Arc;
@@ -30,6 +31,8 @@ pub use crate::metrics::WriteOutcome as Outcome;
 use keys::mark_tag;
 pub use password::password_reset_tag_value;
 pub use quarantine::{is_quarantine_tag, quarantine_tag_value, EXPOSED_REASON};
+pub use rotation::set_test_crash_after;
+use rotation::RotateRequest;
 pub use settle::{after_attempt, find_version, Settle, WriteKind};
 use settle::{no_reread, not_found_is_none};
 
@@ -52,6 +55,8 @@ pub struct Applier {
     pub partition: String,
     /// IAM path for created policies and groups.
     pub path: String,
+    /// The tag naming a user's owner (`notifications.owner_tag`), set on delivered secrets.
+    pub owner_tag: String,
 }
 
 /// `arn:aws:sts::1:assumed-role/x/y` → `aws`.
@@ -79,6 +84,7 @@ impl Applier {
             account_id: snap.account_id.clone(),
             partition: partition_of(&snap.caller_arn),
             path: cfg.baseline.path.clone(),
+            owner_tag: cfg.notifications.owner_tag.clone(),
         }
     }
 
@@ -127,7 +133,7 @@ impl Applier {
         ) {
             Outcome::Failed(format!("not sent: {e}"))
         } else {
-            match self.execute(snap, &pa.action, now).await {
+            match self.execute(snap, &pa.action, &pa.reason, now).await {
                 Ok(o) => o,
                 Err(e) if e.is_not_found() => Outcome::Skipped(format!("no longer exists: {e}")),
                 Err(e) if e.is_limit_exceeded() => {
@@ -203,6 +209,7 @@ impl Applier {
         &self,
         snap: &AccountSnapshot,
         action: &Action,
+        reason: &str,
         now: DateTime<Utc>,
     ) -> Result<Outcome> {
         let iam = &self.clients.iam;
@@ -477,6 +484,54 @@ impl Applier {
             }
             Action::QuarantineAccessKey { user, key_id } => {
                 self.quarantine_key(user, key_id, now).await
+            }
+            Action::RotateAccessKey {
+                user,
+                key,
+                delivery,
+                secret_name,
+                kms_key_id,
+                owner,
+            } => {
+                let req = RotateRequest {
+                    user,
+                    key,
+                    delivery: *delivery,
+                    secret_name,
+                    kms_key_id: kms_key_id.as_deref(),
+                    owner: owner.as_deref(),
+                };
+                self.rotate(&req, now).await
+            }
+            Action::DeactivateRotatedKey {
+                user,
+                key,
+                new_key,
+                drain_quiet_secs,
+                force,
+            } => {
+                self.deactivate_rotated(
+                    user,
+                    key,
+                    new_key.as_deref(),
+                    *drain_quiet_secs,
+                    *force,
+                    now,
+                )
+                .await
+            }
+            Action::DeleteRotatedKey { user, key } => self.delete_rotated(user, key).await,
+            Action::SetRotationPhase {
+                user,
+                key,
+                phase,
+                new_key,
+            } => {
+                self.set_phase(user, key, *phase, new_key.as_deref(), reason, now)
+                    .await
+            }
+            Action::ClearRotationTag { user, key_id } => {
+                self.clear_rotation_tag(user, key_id).await
             }
         }
     }

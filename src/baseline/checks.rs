@@ -25,10 +25,13 @@ pub enum Check {
     /// Not a baseline (CIS) check: the user is at an IAM quota and a baseline group or
     /// policy cannot be added (reported by enforce).
     QuotaReached,
+    /// A key's rotation cannot go on by itself (still used after grace, no room for a new
+    /// key, an unusable secret name, a malformed rotation tag): a person must act.
+    RotationStuck,
 }
 
 impl Check {
-    pub const ALL: [Check; 11] = [
+    pub const ALL: [Check; 12] = [
         Check::ConsoleWithoutMfa,
         Check::MfaPolicyMissing,
         Check::SourceIpPolicyMissing,
@@ -40,6 +43,7 @@ impl Check {
         Check::KeysOnConsoleUser,
         Check::PasswordPolicyWeak,
         Check::QuotaReached,
+        Check::RotationStuck,
     ];
 
     pub fn id(self) -> &'static str {
@@ -55,6 +59,7 @@ impl Check {
             Check::KeysOnConsoleUser => "keys-on-console-user",
             Check::PasswordPolicyWeak => "password-policy-weak",
             Check::QuotaReached => "quota-reached",
+            Check::RotationStuck => "rotation-stuck",
         }
     }
 
@@ -69,7 +74,8 @@ impl Check {
             | Check::ConsoleUnused
             | Check::PasswordPolicyWeak
             | Check::KeysOnConsoleUser
-            | Check::QuotaReached => Severity::Medium,
+            | Check::QuotaReached
+            | Check::RotationStuck => Severity::Medium,
             Check::TwoActiveKeys => Severity::Low,
         }
     }
@@ -343,7 +349,16 @@ pub fn evaluate_user(
         }
     }
     let active: Vec<String> = user.active_keys().map(|k| k.label()).collect();
-    if active.len() >= 2 {
+    let rotating = cfg
+        .rotation
+        .enabled
+        .then(|| crate::baseline::plan::rotation::rotating_pair(user))
+        .flatten();
+    if let Some((old, new)) = rotating.filter(|_| active.len() == 2) {
+        v.notes.push(format!(
+            "rotating: {old} drains to {new} (two active keys while the consumer switches)"
+        ));
+    } else if active.len() >= 2 {
         f.push(Finding::new(
             Check::TwoActiveKeys,
             format!("{} active access keys: {}", active.len(), active.join(", ")),
@@ -805,7 +820,8 @@ mod tests {
                 "console-on-programmatic-user",
                 "keys-on-console-user",
                 "password-policy-weak",
-                "quota-reached"
+                "quota-reached",
+                "rotation-stuck"
             ]
         );
         assert_eq!(

@@ -339,6 +339,37 @@ impl QuarantineEvent<'_> {
     }
 }
 
+/// One key entered a rotation phase (or was deleted, discarded, reactivated): counted
+/// under `event` (one of [`ROTATION_EVENTS`], else `other`) and logged at info. The owner
+/// notifications hook in where this is emitted (`Applier::phase_changed`). Never a secret.
+#[derive(Clone, Copy)]
+pub struct RotationEvent<'a> {
+    pub event: &'a str,
+    pub user: &'a str,
+    pub key_id: &'a str,
+    pub reason: &'a str,
+}
+
+impl RotationEvent<'_> {
+    pub fn emit(&self, metrics: Option<&Metrics>) {
+        let RotationEvent {
+            event,
+            user,
+            key_id,
+            reason,
+        } = *self;
+        let label = ROTATION_EVENTS
+            .iter()
+            .copied()
+            .find(|e| *e == event)
+            .unwrap_or("other");
+        if let Some(m) = metrics {
+            m.rotation_events_total.with_label_values(&[label]).inc();
+        }
+        tracing::info!(event, user, key = key_id, reason, "access-key rotation");
+    }
+}
+
 /// A CloudTrail record or SQS message that could not be parsed: counted under
 /// `outcome="malformed"` and logged once, with what identifies it.
 #[derive(Clone, Copy)]

@@ -76,6 +76,26 @@ pub const WRITE_ACTIONS: &[&str] = &[
     "update_password_policy",
     "quarantine_access_key",
     "require_password_reset",
+    "rotate_access_key",
+    "deactivate_rotated_key",
+    "delete_rotated_key",
+    "set_rotation_phase",
+    "clear_rotation_tag",
+    "reactivate_access_key",
+];
+
+/// The `event` label values of `iam_warden_rotation_events_total`: the rotation phases a
+/// key enters, plus `deleted` (after recovery), `discarded` (a new key whose secret was
+/// never stored, deleted on recovery) and `reactivated`.
+pub const ROTATION_EVENTS: &[&str] = &[
+    "warned",
+    "rotating",
+    "draining",
+    "stuck",
+    "deactivated",
+    "deleted",
+    "discarded",
+    "reactivated",
 ];
 
 /// The `service` label values of `iam_warden_aws_calls_total`.
@@ -124,6 +144,15 @@ pub const AWS_OPERATIONS: &[(&str, &str)] = &[
     ("iam", "UpdateAccountPasswordPolicy"),
     ("iam", "TagUser"),
     ("iam", "UntagUser"),
+    ("iam", "ListUserTags"),
+    // rotation
+    ("iam", "CreateAccessKey"),
+    ("secretsmanager", "CreateSecret"),
+    ("secretsmanager", "PutSecretValue"),
+    ("secretsmanager", "GetSecretValue"),
+    ("secretsmanager", "TagResource"),
+    ("ssm", "PutParameter"),
+    ("ssm", "GetParameter"),
     // identity
     ("sts", "GetCallerIdentity"),
     // sources

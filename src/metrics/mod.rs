@@ -35,12 +35,13 @@ mod labels;
 mod registry;
 
 pub use events::{
-    EventMalformed, NoticeRaised, NotificationDelivery, QuarantineEvent, ReconcileDone, WriteEvent,
+    EventMalformed, NoticeRaised, NotificationDelivery, QuarantineEvent, ReconcileDone,
+    RotationEvent, WriteEvent,
 };
 pub use labels::{
     metric_event_name, write_action_label, EventOutcome, NotifyChannel, NotifyOutcome,
     QuarantineOutcome, QueueSource, ReconcileResult, Source, WriteOutcome, AWS_OPERATIONS,
-    AWS_SERVICES, KNOWN_EVENT_NAMES, NOTICE_EVENTS, WRITE_ACTIONS,
+    AWS_SERVICES, KNOWN_EVENT_NAMES, NOTICE_EVENTS, ROTATION_EVENTS, WRITE_ACTIONS,
 };
 pub use registry::{Metrics, CONTENT_TYPE};
 

@@ -74,6 +74,8 @@ pub struct Metrics {
     pub users_failing_check: IntGaugeVec,
     /// `iam_warden_writes_total{action, outcome}`.
     pub writes_total: IntCounterVec,
+    /// `iam_warden_rotation_events_total{event}`.
+    pub rotation_events_total: IntCounterVec,
     /// `iam_warden_breaker_tripped` 0/1.
     pub breaker_tripped: IntGauge,
     /// `iam_warden_breaker_trips_total`.
@@ -285,6 +287,12 @@ impl Metrics {
                 "IAM writes (or would-be writes in dry-run), by action and outcome.",
                 &["action", "outcome"],
             )?,
+            rotation_events_total: counter_vec(
+                &r,
+                "iam_warden_rotation_events_total",
+                "Access-key rotation phase changes that took effect, by event (warned, rotating, draining, stuck, deactivated, deleted, discarded, reactivated).",
+                &["event"],
+            )?,
             breaker_tripped: int_gauge(
                 &r,
                 "iam_warden_breaker_tripped",
@@ -368,6 +376,9 @@ impl Metrics {
         }
         for o in QuarantineOutcome::ALL {
             self.quarantines_total.with_label_values(&[o.as_str()]);
+        }
+        for e in ROTATION_EVENTS {
+            self.rotation_events_total.with_label_values(&[*e]);
         }
         for a in WRITE_ACTIONS {
             for o in WriteOutcome::ALL {

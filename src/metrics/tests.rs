@@ -25,6 +25,7 @@ const NAMES: &[&str] = &[
     "iam_warden_last_poll_success_timestamp_seconds",
     "iam_warden_last_resync_success_timestamp_seconds",
     "iam_warden_resyncs_total",
+    "iam_warden_rotation_events_total",
     "iam_warden_aws_calls_total",
     "iam_warden_aws_throttles_total",
     "iam_warden_write_rate_per_second",

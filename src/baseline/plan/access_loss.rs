@@ -50,7 +50,14 @@ pub fn reduces_access(action: &Action, user: &UserState, cfg: &Config) -> Option
     let b = &cfg.baseline;
     let mfa = || (!user.mfa_active).then_some(AccessLoss::RequiresMfaWithoutDevice);
     match action {
-        Action::DeleteAccessKey { .. } => Some(AccessLoss::DeletesAccessKey),
+        Action::DeleteAccessKey { .. } | Action::DeleteRotatedKey { .. } => {
+            Some(AccessLoss::DeletesAccessKey)
+        }
+        // Drained: the user uses the new key, so nothing is taken away. Forced after
+        // grace: the old key is still in use, so it counts.
+        Action::DeactivateRotatedKey { force, .. } => {
+            force.then_some(AccessLoss::DeactivatesAccessKey)
+        }
         Action::DeactivateAccessKey { .. } => Some(AccessLoss::DeactivatesAccessKey),
         Action::DeleteLoginProfile { .. } => Some(AccessLoss::RemovesConsolePassword),
         Action::AddUserToGroup { group, .. } => {
@@ -81,6 +88,9 @@ pub fn reduces_access(action: &Action, user: &UserState, cfg: &Config) -> Option
         Action::QuarantineAccessKey { .. } => None,
         Action::MarkKeyInactive { .. }
         | Action::ClearKeyMark { .. }
+        | Action::RotateAccessKey { .. }
+        | Action::SetRotationPhase { .. }
+        | Action::ClearRotationTag { .. }
         | Action::CreatePolicy { .. }
         | Action::CreatePolicyVersion { .. }
         | Action::CreateGroup { .. }

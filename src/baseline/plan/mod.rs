@@ -8,15 +8,17 @@ use serde::Serialize;
 
 use crate::baseline::checks::{Check, Finding, UserVerdict};
 use crate::baseline::policies::desired_policies;
-use crate::config::{Config, INACTIVE_SINCE_TAG_PREFIX};
+use crate::config::{Config, Delivery, INACTIVE_SINCE_TAG_PREFIX, ROTATION_TAG_PREFIX};
 use crate::error::Result;
 use crate::inventory::{AccountSnapshot, PasswordPolicyState, UserState};
 mod access_loss;
 mod account;
+pub mod rotation;
 mod user;
 
 pub use access_loss::{is_new_user, reduces_access, AccessLoss, BreakerNote};
 pub use account::{plan_account_level, stronger_password_policy};
+pub use rotation::{Phase, RotationTag};
 use user::plan_user_with;
 pub use user::{inactive_marks, InactiveMark};
 
@@ -126,6 +128,50 @@ pub enum Action {
         user: String,
         key_id: String,
     },
+    /// Rotate one key, as one action: tag the intent (phase rotating), CreateAccessKey,
+    /// store the new key (delivery), tag the old key draining. Resumes an unfinished
+    /// rotation (a new key whose secret was not stored is deleted first).
+    RotateAccessKey {
+        user: String,
+        key: KeyRef,
+        delivery: Delivery,
+        /// The secret or parameter name (not secret).
+        secret_name: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        kms_key_id: Option<String>,
+        /// The owner to tag the secret with.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        owner: Option<String>,
+    },
+    /// Deactivate a rotated key once drained (checked live again: the new key used, this
+    /// key quiet for `drain_quiet_secs`), or forced after grace.
+    DeactivateRotatedKey {
+        user: String,
+        key: KeyRef,
+        /// The key that replaces it (`None`: the user's other key, delivery = none).
+        new_key: Option<String>,
+        drain_quiet_secs: u64,
+        force: bool,
+    },
+    /// Delete an inactive key past its recovery window (rotation-deactivated, or making
+    /// room for a rotation).
+    DeleteRotatedKey {
+        user: String,
+        key: KeyRef,
+    },
+    /// Record a phase of one key's rotation in its tag (warned, stuck, ...).
+    SetRotationPhase {
+        user: String,
+        key: KeyRef,
+        phase: Phase,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        new_key: Option<String>,
+    },
+    /// Remove the rotation tag of a key that no longer exists.
+    ClearRotationTag {
+        user: String,
+        key_id: String,
+    },
 }
 
 impl Action {
@@ -146,6 +192,11 @@ impl Action {
             Action::ClearKeyMark { .. } => "untag_user",
             Action::RequirePasswordReset { .. } => "require_password_reset",
             Action::QuarantineAccessKey { .. } => "quarantine_access_key",
+            Action::RotateAccessKey { .. } => "rotate_access_key",
+            Action::DeactivateRotatedKey { .. } => "deactivate_rotated_key",
+            Action::DeleteRotatedKey { .. } => "delete_rotated_key",
+            Action::SetRotationPhase { .. } => "set_rotation_phase",
+            Action::ClearRotationTag { .. } => "clear_rotation_tag",
         }
     }
 
@@ -160,6 +211,11 @@ impl Action {
             | Action::ClearKeyMark { user, .. }
             | Action::RequirePasswordReset { user, .. }
             | Action::QuarantineAccessKey { user, .. } => Some(user),
+            Action::RotateAccessKey { user, .. }
+            | Action::DeactivateRotatedKey { user, .. }
+            | Action::DeleteRotatedKey { user, .. }
+            | Action::SetRotationPhase { user, .. }
+            | Action::ClearRotationTag { user, .. } => Some(user),
             _ => None,
         }
     }
@@ -177,10 +233,17 @@ impl Action {
             Action::DeleteLoginProfile { user, .. } => format!("login profile of {user}"),
             Action::DeactivateAccessKey { key, .. }
             | Action::DeleteAccessKey { key, .. }
-            | Action::MarkKeyInactive { key, .. } => key.to_string(),
+            | Action::MarkKeyInactive { key, .. }
+            | Action::DeactivateRotatedKey { key, .. }
+            | Action::DeleteRotatedKey { key, .. } => key.to_string(),
+            Action::RotateAccessKey {
+                key, secret_name, ..
+            } => format!("{key} -> {secret_name}"),
+            Action::SetRotationPhase { key, phase, .. } => format!("{key} -> {phase}"),
             Action::ClearKeyMark { key_id, .. } => format!("{INACTIVE_SINCE_TAG_PREFIX}{key_id}"),
             Action::RequirePasswordReset { user, .. } => format!("login profile of {user}"),
             Action::QuarantineAccessKey { key_id, .. } => key_id.clone(),
+            Action::ClearRotationTag { key_id, .. } => format!("{ROTATION_TAG_PREFIX}{key_id}"),
         }
     }
 }
@@ -202,6 +265,9 @@ pub struct UserPlan {
     pub actions: Vec<PlannedAction>,
     /// Whether (and why) the plan counts toward the blast-radius breaker.
     pub breaker: BreakerNote,
+    /// When the next rotation phase of this user is due by time alone (`None`: nothing).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_due: Option<DateTime<Utc>>,
 }
 
 impl UserPlan {

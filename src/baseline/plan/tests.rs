@@ -29,7 +29,9 @@ fn compliant_account(cfg: &Config) -> AccountSnapshot {
 
 #[test]
 fn user_table() {
-    let cfg = cfg();
+    // The baseline without rotation (it is on by default; its table is rotation::tests).
+    let mut cfg = cfg();
+    cfg.rotation.enabled = false;
     let snap = compliant_account(&cfg);
     let table: Vec<(&str, UserState, Vec<&str>)> = vec![
         (

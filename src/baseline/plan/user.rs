@@ -28,19 +28,37 @@ pub(super) fn plan_user_with(
             verdict,
             actions,
             breaker: BreakerNote::default(),
+            next_due: None,
         };
     }
     plan_groups_and_policies(user, snap, cfg, desired, &mut verdict, &mut actions);
     plan_console_access(user, cfg, &verdict, &mut actions);
     plan_password_reset(user, cfg, &verdict, now, &mut actions);
+    let cred = &cfg.baseline.credentials;
+    let unused = |k: &AccessKeyState| {
+        cred.revoke_unused
+            && days_between(k.last_used.unwrap_or(k.created), now) > i64::from(cred.unused_days)
+    };
+    let rotation = super::rotation::plan_rotation(user, cfg, now, &unused);
     let marks = inactive_marks(user);
-    let used_marks = plan_keys(user, cfg, verdict.class, &marks, now, &mut actions);
+    let used_marks = plan_keys(
+        user,
+        cfg,
+        verdict.class,
+        &marks,
+        &rotation.owned,
+        now,
+        &mut actions,
+    );
     plan_key_marks(user, &marks, &used_marks, &mut actions);
+    actions.extend(rotation.actions);
+    verdict.findings.extend(rotation.findings);
     let breaker = BreakerNote::classify(user, &actions, cfg, now);
     UserPlan {
         verdict,
         actions,
         breaker,
+        next_due: rotation.next_due,
     }
 }
 
@@ -216,22 +234,27 @@ pub fn password_reset_recorded(user: &UserState) -> Option<DateTime<Utc>> {
         .map(|t| t.with_timezone(&Utc))
 }
 
-/// Access keys: always by key, never "all keys of the user". Returns the ids of the
-/// inactive-since marks that belong to an existing key.
+/// Access keys: always by key, never "all keys of the user"; keys the rotation owns are
+/// left to it. Returns the ids of the inactive-since marks that belong to an existing key.
 fn plan_keys<'m>(
     user: &UserState,
     cfg: &Config,
     class: AccessClass,
     marks: &'m [InactiveMark],
+    owned_by_rotation: &BTreeSet<usize>,
     now: DateTime<Utc>,
     actions: &mut Vec<PlannedAction>,
 ) -> BTreeSet<&'m str> {
     let cred = &cfg.baseline.credentials;
     let mut used_marks: BTreeSet<&str> = BTreeSet::new();
-    for k in user.keys.iter() {
+    for (i, k) in user.keys.iter().enumerate() {
         let mark = marks.iter().find(|m| m.matches(k.id.as_deref(), k.created));
         if let Some(m) = mark {
             used_marks.insert(m.key_id.as_str());
+        }
+        if owned_by_rotation.contains(&i) {
+            // The rotation lifecycle decides for this key (its mark, if any, stays).
+            continue;
         }
         // A report key's id can be learnt from its mark.
         let id = k.id.clone().or_else(|| mark.map(|m| m.key_id.clone()));

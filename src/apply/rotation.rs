@@ -1,0 +1,594 @@
+//! Executing the rotation lifecycle: the rotation itself (intent → CreateAccessKey →
+//! store → draining), the drain-proven deactivation (re-checked live), the delete after
+//! recovery, phase tags, crash recovery and `reactivate`.
+//!
+//! Every phase change goes through [`Applier::phase_changed`] (journal line + metric
+//! event); owner notifications hook in there.
+
+use std::sync::OnceLock;
+
+use aws_sdk_iam::types::StatusType;
+use chrono::{DateTime, Utc};
+
+use super::{Applier, Outcome};
+use crate::aws::aws_error;
+use crate::baseline::plan::{KeyRef, Phase, RotationTag};
+use crate::config::{Delivery, INACTIVE_SINCE_TAG_PREFIX};
+use crate::delivery::{self, NewKey, SecretKey, Target};
+use crate::error::{Error, Result};
+use crate::inventory::{live, to_chrono, AccessKeyState};
+use crate::journal::Entry;
+use crate::metrics::RotationEvent;
+
+static CRASH_AFTER: OnceLock<Option<String>> = OnceLock::new();
+
+/// Tests only: make the process stop (exit 86) right after the named rotation step succeeds
+/// (`intent`, `CreateAccessKey`, `store`, `draining`, `UpdateAccessKey`), to prove that
+/// the next pass recovers. Set once, from `main` (`IAM_WARDEN_TEST_CRASH_AFTER`).
+pub fn set_test_crash_after(step: Option<String>) {
+    let _ = CRASH_AFTER.set(step);
+}
+
+fn crash_point(step: &str) {
+    if CRASH_AFTER.get().and_then(|s| s.as_deref()) == Some(step) {
+        // Like a crash: no further call, no report, no destructors (exit, not abort, so
+        // that no core file is left behind).
+        eprintln!("iam-warden: test crash after {step}");
+        std::process::exit(86);
+    }
+}
+
+/// What a rotation needs besides the key.
+pub struct RotateRequest<'a> {
+    pub user: &'a str,
+    pub key: &'a KeyRef,
+    pub delivery: Delivery,
+    pub secret_name: &'a str,
+    pub kms_key_id: Option<&'a str>,
+    pub owner: Option<&'a str>,
+}
+
+fn find<'k>(keys: &'k [AccessKeyState], key: &KeyRef) -> Option<&'k AccessKeyState> {
+    keys.iter().find(|k| match &key.id {
+        Some(id) => k.id.as_deref() == Some(id),
+        None => (k.created - key.created).num_seconds().abs() < 1,
+    })
+}
+
+fn rotation_tag_in(
+    tags: &[(String, String)],
+    key_id: &str,
+) -> Option<std::result::Result<RotationTag, String>> {
+    let want = RotationTag::tag_key(key_id);
+    tags.iter()
+        .find(|(k, _)| *k == want)
+        .and_then(|(k, v)| RotationTag::parse(k, v))
+}
+
+fn gone(user: &str, key: &KeyRef) -> Outcome {
+    Outcome::Skipped(format!(
+        "{key} of {user} is not there any more; no other key is touched"
+    ))
+}
+
+impl Applier {
+    /// A key entered a rotation phase (or was deleted, discarded, reactivated): one
+    /// journal line and one metric event. Owner notifications hook in here.
+    pub fn phase_changed(&self, user: &str, key_id: &str, event: &str, reason: &str) {
+        RotationEvent {
+            event,
+            user,
+            key_id,
+            reason,
+        }
+        .emit(self.metrics.as_deref());
+        let entry = Entry {
+            time: Utc::now(),
+            account: self.account_id.clone(),
+            user: Some(user.to_string()),
+            action: "rotation_phase".into(),
+            target: format!("{key_id} -> {event}"),
+            reason: reason.to_string(),
+            mode: self.mode.to_string(),
+            outcome: "applied".into(),
+            error: None,
+        };
+        if let Err(e) = self.journal.record(&entry) {
+            tracing::error!(error = %e, "journal write failed");
+        }
+    }
+
+    /// The user's tags, read live.
+    async fn live_tags(&self, user: &str) -> Result<Vec<(String, String)>> {
+        let out = self
+            .clients
+            .iam
+            .list_user_tags()
+            .user_name(user)
+            .send()
+            .await
+            .map_err(|e| aws_error("iam", "ListUserTags", e))?;
+        Ok(out
+            .tags()
+            .iter()
+            .map(|t| (t.key().to_string(), t.value().to_string()))
+            .collect())
+    }
+
+    /// The key's rotation tag, read live (`None`: no tag).
+    async fn live_rotation_tag(
+        &self,
+        user: &str,
+        key_id: &str,
+    ) -> Result<Option<std::result::Result<RotationTag, String>>> {
+        let tags = self.live_tags(user).await?;
+        Ok(rotation_tag_in(&tags, key_id))
+    }
+
+    async fn write_phase(
+        &self,
+        user: &str,
+        tag: &RotationTag,
+        event: &str,
+        reason: &str,
+    ) -> Result<()> {
+        let t = aws_sdk_iam::types::Tag::builder()
+            .key(RotationTag::tag_key(&tag.key_id))
+            .value(tag.value())
+            .build()
+            .map_err(|e| Error::Other(format!("cannot build the rotation tag: {e}")))?;
+        self.clients
+            .iam
+            .tag_user()
+            .user_name(user)
+            .tags(t)
+            .send()
+            .await
+            .map_err(|e| aws_error("iam", "TagUser", e))?;
+        self.phase_changed(user, &tag.key_id, event, reason);
+        Ok(())
+    }
+
+    async fn untag(&self, user: &str, keys: Vec<String>) -> Result<()> {
+        self.clients
+            .iam
+            .untag_user()
+            .user_name(user)
+            .set_tag_keys(Some(keys))
+            .send()
+            .await
+            .map_err(|e| aws_error("iam", "UntagUser", e))?;
+        Ok(())
+    }
+
+    /// Delete a key as its own journaled write (used to discard an orphan new key).
+    async fn delete_key_journaled(&self, user: &str, key_id: &str, reason: &str) -> Result<()> {
+        self.intent("delete_access_key", Some(user), key_id, reason)?;
+        let r = self
+            .clients
+            .iam
+            .delete_access_key()
+            .user_name(user)
+            .access_key_id(key_id)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| aws_error("iam", "DeleteAccessKey", e));
+        let o = match &r {
+            Ok(()) => Outcome::Applied,
+            Err(e) => Outcome::Failed(e.to_string()),
+        };
+        self.record("delete_access_key", Some(user), key_id, reason, &o);
+        r
+    }
+
+    /// The rotation, as one action; resumes an unfinished one.
+    pub(super) async fn rotate(
+        &self,
+        req: &RotateRequest<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<Outcome> {
+        let user = req.user;
+        let iam = &self.clients.iam;
+        let keys = live::read_keys(iam, user).await?;
+        let Some(old) = find(&keys, req.key) else {
+            return Ok(gone(user, req.key));
+        };
+        let old_id = old.id.clone().unwrap_or_default();
+        if !old.active {
+            return Ok(Outcome::Skipped(format!(
+                "{old_id} is inactive; not rotated"
+            )));
+        }
+        let tags = self.live_tags(user).await?;
+        let intent_since = match rotation_tag_in(&tags, &old_id) {
+            Some(Err(e)) => return Ok(Outcome::Skipped(e)),
+            Some(Ok(t)) if t.phase == Phase::Rotating => Some(t.since),
+            Some(Ok(t)) if t.phase != Phase::Warned => {
+                return Ok(Outcome::Skipped(format!(
+                    "{old_id} is already {}; not rotated again",
+                    t.phase
+                )))
+            }
+            _ => None,
+        };
+        let target = Target {
+            delivery: req.delivery,
+            name: req.secret_name,
+            kms_key_id: req.kms_key_id,
+            owner_tag: &self.owner_tag,
+            owner: req.owner,
+        };
+        let mut others: Vec<&AccessKeyState> = keys.iter().filter(|k| k.id != old.id).collect();
+        if intent_since.is_some() {
+            // An unfinished rotation: a new key may exist whose secret was or was not stored.
+            // Only a key without a rotation tag of its own can be this rotation's new key.
+            let candidate = others.iter().copied().find(|k| {
+                k.active
+                    && k.id
+                        .as_deref()
+                        .is_some_and(|id| rotation_tag_in(&tags, id).is_none())
+            });
+            if let Some(orphan) = candidate {
+                let orphan_id = orphan.id.clone().unwrap_or_default();
+                let stored =
+                    delivery::stored_key_id(&self.clients, req.delivery, req.secret_name).await?;
+                if stored.as_deref() == Some(orphan_id.as_str()) {
+                    let tag = RotationTag {
+                        key_id: old_id.clone(),
+                        phase: Phase::Draining,
+                        since: now,
+                        created: Some(old.created),
+                        new_key: Some(orphan_id.clone()),
+                    };
+                    self.write_phase(
+                        user,
+                        &tag,
+                        "draining",
+                        &format!(
+                            "resumed: {orphan_id} is stored in {}; {old_id} drains",
+                            req.secret_name
+                        ),
+                    )
+                    .await?;
+                    return Ok(Outcome::Applied);
+                }
+                if orphan.last_used.is_some() {
+                    return Err(Error::Other(format!(
+                        "{orphan_id} of {user} appeared during an unfinished rotation and has been used, but it is not the key stored in {}; a person must check who holds it (then delete it or the tag {})",
+                        req.secret_name,
+                        RotationTag::tag_key(&old_id)
+                    )));
+                }
+                let why = format!(
+                    "{orphan_id} was created by an interrupted rotation but its secret was never stored; deleted, the rotation restarts"
+                );
+                self.delete_key_journaled(user, &orphan_id, &why).await?;
+                self.phase_changed(user, &orphan_id, "discarded", &why);
+                others.retain(|k| k.id != orphan.id);
+            }
+        }
+        if let Some(o) = others.first() {
+            return Ok(Outcome::Skipped(format!(
+                "{user} has another key {}; IAM allows two, so the rotation waits",
+                o.label()
+            )));
+        }
+        if intent_since.is_none() {
+            let tag = RotationTag {
+                key_id: old_id.clone(),
+                phase: Phase::Rotating,
+                since: now,
+                created: Some(old.created),
+                new_key: None,
+            };
+            self.write_phase(
+                user,
+                &tag,
+                "rotating",
+                "intent: a new key is about to be created",
+            )
+            .await?;
+            crash_point("intent");
+        }
+        let out = match iam
+            .create_access_key()
+            .user_name(user)
+            .send()
+            .await
+            .map_err(|e| aws_error("iam", "CreateAccessKey", e))
+        {
+            Ok(out) => out,
+            Err(e) => {
+                // Surely not created (e.g. a key made by someone meanwhile: LimitExceeded):
+                // drop the intent, so that the next pass never takes someone else's key
+                // for this rotation's. Maybe created: the intent stays for the recovery.
+                if !e.may_have_been_applied() {
+                    let back = RotationTag {
+                        key_id: old_id.clone(),
+                        phase: Phase::Warned,
+                        since: now,
+                        created: Some(old.created),
+                        new_key: None,
+                    };
+                    if let Err(t) = self
+                        .write_phase(
+                            user,
+                            &back,
+                            "warned",
+                            &format!("CreateAccessKey failed: {e}"),
+                        )
+                        .await
+                    {
+                        tracing::warn!(user, key = %old_id, error = %t, "could not withdraw the rotation intent");
+                    }
+                }
+                return Err(e);
+            }
+        };
+        let Some(mut ak) = out.access_key else {
+            return Err(Error::Other(format!(
+                "CreateAccessKey for {user} returned no key; the next pass checks for it"
+            )));
+        };
+        let secret = SecretKey::new(std::mem::take(&mut ak.secret_access_key));
+        let new_id = std::mem::take(&mut ak.access_key_id);
+        let created = ak.create_date.as_ref().and_then(to_chrono).unwrap_or(now);
+        drop(ak);
+        crash_point("CreateAccessKey");
+        let stored = delivery::store(
+            &self.clients,
+            &target,
+            &NewKey {
+                user,
+                access_key_id: &new_id,
+                secret: &secret,
+                created,
+            },
+        )
+        .await;
+        drop(secret);
+        if let Err(e) = stored {
+            // Never leave an active key whose secret is lost.
+            let why = format!("its secret could not be stored in {}: {e}", req.secret_name);
+            match self.delete_key_journaled(user, &new_id, &why).await {
+                Ok(()) => self.phase_changed(user, &new_id, "discarded", &why),
+                Err(d) => {
+                    tracing::warn!(user, key = %new_id, error = %d, "could not delete the new key; the next pass does")
+                }
+            }
+            return Err(Error::Other(format!(
+                "{new_id} created but {why}; it was deleted and the rotation retries next pass"
+            )));
+        }
+        crash_point("store");
+        let tag = RotationTag {
+            key_id: old_id.clone(),
+            phase: Phase::Draining,
+            since: now,
+            created: Some(old.created),
+            new_key: Some(new_id.clone()),
+        };
+        self.write_phase(
+            user,
+            &tag,
+            "draining",
+            &format!("{new_id} stored in {}; {old_id} drains", req.secret_name),
+        )
+        .await?;
+        crash_point("draining");
+        Ok(Outcome::Applied)
+    }
+
+    /// Deactivate a rotated key once the drain is proven live (or forced after grace).
+    pub(super) async fn deactivate_rotated(
+        &self,
+        user: &str,
+        key: &KeyRef,
+        new_key: Option<&str>,
+        quiet_secs: u64,
+        force: bool,
+        now: DateTime<Utc>,
+    ) -> Result<Outcome> {
+        let keys = live::read_keys(&self.clients.iam, user).await?;
+        let Some(old) = find(&keys, key) else {
+            return Ok(gone(user, key));
+        };
+        let old_id = old.id.clone().unwrap_or_default();
+        if !old.active {
+            return Ok(Outcome::Skipped(format!("{old_id} is already inactive")));
+        }
+        let tag = match self.live_rotation_tag(user, &old_id).await? {
+            Some(Ok(t)) if matches!(t.phase, Phase::Warned | Phase::Draining | Phase::Stuck) => t,
+            Some(Err(e)) => return Ok(Outcome::Skipped(e)),
+            _ => {
+                return Ok(Outcome::Skipped(format!(
+                    "{old_id} has no rotation in progress any more; not touched"
+                )))
+            }
+        };
+        let new = keys
+            .iter()
+            .find(|k| match new_key.or(tag.new_key.as_deref()) {
+                Some(n) => k.id.as_deref() == Some(n),
+                None => k.id != old.id && k.active,
+            });
+        if !force {
+            let Some(new) = new.filter(|n| n.active && n.last_used.is_some()) else {
+                return Ok(Outcome::Skipped(format!(
+                    "the key replacing {old_id} is not active and used yet; {old_id} stays active"
+                )));
+            };
+            if let Some(used) = old.last_used {
+                let quiet =
+                    chrono::Duration::seconds(i64::try_from(quiet_secs).unwrap_or(i64::MAX));
+                if now - used < quiet {
+                    return Ok(Outcome::Skipped(format!(
+                        "{old_id} was used at {}, less than {quiet_secs} s ago; {} is in use too, so its consumer is still switching",
+                        used.format("%Y-%m-%dT%H:%M:%SZ"),
+                        new.label()
+                    )));
+                }
+            }
+        }
+        self.clients
+            .iam
+            .update_access_key()
+            .user_name(user)
+            .access_key_id(&old_id)
+            .status(StatusType::Inactive)
+            .send()
+            .await
+            .map_err(|e| aws_error("iam", "UpdateAccessKey", e))?;
+        crash_point("UpdateAccessKey");
+        let next = RotationTag {
+            phase: Phase::Deactivated,
+            since: now,
+            created: Some(old.created),
+            ..tag
+        };
+        let why = if force {
+            "still in use after grace; deactivated because rotation.force_after_grace = true"
+        } else {
+            "drain proven live: the new key is in use and this one is quiet"
+        };
+        self.write_phase(user, &next, "deactivated", why).await?;
+        Ok(Outcome::Applied)
+    }
+
+    /// Delete an inactive key past its recovery window, and its tags.
+    pub(super) async fn delete_rotated(&self, user: &str, key: &KeyRef) -> Result<Outcome> {
+        let keys = live::read_keys(&self.clients.iam, user).await?;
+        let Some(k) = find(&keys, key) else {
+            return Ok(gone(user, key));
+        };
+        let id = k.id.clone().unwrap_or_default();
+        if k.active {
+            return Ok(Outcome::Skipped(format!(
+                "{id} is active again; only inactive keys are deleted"
+            )));
+        }
+        self.clients
+            .iam
+            .delete_access_key()
+            .user_name(user)
+            .access_key_id(&id)
+            .send()
+            .await
+            .map_err(|e| aws_error("iam", "DeleteAccessKey", e))?;
+        self.phase_changed(user, &id, "deleted", "inactive past the recovery window");
+        if let Err(e) = self
+            .untag(
+                user,
+                vec![
+                    RotationTag::tag_key(&id),
+                    format!("{INACTIVE_SINCE_TAG_PREFIX}{id}"),
+                ],
+            )
+            .await
+        {
+            tracing::warn!(user, key = %id, error = %e, "could not remove the tags of a deleted key; the next pass does");
+        }
+        Ok(Outcome::Applied)
+    }
+
+    /// Record a phase (warned, stuck, deactivated, draining again) in the key's tag.
+    pub(super) async fn set_phase(
+        &self,
+        user: &str,
+        key: &KeyRef,
+        phase: Phase,
+        new_key: Option<&str>,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Outcome> {
+        let keys = live::read_keys(&self.clients.iam, user).await?;
+        let Some(k) = find(&keys, key) else {
+            return Ok(gone(user, key));
+        };
+        let tag = RotationTag {
+            key_id: k.id.clone().unwrap_or_default(),
+            phase,
+            since: now,
+            created: Some(k.created),
+            new_key: new_key.map(str::to_string),
+        };
+        self.write_phase(user, &tag, phase.as_str(), reason).await?;
+        Ok(Outcome::Applied)
+    }
+
+    pub(super) async fn clear_rotation_tag(&self, user: &str, key_id: &str) -> Result<Outcome> {
+        self.untag(user, vec![RotationTag::tag_key(key_id)]).await?;
+        Ok(Outcome::Applied)
+    }
+
+    /// `iam-warden reactivate USER ACCESS_KEY_ID`: put back a key the rotation deactivated
+    /// (journaled; its lifecycle restarts at draining). Refuses any other key.
+    pub async fn reactivate(
+        &self,
+        user: &str,
+        key_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Outcome> {
+        let tag = match self.live_rotation_tag(user, key_id).await? {
+            Some(Ok(t)) if t.phase == Phase::Deactivated => t,
+            Some(Ok(t)) => {
+                return Err(Error::Other(format!(
+                    "{key_id} of {user} is in rotation phase {}, not deactivated; reactivate only puts back keys the rotation deactivated",
+                    t.phase
+                )))
+            }
+            Some(Err(e)) => return Err(Error::Other(e)),
+            None => {
+                return Err(Error::Other(format!(
+                    "{key_id} of {user} was not deactivated by rotation (no tag {}); reactivate only puts back keys the rotation deactivated — use the IAM console for others",
+                    RotationTag::tag_key(key_id)
+                )))
+            }
+        };
+        let keys = live::read_keys(&self.clients.iam, user).await?;
+        let Some(k) = keys.iter().find(|k| k.id.as_deref() == Some(key_id)) else {
+            return Err(Error::Other(format!(
+                "{key_id} of {user} no longer exists (deleted after its recovery window); it cannot be reactivated"
+            )));
+        };
+        let reason = "reactivated by an operator (iam-warden reactivate); it drains again";
+        let target = format!("{key_id} -> active");
+        if self.mode == crate::config::Mode::DryRun {
+            let o = Outcome::DryRun;
+            self.record("reactivate_access_key", Some(user), &target, reason, &o);
+            return Ok(o);
+        }
+        self.intent("reactivate_access_key", Some(user), &target, reason)?;
+        let r = async {
+            if !k.active {
+                self.clients
+                    .iam
+                    .update_access_key()
+                    .user_name(user)
+                    .access_key_id(key_id)
+                    .status(StatusType::Active)
+                    .send()
+                    .await
+                    .map_err(|e| aws_error("iam", "UpdateAccessKey", e))?;
+            }
+            let next = RotationTag {
+                phase: if tag.new_key.is_some() {
+                    Phase::Draining
+                } else {
+                    Phase::Warned
+                },
+                since: now,
+                ..tag.clone()
+            };
+            self.write_phase(user, &next, "reactivated", reason).await
+        }
+        .await;
+        let o = match &r {
+            Ok(()) => Outcome::Applied,
+            Err(e) => Outcome::Failed(e.to_string()),
+        };
+        self.record("reactivate_access_key", Some(user), &target, reason, &o);
+        r.map(|()| o)
+    }
+}
