@@ -12,8 +12,17 @@
 #  7. under pressure: drift made by hand, then enforce through fault-proxy answering 30 % of
 #     IAM calls with throttling, 5xx, resets and applied-but-answer-lost: one pass converges,
 #     nothing duplicated, and a plain pass after it has nothing to do
-#  8. iam-warden run against the CloudTrail recorder: a user created through it is
-#     brought onto the baseline; the journal, the metrics, SIGTERM -> exit 0
+#  8. key rotation of a 100-day-old key in use: plan (due date), enforce (new key stored in
+#     Secrets Manager, read back and proven with sts; the old key drains), the consumer
+#     switches, the drain proof holds the old key, a day later (IAM_WARDEN_TEST_CLOCK) it
+#     is deactivated; the keys, the rotation tag and the journal
+#  9. iam-warden run against the CloudTrail recorder and an SQS queue: a user created through
+#     the recorder is brought onto the baseline; an AWS Health AWS_RISK_CREDENTIALS_EXPOSED
+#     event on the queue deactivates exactly that key at once; the journal, the metrics,
+#     SIGTERM -> exit 0
+#
+# Owner notices go to scripts/webhook-receiver.py, which checks their signature and prints
+# each one (enforce and the daemon are configured with it).
 #
 # Everything runs in a temporary directory that is removed on exit (KEEP=1 keeps it);
 # every process started here stops with it. Run scripts/setup.sh first (make demo does).
@@ -338,8 +347,8 @@ show_keys svc-billing
 show_notices "$hook0"
 note "Until recovery_days (7) pass, \`iam-warden reactivate svc-billing <old key id>\` puts the old"
 note "key back (draining again); then it is deleted."
-note "The journal lines for svc-billing (intent + outcome of each write; rotation_phase = one"
-note "phase change):"
+note "The journal lines for svc-billing (outcomes; each write also has an intent line before"
+note "it): every phase change is a rotation_phase line."
 grep '"user":"svc-billing"' "$STATE/journal.jsonl" | grep -v '"outcome":"intent"'
 
 # --- daemon part ---
