@@ -175,8 +175,9 @@ IAM_WARDEN_MODE=enforce expect 0 "$WARDEN" enforce --once
 step "6. Audit again: what is left needs a person"
 note "Not fixed automatically: console users without MFA (they are blocked by the"
 note "deny-unless-MFA policy until they enrol), old keys still draining to their new key (cut"
-note "off only once the consumer has switched), a user with two keys in use (no room for a new"
-note "key: rotation-stuck), keys on a console user; exempt users are untouched."
+note "off only once the consumer has switched), a user with two keys in use (two-active-keys;"
+note "no room for a new key, so plan and enforce report rotation-stuck), keys on a console"
+note "user; exempt users are untouched."
 expect 1 "$WARDEN" audit
 
 step "7. Under pressure: drift, then one enforce pass while 30 % of IAM calls fail"
