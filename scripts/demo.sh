@@ -12,8 +12,17 @@
 #  7. under pressure: drift made by hand, then enforce through fault-proxy answering 30 % of
 #     IAM calls with throttling, 5xx, resets and applied-but-answer-lost: one pass converges,
 #     nothing duplicated, and a plain pass after it has nothing to do
-#  8. iam-warden run against the CloudTrail recorder: a user created through it is
-#     brought onto the baseline; the journal, the metrics, SIGTERM -> exit 0
+#  8. key rotation of a 100-day-old key in use: plan (due date), enforce (new key stored in
+#     Secrets Manager, read back and proven with sts; the old key drains), the consumer
+#     switches, the drain proof holds the old key, a day later (IAM_WARDEN_TEST_CLOCK) it
+#     is deactivated; the keys, the rotation tag and the journal
+#  9. iam-warden run against the CloudTrail recorder and an SQS queue: a user created through
+#     the recorder is brought onto the baseline; an AWS Health AWS_RISK_CREDENTIALS_EXPOSED
+#     event on the queue deactivates exactly that key at once; the journal, the metrics,
+#     SIGTERM -> exit 0
+#
+# Owner notices go to scripts/webhook-receiver.py, which checks their signature and prints
+# each one (enforce and the daemon are configured with it).
 #
 # Everything runs in a temporary directory that is removed on exit (KEEP=1 keeps it);
 # every process started here stops with it. Run scripts/setup.sh first (make demo does).
@@ -45,6 +54,44 @@ expect() {
     note "(exit $rc)"
 }
 
+# run_to RC OUT CMD...: like expect, but stdout goes to OUT (shown filtered by the caller);
+# stderr (warnings, errors) is shown as it comes.
+run_to() {
+    local want=$1 out=$2 rc=0
+    shift 2
+    note "\$ ${*/#$WARDEN/iam-warden}"
+    "$@" >"$out" || rc=$?
+    if [ "$rc" != "$want" ]; then
+        cat "$out"
+        die "\`${*/#$WARDEN/iam-warden}\` exited $rc, expected $want"
+    fi
+}
+
+# only_user USER FILE: a plan/enforce text report cut down to its header, USER's changes
+# and findings, USER's next due step and the call count.
+only_user() {
+    awk -v u="$1" '
+        NR == 1 || /^[0-9]+ changes for / || /AWS API calls/ { print; next }
+        $0 == u ":" { inb = 1; print; next }
+        inb && /^  / { print; next }
+        { inb = 0 }
+        index($0, "  " u ": ") == 1 { print }' "$2"
+}
+
+# The webhook receiver's lines after line FROM (line 1 is its URL), or a note that none came.
+hook_lines() { wc -l <"$HOOK_OUT"; }
+show_notices() {
+    local from=$1 n
+    n=$(($(hook_lines) - from))
+    if [ "$n" -le 0 ]; then
+        note "(no owner notice reached the webhook)"
+        return 0
+    fi
+    note "the webhook received $n notice(s):"
+    tail -n +"$((from + 1))" "$HOOK_OUT" | head -n 8 | sed 's/^/  /'
+    [ "$n" -le 8 ] || note "  ... and $((n - 8)) more"
+}
+
 step "Building iam-warden (cargo build --locked --bins; the first build takes a few minutes)"
 cargo build --locked --bins --quiet
 WARDEN="$ROOT/target/debug/iam-warden"
@@ -55,6 +102,16 @@ emulator_env "$MOTO_URL"
 note "moto: $MOTO_URL (account 123456789012, static test credentials)"
 seeded=$("$VENV_PY" bench/seed.py --demo --endpoint "$MOTO_URL" --faketime-file "$FAKETIME_FILE")
 note "seeded: $seeded"
+
+# The owners' webhook: scripts/webhook-receiver.py checks each notice's
+# X-Iam-Warden-Signature (HMAC-SHA256 keyed with this file) and prints one line per notice.
+HOOK_KEY="$WORK/webhook-key"
+(umask 077 && "$VENV_PY" -c 'import secrets; print(secrets.token_hex(32))' >"$HOOK_KEY")
+# Not in $(...): start_tied keeps the receiver's stdin open in this shell, not a subshell.
+start_tied webhook "$VENV_PY" "$ROOT/scripts/webhook-receiver.py" --key-file "$HOOK_KEY" >"$WORK/webhook.url"
+HOOK_URL=$(cat "$WORK/webhook.url")
+HOOK_OUT="$WORK/webhook.out" # the receiver's stdout: its URL, then one line per request
+note "webhook receiver: $HOOK_URL (scripts/webhook-receiver.py)"
 
 CONFIG="$WORK/iam-warden.toml"
 STATE="$WORK/state"
@@ -72,6 +129,11 @@ allowed_cidrs = ["192.0.2.0/24", "2001:db8::/32"]   # documentation networks
 
 [exemptions]
 users = ["break-glass"]
+
+[notifications]
+default_owner = "security@example.com"
+webhook_url = "$HOOK_URL"
+webhook_secret_file = "$HOOK_KEY"
 EOF
 step "Demo configuration ($CONFIG)"
 cat "$CONFIG"
@@ -88,7 +150,11 @@ expect 3 "$WARDEN" plan
 step "3. Enforce one pass (IAM_WARDEN_MODE=enforce, --confirm-large-change)"
 note "Writes are paced adaptively: 20/s to start (controller.writes_per_second), halved whenever"
 note "IAM answers with throttling, recovering when it stops."
+note "Key rotation is on by default: keys past 90 days in use (dave+admin, svc-backup) get a new"
+note "key stored in Secrets Manager, and the old key drains (step 8 follows one rotation through)."
+hook0=$(hook_lines)
 IAM_WARDEN_MODE=enforce expect 0 "$WARDEN" enforce --once --confirm-large-change
+show_notices "$hook0"
 
 step "4. The journal: one JSON line per write ($STATE/journal.jsonl)"
 JOURNAL="$STATE/journal.jsonl"
@@ -108,8 +174,10 @@ IAM_WARDEN_MODE=enforce expect 0 "$WARDEN" enforce --once
 
 step "6. Audit again: what is left needs a person"
 note "Not fixed automatically: console users without MFA (they are blocked by the"
-note "deny-unless-MFA policy until they enrol), keys older than 90 days (rotation needs the"
-note "key's owner), a second active key, keys on a console user; exempt users are untouched."
+note "deny-unless-MFA policy until they enrol), old keys still draining to their new key (cut"
+note "off only once the consumer has switched), a user with two keys in use (two-active-keys;"
+note "no room for a new key, so plan and enforce report rotation-stuck), keys on a console"
+note "user; exempt users are untouched."
 expect 1 "$WARDEN" audit
 
 step "7. Under pressure: drift, then one enforce pass while 30 % of IAM calls fail"
@@ -165,19 +233,145 @@ note "policy versions before and after: $versions_before and $versions_after (no
 note "A plain pass right after: the account is back on the baseline, nothing to write."
 IAM_WARDEN_MODE=enforce expect 0 "$WARDEN" enforce --once
 
+# --- key rotation ---
+# show_keys USER: USER's access keys (id, status, created, last used) and rotation tags.
+show_keys() {
+    "$VENV_PY" - "$MOTO_URL" "$1" <<'PY'
+import sys, boto3
+iam = boto3.client("iam", endpoint_url=sys.argv[1], region_name="us-east-1")
+user = sys.argv[2]
+keys = iam.list_access_keys(UserName=user)["AccessKeyMetadata"]
+for k in sorted(keys, key=lambda k: k["CreateDate"]):
+    used = iam.get_access_key_last_used(AccessKeyId=k["AccessKeyId"])["AccessKeyLastUsed"]
+    last = f"{used['LastUsedDate']:%Y-%m-%d %H:%M}" if "LastUsedDate" in used else "never"
+    print(f"  {k['AccessKeyId']}  {k['Status']:<8}  created {k['CreateDate']:%Y-%m-%d %H:%M}  last used {last}")
+for t in iam.list_user_tags(UserName=user)["Tags"]:
+    if t["Key"].startswith("iam-warden/rotation/"):
+        print(f"  tag {t['Key']} = {t['Value']}")
+PY
+}
+
+step "8. Key rotation: a 100-day-old key in use, rotated without cutting off its consumer"
+note "svc-billing (on the baseline, owner billing-team@example.com) got its key 100 days ago;"
+note "its consumer last called with it 3 hours ago (moto's clock moved back with faketime)."
+"$VENV_PY" - "$MOTO_URL" "$FAKETIME_FILE" <<'PY'
+import os, sys, boto3
+moto, ft = sys.argv[1], sys.argv[2]
+
+def clock(offset):  # moto's clock offset: libfaketime re-reads this file on every call
+    with open(ft + ".tmp", "w") as f:
+        f.write(offset + "\n")
+    os.replace(ft + ".tmp", ft)
+
+iam = boto3.client("iam", endpoint_url=moto, region_name="us-east-1")
+try:
+    clock("-100d")
+    iam.create_user(UserName="svc-billing", Path="/svc/", Tags=[
+        {"Key": "iam-warden/access", "Value": "programmatic"},
+        {"Key": "iam-warden/owner", "Value": "billing-team@example.com"}])
+    iam.add_user_to_group(GroupName="iam-warden-source-ip", UserName="svc-billing")
+    key = iam.create_access_key(UserName="svc-billing")["AccessKey"]
+    clock("-3h")
+    boto3.client("iam", endpoint_url=moto, region_name="us-east-1",
+                 aws_access_key_id=key["AccessKeyId"],
+                 aws_secret_access_key=key["SecretAccessKey"]).get_user(UserName="svc-billing")
+finally:
+    clock("+0d")
+print(f"created svc-billing with access key {key['AccessKeyId']} (the secret is not shown)")
+PY
+show_keys svc-billing
+
+step "8a. Plan: the rotation, with the date it became due"
+run_to 1 "$WORK/plan-rotation.out" "$WARDEN" plan
+only_user svc-billing "$WORK/plan-rotation.out"
+note "(exit 1: changes planned; the plan's other users are unchanged and cut here)"
+
+step "8b. Enforce: a new key, stored in Secrets Manager; the old key keeps working (draining)"
+hook0=$(hook_lines)
+IAM_WARDEN_MODE=enforce run_to 0 "$WORK/rotate.out" "$WARDEN" enforce --once
+only_user svc-billing "$WORK/rotate.out"
+note "(exit 0)"
+show_keys svc-billing
+show_notices "$hook0"
+note "The secret, read back (only its AccessKeyId is shown) and used to sign sts GetCallerIdentity:"
+"$VENV_PY" - "$MOTO_URL" "$STATE/journal.jsonl" "$WORK/rotate.out" "$HOOK_OUT" <<'PY'
+import json, sys, boto3
+moto, files = sys.argv[1], sys.argv[2:]
+name = "iam-warden/svc-billing/access-key"
+sm = boto3.client("secretsmanager", endpoint_url=moto, region_name="us-east-1")
+v = json.loads(sm.get_secret_value(SecretId=name)["SecretString"])
+kid, secret = v["AccessKeyId"], v["SecretAccessKey"]
+sts = boto3.client("sts", endpoint_url=moto, region_name="us-east-1",
+                   aws_access_key_id=kid, aws_secret_access_key=secret)
+arn = sts.get_caller_identity()["Arn"]
+print(f"  secret {name}: AccessKeyId {kid}, UserName {v['UserName']}, CreateDate {v['CreateDate']}")
+print(f"  sts GetCallerIdentity signed with it: {arn}")
+if not (":user/" in arn and arn.rsplit("/", 1)[-1] == "svc-billing"):
+    sys.exit(f"demo: error: the stored key answers for {arn}, not for svc-billing")
+leaks = [f for f in files if secret in open(f).read()]
+if leaks:
+    sys.exit(f"demo: error: the secret access key was written to {leaks}")
+print("  the secret access key is in none of: the journal, iam-warden's output, the notices")
+PY
+
+step "8c. The consumer switches to the new key (read from the secret); the old key is held"
+"$VENV_PY" - "$MOTO_URL" <<'PY'
+import json, sys, boto3
+moto = sys.argv[1]
+sm = boto3.client("secretsmanager", endpoint_url=moto, region_name="us-east-1")
+v = json.loads(sm.get_secret_value(SecretId="iam-warden/svc-billing/access-key")["SecretString"])
+boto3.client("iam", endpoint_url=moto, region_name="us-east-1", aws_access_key_id=v["AccessKeyId"],
+             aws_secret_access_key=v["SecretAccessKey"]).get_user(UserName="svc-billing")
+print(f"the consumer now calls with {v['AccessKeyId']}")
+PY
+note "Drain proof: the old key is deactivated only once the new key has been used AND the old"
+note "one has been quiet for rotation.drain_quiet (1d). It was used 3 hours ago: kept."
+IAM_WARDEN_MODE=enforce run_to 0 "$WORK/drain-held.out" "$WARDEN" enforce --once
+only_user svc-billing "$WORK/drain-held.out"
+note "(exit 0)"
+
+step "8d. A day later: the old key has been quiet for drain_quiet, so it is deactivated"
+# Time passes through IAM_WARDEN_TEST_CLOCK (iam-warden's clock), not faketime (moto's): the
+# drain proof compares the last-use dates IAM reports with iam-warden's own "now", so it is
+# iam-warden's clock that must move a day ahead; moving moto's clock ahead would only date
+# the new key's use in iam-warden's future. `enforce --at` is refused on purpose (enforce
+# writes its time into AWS tags); the test-only variable is the way, and iam-warden warns
+# about it on stderr. The tags of this pass carry that future time.
+later=$(date -u -d '+25 hours' +%Y-%m-%dT%H:%M:%SZ)
+note "IAM_WARDEN_TEST_CLOCK=$later: iam-warden runs as if now were 25 hours later"
+hook0=$(hook_lines)
+IAM_WARDEN_MODE=enforce IAM_WARDEN_TEST_CLOCK="$later" \
+    run_to 0 "$WORK/drain-done.out" "$WARDEN" enforce --once
+only_user svc-billing "$WORK/drain-done.out"
+note "(exit 0)"
+show_keys svc-billing
+show_notices "$hook0"
+note "Until recovery_days (7) pass, \`iam-warden reactivate svc-billing <old key id>\` puts the old"
+note "key back (draining again); then it is deleted."
+note "The journal lines for svc-billing (outcomes; each write also has an intent line before"
+note "it): every phase change is a rotation_phase line."
+grep '"user":"svc-billing"' "$STATE/journal.jsonl" | grep -v '"outcome":"intent"'
+
 # --- daemon part ---
-step "8. The daemon: iam-warden run, watching CloudTrail"
+step "9. The daemon: iam-warden run, watching CloudTrail and an SQS queue"
 note "moto has no CloudTrail, so cloudtrail-recorder sits in front of it: it records each IAM"
 note "write made through it as a CloudTrail record and answers LookupEvents. The daemon polls"
 note "it every 2 s (default 60 s); resync is an hour away, so only the events can trigger it."
+note "The SQS queue stands for the one EventBridge feeds (here: an AWS Health event, step 12)."
 start_recorder "$MOTO_URL"
 note "recorder: $RECORDER_URL"
+QUEUE_URL=$("$VENV_PY" -c 'import sys, boto3
+print(boto3.client("sqs", endpoint_url=sys.argv[1], region_name="us-east-1").create_queue(
+    QueueName="iam-warden-events")["QueueUrl"])' "$MOTO_URL")
+note "queue: $QUEUE_URL"
 PORT=$(free_port)
 DAEMON_LOG="$WORK/daemon.log"
 IAM_WARDEN_MODE=enforce \
     IAM_WARDEN_SERVER__LISTEN="127.0.0.1:$PORT" \
     IAM_WARDEN_SOURCES__CLOUDTRAIL__ENDPOINT_URL="$RECORDER_URL" \
     IAM_WARDEN_SOURCES__CLOUDTRAIL__POLL_INTERVAL=2s \
+    IAM_WARDEN_SOURCES__SQS__QUEUE_URL="$QUEUE_URL" \
+    IAM_WARDEN_SOURCES__SQS__WAIT_TIME=1s \
     IAM_WARDEN_RESYNC__INTERVAL=1h \
     "$WARDEN" run 2>"$DAEMON_LOG" &
 DAEMON_PID=$!
@@ -207,7 +401,7 @@ done
 [ "${ready%% *}" = 200 ] || { cat "$DAEMON_LOG" >&2; die "the daemon was not ready within 60 s"; }
 note "/readyz: $ready (the first resync read the whole account; nothing needed a write)"
 
-step "9. Someone creates a user with a console password and an access key"
+step "10. Someone creates a user with a console password and an access key"
 note "As the role demo-admin, through the recorder (so CloudTrail sees it); iam-warden's own"
 note "writes go straight to IAM and are skipped by the event source."
 "$VENV_PY" - "$MOTO_URL" "$RECORDER_URL" <<'PY'
@@ -236,18 +430,61 @@ done
 note "the daemon brought new-hire onto the baseline $(elapsed "$t0" "$(now_s)") s after the last call"
 note "(CloudTrail poll every 2 s; on real AWS, CloudTrail itself takes minutes, the SQS source seconds)"
 
-step "10. The journal lines for new-hire"
+step "11. The journal lines for new-hire"
 tail -n +"$((before + 1))" "$JOURNAL" | grep '"user":"new-hire"'
 
-step "11. What the daemon logged (stderr; JSON when not a terminal, text here)"
+step "12. An exposed key: AWS Health reports svc-metrics-exporter's key on a public repository"
+note "The AWS Health event AWS_RISK_CREDENTIALS_EXPOSED (tests/fixtures/, the documented example,"
+note "with this account and the key filled in) goes to the queue, as EventBridge would send it."
+note "The daemon deactivates exactly that key at once: no wait for the work queue or the write"
+note "limiter, not held by the blast-radius breaker."
+before=$(wc -l <"$JOURNAL")
+hook0=$(hook_lines)
+"$VENV_PY" - "$MOTO_URL" "$QUEUE_URL" "$ROOT/tests/fixtures/health-credentials-exposed.json" <<'PY'
+import datetime, json, sys, time, uuid, boto3
+moto, queue, fixture = sys.argv[1:]
+iam = boto3.client("iam", endpoint_url=moto, region_name="us-east-1")
+user = "svc-metrics-exporter"
+key = [k["AccessKeyId"] for k in iam.list_access_keys(UserName=user)["AccessKeyMetadata"]
+       if k["Status"] == "Active"][0]
+event = json.load(open(fixture))
+event["id"] = str(uuid.uuid4())
+event["account"] = "123456789012"
+event["time"] = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+event["detail"]["affectedEntities"] = [{"entityValue": key}]
+t0 = time.monotonic()
+boto3.client("sqs", endpoint_url=moto, region_name="us-east-1").send_message(
+    QueueUrl=queue, MessageBody=json.dumps(event))
+print(f"sent: AWS_RISK_CREDENTIALS_EXPOSED for {key} ({user})")
+deadline = t0 + 30
+while time.monotonic() < deadline:
+    status = {k["AccessKeyId"]: k["Status"] for k in iam.list_access_keys(UserName=user)["AccessKeyMetadata"]}
+    if status.get(key) == "Inactive":
+        print(f"{key} is Inactive {time.monotonic() - t0:.3f} s after the message was sent")
+        break
+    time.sleep(0.02)
+else:
+    sys.exit(f"demo: error: {key} was still {status.get(key)} 30 s after the Health event")
+PY
+show_keys svc-metrics-exporter
+note "The journal lines (reason \"exposed\"):"
+tail -n +"$((before + 1))" "$JOURNAL" | grep '"user":"svc-metrics-exporter"' | grep -v '"outcome":"intent"' || true
+# The notice is delivered in the background: give it a bounded moment to arrive.
+for _ in $(seq 1 30); do
+    grep -q 'event=key-exposed' <(tail -n +"$((hook0 + 1))" "$HOOK_OUT") && break
+    sleep 0.1
+done
+show_notices "$hook0"
+
+step "13. What the daemon logged (stderr; JSON when not a terminal, text here)"
 grep -E 'listening|running as|resync done| write|reconcile failed' "$DAEMON_LOG" | tail -n 8 || true
 
-step "12. Its metrics (a few series of GET /metrics)"
+step "14. Its metrics (a few series of GET /metrics)"
 note "(non-zero samples only; no user name, ARN or key id is ever a label)"
-http /metrics | grep -E '^iam_warden_(events_total|writes_total|reconciles_total|event_to_enforcement_seconds_(sum|count)|users\{|ready |breaker_tripped|resyncs_total)' |
+http /metrics | grep -E '^iam_warden_(events_total|writes_total|reconciles_total|event_to_enforcement_seconds_(sum|count)|users\{|ready |breaker_tripped|resyncs_total|quarantines_total|notices_total|notifications_total)' |
     grep -vE ' 0$' || true
 
-step "13. SIGTERM: readiness off, sources stop, in-flight work drains, checkpoint saved, exit 0"
+step "15. SIGTERM: readiness off, sources stop, in-flight work drains, checkpoint saved, exit 0"
 kill -TERM "$DAEMON_PID"
 rc=0
 wait "$DAEMON_PID" || rc=$?
