@@ -112,8 +112,10 @@ pub fn key_stats(users: &[UserState], plans: &[UserPlan], now: DateTime<Utc>) ->
         // Keys read from the credential report have no id: a quarantine tag (which has no
         // `created=`) is given to one inactive key without a rotation tag.
         let mut unplaced = quarantined.len();
+        // A tag counts for one key only (report keys made within a second match alike).
+        let mut free: Vec<&RotationTag> = tags.iter().collect();
         for k in &u.keys {
-            let phase = key_phase(k, &tags, &quarantined, &mut unplaced);
+            let phase = key_phase(k, &mut free, &quarantined, &mut unplaced);
             s.count(phase);
             if k.active {
                 let age = (now - k.created).num_milliseconds().max(0) as f64 / 1000.0;
@@ -126,13 +128,13 @@ pub fn key_stats(users: &[UserState], plans: &[UserPlan], now: DateTime<Utc>) ->
 
 fn key_phase(
     k: &AccessKeyState,
-    tags: &[RotationTag],
+    free: &mut Vec<&RotationTag>,
     quarantined: &[&str],
     unplaced: &mut usize,
 ) -> &'static str {
     let plain = if k.active { "active" } else { "inactive" };
-    if let Some(t) = tags.iter().find(|t| t.matches(k)) {
-        let p = t.phase.as_str();
+    if let Some(i) = free.iter().position(|t| t.matches(k)) {
+        let p = free.swap_remove(i).phase.as_str();
         return KEY_PHASES
             .iter()
             .find(|x| **x == p)

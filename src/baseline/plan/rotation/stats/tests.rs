@@ -153,6 +153,14 @@ fn keys_by_phase() {
             vec![("active", 1)],
         ),
         (
+            "report keys made within a second: the tag counts once",
+            vec![from_report(tagged(
+                user("twins").keys(&[key(OLD, 95, Some(0)), key(NEW, 95, Some(0))]),
+                &[rot_tag(OLD, "draining", 2, Some(95), Some(NEW))],
+            ))],
+            vec![("active", 1), ("draining", 1)],
+        ),
+        (
             "a malformed tag leaves the key's plain state",
             vec![tagged(
                 user("m").keys(&[key(OLD, 10, Some(0))]),
