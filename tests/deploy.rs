@@ -210,6 +210,11 @@ const ALERTS: &[&str] = &[
     "IamWardenNonCompliantUsers",
     "IamWardenConsoleWithoutMfa",
     "IamWardenCredentialReportStale",
+    "IamWardenRotationStuck",
+    "IamWardenExposedKey",
+    "IamWardenExposedKeyNotQuarantined",
+    "IamWardenNotificationsFailing",
+    "IamWardenKeyTooOld",
 ];
 
 const RUNBOOK_URL: &str = "https://github.com/iam-warden/iam-warden/blob/main/deploy/RUNBOOK.md";
@@ -1782,6 +1787,31 @@ fn configmap_config_agrees_with_the_manifests_alerts_and_policy() {
         str_at(&stale, "/expr").contains(&format!("> 3 * {resync}")),
         "IamWardenResyncStale must allow 3 × resync.interval ({resync}s)"
     );
+    // IamWardenKeyTooOld: the age limit plus the rotation grace (the ConfigMap's, else the
+    // defaults).
+    let defaults = iam_warden::config::Config::default();
+    let setting = |section: &[&str], default: u32| -> i64 {
+        let mut v = cfg.get(section[0]);
+        for k in &section[1..] {
+            v = v.and_then(|t| t.get(*k));
+        }
+        v.and_then(toml::Value::as_integer)
+            .unwrap_or(i64::from(default))
+    };
+    let max_age = setting(
+        &["baseline", "credentials", "max_key_age_days"],
+        defaults.baseline.credentials.max_key_age_days,
+    );
+    let grace = setting(&["rotation", "grace_days"], defaults.rotation.grace_days);
+    let too_old = alert_rules()
+        .into_iter()
+        .find(|r| r["alert"] == "IamWardenKeyTooOld")
+        .unwrap();
+    assert!(
+        str_at(&too_old, "/expr").contains(&format!("> ({max_age} + {grace}) * 86400")),
+        "IamWardenKeyTooOld must fire past max_key_age_days + grace_days ({max_age} + {grace} days)"
+    );
+
     // CloudTrail polls well within IamWardenCloudTrailPollStale's 15 minutes.
     assert!(duration_secs(&cfg["sources"]["cloudtrail"]["poll_interval"]) * 3 <= 900);
     // The drain fits in the pod's grace period and systemd's TimeoutStopSec (30 s).
