@@ -1129,7 +1129,14 @@ fn dashboard_structure() {
         .collect();
     assert_eq!(
         rows,
-        ["Compliance", "Activity", "Sources", "AWS", "Process"]
+        [
+            "Compliance",
+            "Credential lifecycle",
+            "Activity",
+            "Sources",
+            "AWS",
+            "Process"
+        ]
     );
 
     let mut ids = BTreeSet::new();
