@@ -1239,6 +1239,19 @@ fn systemd_unit_verifies() {
     let dir = tempfile::tempdir().unwrap();
     let unit = dir.path().join("iam-warden.service");
     fs::write(&unit, lines.join("\n") + "\n").unwrap();
+    // The drop-ins next to it are verified with it.
+    let dropins = deploy("systemd/iam-warden.service.d");
+    fs::create_dir(dir.path().join("iam-warden.service.d")).unwrap();
+    for entry in fs::read_dir(&dropins).unwrap() {
+        let p = entry.unwrap().path();
+        fs::copy(
+            &p,
+            dir.path()
+                .join("iam-warden.service.d")
+                .join(p.file_name().unwrap()),
+        )
+        .unwrap();
+    }
 
     let mut cmd = Command::new("systemd-analyze");
     cmd.args(["verify", "--man=no"]).arg(&unit);
@@ -1257,6 +1270,43 @@ fn systemd_unit_verifies() {
         "systemd-analyze verify ({}):\n{}\n{stderr}",
         out.status,
         String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+#[test]
+fn systemd_webhook_key_is_a_root_only_credential() {
+    let text = read(&deploy("systemd/iam-warden.service.d/webhook-secret.conf"));
+    let directives = unit_directives(&text);
+    let load: Vec<&String> = directives
+        .iter()
+        .filter(|(s, k, _)| s == "Service" && k == "LoadCredential")
+        .map(|(_, _, v)| v)
+        .collect();
+    assert_eq!(
+        load.len(),
+        1,
+        "one LoadCredential= in the drop-in: {directives:?}"
+    );
+    let (id, source) = load[0].split_once(':').expect("LoadCredential=ID:PATH");
+    assert!(
+        source.starts_with("/etc/iam-warden/"),
+        "the key file lives with the configuration: {source}"
+    );
+    assert!(
+        directives.iter().all(|(_, k, _)| k == "LoadCredential"),
+        "the drop-in only passes the credential: {directives:?}"
+    );
+    // The path the daemon reads, as documented in the drop-in.
+    let documented = format!("webhook_secret_file = \"/run/credentials/iam-warden.service/{id}\"");
+    assert!(
+        text.contains(&documented),
+        "the drop-in should document {documented}"
+    );
+    assert!(
+        text.contains(&format!(
+            "install -m 0600 -o root -g root webhook-secret {source}"
+        )),
+        "the drop-in should say how to install {source} root-only"
     );
 }
 
@@ -1594,6 +1644,34 @@ fn kubernetes_deployment_probes_ports_and_security() {
     assert_eq!(
         config.pointer("/configMap/name"),
         Some(&k.one("ConfigMap")["metadata"]["name"])
+    );
+
+    // The webhook signing key: an optional Secret, mounted read-only, owner-only mode, at
+    // the path the ConfigMap documents for notifications.webhook_secret_file.
+    let dir = "/run/secrets/iam-warden";
+    let mount = mounts
+        .iter()
+        .find(|m| m["mountPath"] == dir)
+        .unwrap_or_else(|| panic!("nothing mounted at {dir}"));
+    assert_eq!(
+        mount["readOnly"], true,
+        "the webhook key is mounted read-only"
+    );
+    let secret = &volume_at(dir)["secret"];
+    assert_eq!(secret["secretName"], "iam-warden-webhook");
+    assert_eq!(
+        secret["optional"], true,
+        "the pod starts without notifications"
+    );
+    assert_eq!(
+        secret["defaultMode"], 0o400,
+        "the key is readable by its owner only"
+    );
+    let file = str_at(secret, "/items/0/path");
+    let documented = format!("webhook_secret_file = \"{dir}/{file}\"");
+    assert!(
+        str_at(k.one("ConfigMap"), "/data/iam-warden.toml").contains(&documented),
+        "the ConfigMap should document {documented}"
     );
 }
 
