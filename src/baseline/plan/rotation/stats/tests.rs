@@ -11,6 +11,11 @@ const OLD: &str = "AKIAOLD000000000001";
 const NEW: &str = "AKIANEW000000000002";
 const DAY: f64 = 86_400.0;
 
+/// (case, users, keys by phase that are not zero)
+type PhaseCase = (&'static str, Vec<UserState>, Vec<(&'static str, usize)>);
+/// (case, users, the earliest due time)
+type DueCase = (&'static str, Vec<UserState>, Option<chrono::DateTime<Utc>>);
+
 fn rot_tag(
     id: &str,
     phase: &str,
@@ -65,7 +70,7 @@ fn phases(s: &KeyStats) -> Vec<(&'static str, usize)> {
 
 #[test]
 fn keys_by_phase() {
-    let cases: Vec<(&str, Vec<UserState>, Vec<(&str, usize)>)> = vec![
+    let cases: Vec<PhaseCase> = vec![
         ("no users", vec![], vec![]),
         (
             "untagged keys are active or inactive",
@@ -241,7 +246,7 @@ fn age_distribution_and_oldest_active_key() {
 
 #[test]
 fn next_due_is_the_earliest_of_the_managed_users() {
-    let cases: Vec<(&str, Vec<UserState>, Option<chrono::DateTime<Utc>>)> = vec![
+    let cases: Vec<DueCase> = vec![
         ("nothing", vec![], None),
         (
             "a fresh key is warned at max - warn_days (76 days)",
