@@ -1272,3 +1272,148 @@ async fn own_key_is_never_quarantined() {
     assert_eq!(code, 0, "{log}");
     assert!(log.contains("iam-warden's own identity"), "{log}");
 }
+
+/// A key's CreateDate as the rotation tag writes it (RFC 3339, whole seconds).
+async fn key_created(iam: &aws_sdk_iam::Client, user: &str, key: &str) -> String {
+    let out = iam.list_access_keys().user_name(user).send().await.unwrap();
+    let k = out
+        .access_key_metadata()
+        .iter()
+        .find(|k| k.access_key_id() == Some(key))
+        .unwrap_or_else(|| panic!("{key} of {user}"));
+    let secs = k.create_date().expect("CreateDate").secs();
+    chrono::DateTime::from_timestamp(secs, 0)
+        .unwrap()
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+}
+
+/// Wait until the clock is in a later second than `created`: a key made now is told apart
+/// from that key by its CreateDate (the credential report names keys by CreateDate).
+async fn past_second_of(created: &str) {
+    let t = chrono::DateTime::parse_from_rfc3339(created).unwrap();
+    eventually("the next second", DEADLINE, || async {
+        (chrono::Utc::now().timestamp() > t.timestamp()).then_some(())
+    })
+    .await;
+}
+
+/// The credential-lifecycle gauges after a resync (dry-run: the state is the tags the test
+/// wrote): a draining key and its new key, a stuck key and its new key, a quarantined
+/// (inactive) key, a plain active and a plain inactive key; an exempt user's key is left
+/// out. The next due time is the draining key's end of grace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resync_publishes_the_access_key_gauges() {
+    let moto = shared_moto();
+    let acct = Account::new(moto).await;
+    let dir = tempfile::tempdir().unwrap();
+    let sqs = aws_sdk_sqs::Client::new(&acct.sdk);
+    let url = create_queue(&sqs, &format!("iam-warden-kg-{}", acct.id), &[]).await;
+    let iam = &acct.iam;
+    let fmt = |t: chrono::DateTime<chrono::Utc>| t.format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let now = chrono::Utc::now();
+    let draining_since = now - chrono::Duration::days(1);
+
+    acct.user("draining").await;
+    let old = acct.key("draining").await;
+    let created = key_created(iam, "draining", &old).await;
+    past_second_of(&created).await;
+    let new = acct.key("draining").await;
+    acct.tag(
+        "draining",
+        &format!("iam-warden/rotation/{old}"),
+        &format!(
+            "phase=draining since={} created={created} new={new}",
+            fmt(draining_since)
+        ),
+    )
+    .await;
+    acct.user("stuck").await;
+    let s_old = acct.key("stuck").await;
+    let created = key_created(iam, "stuck", &s_old).await;
+    past_second_of(&created).await;
+    let s_new = acct.key("stuck").await;
+    acct.tag(
+        "stuck",
+        &format!("iam-warden/rotation/{s_old}"),
+        &format!(
+            "phase=stuck since={} created={created} new={s_new}",
+            fmt(now - chrono::Duration::days(20))
+        ),
+    )
+    .await;
+    acct.user("exposed").await;
+    let q = acct.key("exposed").await;
+    iam.update_access_key()
+        .user_name("exposed")
+        .access_key_id(&q)
+        .status(aws_sdk_iam::types::StatusType::Inactive)
+        .send()
+        .await
+        .unwrap();
+    acct.tag(
+        "exposed",
+        &format!("iam-warden/rotation/{q}"),
+        &format!("phase=quarantined since={}", fmt(now)),
+    )
+    .await;
+    acct.user("plain").await;
+    acct.key("plain").await;
+    let idle = acct.key("plain").await;
+    iam.update_access_key()
+        .user_name("plain")
+        .access_key_id(&idle)
+        .status(aws_sdk_iam::types::StatusType::Inactive)
+        .send()
+        .await
+        .unwrap();
+    acct.user_at("exempt-svc", "/", &[("iam-warden/exempt", "true")])
+        .await;
+    acct.key("exempt-svc").await;
+
+    let creds = session(&acct, "iam-warden-daemon").await;
+    let mut env = sqs_only_env(dir.path(), &url, "100");
+    env.push(("IAM_WARDEN_MODE", "dry-run".to_string()));
+    let d = Daemon::start(&creds, &moto.endpoint, &env);
+    d.wait_ready().await;
+
+    let (_, body) = d.get("/metrics").await;
+    let value = |series: &str| -> f64 {
+        body.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("{series} missing:\n{body}"))
+    };
+    for (phase, want) in [
+        ("active", 3.0),
+        ("warned", 0.0),
+        ("rotating", 0.0),
+        ("draining", 1.0),
+        ("stuck", 1.0),
+        ("deactivated", 0.0),
+        ("quarantined", 1.0),
+        ("inactive", 1.0),
+    ] {
+        assert_eq!(
+            value(&format!("iam_warden_access_keys{{phase=\"{phase}\"}}")),
+            want,
+            "{phase}"
+        );
+    }
+    // Five active keys, all made seconds ago.
+    assert_eq!(value("iam_warden_access_key_age_seconds_count"), 5.0);
+    assert_eq!(
+        value("iam_warden_access_key_age_seconds_bucket{le=\"604800\"}"),
+        5.0
+    );
+    let oldest = value("iam_warden_oldest_access_key_age_seconds");
+    assert!((0.0..600.0).contains(&oldest), "{oldest}");
+    let due = value("iam_warden_rotation_next_due_timestamp_seconds");
+    let grace_end = (draining_since + chrono::Duration::days(14)).timestamp() as f64;
+    assert!(
+        (due - grace_end).abs() < 1.5,
+        "next due {due}, the draining key's end of grace {grace_end}"
+    );
+    let (code, log) = d.stop().await;
+    assert_eq!(code, 0, "{log}");
+    assert!(log.contains("\"message\":\"access keys\""), "{log}");
+}

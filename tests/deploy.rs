@@ -210,6 +210,11 @@ const ALERTS: &[&str] = &[
     "IamWardenNonCompliantUsers",
     "IamWardenConsoleWithoutMfa",
     "IamWardenCredentialReportStale",
+    "IamWardenRotationStuck",
+    "IamWardenExposedKey",
+    "IamWardenExposedKeyNotQuarantined",
+    "IamWardenNotificationsFailing",
+    "IamWardenKeyTooOld",
 ];
 
 const RUNBOOK_URL: &str = "https://github.com/iam-warden/iam-warden/blob/main/deploy/RUNBOOK.md";
@@ -1124,7 +1129,14 @@ fn dashboard_structure() {
         .collect();
     assert_eq!(
         rows,
-        ["Compliance", "Activity", "Sources", "AWS", "Process"]
+        [
+            "Compliance",
+            "Credential lifecycle",
+            "Activity",
+            "Sources",
+            "AWS",
+            "Process"
+        ]
     );
 
     let mut ids = BTreeSet::new();
@@ -1227,6 +1239,19 @@ fn systemd_unit_verifies() {
     let dir = tempfile::tempdir().unwrap();
     let unit = dir.path().join("iam-warden.service");
     fs::write(&unit, lines.join("\n") + "\n").unwrap();
+    // The drop-ins next to it are verified with it.
+    let dropins = deploy("systemd/iam-warden.service.d");
+    fs::create_dir(dir.path().join("iam-warden.service.d")).unwrap();
+    for entry in fs::read_dir(&dropins).unwrap() {
+        let p = entry.unwrap().path();
+        fs::copy(
+            &p,
+            dir.path()
+                .join("iam-warden.service.d")
+                .join(p.file_name().unwrap()),
+        )
+        .unwrap();
+    }
 
     let mut cmd = Command::new("systemd-analyze");
     cmd.args(["verify", "--man=no"]).arg(&unit);
@@ -1245,6 +1270,43 @@ fn systemd_unit_verifies() {
         "systemd-analyze verify ({}):\n{}\n{stderr}",
         out.status,
         String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+#[test]
+fn systemd_webhook_key_is_a_root_only_credential() {
+    let text = read(&deploy("systemd/iam-warden.service.d/webhook-secret.conf"));
+    let directives = unit_directives(&text);
+    let load: Vec<&String> = directives
+        .iter()
+        .filter(|(s, k, _)| s == "Service" && k == "LoadCredential")
+        .map(|(_, _, v)| v)
+        .collect();
+    assert_eq!(
+        load.len(),
+        1,
+        "one LoadCredential= in the drop-in: {directives:?}"
+    );
+    let (id, source) = load[0].split_once(':').expect("LoadCredential=ID:PATH");
+    assert!(
+        source.starts_with("/etc/iam-warden/"),
+        "the key file lives with the configuration: {source}"
+    );
+    assert!(
+        directives.iter().all(|(_, k, _)| k == "LoadCredential"),
+        "the drop-in only passes the credential: {directives:?}"
+    );
+    // The path the daemon reads, as documented in the drop-in.
+    let documented = format!("webhook_secret_file = \"/run/credentials/iam-warden.service/{id}\"");
+    assert!(
+        text.contains(&documented),
+        "the drop-in should document {documented}"
+    );
+    assert!(
+        text.contains(&format!(
+            "install -m 0600 -o root -g root webhook-secret {source}"
+        )),
+        "the drop-in should say how to install {source} root-only"
     );
 }
 
@@ -1583,6 +1645,34 @@ fn kubernetes_deployment_probes_ports_and_security() {
         config.pointer("/configMap/name"),
         Some(&k.one("ConfigMap")["metadata"]["name"])
     );
+
+    // The webhook signing key: an optional Secret, mounted read-only, owner-only mode, at
+    // the path the ConfigMap documents for notifications.webhook_secret_file.
+    let dir = "/run/secrets/iam-warden";
+    let mount = mounts
+        .iter()
+        .find(|m| m["mountPath"] == dir)
+        .unwrap_or_else(|| panic!("nothing mounted at {dir}"));
+    assert_eq!(
+        mount["readOnly"], true,
+        "the webhook key is mounted read-only"
+    );
+    let secret = &volume_at(dir)["secret"];
+    assert_eq!(secret["secretName"], "iam-warden-webhook");
+    assert_eq!(
+        secret["optional"], true,
+        "the pod starts without notifications"
+    );
+    assert_eq!(
+        secret["defaultMode"], 0o400,
+        "the key is readable by its owner only"
+    );
+    let file = str_at(secret, "/items/0/path");
+    let documented = format!("webhook_secret_file = \"{dir}/{file}\"");
+    assert!(
+        str_at(k.one("ConfigMap"), "/data/iam-warden.toml").contains(&documented),
+        "the ConfigMap should document {documented}"
+    );
 }
 
 /// The pod runs as the image's user, and the state volume is writable by it only through
@@ -1782,6 +1872,31 @@ fn configmap_config_agrees_with_the_manifests_alerts_and_policy() {
         str_at(&stale, "/expr").contains(&format!("> 3 * {resync}")),
         "IamWardenResyncStale must allow 3 × resync.interval ({resync}s)"
     );
+    // IamWardenKeyTooOld: the age limit plus the rotation grace (the ConfigMap's, else the
+    // defaults).
+    let defaults = iam_warden::config::Config::default();
+    let setting = |section: &[&str], default: u32| -> i64 {
+        let mut v = cfg.get(section[0]);
+        for k in &section[1..] {
+            v = v.and_then(|t| t.get(*k));
+        }
+        v.and_then(toml::Value::as_integer)
+            .unwrap_or(i64::from(default))
+    };
+    let max_age = setting(
+        &["baseline", "credentials", "max_key_age_days"],
+        defaults.baseline.credentials.max_key_age_days,
+    );
+    let grace = setting(&["rotation", "grace_days"], defaults.rotation.grace_days);
+    let too_old = alert_rules()
+        .into_iter()
+        .find(|r| r["alert"] == "IamWardenKeyTooOld")
+        .unwrap();
+    assert!(
+        str_at(&too_old, "/expr").contains(&format!("> ({max_age} + {grace}) * 86400")),
+        "IamWardenKeyTooOld must fire past max_key_age_days + grace_days ({max_age} + {grace} days)"
+    );
+
     // CloudTrail polls well within IamWardenCloudTrailPollStale's 15 minutes.
     assert!(duration_secs(&cfg["sources"]["cloudtrail"]["poll_interval"]) * 3 <= 900);
     // The drain fits in the pod's grace period and systemd's TimeoutStopSec (30 s).
@@ -1877,6 +1992,275 @@ const WRITE_API: &[(&str, &str)] = &[
     ("reactivate_access_key", "iam:UpdateAccessKey"),
 ];
 
+// ---- The AWS calls the code makes, read from src/ (the other source of truth) ----
+
+/// The variable or field an SDK client is called through, and its IAM service prefix. A
+/// chain on another name is resolved through its `let` in the same file, else through the
+/// one `aws_sdk_*` crate the file names.
+const CLIENT_NAMES: &[(&str, &str)] = &[
+    ("iam", "iam"),
+    ("sts", "sts"),
+    ("sqs", "sqs"),
+    ("sns", "sns"),
+    ("ssm", "ssm"),
+    ("sm", "secretsmanager"),
+    ("secrets", "secretsmanager"),
+    ("secretsmanager", "secretsmanager"),
+    ("cloudtrail", "cloudtrail"),
+];
+
+/// Non-test Rust sources under src/ (path, text): `tests.rs`, `testkit.rs` and inline
+/// `#[cfg(test)] mod tests` blocks (always at a file's end) are left out.
+fn library_sources() -> Vec<(String, String)> {
+    fn walk(dir: &Path, out: &mut Vec<(String, String)>) {
+        let mut entries: Vec<_> = fs::read_dir(dir)
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+            .map(|e| e.unwrap().path())
+            .collect();
+        entries.sort();
+        for p in entries {
+            if p.is_dir() {
+                walk(&p, out);
+            } else if p.extension().is_some_and(|x| x == "rs")
+                && !matches!(
+                    p.file_name().and_then(|n| n.to_str()),
+                    Some("tests.rs" | "testkit.rs")
+                )
+            {
+                let text = read(&p);
+                let text = match text.find("#[cfg(test)]\nmod tests") {
+                    Some(i) => text[..i].to_string(),
+                    None => text,
+                };
+                let rel = p.strip_prefix(root()).unwrap_or(&p).display().to_string();
+                out.push((rel, text));
+            }
+        }
+    }
+    let mut out = vec![];
+    walk(&root().join("src"), &mut out);
+    out
+}
+
+/// Walk a method chain backwards from byte `end` (just before a `.`): the first method
+/// of the chain and the name it is called on, e.g. `self.clients.iam.get_user().user_name(u)`
+/// gives (`iam`, `get_user`). `None` when the chain does not start at a name.
+fn chain_head(s: &[u8], mut end: usize) -> Option<(String, Option<String>)> {
+    let ident = |s: &[u8], mut i: usize| {
+        let stop = i;
+        while i > 0 && (s[i - 1].is_ascii_alphanumeric() || s[i - 1] == b'_') {
+            i -= 1;
+        }
+        (String::from_utf8_lossy(&s[i..stop]).to_string(), i)
+    };
+    let skip_ws = |s: &[u8], mut i: usize| {
+        while i > 0 && s[i - 1].is_ascii_whitespace() {
+            i -= 1;
+        }
+        i
+    };
+    let mut first_method = None;
+    loop {
+        end = skip_ws(s, end);
+        if end == 0 {
+            return None;
+        }
+        if s[end - 1] == b')' {
+            // a call: skip its arguments
+            let mut depth = 0usize;
+            let mut i = end;
+            while i > 0 {
+                i -= 1;
+                match s[i] {
+                    b')' => depth += 1,
+                    b'(' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            break;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            let (name, mut start) = ident(s, i);
+            if name.is_empty() {
+                return None;
+            }
+            if start >= 2 && &s[start - 2..start] == b"r#" {
+                start -= 2; // a raw identifier: `.r#type(...)`
+            }
+            first_method = Some(name);
+            end = skip_ws(s, start);
+            if end == 0 || s[end - 1] != b'.' {
+                return None; // a function call, not a method on a client
+            }
+            end -= 1;
+        } else {
+            let (name, _) = ident(s, end);
+            return (!name.is_empty()).then_some((name, first_method));
+        }
+    }
+}
+
+/// "get_account_authorization_details" → "getaccountauthorizationdetails": IAM action names
+/// are case-insensitive, and the SDK spells acronyms differently (ListMfaDevices).
+fn op_key(s: &str) -> String {
+    s.chars()
+        .filter(|c| *c != '_')
+        .collect::<String>()
+        .to_lowercase()
+}
+
+/// Every AWS operation the code calls, as `service:operation_key` (see [`op_key`]) with the
+/// files calling it: each fluent chain ending in `.send()`, `.customize()` or
+/// `.into_paginator()`.
+fn sdk_calls_in_source() -> BTreeMap<String, BTreeSet<String>> {
+    let mut calls: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut problems = vec![];
+    for (path, text) in library_sources() {
+        let s = text.as_bytes();
+        let crates: BTreeSet<&str> = text
+            .match_indices("aws_sdk_")
+            .map(|(i, _)| {
+                let rest = &text[i + 8..];
+                &rest[..rest
+                    .find(|c: char| !c.is_ascii_alphanumeric())
+                    .unwrap_or(rest.len())]
+            })
+            .collect();
+        for terminator in [".send()", ".customize()", ".into_paginator()"] {
+            for (i, _) in text.match_indices(terminator) {
+                let Some((mut recv, mut op)) = chain_head(s, i) else {
+                    continue;
+                };
+                // A builder kept in a variable: `let mut req = iam.op();` then `req.send()`.
+                if op.is_none() || !CLIENT_NAMES.iter().any(|(n, _)| *n == recv) {
+                    for pat in [format!("let mut {recv} = "), format!("let {recv} = ")] {
+                        if let Some(j) = text[..i].rfind(&pat) {
+                            let stmt_end = j + text[j..].find(';').unwrap_or(text.len() - j);
+                            let stmt = &text[j + pat.len()..stmt_end];
+                            let head = stmt.find("()").map(|k| j + pat.len() + k + 2);
+                            if let Some((r, Some(o))) = head.and_then(|h| chain_head(s, h)) {
+                                (recv, op) = (r, Some(o));
+                            }
+                            break;
+                        }
+                    }
+                }
+                let Some(op) = op else { continue };
+                let service = CLIENT_NAMES
+                    .iter()
+                    .find(|(n, _)| *n == recv)
+                    .map(|(_, svc)| svc.to_string())
+                    .or_else(|| {
+                        (crates.len() == 1).then(|| crates.iter().next().unwrap().to_string())
+                    });
+                match service {
+                    Some(svc) => {
+                        calls
+                            .entry(format!("{svc}:{}", op_key(&op)))
+                            .or_default()
+                            .insert(path.clone());
+                    }
+                    // Not an AWS client (e.g. a channel): only a problem in a file using one.
+                    None if !crates.is_empty() => problems.push(format!(
+                        "{path}: `{recv}.{op}()...{terminator}`: add `{recv}` to CLIENT_NAMES"
+                    )),
+                    None => {}
+                }
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    calls
+}
+
+#[test]
+fn sdk_call_scanner_finds_clients_builders_and_paginators() {
+    let src = "let out = self.clients.iam\n    .get_user()\n    .user_name(name.as_str())\n    .send()\n    .await?;\n\
+               let mut req = client\n    .publish()\n    .r#type(m);\nreq = req.subject(s);\nlet call = req.customize().send();\n\
+               tx.send(()); foo(x).send();";
+    let b = src.as_bytes();
+    let at = |t: &str| src.find(t).unwrap();
+    assert_eq!(
+        chain_head(b, at(".send()")),
+        Some(("iam".to_string(), Some("get_user".to_string())))
+    );
+    assert_eq!(
+        chain_head(b, at(".customize()")),
+        Some(("req".to_string(), None))
+    );
+    assert_eq!(
+        chain_head(b, at(".send(())")),
+        None.or(Some(("tx".to_string(), None)))
+    );
+    assert_eq!(chain_head(b, src.rfind(".send()").unwrap()), None);
+    assert_eq!(
+        chain_head(b, at(";\nreq = ")),
+        Some(("client".to_string(), Some("publish".to_string())))
+    );
+    assert_eq!(op_key("list_mfa_devices"), op_key("ListMFADevices"));
+    // What the code calls today, including a builder kept in a variable (SNS Publish,
+    // UpdateAccountPasswordPolicy) and a paginated read.
+    let calls = sdk_calls_in_source();
+    for a in [
+        "iam:GetUser",
+        "iam:ListAccessKeys",
+        "iam:UpdateAccountPasswordPolicy",
+        "iam:GetAccountAuthorizationDetails",
+        "iam:CreateAccessKey",
+        "secretsmanager:PutSecretValue",
+        "ssm:PutParameter",
+        "sns:Publish",
+        "sqs:ReceiveMessage",
+        "cloudtrail:LookupEvents",
+        "sts:GetCallerIdentity",
+    ] {
+        let (svc, op) = a.split_once(':').unwrap();
+        assert!(
+            calls.contains_key(&format!("{svc}:{}", op_key(op))),
+            "{a} not found in src/: {:?}",
+            calls.keys()
+        );
+    }
+}
+
+/// Every AWS call in the code is granted by the policy, and counted under its own
+/// `operation` label of `iam_warden_aws_calls_total` (not `other`).
+#[test]
+fn every_sdk_call_in_the_code_is_granted_and_counted() {
+    let policy = iam_policy();
+    let granted: BTreeSet<String> = policy["Statement"]
+        .as_array()
+        .expect("Statement array")
+        .iter()
+        .flat_map(|st| one_or_many(&st["Action"]))
+        .map(|a| {
+            let (svc, op) = a.split_once(':').unwrap_or((&a, ""));
+            format!("{svc}:{}", op_key(op))
+        })
+        .collect();
+    let counted: BTreeSet<String> = label_values("iam_warden_aws_calls_total", "operation")
+        .iter()
+        .map(|o| op_key(o))
+        .collect();
+    let mut problems = vec![];
+    for (call, files) in sdk_calls_in_source() {
+        if !granted.contains(&call) {
+            problems.push(format!(
+                "{call} (called in {files:?}) is not granted by deploy/iam/iam-warden-policy.json"
+            ));
+        }
+        let op = call.split_once(':').map_or("", |(_, o)| o);
+        if !counted.contains(op) {
+            problems.push(format!(
+                "{call} (called in {files:?}) is not in metrics::AWS_OPERATIONS"
+            ));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
 /// Every write action the daemon counts has its IAM API call above (and so in the policy).
 #[test]
 fn every_counted_write_action_has_its_iam_call() {
@@ -1912,6 +2296,11 @@ const REQUIRED_READS: &[&str] = &[
     "sqs:DeleteMessage",
     "sqs:ChangeMessageVisibility",
 ];
+
+/// KMS calls made on the daemon's behalf by Secrets Manager, SSM and SNS when the secret,
+/// parameter or topic uses a customer-managed key (`rotation.kms_key_id`); no SDK call of
+/// the code names them, so they are listed here.
+const KMS_VIA_SERVICE: &[&str] = &["kms:GenerateDataKey", "kms:Decrypt"];
 
 fn is_read(action: &str) -> bool {
     let name = action.split_once(':').map_or(action, |(_, n)| n);
@@ -1968,17 +2357,46 @@ fn iam_policy_is_valid_and_least_privilege() {
         .iter()
         .copied()
         .chain(WRITE_API.iter().map(|(_, a)| *a))
+        .chain(KMS_VIA_SERVICE.iter().copied())
     {
         assert!(
             granted.contains_key(action),
             "the policy does not grant {action}"
         );
     }
-    let writes: BTreeSet<&str> = WRITE_API.iter().map(|(_, a)| *a).collect();
+    // Writes: the counted IAM writes, and every other call of the code that is not a read
+    // (e.g. sns:Publish, iam:SetDefaultPolicyVersion when settling an unclear write).
+    let in_code = sdk_calls_in_source();
+    let mut writes: BTreeSet<&str> = WRITE_API.iter().map(|(_, a)| *a).collect();
+    let code_writes: Vec<String> = granted
+        .keys()
+        .filter(|a| {
+            let (svc, op) = a.split_once(':').unwrap();
+            !is_read(a) && in_code.contains_key(&format!("{svc}:{}", op_key(op)))
+        })
+        .cloned()
+        .collect();
+    writes.extend(code_writes.iter().map(String::as_str));
     for (action, statements) in &granted {
+        if KMS_VIA_SERVICE.contains(&action.as_str()) {
+            for st in statements {
+                let via = one_or_many(
+                    st.pointer("/Condition/StringLike/kms:ViaService")
+                        .unwrap_or(&Value::Null),
+                );
+                assert!(
+                    !via.is_empty()
+                        && via.iter().all(|v| ["secretsmanager.", "ssm.", "sns."]
+                            .iter()
+                            .any(|s| v.starts_with(s) && v.ends_with(".amazonaws.com"))),
+                    "{action} must be limited with kms:ViaService to Secrets Manager, SSM and SNS, is {via:?}"
+                );
+            }
+            continue;
+        }
         assert!(
             is_read(action) || writes.contains(action.as_str()),
-            "{action} is granted but no iam_warden_writes_total action needs it"
+            "{action} is granted but neither the code nor an iam_warden_writes_total action needs it"
         );
         if writes.contains(action.as_str()) && action != "iam:UpdateAccountPasswordPolicy" {
             for st in statements {

@@ -62,6 +62,17 @@ const MAY_BE_ZERO: &[(&str, &str, &str)] = &[
         "B",
         "a gauge: no reconcile is running once the scenario has settled",
     ),
+    (
+        "Notifications by channel and outcome",
+        "A",
+        "deliveries follow notices; until the rotation and quarantine code raises them \
+         (Notifier::notice), the scenario's unreachable webhook gets none to fail",
+    ),
+    (
+        "Notifications by channel and outcome",
+        "B",
+        "no notice is raised until the rotation and quarantine code calls Notifier::notice",
+    ),
 ];
 
 /// Alerts the scenario must make pending (their `for` is longer than the test), and why.
@@ -80,6 +91,14 @@ const EXPECT_PENDING: &[(&str, &str)] = &[
         "IamWardenCredentialReportStale",
         "moto answers GetCredentialReport with a fixed GeneratedTime of 2015-02-02",
     ),
+    (
+        "IamWardenRotationStuck",
+        "`stuck-svc` has a key in phase stuck whose new key is never used",
+    ),
+    (
+        "IamWardenExposedKey",
+        "a Health event on SQS got `leaky`'s key deactivated",
+    ),
 ];
 
 /// Alerts that must stay quiet at the end, and why.
@@ -94,8 +113,18 @@ const EXPECT_QUIET: &[(&str, &str)] = &[
         "IamWardenCloudTrailPollStale",
         "CloudTrail is polled every second",
     ),
+    (
+        "IamWardenExposedKeyNotQuarantined",
+        "the one exposed key was deactivated",
+    ),
+    (
+        "IamWardenKeyTooOld",
+        "the oldest active key is 100 days old, under 90 + 14",
+    ),
 ];
-// Neither list: IamWardenAwsThrottling (one scripted throttle among many calls is under
+// Neither list: IamWardenNotificationsFailing (deliveries to the scenario's unreachable
+// webhook fail once notices are raised; the `for` is longer than the test either way),
+// IamWardenAwsThrottling (one scripted throttle among many calls is under
 // its 5 % threshold) and IamWardenWriteFailures (a scripted GetUser failure may or may
 // not fail a write's live check, depending on which call it hits).
 
@@ -474,6 +503,38 @@ fn login_profile_event(acct: &Account, user: &str) -> String {
     .to_string()
 }
 
+/// Sign one IAM request with the key (straight to moto): moto records it as the key's
+/// last use.
+async fn use_key(endpoint: &str, id: &str, secret: &str) {
+    let sdk = aws_types::SdkConfig::builder()
+        .region(aws_types::region::Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .credentials_provider(
+            aws_credential_types::provider::SharedCredentialsProvider::new(Credentials::from_keys(
+                id, secret, None,
+            )),
+        )
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .build();
+    aws_sdk_iam::Client::new(&sdk)
+        .list_users()
+        .send()
+        .await
+        .unwrap();
+}
+
+/// An AWS Health `AWS_RISK_CREDENTIALS_EXPOSED` event for `key` in `account`, shaped like
+/// the documented example (tests/fixtures/health-credentials-exposed.json).
+fn health_event(account: &str, key: &str) -> String {
+    let mut v: Value =
+        serde_json::from_str(include_str!("fixtures/health-credentials-exposed.json")).unwrap();
+    v["id"] = serde_json::json!(uuid::Uuid::new_v4().to_string());
+    v["account"] = serde_json::json!(account);
+    v["time"] = serde_json::json!(rfc3339(chrono::Utc::now()));
+    v["detail"]["affectedEntities"] = serde_json::json!([{ "entityValue": key }]);
+    v.to_string()
+}
+
 fn tag(k: &str, v: &str) -> Tag {
     Tag::builder().key(k).value(v).build().unwrap()
 }
@@ -603,7 +664,54 @@ async fn every_dashboard_panel_and_alert_works_against_a_live_prometheus() {
     acct.password("prog").await;
     // A mark of a key that no longer exists: removed (untag_user).
     acct.user("stale-tag").await;
+    // A key past the age limit, in use: rotated at the first resync (a new key stored in
+    // Secrets Manager, the old one draining). And a rotation stuck since 20 days.
+    acct.user("rotor").await;
+    let rotor = acct
+        .iam
+        .create_access_key()
+        .user_name("rotor")
+        .send()
+        .await
+        .unwrap();
+    let rotor = rotor.access_key().unwrap().clone();
+    acct.user("stuck-svc").await;
+    let stuck_old = acct
+        .iam
+        .create_access_key()
+        .user_name("stuck-svc")
+        .send()
+        .await
+        .unwrap();
+    let stuck_old = stuck_old.access_key().unwrap().clone();
     moto.set_clock_offset("+0d");
+    use_key(
+        &moto.endpoint,
+        rotor.access_key_id(),
+        rotor.secret_access_key(),
+    )
+    .await;
+    let stuck_new = acct.key("stuck-svc").await;
+    let stuck_created =
+        chrono::DateTime::from_timestamp(stuck_old.create_date().expect("CreateDate").secs(), 0)
+            .unwrap();
+    acct.iam
+        .tag_user()
+        .user_name("stuck-svc")
+        .tags(tag(
+            &format!("iam-warden/rotation/{}", stuck_old.access_key_id()),
+            &format!(
+                "phase=stuck since={} created={} new={stuck_new}",
+                rfc3339(chrono::Utc::now() - chrono::Duration::days(20)),
+                rfc3339(stuck_created)
+            ),
+        ))
+        .send()
+        .await
+        .unwrap();
+    // A key that AWS Health reports exposed later.
+    acct.user("leaky").await;
+    let leaky = acct.key("leaky").await;
     acct.iam
         .update_access_key()
         .user_name("dead-key")
@@ -644,6 +752,8 @@ async fn every_dashboard_panel_and_alert_works_against_a_live_prometheus() {
         .unwrap();
 
     let creds = session(&acct, "iam-warden-daemon").await;
+    let webhook_secret = dir.path().join("webhook-secret");
+    std::fs::write(&webhook_secret, "prometheus-e2e-signing-key").unwrap();
     let env: Vec<(&str, String)> = vec![
         ("AWS_ENDPOINT_URL", proxy.url.clone()),
         ("IAM_WARDEN_STATE_DIR", dir.path().display().to_string()),
@@ -663,6 +773,17 @@ async fn every_dashboard_panel_and_alert_works_against_a_live_prometheus() {
         ),
         ("IAM_WARDEN_SOURCES__SQS__QUEUE_URL", queue.clone()),
         ("IAM_WARDEN_SOURCES__SQS__WAIT_TIME", "1s".into()),
+        // Owner notifications to a webhook nobody listens on: deliveries fail.
+        (
+            "IAM_WARDEN_NOTIFICATIONS__WEBHOOK_URL",
+            format!("http://127.0.0.1:{}/hook", free_port()),
+        ),
+        (
+            "IAM_WARDEN_NOTIFICATIONS__WEBHOOK_SECRET_FILE",
+            webhook_secret.display().to_string(),
+        ),
+        ("IAM_WARDEN_NOTIFICATIONS__MAX_ATTEMPTS", "1".into()),
+        ("IAM_WARDEN_NOTIFICATIONS__TIMEOUT", "1s".into()),
     ];
     let d = Daemon::start(&creds, &env);
     let target = d.addr().await;
@@ -699,6 +820,7 @@ async fn every_dashboard_panel_and_alert_works_against_a_live_prometheus() {
         ("dead-key", "delete_access_key"),
         ("prog", "delete_login_profile"),
         ("stale-tag", "untag_user"),
+        ("rotor", "rotate_access_key"),
     ]
     .iter()
     .map(|(u, a)| (u.to_string(), a.to_string()))
@@ -764,6 +886,21 @@ async fn every_dashboard_panel_and_alert_works_against_a_live_prometheus() {
     )
     .await;
 
+    // An exposed key reported by AWS Health through SQS: quarantined at once.
+    sqs.send_message()
+        .queue_url(&queue)
+        .message_body(health_event(&acct.id, &leaky))
+        .send()
+        .await
+        .unwrap();
+    eventually("the exposed key quarantined", DEADLINE, || async {
+        (d.metric("iam_warden_quarantines_total{outcome=\"deactivated\"}")
+            .await
+            >= 1.0)
+            .then_some(())
+    })
+    .await;
+
     assert_eq!(
         proxy.count("throttle").await,
         1,
@@ -779,6 +916,9 @@ async fn every_dashboard_panel_and_alert_works_against_a_live_prometheus() {
         "iam_warden_events_total{event=\"other\",outcome=\"malformed\"} >= 1",
         "iam_warden_events_total{event=\"CreateLoginProfile\",outcome=\"enqueued\"} >= 3",
         "iam_warden_writes_total{action=\"add_user_to_group\",outcome=\"applied\"} >= 2",
+        "iam_warden_quarantines_total{outcome=\"deactivated\"} >= 1",
+        "iam_warden_rotation_events_total{event=\"draining\"} >= 1",
+        "iam_warden_access_keys{phase=\"stuck\"} >= 1",
     ] {
         prom.wait_for(expr).await;
     }

@@ -21,7 +21,7 @@ use tokio::time::Instant;
 use crate::apply::{partition_of, Applier};
 use crate::aws::Clients;
 use crate::baseline::breaker::{Verdict, Window};
-use crate::baseline::plan::plan_account;
+use crate::baseline::plan::{plan_account, rotation};
 use crate::config::Config;
 use crate::controller::dispatch::Dispatch;
 use crate::controller::key::ReconcileKey;
@@ -406,6 +406,8 @@ pub async fn resync(ctx: &Context) -> Result<()> {
     }
     ctx.metrics
         .set_compliance(compliant, violating, exempt, &failing);
+    ctx.metrics
+        .set_key_stats(&rotation::key_stats(&snap.users, &plan.users, now));
     let users_total = snap.users.len();
     let changed = plan.users_changed();
     let losing = plan.users_losing_access();

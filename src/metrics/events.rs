@@ -14,6 +14,7 @@ use super::labels::*;
 use super::registry::{count, unix_seconds, Metrics};
 use crate::aws::CallOutcome;
 use crate::baseline::checks::Check;
+use crate::baseline::plan::rotation::{KeyStats, KEY_PHASES};
 
 impl Metrics {
     /// One HTTP attempt of an AWS call (normally through [`Metrics::call_stats`]).
@@ -213,6 +214,33 @@ impl Metrics {
     pub fn breaker_trip(&self, reason: &str) {
         self.breaker_trips_total.inc();
         self.set_breaker(true, reason);
+    }
+
+    /// The access keys seen by a resync: keys by phase, the age distribution of the active
+    /// keys, the oldest one, and when the next rotation step is due.
+    pub fn set_key_stats(&self, s: &KeyStats) {
+        for (p, n) in KEY_PHASES.iter().zip(s.by_phase) {
+            self.access_keys.with_label_values(&[*p]).set(count(n));
+        }
+        self.access_key_age_seconds
+            .set(&s.age_buckets, s.age_count, s.age_sum_seconds);
+        self.oldest_access_key_age_seconds
+            .set(s.oldest_active_age_seconds);
+        self.rotation_next_due_timestamp_seconds
+            .set(s.next_due.map_or(0.0, unix_seconds));
+        tracing::info!(
+            active = s.phase("active"),
+            warned = s.phase("warned"),
+            rotating = s.phase("rotating"),
+            draining = s.phase("draining"),
+            stuck = s.phase("stuck"),
+            deactivated = s.phase("deactivated"),
+            quarantined = s.phase("quarantined"),
+            inactive = s.phase("inactive"),
+            oldest_active_age_days = (s.oldest_active_age_seconds / 86_400.0).floor(),
+            next_due = s.next_due.map(|d| d.to_rfc3339()),
+            "access keys"
+        );
     }
 
     /// The credential report used was generated at `generated`; `now` is the current time.

@@ -134,6 +134,7 @@ pub const AWS_OPERATIONS: &[(&str, &str)] = &[
     ("iam", "CreatePolicy"),
     ("iam", "CreatePolicyVersion"),
     ("iam", "DeletePolicyVersion"),
+    ("iam", "SetDefaultPolicyVersion"),
     ("iam", "CreateGroup"),
     ("iam", "AttachGroupPolicy"),
     ("iam", "AddUserToGroup"),
@@ -145,6 +146,7 @@ pub const AWS_OPERATIONS: &[(&str, &str)] = &[
     ("iam", "TagUser"),
     ("iam", "UntagUser"),
     ("iam", "ListUserTags"),
+    ("iam", "UpdateLoginProfile"),
     // rotation
     ("iam", "CreateAccessKey"),
     ("secretsmanager", "CreateSecret"),
@@ -161,6 +163,7 @@ pub const AWS_OPERATIONS: &[(&str, &str)] = &[
     ("sqs", "DeleteMessage"),
     ("sqs", "DeleteMessageBatch"),
     ("sqs", "ChangeMessageVisibility"),
+    ("sqs", "GetQueueAttributes"),
     // owner notifications
     ("sns", "Publish"),
 ];

@@ -30,7 +30,10 @@
 //! - `iam_warden_notices_total{event}`: the 8 [`NOTICE_EVENTS`]; an unknown name is
 //!   counted as `other` (not pre-created). `iam_warden_notifications_total{channel,
 //!   outcome}`: 2 channels × 3 outcomes, all pre-created.
+//! - `iam_warden_access_keys{phase}`: the 8 phases of `KEY_PHASES`, all pre-created; the
+//!   key age is one unlabelled [`GaugeHistogram`] (no per-user label).
 mod events;
+mod gauge_histogram;
 mod labels;
 mod registry;
 
@@ -38,6 +41,7 @@ pub use events::{
     EventMalformed, NoticeRaised, NotificationDelivery, QuarantineEvent, ReconcileDone,
     RotationEvent, WriteEvent,
 };
+pub use gauge_histogram::GaugeHistogram;
 pub use labels::{
     metric_event_name, write_action_label, EventOutcome, NotifyChannel, NotifyOutcome,
     QuarantineOutcome, QueueSource, ReconcileResult, Source, WriteOutcome, AWS_OPERATIONS,

@@ -10,9 +10,11 @@ use prometheus::{
     IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
+use super::gauge_histogram::GaugeHistogram;
 use super::labels::*;
 use crate::aws::CallStats;
 use crate::baseline::checks::Check;
+use crate::baseline::plan::rotation::{KEY_AGE_BUCKETS_DAYS, KEY_PHASES};
 use crate::error::Error;
 
 /// The content type of [`Metrics::render`] (Prometheus text exposition format 0.0.4).
@@ -88,6 +90,15 @@ pub struct Metrics {
     pub notifications_total: IntCounterVec,
     /// `iam_warden_quarantines_total{outcome}`: reports of exposed access keys.
     pub quarantines_total: IntCounterVec,
+    /// `iam_warden_access_keys{phase}`: keys of managed users at the last resync.
+    pub access_keys: IntGaugeVec,
+    /// `iam_warden_access_key_age_seconds`: the age distribution of the active keys at the
+    /// last resync (replaced, not accumulated: see [`GaugeHistogram`]).
+    pub access_key_age_seconds: GaugeHistogram,
+    /// `iam_warden_oldest_access_key_age_seconds`.
+    pub oldest_access_key_age_seconds: Gauge,
+    /// `iam_warden_rotation_next_due_timestamp_seconds` (0: nothing due).
+    pub rotation_next_due_timestamp_seconds: Gauge,
 }
 
 fn reg_err(e: prometheus::Error) -> Error {
@@ -329,6 +340,34 @@ impl Metrics {
                 "Reports of exposed access keys (AWS Health events, AWS quarantine policies), by what became of them.",
                 &["outcome"],
             )?,
+            access_keys: gauge_vec(
+                &r,
+                "iam_warden_access_keys",
+                "Access keys of the users iam-warden manages (exempt users left out) at the last resync, by rotation phase: active and inactive have no rotation tag.",
+                &["phase"],
+            )?,
+            access_key_age_seconds: register(
+                &r,
+                GaugeHistogram::new(
+                    "iam_warden_access_key_age_seconds",
+                    "Age of the active access keys of managed users, as of the last resync. A current distribution (an OpenMetrics gauge histogram), replaced at each resync and never accumulated: use histogram_quantile on the buckets directly, not on rate().",
+                    KEY_AGE_BUCKETS_DAYS
+                        .iter()
+                        .map(|d| f64::from(*d) * 86_400.0)
+                        .collect(),
+                )
+                .map_err(reg_err)?,
+            )?,
+            oldest_access_key_age_seconds: gauge(
+                &r,
+                "iam_warden_oldest_access_key_age_seconds",
+                "Age of the oldest active access key of a managed user at the last resync (0: none).",
+            )?,
+            rotation_next_due_timestamp_seconds: gauge(
+                &r,
+                "iam_warden_rotation_next_due_timestamp_seconds",
+                "Unix time at which the next rotation step becomes due by time alone, as of the last resync (0: none).",
+            )?,
             registry: r,
         };
         m.precreate(version);
@@ -376,6 +415,9 @@ impl Metrics {
         }
         for o in QuarantineOutcome::ALL {
             self.quarantines_total.with_label_values(&[o.as_str()]);
+        }
+        for p in KEY_PHASES {
+            self.access_keys.with_label_values(&[p]);
         }
         for e in ROTATION_EVENTS {
             self.rotation_events_total.with_label_values(&[*e]);

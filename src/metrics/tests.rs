@@ -38,6 +38,10 @@ const NAMES: &[&str] = &[
     "iam_warden_notices_total",
     "iam_warden_notifications_total",
     "iam_warden_quarantines_total",
+    "iam_warden_access_keys",
+    "iam_warden_access_key_age_seconds",
+    "iam_warden_oldest_access_key_age_seconds",
+    "iam_warden_rotation_next_due_timestamp_seconds",
 ];
 
 fn metrics() -> Arc<Metrics> {
@@ -514,4 +518,93 @@ fn quarantine_outcomes_are_precreated_and_counted_once() {
     let text = m.render();
     assert!(text.contains("iam_warden_quarantines_total{outcome=\"ambiguous\"} 1"));
     assert!(text.contains("iam_warden_quarantines_total{outcome=\"deactivated\"} 0"));
+}
+
+#[test]
+fn key_stats_replace_the_gauges_and_the_age_distribution() {
+    use crate::baseline::plan::rotation::{KeyStats, KEY_AGE_BUCKETS_DAYS, KEY_PHASES};
+    let m = metrics();
+    let text = m.render();
+    for p in KEY_PHASES {
+        let s = format!("iam_warden_access_keys{{phase=\"{p}\"}}");
+        assert_eq!(sample(&text, &s), Some(0.0), "{s}");
+    }
+    assert!(text.contains("# TYPE iam_warden_access_key_age_seconds histogram"));
+    assert_eq!(
+        sample(
+            &text,
+            "iam_warden_access_key_age_seconds_bucket{le=\"+Inf\"}"
+        ),
+        Some(0.0)
+    );
+    assert_eq!(
+        sample(&text, "iam_warden_rotation_next_due_timestamp_seconds"),
+        Some(0.0)
+    );
+    let mut by_phase = [0; KEY_PHASES.len()];
+    by_phase[0] = 3; // active
+    by_phase[3] = 1; // draining
+    by_phase[6] = 2; // quarantined
+    let mut age_buckets = [3; KEY_AGE_BUCKETS_DAYS.len()];
+    age_buckets[0] = 1;
+    let stats = KeyStats {
+        by_phase,
+        age_buckets,
+        age_count: 4,
+        age_sum_seconds: 1000.0,
+        oldest_active_age_seconds: 800.0 * 86_400.0,
+        next_due: DateTime::parse_from_rfc3339("2026-12-01T00:00:00Z")
+            .ok()
+            .map(|d| d.with_timezone(&Utc)),
+    };
+    // Twice: a gauge histogram is replaced, not accumulated.
+    m.set_key_stats(&stats);
+    m.set_key_stats(&stats);
+    let text = m.render();
+    for (s, want) in [
+        ("iam_warden_access_keys{phase=\"active\"}", 3.0),
+        ("iam_warden_access_keys{phase=\"draining\"}", 1.0),
+        ("iam_warden_access_keys{phase=\"quarantined\"}", 2.0),
+        ("iam_warden_access_keys{phase=\"stuck\"}", 0.0),
+        (
+            "iam_warden_access_key_age_seconds_bucket{le=\"604800\"}",
+            1.0,
+        ),
+        (
+            "iam_warden_access_key_age_seconds_bucket{le=\"63072000\"}",
+            3.0,
+        ),
+        ("iam_warden_access_key_age_seconds_bucket{le=\"+Inf\"}", 4.0),
+        ("iam_warden_access_key_age_seconds_count", 4.0),
+        ("iam_warden_access_key_age_seconds_sum", 1000.0),
+        ("iam_warden_oldest_access_key_age_seconds", 800.0 * 86_400.0),
+        (
+            "iam_warden_rotation_next_due_timestamp_seconds",
+            1_796_083_200.0,
+        ),
+    ] {
+        assert_eq!(sample(&text, s), Some(want), "{s}\n{text}");
+    }
+    // Nothing due again: back to 0.
+    m.set_key_stats(&KeyStats {
+        next_due: None,
+        ..stats
+    });
+    assert_eq!(
+        sample(
+            &m.render(),
+            "iam_warden_rotation_next_due_timestamp_seconds"
+        ),
+        Some(0.0)
+    );
+}
+
+#[test]
+fn gauge_histogram_rejects_unordered_bounds_and_clamps_counts() {
+    assert!(GaugeHistogram::new("x_seconds", "x", vec![2.0, 1.0]).is_err());
+    let h = GaugeHistogram::new("x_seconds", "x", vec![1.0, 2.0, 3.0]).unwrap();
+    // A missing bound counts every value; no bucket exceeds the count.
+    h.set(&[1, 9], 5, 7.5);
+    assert_eq!(h.get(), (vec![1, 5, 5], 5, 7.5));
+    assert_eq!(h.bounds(), &[1.0, 2.0, 3.0]);
 }

@@ -28,6 +28,7 @@
 //! rotation tag is a `rotation-stuck` finding and nothing is done to its key (for a user
 //! read from the credential report, whose keys have no id, to none of its keys).
 
+mod stats;
 mod tag;
 
 use std::collections::BTreeSet;
@@ -38,6 +39,7 @@ use super::{Action, KeyRef, PlannedAction};
 use crate::baseline::checks::{Check, Finding};
 use crate::config::{delivery_name, Config, Delivery, ROTATION_TAG_PREFIX};
 use crate::inventory::{AccessKeyState, Observed, UserState};
+pub use stats::{key_stats, KeyStats, KEY_AGE_BUCKETS_DAYS, KEY_PHASES};
 pub use tag::{is_access_key_id, rotation_tags, Phase, RotationTag};
 
 /// The old and new key of a rotation in progress (draining or stuck, both keys active):
