@@ -23,7 +23,7 @@
 //!   [`WriteOutcome`] is pre-created; any other action string is counted as `other`
 //!   (not pre-created).
 //! - `iam_warden_aws_calls_total`: [`AWS_OPERATIONS`] × every outcome is pre-created. The
-//!   `service` label is one of `iam|sts|cloudtrail|sqs` (anything else becomes `other`);
+//!   `service` label is one of `metrics::AWS_SERVICES` (anything else becomes `other`);
 //!   `operation` is the SDK's operation name, a compile-time constant of the SDK and so
 //!   bounded by what the code calls. A value that does not look like an AWS operation
 //!   name (ASCII letters/digits, at most 64 characters) is counted as `other`.

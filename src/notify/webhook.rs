@@ -79,10 +79,12 @@ fn io_reason(e: &std::io::Error) -> String {
 fn warn_if_shared(path: &Path) {
     use std::os::unix::fs::PermissionsExt;
     if let Ok(m) = std::fs::metadata(path) {
-        if m.permissions().mode() & 0o077 != 0 {
+        // Group bits are allowed: Kubernetes mounts a Secret 0440 when the pod sets an
+        // fsGroup, and a systemd credential may be group-readable by design.
+        if m.permissions().mode() & 0o007 != 0 {
             tracing::warn!(
                 file = %path.display(),
-                "notifications.webhook_secret_file is readable by other users; chmod 600 it"
+                "notifications.webhook_secret_file is readable by every user; chmod 600 (or 640) it"
             );
         }
     }
