@@ -28,7 +28,7 @@ use crate::controller::key::ReconcileKey;
 use crate::controller::mapping::BaselineNames;
 use crate::controller::quarantine::Quarantiner;
 use crate::controller::queue::{Outcome as QueueOutcome, QueueConfig, WorkQueue};
-use crate::controller::reconcile::{reconcile, store_view, Context, Next};
+use crate::controller::reconcile::{reconcile, store_view, Clock, Context, Next};
 use crate::error::{Error, Result};
 use crate::http::{self, Health};
 use crate::inventory;
@@ -41,6 +41,16 @@ pub async fn run(
     cfg: Config,
     metrics: Arc<Metrics>,
     shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    run_with_clock(cfg, metrics, shutdown, Clock::real()).await
+}
+
+/// [`run`] with a given clock for planning (tests: `IAM_WARDEN_TEST_CLOCK`).
+pub async fn run_with_clock(
+    cfg: Config,
+    metrics: Arc<Metrics>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    clock: Clock,
 ) -> Result<()> {
     // A missing webhook signing key stops the daemon at once, before it waits for AWS.
     let channels = crate::notify::Channels::load(&cfg.notifications)?;
@@ -124,6 +134,8 @@ pub async fn run(
             partition: partition_of(&caller_arn),
             path: cfg.baseline.path.clone(),
             owner_tag: cfg.notifications.owner_tag.clone(),
+            max_key_age_days: cfg.baseline.credentials.max_key_age_days,
+            notifier: Some(notifier.clone()),
         },
         cfg.clone(),
         &caller_arn,
@@ -144,6 +156,8 @@ pub async fn run(
         partition: partition_of(&caller_arn),
         path: cfg.baseline.path.clone(),
         owner_tag: cfg.notifications.owner_tag.clone(),
+        max_key_age_days: cfg.baseline.credentials.max_key_age_days,
+        notifier: Some(notifier.clone()),
     };
     let ctx = Arc::new(Context {
         cfg: cfg.clone(),
@@ -152,7 +166,8 @@ pub async fn run(
         applier,
         dispatch: dispatch.clone(),
         account: RwLock::new(view),
-        breaker: Mutex::new(Window::new(Utc::now(), 0)),
+        breaker: Mutex::new(Window::new(clock.now(), 0)),
+        clock,
     });
 
     let mut tasks = JoinSet::new();
@@ -379,11 +394,11 @@ async fn resync_loop(ctx: Arc<Context>, health: Health, mut stop: watch::Receive
 /// Read the whole account, publish compliance metrics, enqueue only the users whose plan
 /// is not empty (no per-user calls for compliant users), and the account key if needed.
 pub async fn resync(ctx: &Context) -> Result<()> {
-    let now = Utc::now();
+    let now = ctx.clock.now();
     let snap = inventory::read_account(&ctx.clients).await?;
     let plan = plan_account(&snap, &ctx.cfg, now)?;
     if let Some(generated) = snap.report_generated {
-        ctx.metrics.credential_report_age(generated, now);
+        ctx.metrics.credential_report_age(generated, Utc::now());
     }
     let (mut compliant, mut violating, mut exempt) = (0, 0, 0);
     let mut failing: BTreeMap<&str, usize> = BTreeMap::new();
@@ -443,6 +458,18 @@ pub async fn resync(ctx: &Context) -> Result<()> {
             None,
             received,
         );
+    }
+    // A rotation phase due before the next resync: scheduled at its time (rebuilt from
+    // the tags after a restart); later ones are the next resync's.
+    let horizon =
+        now + chrono::Duration::from_std(ctx.cfg.resync.interval.get()).unwrap_or_default();
+    for u in plan.users.iter().filter(|u| u.actions.is_empty()) {
+        if let Some(due) = u.next_due.filter(|d| *d <= horizon) {
+            let key = ReconcileKey::User(u.verdict.user.clone());
+            if ctx.dispatch.queue().add_at(key, ctx.clock.instant_at(due)) {
+                ctx.metrics.queue_added(QueueSource::Requeue);
+            }
+        }
     }
     ctx.metrics.resync_done(true, Utc::now());
     tracing::info!(

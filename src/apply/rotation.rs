@@ -10,13 +10,14 @@ use std::sync::OnceLock;
 use aws_sdk_iam::types::StatusType;
 use chrono::{DateTime, Utc};
 
+use super::notices::PhaseKey;
 use super::{Applier, Outcome};
 use crate::aws::aws_error;
-use crate::baseline::plan::{KeyRef, Phase, RotationTag};
+use crate::baseline::plan::{orphan_candidate, KeyRef, Phase, RotationTag};
 use crate::config::{Delivery, INACTIVE_SINCE_TAG_PREFIX};
 use crate::delivery::{self, NewKey, SecretKey, Target};
 use crate::error::{Error, Result};
-use crate::inventory::{live, to_chrono, AccessKeyState};
+use crate::inventory::{live, to_chrono, AccessKeyState, Tags};
 use crate::journal::Entry;
 use crate::metrics::RotationEvent;
 
@@ -65,6 +66,38 @@ fn rotation_tag_in(
         .and_then(|(k, v)| RotationTag::parse(k, v))
 }
 
+/// The old key's tag once the new key is stored, and its phase event: draining, or (an
+/// exposed key) still quarantined, now naming its replacement.
+fn stored_tag(
+    old_id: &str,
+    old: &AccessKeyState,
+    quarantine: Option<&RotationTag>,
+    new_id: &str,
+    now: DateTime<Utc>,
+) -> (RotationTag, &'static str) {
+    match quarantine {
+        Some(q) => (
+            RotationTag {
+                new_key: Some(new_id.to_string()),
+                wall: None,
+                ..q.clone()
+            },
+            "replaced",
+        ),
+        None => (
+            RotationTag {
+                key_id: old_id.to_string(),
+                phase: Phase::Draining,
+                since: now,
+                created: Some(old.created),
+                new_key: Some(new_id.to_string()),
+                wall: None,
+            },
+            "draining",
+        ),
+    }
+}
+
 fn gone(user: &str, key: &KeyRef) -> Outcome {
     Outcome::Skipped(format!(
         "{key} of {user} is not there any more; no other key is touched"
@@ -73,8 +106,17 @@ fn gone(user: &str, key: &KeyRef) -> Outcome {
 
 impl Applier {
     /// A key entered a rotation phase (or was deleted, discarded, reactivated): one
-    /// journal line and one metric event. Owner notifications hook in here.
-    pub fn phase_changed(&self, user: &str, key_id: &str, event: &str, reason: &str) {
+    /// journal line, one metric event, and the owner's notice (see
+    /// [`Applier::notify_phase`]; `tags`: the user's tags when at hand, else read live).
+    pub async fn phase_changed(
+        &self,
+        user: &str,
+        tag: PhaseKey<'_>,
+        event: &str,
+        reason: &str,
+        tags: Option<&Tags>,
+    ) {
+        let key_id = tag.key_id;
         RotationEvent {
             event,
             user,
@@ -96,10 +138,11 @@ impl Applier {
         if let Err(e) = self.journal.record(&entry) {
             tracing::error!(error = %e, "journal write failed");
         }
+        self.notify_phase(user, tag, event, reason, tags).await;
     }
 
     /// The user's tags, read live.
-    async fn live_tags(&self, user: &str) -> Result<Vec<(String, String)>> {
+    pub(super) async fn live_tags(&self, user: &str) -> Result<Vec<(String, String)>> {
         let out = self
             .clients
             .iam
@@ -132,6 +175,14 @@ impl Applier {
         event: &str,
         reason: &str,
     ) -> Result<()> {
+        self.write_tag(user, tag).await?;
+        self.phase_changed(user, PhaseKey::of(tag), event, reason, None)
+            .await;
+        Ok(())
+    }
+
+    /// Write the key's rotation tag (no phase event).
+    async fn write_tag(&self, user: &str, tag: &RotationTag) -> Result<()> {
         let t = aws_sdk_iam::types::Tag::builder()
             .key(RotationTag::tag_key(&tag.key_id))
             .value(tag.value())
@@ -145,7 +196,6 @@ impl Applier {
             .send()
             .await
             .map_err(|e| aws_error("iam", "TagUser", e))?;
-        self.phase_changed(user, &tag.key_id, event, reason);
         Ok(())
     }
 
@@ -195,22 +245,38 @@ impl Applier {
             return Ok(gone(user, req.key));
         };
         let old_id = old.id.clone().unwrap_or_default();
-        if !old.active {
-            return Ok(Outcome::Skipped(format!(
-                "{old_id} is inactive; not rotated"
-            )));
-        }
         let tags = self.live_tags(user).await?;
-        let intent_since = match rotation_tag_in(&tags, &old_id) {
+        let current = rotation_tag_in(&tags, &old_id);
+        // An exposed key stays inactive: it is replaced, never rotated while active.
+        let quarantine = match &current {
+            Some(Ok(t)) if t.phase == Phase::Quarantined => Some(t.clone()),
+            _ => None,
+        };
+        if old.active == quarantine.is_some() {
+            return Ok(Outcome::Skipped(if old.active {
+                format!("{old_id} was quarantined as exposed but is active again; not replaced until it is deactivated")
+            } else {
+                format!("{old_id} is inactive; not rotated")
+            }));
+        }
+        let (intent_since, wall) = match current {
             Some(Err(e)) => return Ok(Outcome::Skipped(e)),
-            Some(Ok(t)) if t.phase == Phase::Rotating => Some(t.since),
-            Some(Ok(t)) if t.phase != Phase::Warned => {
+            Some(Ok(t)) if t.phase == Phase::Rotating || t.quarantine_replacing() => {
+                (Some(t.since), t.wall)
+            }
+            Some(Ok(t)) if t.phase == Phase::Quarantined && t.new_key.is_some() => {
+                return Ok(Outcome::Skipped(format!(
+                    "{old_id} was quarantined and is already replaced by {}",
+                    t.new_key.as_deref().unwrap_or_default()
+                )))
+            }
+            Some(Ok(t)) if !matches!(t.phase, Phase::Warned | Phase::Quarantined) => {
                 return Ok(Outcome::Skipped(format!(
                     "{old_id} is already {}; not rotated again",
                     t.phase
                 )))
             }
-            _ => None,
+            _ => (None, None),
         };
         let target = Target {
             delivery: req.delivery,
@@ -223,31 +289,47 @@ impl Applier {
         if intent_since.is_some() {
             // An unfinished rotation: a new key may exist whose secret was or was not stored.
             // Only a key without a rotation tag of its own can be this rotation's new key.
-            let candidate = others.iter().copied().find(|k| {
+            // And only a key AWS created right after the intent (real wall time): a key a
+            // person made at another time is never taken for it, nor deleted.
+            let untagged = |k: &&AccessKeyState| {
                 k.active
                     && k.id
                         .as_deref()
                         .is_some_and(|id| rotation_tag_in(&tags, id).is_none())
-            });
+            };
+            if let Some(foreign) = others
+                .iter()
+                .copied()
+                .find(|k| untagged(k) && !orphan_candidate(wall, k.created))
+            {
+                return Ok(Outcome::Skipped(format!(
+                    "{} of {user} was created at {}, not right after this rotation's intent ({}): it is not the rotation's new key and is left alone; the rotation waits (finding rotation-stuck)",
+                    foreign.label(),
+                    foreign.created.format("%Y-%m-%dT%H:%M:%SZ"),
+                    wall.map(|w| w.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+                        .unwrap_or_else(|| "time not recorded".into())
+                )));
+            }
+            let candidate = others.iter().copied().find(untagged);
             if let Some(orphan) = candidate {
                 let orphan_id = orphan.id.clone().unwrap_or_default();
                 let stored =
                     delivery::stored_key_id(&self.clients, req.delivery, req.secret_name).await?;
                 if stored.as_deref() == Some(orphan_id.as_str()) {
-                    let tag = RotationTag {
-                        key_id: old_id.clone(),
-                        phase: Phase::Draining,
-                        since: now,
-                        created: Some(old.created),
-                        new_key: Some(orphan_id.clone()),
-                    };
+                    let (tag, event) =
+                        stored_tag(&old_id, old, quarantine.as_ref(), &orphan_id, now);
                     self.write_phase(
                         user,
                         &tag,
-                        "draining",
+                        event,
                         &format!(
-                            "resumed: {orphan_id} is stored in {}; {old_id} drains",
-                            req.secret_name
+                            "resumed: {orphan_id} is stored in {}; {old_id} {}",
+                            req.secret_name,
+                            if quarantine.is_some() {
+                                "stays quarantined"
+                            } else {
+                                "drains"
+                            }
                         ),
                     )
                     .await?;
@@ -264,7 +346,8 @@ impl Applier {
                     "{orphan_id} was created by an interrupted rotation but its secret was never stored; deleted, the rotation restarts"
                 );
                 self.delete_key_journaled(user, &orphan_id, &why).await?;
-                self.phase_changed(user, &orphan_id, "discarded", &why);
+                self.phase_changed(user, PhaseKey::id(&orphan_id), "discarded", &why, None)
+                    .await;
                 others.retain(|k| k.id != orphan.id);
             }
         }
@@ -275,12 +358,21 @@ impl Applier {
             )));
         }
         if intent_since.is_none() {
-            let tag = RotationTag {
-                key_id: old_id.clone(),
-                phase: Phase::Rotating,
-                since: now,
-                created: Some(old.created),
-                new_key: None,
+            // The wall time is real time, whatever clock the pass runs at: AWS's CreateDate
+            // of the new key is compared with it.
+            let tag = match &quarantine {
+                Some(q) => RotationTag {
+                    wall: Some(Utc::now()),
+                    ..q.clone()
+                },
+                None => RotationTag {
+                    key_id: old_id.clone(),
+                    phase: Phase::Rotating,
+                    since: now,
+                    created: Some(old.created),
+                    new_key: None,
+                    wall: Some(Utc::now()),
+                },
             };
             self.write_phase(
                 user,
@@ -304,22 +396,32 @@ impl Applier {
                 // drop the intent, so that the next pass never takes someone else's key
                 // for this rotation's. Maybe created: the intent stays for the recovery.
                 if !e.may_have_been_applied() {
-                    let back = RotationTag {
-                        key_id: old_id.clone(),
-                        phase: Phase::Warned,
-                        since: now,
-                        created: Some(old.created),
-                        new_key: None,
+                    let back = match &quarantine {
+                        Some(q) => RotationTag {
+                            wall: None,
+                            ..q.clone()
+                        },
+                        None => RotationTag {
+                            key_id: old_id.clone(),
+                            phase: Phase::Warned,
+                            since: now,
+                            created: Some(old.created),
+                            new_key: None,
+                            wall: None,
+                        },
                     };
-                    if let Err(t) = self
-                        .write_phase(
+                    let withdrawn = if quarantine.is_some() {
+                        self.write_tag(user, &back).await
+                    } else {
+                        self.write_phase(
                             user,
                             &back,
                             "warned",
                             &format!("CreateAccessKey failed: {e}"),
                         )
                         .await
-                    {
+                    };
+                    if let Err(t) = withdrawn {
                         tracing::warn!(user, key = %old_id, error = %t, "could not withdraw the rotation intent");
                     }
                 }
@@ -352,7 +454,10 @@ impl Applier {
             // Never leave an active key whose secret is lost.
             let why = format!("its secret could not be stored in {}: {e}", req.secret_name);
             match self.delete_key_journaled(user, &new_id, &why).await {
-                Ok(()) => self.phase_changed(user, &new_id, "discarded", &why),
+                Ok(()) => {
+                    self.phase_changed(user, PhaseKey::id(&new_id), "discarded", &why, None)
+                        .await
+                }
                 Err(d) => {
                     tracing::warn!(user, key = %new_id, error = %d, "could not delete the new key; the next pass does")
                 }
@@ -362,18 +467,20 @@ impl Applier {
             )));
         }
         crash_point("store");
-        let tag = RotationTag {
-            key_id: old_id.clone(),
-            phase: Phase::Draining,
-            since: now,
-            created: Some(old.created),
-            new_key: Some(new_id.clone()),
-        };
+        let (tag, event) = stored_tag(&old_id, old, quarantine.as_ref(), &new_id, now);
         self.write_phase(
             user,
             &tag,
-            "draining",
-            &format!("{new_id} stored in {}; {old_id} drains", req.secret_name),
+            event,
+            &format!(
+                "{new_id} stored in {}; {old_id} {}",
+                req.secret_name,
+                if quarantine.is_some() {
+                    "stays quarantined (inactive)"
+                } else {
+                    "drains"
+                }
+            ),
         )
         .await?;
         crash_point("draining");
@@ -476,7 +583,14 @@ impl Applier {
             .send()
             .await
             .map_err(|e| aws_error("iam", "DeleteAccessKey", e))?;
-        self.phase_changed(user, &id, "deleted", "inactive past the recovery window");
+        self.phase_changed(
+            user,
+            PhaseKey::id(&id),
+            "deleted",
+            "inactive past the recovery window",
+            None,
+        )
+        .await;
         if let Err(e) = self
             .untag(
                 user,
@@ -512,6 +626,7 @@ impl Applier {
             since: now,
             created: Some(k.created),
             new_key: new_key.map(str::to_string),
+            wall: None,
         };
         self.write_phase(user, &tag, phase.as_str(), reason).await?;
         Ok(Outcome::Applied)
@@ -532,6 +647,11 @@ impl Applier {
     ) -> Result<Outcome> {
         let tag = match self.live_rotation_tag(user, key_id).await? {
             Some(Ok(t)) if t.phase == Phase::Deactivated => t,
+            Some(Ok(t)) if t.phase == Phase::Quarantined => {
+                return Err(Error::Other(format!(
+                    "{key_id} of {user} was quarantined because AWS reported it exposed; iam-warden never reactivates an exposed key — use the key that replaced it, or create a new one"
+                )))
+            }
             Some(Ok(t)) => {
                 return Err(Error::Other(format!(
                     "{key_id} of {user} is in rotation phase {}, not deactivated; reactivate only puts back keys the rotation deactivated",

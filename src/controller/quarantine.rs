@@ -29,9 +29,10 @@ use crate::baseline::checks::{exemption, is_own_identity};
 use crate::baseline::plan::{Action, PlannedAction};
 use crate::config::Config;
 use crate::error::Result;
-use crate::inventory::{live, AccountSnapshot, UserState};
+use crate::inventory::{live, AccountSnapshot, Tags, UserState};
 use crate::journal::Entry;
 use crate::metrics::{QuarantineEvent, QuarantineOutcome};
+use crate::notify::NoticeEvent;
 
 const QUARANTINED: &str =
     "deactivated and tagged quarantined; rotate it and review its use in CloudTrail";
@@ -77,6 +78,8 @@ pub struct Quarantined<'a> {
     pub user: &'a str,
     pub key_id: &'a str,
     pub exposure: &'a Exposure,
+    /// The user's tags (its owner, for the notice).
+    pub tags: &'a Tags,
 }
 
 /// Handles exposures; shared by the sources through the dispatch.
@@ -269,6 +272,14 @@ impl Quarantiner {
         };
         if let Some(v) = self.refuse_exempt(&state, &key_id) {
             self.journal_skip(user, &key_id, &v.detail);
+            self.notify_exposed(
+                user,
+                &key_id,
+                ex,
+                &format!("not deactivated: {}", v.detail),
+                &state.tags,
+            )
+            .await;
             return Ok(v);
         }
         let was_active = state
@@ -296,17 +307,23 @@ impl Quarantiner {
                     user,
                     key_id: &key_id,
                     exposure: ex,
+                    tags: &state.tags,
                 })
                 .await;
                 v.announced = true;
                 v
             }
-            Outcome::DryRun => verdict(
-                QuarantineOutcome::DryRun,
-                "dry-run: the deactivation is journaled, not done; in mode enforce the key is \
-                 deactivated"
-                    .into(),
-            ),
+            Outcome::DryRun => {
+                let v = verdict(
+                    QuarantineOutcome::DryRun,
+                    "dry-run: the deactivation is journaled, not done; in mode enforce the key \
+                     is deactivated"
+                        .into(),
+                );
+                self.notify_exposed(user, &key_id, ex, &v.detail, &state.tags)
+                    .await;
+                v
+            }
             Outcome::Skipped(why) if !was_active => verdict(
                 QuarantineOutcome::Deactivated,
                 format!("{why}; quarantine tag ensured"),
@@ -382,5 +399,45 @@ impl Quarantiner {
                 QUARANTINED.into(),
             ),
         );
+        let replaced = if self.cfg.rotation.enabled
+            && self.cfg.rotation.delivery != crate::config::Delivery::None
+        {
+            "; a new key replaces it (stored like a rotated key) unless the user has another key"
+        } else {
+            "; create a new key for its consumer (rotation.delivery = \"none\")"
+        };
+        self.notify_exposed(
+            q.user,
+            q.key_id,
+            q.exposure,
+            &format!("{QUARANTINED}{replaced}"),
+            q.tags,
+        )
+        .await;
+    }
+
+    /// The owner's `key-exposed` notice (also when the key is left active: it says so).
+    async fn notify_exposed(
+        &self,
+        user: &str,
+        key_id: &str,
+        ex: &Exposure,
+        what: &str,
+        tags: &Tags,
+    ) {
+        let source = match trigger(ex) {
+            "health" => "an AWS Health event",
+            _ => "AWS attaching its compromised-key quarantine policy",
+        };
+        self.applier
+            .notify_owner(
+                NoticeEvent::KeyExposed,
+                user,
+                Some(key_id),
+                &format!("AWS reported this access key as exposed ({source}): {what}"),
+                None,
+                Some(tags),
+            )
+            .await;
     }
 }

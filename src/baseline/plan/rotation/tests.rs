@@ -469,6 +469,7 @@ fn report_keys_match_tags_by_creation_time() {
                 since: days_ago(3),
                 created: Some(created),
                 new_key: Some(NEW.into()),
+                wall: None,
             }
             .value(),
         )
@@ -510,6 +511,7 @@ fn tags_round_trip_and_reject_nonsense() {
         since: now(),
         created: Some(days_ago(90)),
         new_key: Some(NEW.into()),
+        wall: None,
     };
     let v = t.value();
     assert!(v.len() <= 256);
