@@ -175,8 +175,20 @@ impl Applier {
         event: &str,
         reason: &str,
     ) -> Result<()> {
+        self.write_phase_with(user, tag, event, reason, None).await
+    }
+
+    /// [`Applier::write_phase`] with the user's tags at hand (for the owner's notice).
+    async fn write_phase_with(
+        &self,
+        user: &str,
+        tag: &RotationTag,
+        event: &str,
+        reason: &str,
+        tags: Option<&Tags>,
+    ) -> Result<()> {
         self.write_tag(user, tag).await?;
-        self.phase_changed(user, PhaseKey::of(tag), event, reason, None)
+        self.phase_changed(user, PhaseKey::of(tag), event, reason, tags)
             .await;
         Ok(())
     }
@@ -246,6 +258,7 @@ impl Applier {
         };
         let old_id = old.id.clone().unwrap_or_default();
         let tags = self.live_tags(user).await?;
+        let user_tags: Tags = tags.iter().cloned().collect();
         let current = rotation_tag_in(&tags, &old_id);
         // An exposed key stays inactive: it is replaced, never rotated while active.
         let quarantine = match &current {
@@ -318,7 +331,7 @@ impl Applier {
                 if stored.as_deref() == Some(orphan_id.as_str()) {
                     let (tag, event) =
                         stored_tag(&old_id, old, quarantine.as_ref(), &orphan_id, now);
-                    self.write_phase(
+                    self.write_phase_with(
                         user,
                         &tag,
                         event,
@@ -331,6 +344,7 @@ impl Applier {
                                 "drains"
                             }
                         ),
+                        Some(&user_tags),
                     )
                     .await?;
                     return Ok(Outcome::Applied);
@@ -468,7 +482,7 @@ impl Applier {
         }
         crash_point("store");
         let (tag, event) = stored_tag(&old_id, old, quarantine.as_ref(), &new_id, now);
-        self.write_phase(
+        self.write_phase_with(
             user,
             &tag,
             event,
@@ -481,6 +495,7 @@ impl Applier {
                     "drains"
                 }
             ),
+            Some(&user_tags),
         )
         .await?;
         crash_point("draining");
@@ -505,7 +520,9 @@ impl Applier {
         if !old.active {
             return Ok(Outcome::Skipped(format!("{old_id} is already inactive")));
         }
-        let tag = match self.live_rotation_tag(user, &old_id).await? {
+        let all = self.live_tags(user).await?;
+        let user_tags: Tags = all.iter().cloned().collect();
+        let tag = match rotation_tag_in(&all, &old_id) {
             Some(Ok(t)) if matches!(t.phase, Phase::Warned | Phase::Draining | Phase::Stuck) => t,
             Some(Err(e)) => return Ok(Outcome::Skipped(e)),
             _ => {
@@ -559,7 +576,8 @@ impl Applier {
         } else {
             "drain proven live: the new key is in use and this one is quiet"
         };
-        self.write_phase(user, &next, "deactivated", why).await?;
+        self.write_phase_with(user, &next, "deactivated", why, Some(&user_tags))
+            .await?;
         Ok(Outcome::Applied)
     }
 
