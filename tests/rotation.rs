@@ -622,13 +622,17 @@ async fn a_persons_key_is_never_taken_for_an_interrupted_rotations_new_key() {
         }
         assert_eq!(
             lab.keys("app").await,
-            vec![(k1.clone(), "Active".into()), (person.clone(), "Active".into())],
+            vec![
+                (k1.clone(), "Active".into()),
+                (person.clone(), "Active".into())
+            ],
             "{wall:?}: both keys kept, no new one"
         );
         assert_eq!(lab.phase("app", &k1).await.as_deref(), Some("rotating"));
         let j = journal_actions(&lab.journal_path());
         assert!(
-            !j.iter().any(|a| a.contains(&person) && !a.starts_with("notify")),
+            !j.iter()
+                .any(|a| a.contains(&person) && !a.starts_with("notify")),
             "{wall:?}: nothing done to the person's key: {j:#?}"
         );
         let printed = lab.printed.lock().unwrap().clone();

@@ -124,22 +124,25 @@ pub async fn run_with_clock(
     let queue: WorkQueue<ReconcileKey> = WorkQueue::new(QueueConfig::default());
     let names = baseline_names(&cfg);
     // Exposed keys are quarantined at once, by an IAM client that passes the write limiter.
-    let quarantiner = Arc::new(Quarantiner::new(
-        Applier {
-            clients: clients.priority()?,
-            mode: cfg.mode,
-            journal: journal.clone(),
-            metrics: Some(metrics.clone()),
-            account_id: account_id.clone(),
-            partition: partition_of(&caller_arn),
-            path: cfg.baseline.path.clone(),
-            owner_tag: cfg.notifications.owner_tag.clone(),
-            max_key_age_days: cfg.baseline.credentials.max_key_age_days,
-            notifier: Some(notifier.clone()),
-        },
-        cfg.clone(),
-        &caller_arn,
-    ));
+    let quarantiner = Arc::new(
+        Quarantiner::new(
+            Applier {
+                clients: clients.priority()?,
+                mode: cfg.mode,
+                journal: journal.clone(),
+                metrics: Some(metrics.clone()),
+                account_id: account_id.clone(),
+                partition: partition_of(&caller_arn),
+                path: cfg.baseline.path.clone(),
+                owner_tag: cfg.notifications.owner_tag.clone(),
+                max_key_age_days: cfg.baseline.credentials.max_key_age_days,
+                notifier: Some(notifier.clone()),
+            },
+            cfg.clone(),
+            &caller_arn,
+        )
+        .with_clock(clock),
+    );
     let dispatch = Dispatch::new(queue.clone(), metrics.clone(), names, &caller_arn)
         .with_quarantine(quarantiner);
     let view = inventory::AccountSnapshot {

@@ -23,6 +23,7 @@
 use chrono::Utc;
 
 use super::key::{Exposed, Exposure};
+use super::reconcile::Clock;
 use crate::apply::{Applier, Outcome, EXPOSED_REASON};
 use crate::aws::aws_error;
 use crate::baseline::checks::{exemption, is_own_identity};
@@ -89,6 +90,8 @@ pub struct Quarantiner {
     cfg: Config,
     /// iam-warden's own identity: never touched.
     own_arn: String,
+    /// The time written into the quarantine tag (the daemon's clock).
+    clock: Clock,
 }
 
 fn trigger(ex: &Exposure) -> &'static str {
@@ -105,7 +108,14 @@ impl Quarantiner {
             applier,
             cfg,
             own_arn: own_arn.to_string(),
+            clock: Clock::real(),
         }
+    }
+
+    /// Use `clock` (the daemon's) for the quarantine time.
+    pub fn with_clock(mut self, clock: Clock) -> Quarantiner {
+        self.clock = clock;
+        self
     }
 
     /// Handle one exposure: decide, act, count and log it once. Returns the verdict.
@@ -298,7 +308,7 @@ impl Quarantiner {
             account_id: self.applier.account_id.clone(),
             ..Default::default()
         };
-        let result = self.applier.apply(&view, &pa, Utc::now()).await;
+        let result = self.applier.apply(&view, &pa, self.clock.now()).await;
         let verdict = |o, detail: String| Verdict::new(o, Some(user), Some(&key_id), detail);
         Ok(match result.outcome {
             Outcome::Applied => {

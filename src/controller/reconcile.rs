@@ -376,7 +376,13 @@ mod tests {
         // Key used 40 days ago: unused due in 6 days.
         let used = user("s").keys(&[key("AKIA1", 100, Some(40))]).build();
         let none = user("n").build();
-        let table: Vec<(&str, &UserState, Option<DateTime<Utc>>, Option<Duration>)> = vec![
+        type Row<'a> = (
+            &'a str,
+            &'a UserState,
+            Option<DateTime<Utc>>,
+            Option<Duration>,
+        );
+        let table: Vec<Row> = vec![
             ("nothing at all", &none, None, None),
             ("rotation only", &none, Some(h(5)), Some(5 * 3600 * SEC)),
             ("unused only", &used, None, Some(6 * DAY)),
