@@ -640,6 +640,37 @@ async fn a_persons_key_is_never_taken_for_an_interrupted_rotations_new_key() {
     }
 }
 
+/// Dry-run: a would-be phase change raises the owner's notice as a would-be notice
+/// (journaled `dry_run`, never delivered); nothing is written to AWS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dry_run_journals_would_be_notices_and_writes_nothing() {
+    let lab = Lab::new(&[("IAM_WARDEN_MODE", "dry-run")]).await;
+    lab.acct
+        .user_at("app", "/", &[("iam-warden/owner", "alice@example.com")])
+        .await;
+    let k1 = lab.acct.key("app").await;
+    let (code, _, all) = lab.run(
+        &["enforce", "--once", "--confirm-large-change"],
+        Some(1.5),
+        &[],
+    );
+    assert_eq!(code, 1, "dry-run with changes pending: {all}");
+    assert_eq!(lab.phase("app", &k1).await, None, "no tag written");
+    let notices: Vec<_> = Journal::read_all(&lab.journal_path())
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.action == "notify")
+        .collect();
+    assert_eq!(notices.len(), 1, "{notices:#?}");
+    let n = &notices[0];
+    assert_eq!(
+        (n.target.as_str(), n.outcome.as_str(), n.mode.as_str()),
+        ("key-expiring", "dry_run", "dry-run"),
+        "{n:?}"
+    );
+    assert_eq!(n.user.as_deref(), Some("app"));
+}
+
 /// Speed: a pass with nothing due makes no rotation call at all (ages come from the
 /// credential report); a pass with keys due makes rotation calls for those keys only.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -139,6 +139,7 @@ impl Applier {
         now: DateTime<Utc>,
     ) -> ActionResult {
         let outcome = if self.mode == Mode::DryRun {
+            self.would_notify(snap, pa).await;
             Outcome::DryRun
         } else if let Err(e) = self.intent(
             pa.action.name(),

@@ -7,8 +7,8 @@
 use chrono::{DateTime, Duration, Utc};
 
 use super::Applier;
-use crate::baseline::plan::RotationTag;
-use crate::inventory::Tags;
+use crate::baseline::plan::{Action, PlannedAction, RotationTag};
+use crate::inventory::{AccountSnapshot, Tags};
 use crate::notify::NoticeEvent;
 
 /// The key a phase event is about, with its CreateDate when known (the due date of a
@@ -50,6 +50,51 @@ pub fn notice_event(phase_event: &str) -> Option<NoticeEvent> {
 }
 
 impl Applier {
+    /// Dry-run: the notice `pa` would raise, journaled and counted as `dry_run` by the
+    /// notifier (never delivered). The owner from `snap`'s copy of the user, else live.
+    pub(super) async fn would_notify(&self, snap: &AccountSnapshot, pa: &PlannedAction) {
+        if self.notifier.is_none() {
+            return;
+        }
+        let (event, user, key) = match &pa.action {
+            Action::SetRotationPhase {
+                user, key, phase, ..
+            } => (notice_event(phase.as_str()), user, Some(key)),
+            Action::RotateAccessKey { user, key, .. } => {
+                (Some(NoticeEvent::KeyRotated), user, Some(key))
+            }
+            Action::DeactivateRotatedKey { user, key, .. } => {
+                (Some(NoticeEvent::KeyDeactivated), user, Some(key))
+            }
+            Action::DeleteRotatedKey { user, key } => {
+                (Some(NoticeEvent::KeyDeleted), user, Some(key))
+            }
+            Action::RequirePasswordReset { user, .. } => {
+                (Some(NoticeEvent::PasswordResetRequired), user, None)
+            }
+            _ => return,
+        };
+        let Some(event) = event else {
+            return;
+        };
+        let due = match (event, key) {
+            (NoticeEvent::KeyExpiring, Some(k)) => {
+                Some(k.created + Duration::days(i64::from(self.max_key_age_days)))
+            }
+            _ => None,
+        };
+        let label = key.map(|k| k.id.clone().unwrap_or_else(|| k.to_string()));
+        self.notify_owner(
+            event,
+            user,
+            label.as_deref(),
+            &format!("dry-run (nothing was changed): {}", pa.reason),
+            due,
+            snap.user(user).map(|u| &u.tags),
+        )
+        .await;
+    }
+
     /// The owner's notice for a phase event (see [`notice_event`]).
     pub(super) async fn notify_phase(
         &self,
