@@ -8,6 +8,7 @@ mod keys;
 mod notices;
 mod password;
 mod quarantine;
+mod retire;
 mod rotation;
 mod settle;
 

@@ -1,20 +1,20 @@
 //! Executing the rotation lifecycle: the rotation itself (intent → CreateAccessKey →
-//! store → draining), the drain-proven deactivation (re-checked live), the delete after
-//! recovery, phase tags, crash recovery and `reactivate`.
+//! store → draining, or the replacement of a quarantined key), crash recovery, and the
+//! phase tags and events shared with `retire.rs` (the drain-proven deactivation, the
+//! delete after recovery, phase tags, `reactivate`).
 //!
 //! Every phase change goes through [`Applier::phase_changed`] (journal line + metric
 //! event); owner notifications hook in there.
 
 use std::sync::OnceLock;
 
-use aws_sdk_iam::types::StatusType;
 use chrono::{DateTime, Utc};
 
 use super::notices::PhaseKey;
 use super::{Applier, Outcome};
 use crate::aws::aws_error;
 use crate::baseline::plan::{orphan_candidate, KeyRef, Phase, RotationTag};
-use crate::config::{Delivery, INACTIVE_SINCE_TAG_PREFIX};
+use crate::config::Delivery;
 use crate::delivery::{self, NewKey, SecretKey, Target};
 use crate::error::{Error, Result};
 use crate::inventory::{live, to_chrono, AccessKeyState, Tags};
@@ -30,7 +30,7 @@ pub fn set_test_crash_after(step: Option<String>) {
     let _ = CRASH_AFTER.set(step);
 }
 
-fn crash_point(step: &str) {
+pub(super) fn crash_point(step: &str) {
     if CRASH_AFTER.get().and_then(|s| s.as_deref()) == Some(step) {
         // Like a crash: no further call, no report, no destructors (exit, not abort, so
         // that no core file is left behind).
@@ -49,14 +49,14 @@ pub struct RotateRequest<'a> {
     pub owner: Option<&'a str>,
 }
 
-fn find<'k>(keys: &'k [AccessKeyState], key: &KeyRef) -> Option<&'k AccessKeyState> {
+pub(super) fn find<'k>(keys: &'k [AccessKeyState], key: &KeyRef) -> Option<&'k AccessKeyState> {
     keys.iter().find(|k| match &key.id {
         Some(id) => k.id.as_deref() == Some(id),
         None => (k.created - key.created).num_seconds().abs() < 1,
     })
 }
 
-fn rotation_tag_in(
+pub(super) fn rotation_tag_in(
     tags: &[(String, String)],
     key_id: &str,
 ) -> Option<std::result::Result<RotationTag, String>> {
@@ -98,7 +98,7 @@ fn stored_tag(
     }
 }
 
-fn gone(user: &str, key: &KeyRef) -> Outcome {
+pub(super) fn gone(user: &str, key: &KeyRef) -> Outcome {
     Outcome::Skipped(format!(
         "{key} of {user} is not there any more; no other key is touched"
     ))
@@ -159,7 +159,7 @@ impl Applier {
     }
 
     /// The key's rotation tag, read live (`None`: no tag).
-    async fn live_rotation_tag(
+    pub(super) async fn live_rotation_tag(
         &self,
         user: &str,
         key_id: &str,
@@ -168,7 +168,7 @@ impl Applier {
         Ok(rotation_tag_in(&tags, key_id))
     }
 
-    async fn write_phase(
+    pub(super) async fn write_phase(
         &self,
         user: &str,
         tag: &RotationTag,
@@ -179,7 +179,7 @@ impl Applier {
     }
 
     /// [`Applier::write_phase`] with the user's tags at hand (for the owner's notice).
-    async fn write_phase_with(
+    pub(super) async fn write_phase_with(
         &self,
         user: &str,
         tag: &RotationTag,
@@ -211,7 +211,7 @@ impl Applier {
         Ok(())
     }
 
-    async fn untag(&self, user: &str, keys: Vec<String>) -> Result<()> {
+    pub(super) async fn untag(&self, user: &str, keys: Vec<String>) -> Result<()> {
         self.clients
             .iam
             .untag_user()
@@ -500,233 +500,5 @@ impl Applier {
         .await?;
         crash_point("draining");
         Ok(Outcome::Applied)
-    }
-
-    /// Deactivate a rotated key once the drain is proven live (or forced after grace).
-    pub(super) async fn deactivate_rotated(
-        &self,
-        user: &str,
-        key: &KeyRef,
-        new_key: Option<&str>,
-        quiet_secs: u64,
-        force: bool,
-        now: DateTime<Utc>,
-    ) -> Result<Outcome> {
-        let keys = live::read_keys(&self.clients.iam, user).await?;
-        let Some(old) = find(&keys, key) else {
-            return Ok(gone(user, key));
-        };
-        let old_id = old.id.clone().unwrap_or_default();
-        if !old.active {
-            return Ok(Outcome::Skipped(format!("{old_id} is already inactive")));
-        }
-        let all = self.live_tags(user).await?;
-        let user_tags: Tags = all.iter().cloned().collect();
-        let tag = match rotation_tag_in(&all, &old_id) {
-            Some(Ok(t)) if matches!(t.phase, Phase::Warned | Phase::Draining | Phase::Stuck) => t,
-            Some(Err(e)) => return Ok(Outcome::Skipped(e)),
-            _ => {
-                return Ok(Outcome::Skipped(format!(
-                    "{old_id} has no rotation in progress any more; not touched"
-                )))
-            }
-        };
-        let new = keys
-            .iter()
-            .find(|k| match new_key.or(tag.new_key.as_deref()) {
-                Some(n) => k.id.as_deref() == Some(n),
-                None => k.id != old.id && k.active,
-            });
-        if !force {
-            let Some(new) = new.filter(|n| n.active && n.last_used.is_some()) else {
-                return Ok(Outcome::Skipped(format!(
-                    "the key replacing {old_id} is not active and used yet; {old_id} stays active"
-                )));
-            };
-            if let Some(used) = old.last_used {
-                let quiet =
-                    chrono::Duration::seconds(i64::try_from(quiet_secs).unwrap_or(i64::MAX));
-                if now - used < quiet {
-                    return Ok(Outcome::Skipped(format!(
-                        "{old_id} was used at {}, less than {quiet_secs} s ago; {} is in use too, so its consumer is still switching",
-                        used.format("%Y-%m-%dT%H:%M:%SZ"),
-                        new.label()
-                    )));
-                }
-            }
-        }
-        self.clients
-            .iam
-            .update_access_key()
-            .user_name(user)
-            .access_key_id(&old_id)
-            .status(StatusType::Inactive)
-            .send()
-            .await
-            .map_err(|e| aws_error("iam", "UpdateAccessKey", e))?;
-        crash_point("UpdateAccessKey");
-        let next = RotationTag {
-            phase: Phase::Deactivated,
-            since: now,
-            created: Some(old.created),
-            ..tag
-        };
-        let why = if force {
-            "still in use after grace; deactivated because rotation.force_after_grace = true"
-        } else {
-            "drain proven live: the new key is in use and this one is quiet"
-        };
-        self.write_phase_with(user, &next, "deactivated", why, Some(&user_tags))
-            .await?;
-        Ok(Outcome::Applied)
-    }
-
-    /// Delete an inactive key past its recovery window, and its tags.
-    pub(super) async fn delete_rotated(&self, user: &str, key: &KeyRef) -> Result<Outcome> {
-        let keys = live::read_keys(&self.clients.iam, user).await?;
-        let Some(k) = find(&keys, key) else {
-            return Ok(gone(user, key));
-        };
-        let id = k.id.clone().unwrap_or_default();
-        if k.active {
-            return Ok(Outcome::Skipped(format!(
-                "{id} is active again; only inactive keys are deleted"
-            )));
-        }
-        self.clients
-            .iam
-            .delete_access_key()
-            .user_name(user)
-            .access_key_id(&id)
-            .send()
-            .await
-            .map_err(|e| aws_error("iam", "DeleteAccessKey", e))?;
-        self.phase_changed(
-            user,
-            PhaseKey::id(&id),
-            "deleted",
-            "inactive past the recovery window",
-            None,
-        )
-        .await;
-        if let Err(e) = self
-            .untag(
-                user,
-                vec![
-                    RotationTag::tag_key(&id),
-                    format!("{INACTIVE_SINCE_TAG_PREFIX}{id}"),
-                ],
-            )
-            .await
-        {
-            tracing::warn!(user, key = %id, error = %e, "could not remove the tags of a deleted key; the next pass does");
-        }
-        Ok(Outcome::Applied)
-    }
-
-    /// Record a phase (warned, stuck, deactivated, draining again) in the key's tag.
-    pub(super) async fn set_phase(
-        &self,
-        user: &str,
-        key: &KeyRef,
-        phase: Phase,
-        new_key: Option<&str>,
-        reason: &str,
-        now: DateTime<Utc>,
-    ) -> Result<Outcome> {
-        let keys = live::read_keys(&self.clients.iam, user).await?;
-        let Some(k) = find(&keys, key) else {
-            return Ok(gone(user, key));
-        };
-        let tag = RotationTag {
-            key_id: k.id.clone().unwrap_or_default(),
-            phase,
-            since: now,
-            created: Some(k.created),
-            new_key: new_key.map(str::to_string),
-            wall: None,
-        };
-        self.write_phase(user, &tag, phase.as_str(), reason).await?;
-        Ok(Outcome::Applied)
-    }
-
-    pub(super) async fn clear_rotation_tag(&self, user: &str, key_id: &str) -> Result<Outcome> {
-        self.untag(user, vec![RotationTag::tag_key(key_id)]).await?;
-        Ok(Outcome::Applied)
-    }
-
-    /// `iam-warden reactivate USER ACCESS_KEY_ID`: put back a key the rotation deactivated
-    /// (journaled; its lifecycle restarts at draining). Refuses any other key.
-    pub async fn reactivate(
-        &self,
-        user: &str,
-        key_id: &str,
-        now: DateTime<Utc>,
-    ) -> Result<Outcome> {
-        let tag = match self.live_rotation_tag(user, key_id).await? {
-            Some(Ok(t)) if t.phase == Phase::Deactivated => t,
-            Some(Ok(t)) if t.phase == Phase::Quarantined => {
-                return Err(Error::Other(format!(
-                    "{key_id} of {user} was quarantined because AWS reported it exposed; iam-warden never reactivates an exposed key — use the key that replaced it, or create a new one"
-                )))
-            }
-            Some(Ok(t)) => {
-                return Err(Error::Other(format!(
-                    "{key_id} of {user} is in rotation phase {}, not deactivated; reactivate only puts back keys the rotation deactivated",
-                    t.phase
-                )))
-            }
-            Some(Err(e)) => return Err(Error::Other(e)),
-            None => {
-                return Err(Error::Other(format!(
-                    "{key_id} of {user} was not deactivated by rotation (no tag {}); reactivate only puts back keys the rotation deactivated — use the IAM console for others",
-                    RotationTag::tag_key(key_id)
-                )))
-            }
-        };
-        let keys = live::read_keys(&self.clients.iam, user).await?;
-        let Some(k) = keys.iter().find(|k| k.id.as_deref() == Some(key_id)) else {
-            return Err(Error::Other(format!(
-                "{key_id} of {user} no longer exists (deleted after its recovery window); it cannot be reactivated"
-            )));
-        };
-        let reason = "reactivated by an operator (iam-warden reactivate); it drains again";
-        let target = format!("{key_id} -> active");
-        if self.mode == crate::config::Mode::DryRun {
-            let o = Outcome::DryRun;
-            self.record("reactivate_access_key", Some(user), &target, reason, &o);
-            return Ok(o);
-        }
-        self.intent("reactivate_access_key", Some(user), &target, reason)?;
-        let r = async {
-            if !k.active {
-                self.clients
-                    .iam
-                    .update_access_key()
-                    .user_name(user)
-                    .access_key_id(key_id)
-                    .status(StatusType::Active)
-                    .send()
-                    .await
-                    .map_err(|e| aws_error("iam", "UpdateAccessKey", e))?;
-            }
-            let next = RotationTag {
-                phase: if tag.new_key.is_some() {
-                    Phase::Draining
-                } else {
-                    Phase::Warned
-                },
-                since: now,
-                ..tag.clone()
-            };
-            self.write_phase(user, &next, "reactivated", reason).await
-        }
-        .await;
-        let o = match &r {
-            Ok(()) => Outcome::Applied,
-            Err(e) => Outcome::Failed(e.to_string()),
-        };
-        self.record("reactivate_access_key", Some(user), &target, reason, &o);
-        r.map(|()| o)
     }
 }
