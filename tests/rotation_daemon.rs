@@ -456,10 +456,10 @@ async fn the_daemon_takes_a_key_through_every_phase() {
     use_key(&ep, &k1, &s1).await;
     let t0 = Utc::now();
 
-    // Started 20 s before the age limit (2 d): warned by the first resync; the rotation is
-    // due 20 s later and the reconcile's requeue (at least a minute) brings it, long
+    // Started 50 s before the age limit (2 d): warned by the first resync; the rotation is
+    // due 50 s later and the reconcile's requeue (at least a minute) brings it, long
     // before the next resync (an hour).
-    let d = lab.start(Some(t0 + days(2.0) - chrono::Duration::seconds(20)));
+    let d = lab.start(Some(t0 + days(2.0) - chrono::Duration::seconds(50)));
     d.wait_ready().await;
     lab.wait_phase("app", &k1, "warned").await;
     let n = lab.hook.wait_for("key-expiring", &k1).await;
@@ -529,7 +529,8 @@ async fn the_daemon_takes_a_key_through_every_phase() {
 
 /// An AWS Health event for the only key of a user: the key is inactive at once, the user
 /// is reconciled at once (no resync) and gets a new key stored in Secrets Manager that
-/// works; the owner gets a key-exposed notice; `reactivate` refuses the exposed key.
+/// works; the owner gets a key-exposed notice; `reactivate` refuses the exposed key. An
+/// exempt user's key in the same event is left active, with a notice that says so.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_exposed_key_is_quarantined_and_replaced() {
     let lab = Lab::new(&[]).await;
@@ -541,6 +542,17 @@ async fn an_exposed_key_is_quarantined_and_replaced() {
         .await;
     let (k, s) = lab.key_with_secret("leaky").await;
     use_key(&ep, &k, &s).await;
+    lab.acct
+        .user_at(
+            "boss",
+            "/",
+            &[
+                ("iam-warden/exempt", "true"),
+                ("iam-warden/owner", "boss@example.com"),
+            ],
+        )
+        .await;
+    let (boss_key, boss_secret) = lab.key_with_secret("boss").await;
     let mut env = lab.env.clone();
     env.push(("IAM_WARDEN_SOURCES__SQS__QUEUE_URL".into(), url.clone()));
     env.push(("IAM_WARDEN_SOURCES__SQS__WAIT_TIME".into(), "1s".into()));
@@ -553,7 +565,8 @@ async fn an_exposed_key_is_quarantined_and_replaced() {
     ev["id"] = serde_json::json!(uuid::Uuid::new_v4().to_string());
     ev["account"] = serde_json::json!(lab.acct.id);
     ev["time"] = serde_json::json!(Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string());
-    ev["detail"]["affectedEntities"] = serde_json::json!([{ "entityValue": k }]);
+    ev["detail"]["affectedEntities"] =
+        serde_json::json!([{ "entityValue": k }, { "entityValue": boss_key }]);
     sqs.send_message()
         .queue_url(&url)
         .message_body(ev.to_string())
@@ -585,6 +598,17 @@ async fn an_exposed_key_is_quarantined_and_replaced() {
         "exactly one new key, the exposed one stays inactive"
     );
     lab.hook.wait_for("key-rotated", &k).await;
+    // An exempt user's exposed key is left active, and the notice says so.
+    let n = lab.hook.wait_for("key-exposed", &boss_key).await;
+    assert_eq!(n["owner"], "boss@example.com", "{n}");
+    assert!(
+        n["reason"].as_str().unwrap().contains("not deactivated"),
+        "{n}"
+    );
+    assert_eq!(
+        lab.keys("boss").await,
+        vec![(boss_key.clone(), "Active".into())]
+    );
     lab.stop(d).await;
 
     // Never reactivated.
@@ -605,5 +629,5 @@ async fn an_exposed_key_is_quarantined_and_replaced() {
         "{line}"
     );
     assert_eq!(lab.status("leaky", &k).await, "Inactive");
-    lab.assert_no_secret_leaked(&[&s, &s2]);
+    lab.assert_no_secret_leaked(&[&s, &s2, &boss_secret]);
 }
