@@ -412,7 +412,8 @@ impl Quarantiner {
         let replaced = if self.cfg.rotation.enabled
             && self.cfg.rotation.delivery != crate::config::Delivery::None
         {
-            "; a new key replaces it (stored like a rotated key) unless the user has another key"
+            "; a new key replaces it (stored like a rotated key) unless the user has another \
+             key or is exempt"
         } else {
             "; create a new key for its consumer (rotation.delivery = \"none\")"
         };
