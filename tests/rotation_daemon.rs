@@ -5,7 +5,8 @@
 //!
 //! - The lifecycle: warned at start; rotated when the next phase falls due, by the
 //!   reconcile's requeue (the resync interval is an hour); deactivated after a restart with a
-//!   later clock (the new key used, the old one quiet); deleted after another restart.
+//!   later clock (the new key used, the old one quiet); after another restart shortly
+//!   before the recovery window ends, deleted at that time (scheduled by the resync).
 //! - An exposed key (AWS Health event over SQS): inactive at once, replaced by a new key
 //!   stored in Secrets Manager that works, a key-exposed notice; `reactivate` refuses it.
 //! - Logs, journal, /metrics and webhook bodies never contain a secret.
@@ -496,17 +497,28 @@ async fn the_daemon_takes_a_key_through_every_phase() {
     // and k2 in use → deactivated.
     use_key(&ep, &k2, &s2).await;
     let d = lab.start(Some(t0 + days(11.0)));
-    lab.wait_phase("app", &k1, "deactivated").await;
+    let deactivated = lab.wait_phase("app", &k1, "deactivated").await;
     assert_eq!(lab.status("app", &k1).await, "Inactive");
     assert_eq!(lab.status("app", &k2).await, "Active");
     lab.hook.wait_for("key-deactivated", &k1).await;
     lab.stop(d).await;
 
-    // +14.5 d: past the recovery window (3 d) → deleted.
-    let d = lab.start(Some(t0 + days(14.5)));
-    eventually("k1 deleted", DEADLINE, || async {
-        (lab.status("app", &k1).await == "gone").then_some(())
-    })
+    // Restarted 45 s before the recovery window (3 d) ends: nothing to do at start; the
+    // resync schedules the user at that time (rebuilt from the tags) → deleted.
+    let since: DateTime<Utc> = deactivated
+        .split_whitespace()
+        .find_map(|f| f.strip_prefix("since="))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let d = lab.start(Some(since + days(3.0) - chrono::Duration::seconds(45)));
+    d.wait_ready().await;
+    assert_eq!(lab.status("app", &k1).await, "Inactive", "not yet");
+    eventually(
+        "k1 deleted at its due time",
+        Duration::from_secs(120),
+        || async { (lab.status("app", &k1).await == "gone").then_some(()) },
+    )
     .await;
     lab.hook.wait_for("key-deleted", &k1).await;
     lab.stop(d).await;

@@ -28,7 +28,7 @@ use crate::controller::key::ReconcileKey;
 use crate::controller::mapping::BaselineNames;
 use crate::controller::quarantine::Quarantiner;
 use crate::controller::queue::{Outcome as QueueOutcome, QueueConfig, WorkQueue};
-use crate::controller::reconcile::{reconcile, store_view, Clock, Context, Next};
+use crate::controller::reconcile::{due_before, reconcile, store_view, Clock, Context, Next};
 use crate::error::{Error, Result};
 use crate::http::{self, Health};
 use crate::inventory;
@@ -462,16 +462,13 @@ pub async fn resync(ctx: &Context) -> Result<()> {
             received,
         );
     }
-    // A rotation phase due before the next resync: scheduled at its time (rebuilt from
-    // the tags after a restart); later ones are the next resync's.
+    // Rotation phases due before the next resync: scheduled at their time.
     let horizon =
         now + chrono::Duration::from_std(ctx.cfg.resync.interval.get()).unwrap_or_default();
-    for u in plan.users.iter().filter(|u| u.actions.is_empty()) {
-        if let Some(due) = u.next_due.filter(|d| *d <= horizon) {
-            let key = ReconcileKey::User(u.verdict.user.clone());
-            if ctx.dispatch.queue().add_at(key, ctx.clock.instant_at(due)) {
-                ctx.metrics.queue_added(QueueSource::Requeue);
-            }
+    for (user, due) in due_before(&plan.users, horizon) {
+        let key = ReconcileKey::User(user.to_string());
+        if ctx.dispatch.queue().add_at(key, ctx.clock.instant_at(due)) {
+            ctx.metrics.queue_added(QueueSource::Requeue);
         }
     }
     ctx.metrics.resync_done(true, Utc::now());

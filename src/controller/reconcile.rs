@@ -12,7 +12,7 @@ use super::key::ReconcileKey;
 use crate::apply::{Applier, Outcome};
 use crate::aws::Clients;
 use crate::baseline::breaker::{Admission, Window};
-use crate::baseline::plan::{inactive_marks, plan_account_level, plan_user};
+use crate::baseline::plan::{inactive_marks, plan_account_level, plan_user, UserPlan};
 use crate::baseline::policies::desired_policies;
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -259,6 +259,23 @@ pub fn requeue_after(
     }
 }
 
+/// The users of a resync's plan to schedule at their next rotation phase: those with
+/// nothing to do now whose next phase falls due by `horizon` (the next resync; later ones
+/// are that resync's). So after a restart the schedule is rebuilt from the tags. Pure.
+pub fn due_before(
+    users: &[UserPlan],
+    horizon: DateTime<Utc>,
+) -> impl Iterator<Item = (&str, DateTime<Utc>)> {
+    users
+        .iter()
+        .filter(|u| u.actions.is_empty())
+        .filter_map(move |u| {
+            u.next_due
+                .filter(|d| *d <= horizon)
+                .map(|d| (u.verdict.user.as_str(), d))
+        })
+}
+
 const MIN_WAIT: Duration = Duration::from_secs(60);
 const MAX_WAIT: Duration = Duration::from_secs(7 * 86_400);
 
@@ -416,6 +433,39 @@ mod tests {
         for (name, u, rot, want) in table {
             assert_eq!(requeue_after(u, &cfg, rot, now()), want, "{name}");
         }
+    }
+
+    #[test]
+    fn resync_schedules_the_phases_due_before_the_next_resync() {
+        let cfg = cfg(); // max 90 days, warn 14 days before
+        let plan = |u: &UserState| plan_user(u, &snap_with_baseline_groups(), &cfg, now()).unwrap();
+        // Warned in 30 minutes (created 76 days minus 30 minutes ago).
+        let mut soon_key = key("AKIASOON00000000001", 76, Some(1));
+        soon_key.created += chrono::Duration::minutes(30);
+        let soon = user("soon").keys(&[soon_key]).build();
+        let young = user("young")
+            .keys(&[key("AKIAYOUNG0000000001", 10, Some(1))])
+            .build();
+        let due_now = user("due-now")
+            .keys(&[key("AKIADUE000000000001", 80, Some(1))])
+            .build();
+        let plans = vec![
+            plan(&soon),
+            plan(&young),
+            plan(&due_now),
+            plan(&user("none").build()),
+        ];
+        assert!(
+            !plans[2].actions.is_empty(),
+            "due now: enqueued at once, not scheduled"
+        );
+        let hour = now() + chrono::Duration::hours(1);
+        let got: Vec<_> = due_before(&plans, hour).collect();
+        assert_eq!(got, vec![("soon", now() + chrono::Duration::minutes(30))]);
+        // A horizon a year out takes the young key's warning too.
+        let year = now() + chrono::Duration::days(365);
+        let got: Vec<&str> = due_before(&plans, year).map(|(u, _)| u).collect();
+        assert_eq!(got, vec!["soon", "young"]);
     }
 
     #[test]
