@@ -3,8 +3,14 @@
 //! phase tags and events shared with `retire.rs` (the drain-proven deactivation, the
 //! delete after recovery, phase tags, `reactivate`).
 //!
-//! Every phase change goes through [`Applier::phase_changed`] (journal line + metric
-//! event); owner notifications hook in there.
+//! Every phase change goes through [`Applier::phase_changed`]: a journal line, a metric
+//! event and the owner's notice (`notices.rs`).
+//!
+//! Orphan keys: a crash between CreateAccessKey and the store leaves a new key whose secret
+//! may be lost. The intent tag records the real wall time (`wall=`), and only a key whose
+//! CreateDate lies within [`crate::baseline::plan::ORPHAN_BEFORE`] before to
+//! [`crate::baseline::plan::ORPHAN_AFTER`] after it is taken for the rotation's new key;
+//! any other key (a person's) is left alone and the rotation waits (`rotation-stuck`).
 
 use std::sync::OnceLock;
 

@@ -18,7 +18,8 @@
 //!   The key's rotation tag records `phase=quarantined since=<RFC 3339>`.
 //!
 //! [`Quarantiner::key_quarantined`] is the one place where "a key was quarantined"
-//! happens: owner notifications and the rotation of the exposed key hook in there.
+//! happens: it raises the owner's notice; the dispatch then enqueues the user so that the
+//! planner replaces the key at once (an exempt user's exposure is notified, not acted on).
 
 use chrono::Utc;
 
@@ -35,8 +36,8 @@ use crate::journal::Entry;
 use crate::metrics::{QuarantineEvent, QuarantineOutcome};
 use crate::notify::NoticeEvent;
 
-const QUARANTINED: &str =
-    "deactivated and tagged quarantined; rotate it and review its use in CloudTrail";
+const QUARANTINED: &str = "deactivated and tagged quarantined (iam-warden never reactivates \
+     it); review its use in CloudTrail";
 
 /// What became of one exposure, with a line for people.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -397,8 +398,9 @@ impl Quarantiner {
     }
 
     /// The one place where a key has just been quarantined (deactivated now, in mode
-    /// enforce): counted and logged here. Owner notifications (reason `exposed`) and the
-    /// rotation of the exposed key belong here too.
+    /// enforce): counted and logged, and the owner's `key-exposed` notice raised. The
+    /// replacement follows: the dispatch enqueues the user, whose plan rotates the
+    /// quarantined key (`baseline::plan::rotation`).
     pub async fn key_quarantined(&self, q: &Quarantined<'_>) {
         self.emit(
             q.exposure,
