@@ -34,7 +34,9 @@ pub use crate::metrics::WriteOutcome as Outcome;
 use keys::mark_tag;
 pub use notices::{notice_event, PhaseKey};
 pub use password::password_reset_tag_value;
-pub use quarantine::{is_quarantine_tag, quarantine_tag_value, EXPOSED_REASON};
+pub use quarantine::{
+    is_quarantine_tag, quarantine_tag_value, quarantine_tag_value_of, EXPOSED_REASON,
+};
 pub use rotation::set_test_crash_after;
 use rotation::RotateRequest;
 pub use settle::{after_attempt, find_version, Settle, WriteKind};

@@ -32,7 +32,6 @@ pub(super) fn foreign_key(ctx: &KeyCtx<'_>, t: &RotationTag) -> Option<Finding> 
     let o = ctx.user.keys.iter().enumerate().find(|(i, o)| {
         *i != ctx.index
             && o.active
-            && o.id.is_some()
             && !tags.iter().any(|x| x.matches(o))
             && !orphan_candidate(t.wall, o.created)
     })?;

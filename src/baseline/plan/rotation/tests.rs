@@ -929,3 +929,24 @@ fn quarantine_tags_parse_and_the_orphan_window_is_bounded() {
     }
     assert!(!orphan_candidate(None, w));
 }
+
+#[test]
+fn a_quarantined_key_of_a_report_user_is_matched_by_its_create_date() {
+    let mut k = inactive(key(OLD, 10, Some(0)));
+    let created = k.created;
+    k.id = None;
+    let value = crate::apply::quarantine_tag_value_of(days_ago(0), created);
+    let mut u = user("u")
+        .tag(&RotationTag::tag_key(OLD), &value)
+        .keys(&[k])
+        .build();
+    u.observed = Observed::CredentialReport;
+    let p = run(&u, &cfg());
+    assert_eq!(names(&p), vec!["rotate_access_key"], "{:#?}", p.actions);
+    match &p.actions[0].action {
+        Action::RotateAccessKey { key, .. } => {
+            assert_eq!(key.id.as_deref(), Some(OLD), "the id learnt from the tag")
+        }
+        other => panic!("{other:?}"),
+    }
+}
