@@ -142,7 +142,8 @@ fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
         })
 }
 
-/// Tests only: the time `enforce` runs at instead of now. Its name says what it is for:
+/// Tests only: the time `enforce` runs at instead of now (for `run`: the time its clock
+/// starts at, advancing in real time). Its name says what it is for:
 /// enforce writes that time into AWS tags (`iam-warden/inactive-since/<KeyId>`), so it is
 /// never set by a flag that could be used by accident.
 const TEST_CLOCK_ENV: &str = "IAM_WARDEN_TEST_CLOCK";
@@ -158,7 +159,7 @@ fn take_test_clock() -> Option<std::ffi::OsString> {
     v
 }
 
-fn test_clock(v: Option<&std::ffi::OsStr>) -> anyhow::Result<Option<DateTime<Utc>>> {
+fn test_clock(v: Option<&std::ffi::OsStr>, command: &str) -> anyhow::Result<Option<DateTime<Utc>>> {
     let Some(v) = v else {
         return Ok(None);
     };
@@ -166,7 +167,7 @@ fn test_clock(v: Option<&std::ffi::OsStr>) -> anyhow::Result<Option<DateTime<Utc
     let at = parse_time(&v).map_err(|e| anyhow::anyhow!("{TEST_CLOCK_ENV}: {e}"))?;
     tracing::warn!(
         at = %at.to_rfc3339(),
-        "{TEST_CLOCK_ENV} is set: enforce runs as if now were {at} and writes that time into \
+        "{TEST_CLOCK_ENV} is set: {command} runs as if now were {at} and writes that time into \
          AWS tags; it exists for tests, unset it everywhere else"
     );
     Ok(Some(at))
@@ -291,9 +292,14 @@ fn real_main(cli: Cli, test_clock_env: Option<std::ffi::OsString>) -> anyhow::Re
         Command::Run => {
             let tuned = iam_warden::memory::tune_allocator();
             tracing::debug!(settings = ?tuned, "allocator tuned for a long-running daemon");
+            // The daemon's clock starts at the test clock and advances in real time.
+            let clock = match test_clock(test_clock_env.as_deref(), "run")? {
+                Some(at) => iam_warden::controller::reconcile::Clock::starting_at(at),
+                None => iam_warden::controller::reconcile::Clock::real(),
+            };
             runtime()?.block_on(async {
                 let metrics = Metrics::new(env!("CARGO_PKG_VERSION"))?;
-                app::daemon::run(cfg, metrics, shutdown_signal()).await?;
+                app::daemon::run_with_clock(cfg, metrics, shutdown_signal(), clock).await?;
                 tracing::info!("stopped");
                 Ok(0)
             })
@@ -351,7 +357,7 @@ fn real_main(cli: Cli, test_clock_env: Option<std::ffi::OsString>) -> anyhow::Re
                 &cfg,
                 output,
                 app::EnforceOptions {
-                    at: test_clock(test_clock_env.as_deref())?,
+                    at: test_clock(test_clock_env.as_deref(), "enforce")?,
                     confirm_large_change,
                     plan_only: false,
                 },

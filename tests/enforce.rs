@@ -1033,6 +1033,16 @@ async fn expired_password_must_be_reset_once() {
     assert_eq!(code, 0, "{out}{err}");
     let j = journal(dir.path());
     assert_eq!(resets(&j), vec!["applied"], "no second reset");
+    // The owner was told once (journal only: no channel is configured).
+    let notices: Vec<_> = j
+        .iter()
+        .filter(|e| e.action == "notify")
+        .map(|e| (e.target.as_str(), e.user.as_deref(), e.outcome.as_str()))
+        .collect();
+    assert_eq!(
+        notices,
+        vec![("password-reset-required", Some("old-pw"), "applied")]
+    );
     let (code, out, _) = run(&["plan", "--at", &at.to_rfc3339()]);
     assert_eq!(code, 0, "nothing planned: {out}");
 }

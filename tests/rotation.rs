@@ -591,6 +591,86 @@ async fn a_crash_at_each_step_resumes_with_exactly_one_new_key() {
     }
 }
 
+/// An unfinished rotation never takes a key a person made for its orphan new key: only a
+/// key AWS created within minutes after the intent's recorded wall time can be the
+/// rotation's. A person's key (made a day after an old intent, a day before the intent, or
+/// with an intent that recorded no wall time) is left active and alone, the old key too,
+/// and the pass reports rotation-stuck.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_persons_key_is_never_taken_for_an_interrupted_rotations_new_key() {
+    let fmt = |t: DateTime<Utc>| t.format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let walls = [
+        Some(Utc::now() - Duration::days(1)),
+        Some(Utc::now() + Duration::days(1)),
+        None,
+    ];
+    for wall in walls {
+        let lab = Lab::new(&[]).await;
+        let ep = lab.acct.endpoint.clone();
+        lab.acct.user("app").await;
+        let (k1, s1) = lab.key_with_secret("app").await;
+        use_key(&ep, &k1, &s1).await;
+        let (person, ps) = lab.key_with_secret("app").await;
+        let mut intent = format!("phase=rotating since={}", fmt(lab.t0));
+        if let Some(w) = wall {
+            intent.push_str(&format!(" wall={}", fmt(w)));
+        }
+        lab.acct.tag("app", &format!("{PREFIX}{k1}"), &intent).await;
+        for d in [2.6, 2.7] {
+            let out = lab.enforce(d, &[]);
+            assert!(out.contains("rotation-stuck"), "{wall:?}: {out}");
+        }
+        assert_eq!(
+            lab.keys("app").await,
+            vec![
+                (k1.clone(), "Active".into()),
+                (person.clone(), "Active".into())
+            ],
+            "{wall:?}: both keys kept, no new one"
+        );
+        assert_eq!(lab.phase("app", &k1).await.as_deref(), Some("rotating"));
+        let j = journal_actions(&lab.journal_path());
+        assert!(
+            !j.iter()
+                .any(|a| a.contains(&person) && !a.starts_with("notify")),
+            "{wall:?}: nothing done to the person's key: {j:#?}"
+        );
+        let printed = lab.printed.lock().unwrap().clone();
+        assert!(!printed.contains(&s1) && !printed.contains(&ps));
+    }
+}
+
+/// Dry-run: a would-be phase change raises the owner's notice as a would-be notice
+/// (journaled `dry_run`, never delivered); nothing is written to AWS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dry_run_journals_would_be_notices_and_writes_nothing() {
+    let lab = Lab::new(&[("IAM_WARDEN_MODE", "dry-run")]).await;
+    lab.acct
+        .user_at("app", "/", &[("iam-warden/owner", "alice@example.com")])
+        .await;
+    let k1 = lab.acct.key("app").await;
+    let (code, _, all) = lab.run(
+        &["enforce", "--once", "--confirm-large-change"],
+        Some(1.5),
+        &[],
+    );
+    assert_eq!(code, 1, "dry-run with changes pending: {all}");
+    assert_eq!(lab.phase("app", &k1).await, None, "no tag written");
+    let notices: Vec<_> = Journal::read_all(&lab.journal_path())
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.action == "notify")
+        .collect();
+    assert_eq!(notices.len(), 1, "{notices:#?}");
+    let n = &notices[0];
+    assert_eq!(
+        (n.target.as_str(), n.outcome.as_str(), n.mode.as_str()),
+        ("key-expiring", "dry_run", "dry-run"),
+        "{n:?}"
+    );
+    assert_eq!(n.user.as_deref(), Some("app"));
+}
+
 /// Speed: a pass with nothing due makes no rotation call at all (ages come from the
 /// credential report); a pass with keys due makes rotation calls for those keys only.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -28,7 +28,7 @@ use crate::controller::key::ReconcileKey;
 use crate::controller::mapping::BaselineNames;
 use crate::controller::quarantine::Quarantiner;
 use crate::controller::queue::{Outcome as QueueOutcome, QueueConfig, WorkQueue};
-use crate::controller::reconcile::{reconcile, store_view, Context, Next};
+use crate::controller::reconcile::{due_before, reconcile, store_view, Clock, Context, Next};
 use crate::error::{Error, Result};
 use crate::http::{self, Health};
 use crate::inventory;
@@ -41,6 +41,16 @@ pub async fn run(
     cfg: Config,
     metrics: Arc<Metrics>,
     shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    run_with_clock(cfg, metrics, shutdown, Clock::real()).await
+}
+
+/// [`run`] with a given clock for planning (tests: `IAM_WARDEN_TEST_CLOCK`).
+pub async fn run_with_clock(
+    cfg: Config,
+    metrics: Arc<Metrics>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    clock: Clock,
 ) -> Result<()> {
     // A missing webhook signing key stops the daemon at once, before it waits for AWS.
     let channels = crate::notify::Channels::load(&cfg.notifications)?;
@@ -114,20 +124,25 @@ pub async fn run(
     let queue: WorkQueue<ReconcileKey> = WorkQueue::new(QueueConfig::default());
     let names = baseline_names(&cfg);
     // Exposed keys are quarantined at once, by an IAM client that passes the write limiter.
-    let quarantiner = Arc::new(Quarantiner::new(
-        Applier {
-            clients: clients.priority()?,
-            mode: cfg.mode,
-            journal: journal.clone(),
-            metrics: Some(metrics.clone()),
-            account_id: account_id.clone(),
-            partition: partition_of(&caller_arn),
-            path: cfg.baseline.path.clone(),
-            owner_tag: cfg.notifications.owner_tag.clone(),
-        },
-        cfg.clone(),
-        &caller_arn,
-    ));
+    let quarantiner = Arc::new(
+        Quarantiner::new(
+            Applier {
+                clients: clients.priority()?,
+                mode: cfg.mode,
+                journal: journal.clone(),
+                metrics: Some(metrics.clone()),
+                account_id: account_id.clone(),
+                partition: partition_of(&caller_arn),
+                path: cfg.baseline.path.clone(),
+                owner_tag: cfg.notifications.owner_tag.clone(),
+                max_key_age_days: cfg.baseline.credentials.max_key_age_days,
+                notifier: Some(notifier.clone()),
+            },
+            cfg.clone(),
+            &caller_arn,
+        )
+        .with_clock(clock),
+    );
     let dispatch = Dispatch::new(queue.clone(), metrics.clone(), names, &caller_arn)
         .with_quarantine(quarantiner);
     let view = inventory::AccountSnapshot {
@@ -144,6 +159,8 @@ pub async fn run(
         partition: partition_of(&caller_arn),
         path: cfg.baseline.path.clone(),
         owner_tag: cfg.notifications.owner_tag.clone(),
+        max_key_age_days: cfg.baseline.credentials.max_key_age_days,
+        notifier: Some(notifier.clone()),
     };
     let ctx = Arc::new(Context {
         cfg: cfg.clone(),
@@ -152,7 +169,8 @@ pub async fn run(
         applier,
         dispatch: dispatch.clone(),
         account: RwLock::new(view),
-        breaker: Mutex::new(Window::new(Utc::now(), 0)),
+        breaker: Mutex::new(Window::new(clock.now(), 0)),
+        clock,
     });
 
     let mut tasks = JoinSet::new();
@@ -379,11 +397,11 @@ async fn resync_loop(ctx: Arc<Context>, health: Health, mut stop: watch::Receive
 /// Read the whole account, publish compliance metrics, enqueue only the users whose plan
 /// is not empty (no per-user calls for compliant users), and the account key if needed.
 pub async fn resync(ctx: &Context) -> Result<()> {
-    let now = Utc::now();
+    let now = ctx.clock.now();
     let snap = inventory::read_account(&ctx.clients).await?;
     let plan = plan_account(&snap, &ctx.cfg, now)?;
     if let Some(generated) = snap.report_generated {
-        ctx.metrics.credential_report_age(generated, now);
+        ctx.metrics.credential_report_age(generated, Utc::now());
     }
     let (mut compliant, mut violating, mut exempt) = (0, 0, 0);
     let mut failing: BTreeMap<&str, usize> = BTreeMap::new();
@@ -445,6 +463,15 @@ pub async fn resync(ctx: &Context) -> Result<()> {
             None,
             received,
         );
+    }
+    // Rotation phases due before the next resync: scheduled at their time.
+    let horizon =
+        now + chrono::Duration::from_std(ctx.cfg.resync.interval.get()).unwrap_or_default();
+    for (user, due) in due_before(&plan.users, horizon) {
+        let key = ReconcileKey::User(user.to_string());
+        if ctx.dispatch.queue().add_at(key, ctx.clock.instant_at(due)) {
+            ctx.metrics.queue_added(QueueSource::Requeue);
+        }
     }
     ctx.metrics.resync_done(true, Utc::now());
     tracing::info!(

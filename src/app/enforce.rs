@@ -227,7 +227,8 @@ pub async fn enforce(
             journal.clone(),
             None,
         );
-        let applier = crate::apply::Applier::new(clients.clone(), cfg, journal, None, &snap);
+        let applier = crate::apply::Applier::new(clients.clone(), cfg, journal, None, &snap)
+            .with_notifier(notifier.clone());
         let blocks = breaker.blocks();
         if blocks {
             crate::controller::reconcile::journal_breaker(
@@ -279,7 +280,22 @@ pub async fn reactivate(
         caller_arn,
         ..Default::default()
     };
+    let channels = crate::notify::Channels::load(&cfg.notifications)?;
     let journal = Arc::new(crate::journal::Journal::open(&cfg.journal_path())?);
-    let applier = crate::apply::Applier::new(clients.clone(), cfg, journal, None, &snap);
-    applier.reactivate(user, key_id, Utc::now()).await
+    let notifier = crate::notify::Notifier::start(
+        &cfg.notifications,
+        channels,
+        cfg.mode,
+        &snap.account_id,
+        clients,
+        journal.clone(),
+        None,
+    );
+    let applier = crate::apply::Applier::new(clients.clone(), cfg, journal, None, &snap)
+        .with_notifier(notifier.clone());
+    let result = applier.reactivate(user, key_id, Utc::now()).await;
+    // The key-reactivated notice is delivered before the command exits (bounded).
+    let drain = crate::notify::Channels::worst_case(&cfg.notifications);
+    notifier.shutdown(tokio::time::Instant::now() + drain).await;
+    result
 }

@@ -5,8 +5,10 @@
 //! after its last use was checked live; a user or key that vanished is skipped.
 
 mod keys;
+mod notices;
 mod password;
 mod quarantine;
+mod retire;
 mod rotation;
 mod settle;
 
@@ -24,13 +26,17 @@ use crate::error::{Error, Result};
 use crate::inventory::{to_chrono, AccountSnapshot};
 use crate::journal::{Entry, Journal};
 use crate::metrics::{Metrics, WriteEvent};
+use crate::notify::Notifier;
 
 /// What became of one planned action: the same type as the write's metric outcome.
 pub use crate::metrics::WriteOutcome as Outcome;
 
 use keys::mark_tag;
+pub use notices::{notice_event, PhaseKey};
 pub use password::password_reset_tag_value;
-pub use quarantine::{is_quarantine_tag, quarantine_tag_value, EXPOSED_REASON};
+pub use quarantine::{
+    is_quarantine_tag, quarantine_tag_value, quarantine_tag_value_of, EXPOSED_REASON,
+};
 pub use rotation::set_test_crash_after;
 use rotation::RotateRequest;
 pub use settle::{after_attempt, find_version, Settle, WriteKind};
@@ -57,6 +63,10 @@ pub struct Applier {
     pub path: String,
     /// The tag naming a user's owner (`notifications.owner_tag`), set on delivered secrets.
     pub owner_tag: String,
+    /// `baseline.credentials.max_key_age_days`: the due date of a `key-expiring` notice.
+    pub max_key_age_days: u32,
+    /// Owner notifications (phase changes, exposed keys, password resets); `None`: none.
+    pub notifier: Option<Arc<Notifier>>,
 }
 
 /// `arn:aws:sts::1:assumed-role/x/y` → `aws`.
@@ -85,7 +95,15 @@ impl Applier {
             partition: partition_of(&snap.caller_arn),
             path: cfg.baseline.path.clone(),
             owner_tag: cfg.notifications.owner_tag.clone(),
+            max_key_age_days: cfg.baseline.credentials.max_key_age_days,
+            notifier: None,
         }
+    }
+
+    /// Raise owner notifications through `notifier`.
+    pub fn with_notifier(mut self, notifier: Arc<Notifier>) -> Applier {
+        self.notifier = Some(notifier);
+        self
     }
 
     /// The ARN of a customer-managed policy by name: the live one if known, else the one
@@ -124,6 +142,7 @@ impl Applier {
         now: DateTime<Utc>,
     ) -> ActionResult {
         let outcome = if self.mode == Mode::DryRun {
+            self.would_notify(snap, pa).await;
             Outcome::DryRun
         } else if let Err(e) = self.intent(
             pa.action.name(),

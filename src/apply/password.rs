@@ -7,6 +7,7 @@ use super::{Applier, Outcome};
 use crate::aws::aws_error;
 use crate::config::PASSWORD_RESET_TAG;
 use crate::error::Result;
+use crate::notify::NoticeEvent;
 
 /// The `iam-warden/password-reset` value for a password last changed at `changed`, reset
 /// required at `at`.
@@ -55,6 +56,20 @@ impl Applier {
             "records the required password reset, so this password is not reset again",
         )
         .await;
+        if !already {
+            self.notify_owner(
+                NoticeEvent::PasswordResetRequired,
+                user,
+                None,
+                &format!(
+                    "the console password was last changed on {}, longer ago than the password policy allows; a new password must be set at the next sign-in",
+                    changed.format("%Y-%m-%d")
+                ),
+                None,
+                None,
+            )
+            .await;
+        }
         Ok(if already {
             Outcome::Skipped(
                 "a password reset was already required; recorded in the tag only".into(),

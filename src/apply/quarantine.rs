@@ -24,6 +24,17 @@ pub fn quarantine_tag_value(since: DateTime<Utc>) -> String {
     )
 }
 
+/// The rotation tag value of a key created at `created`, quarantined at `since`: the
+/// key's CreateDate lets plans made from the credential report (whose keys have no id)
+/// match the tag to the key.
+pub fn quarantine_tag_value_of(since: DateTime<Utc>, created: DateTime<Utc>) -> String {
+    format!(
+        "{} created={}",
+        quarantine_tag_value(since),
+        created.to_rfc3339_opts(SecondsFormat::Secs, true)
+    )
+}
+
 /// Whether a rotation tag value already records a quarantine.
 pub fn is_quarantine_tag(value: &str) -> bool {
     value
@@ -47,7 +58,7 @@ impl Applier {
             slot: 0,
             created: now,
         };
-        let (id, active, _) = match self.resolve_key(user, &key).await? {
+        let (id, active, created) = match self.resolve_key(user, &key).await? {
             Ok(k) => k,
             Err(skip) => return Ok(skip),
         };
@@ -62,7 +73,7 @@ impl Applier {
                 .await
                 .map_err(|e| aws_error("iam", "UpdateAccessKey", e))?;
         }
-        self.tag_quarantined(user, &id, now).await;
+        self.tag_quarantined(user, &id, created, now).await;
         Ok(if active {
             Outcome::Applied
         } else {
@@ -72,7 +83,13 @@ impl Applier {
 
     /// Write the key's quarantine tag unless it is there (journaled as its own write). A
     /// failure is logged and journaled: the key is inactive, which is what matters.
-    async fn tag_quarantined(&self, user: &str, id: &str, now: DateTime<Utc>) {
+    async fn tag_quarantined(
+        &self,
+        user: &str,
+        id: &str,
+        created: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) {
         let tag_key = format!("{ROTATION_TAG_PREFIX}{id}");
         let iam = &self.clients.iam;
         let existing = iam
@@ -89,8 +106,13 @@ impl Applier {
         if matches!(existing, Ok(true)) {
             return;
         }
-        self.tag_user_journaled(user, &tag_key, &quarantine_tag_value(now), EXPOSED_REASON)
-            .await;
+        self.tag_user_journaled(
+            user,
+            &tag_key,
+            &quarantine_tag_value_of(now, created),
+            EXPOSED_REASON,
+        )
+        .await;
     }
 
     /// TagUser `key` = `value` as its own journaled write (intent, then the outcome).
@@ -149,5 +171,12 @@ mod tests {
         ));
         assert!(!is_quarantine_tag("phase=quarantinedx"));
         assert!(!is_quarantine_tag(""));
+        let created: DateTime<Utc> = "2026-08-01T10:00:00Z".parse().unwrap();
+        let v = quarantine_tag_value_of(since, created);
+        assert_eq!(
+            v,
+            "phase=quarantined since=2026-12-01T15:30:17Z created=2026-08-01T10:00:00Z"
+        );
+        assert!(is_quarantine_tag(&v));
     }
 }

@@ -1,22 +1,29 @@
 //! Executing the rotation lifecycle: the rotation itself (intent → CreateAccessKey →
-//! store → draining), the drain-proven deactivation (re-checked live), the delete after
-//! recovery, phase tags, crash recovery and `reactivate`.
+//! store → draining, or the replacement of a quarantined key), crash recovery, and the
+//! phase tags and events shared with `retire.rs` (the drain-proven deactivation, the
+//! delete after recovery, phase tags, `reactivate`).
 //!
-//! Every phase change goes through [`Applier::phase_changed`] (journal line + metric
-//! event); owner notifications hook in there.
+//! Every phase change goes through [`Applier::phase_changed`]: a journal line, a metric
+//! event and the owner's notice (`notices.rs`).
+//!
+//! Orphan keys: a crash between CreateAccessKey and the store leaves a new key whose secret
+//! may be lost. The intent tag records the real wall time (`wall=`), and only a key whose
+//! CreateDate lies within [`crate::baseline::plan::ORPHAN_BEFORE`] before to
+//! [`crate::baseline::plan::ORPHAN_AFTER`] after it is taken for the rotation's new key;
+//! any other key (a person's) is left alone and the rotation waits (`rotation-stuck`).
 
 use std::sync::OnceLock;
 
-use aws_sdk_iam::types::StatusType;
 use chrono::{DateTime, Utc};
 
+use super::notices::PhaseKey;
 use super::{Applier, Outcome};
 use crate::aws::aws_error;
-use crate::baseline::plan::{KeyRef, Phase, RotationTag};
-use crate::config::{Delivery, INACTIVE_SINCE_TAG_PREFIX};
+use crate::baseline::plan::{orphan_candidate, KeyRef, Phase, RotationTag};
+use crate::config::Delivery;
 use crate::delivery::{self, NewKey, SecretKey, Target};
 use crate::error::{Error, Result};
-use crate::inventory::{live, to_chrono, AccessKeyState};
+use crate::inventory::{live, to_chrono, AccessKeyState, Tags};
 use crate::journal::Entry;
 use crate::metrics::RotationEvent;
 
@@ -29,7 +36,7 @@ pub fn set_test_crash_after(step: Option<String>) {
     let _ = CRASH_AFTER.set(step);
 }
 
-fn crash_point(step: &str) {
+pub(super) fn crash_point(step: &str) {
     if CRASH_AFTER.get().and_then(|s| s.as_deref()) == Some(step) {
         // Like a crash: no further call, no report, no destructors (exit, not abort, so
         // that no core file is left behind).
@@ -48,14 +55,14 @@ pub struct RotateRequest<'a> {
     pub owner: Option<&'a str>,
 }
 
-fn find<'k>(keys: &'k [AccessKeyState], key: &KeyRef) -> Option<&'k AccessKeyState> {
+pub(super) fn find<'k>(keys: &'k [AccessKeyState], key: &KeyRef) -> Option<&'k AccessKeyState> {
     keys.iter().find(|k| match &key.id {
         Some(id) => k.id.as_deref() == Some(id),
         None => (k.created - key.created).num_seconds().abs() < 1,
     })
 }
 
-fn rotation_tag_in(
+pub(super) fn rotation_tag_in(
     tags: &[(String, String)],
     key_id: &str,
 ) -> Option<std::result::Result<RotationTag, String>> {
@@ -65,7 +72,39 @@ fn rotation_tag_in(
         .and_then(|(k, v)| RotationTag::parse(k, v))
 }
 
-fn gone(user: &str, key: &KeyRef) -> Outcome {
+/// The old key's tag once the new key is stored, and its phase event: draining, or (an
+/// exposed key) still quarantined, now naming its replacement.
+fn stored_tag(
+    old_id: &str,
+    old: &AccessKeyState,
+    quarantine: Option<&RotationTag>,
+    new_id: &str,
+    now: DateTime<Utc>,
+) -> (RotationTag, &'static str) {
+    match quarantine {
+        Some(q) => (
+            RotationTag {
+                new_key: Some(new_id.to_string()),
+                wall: None,
+                ..q.clone()
+            },
+            "replaced",
+        ),
+        None => (
+            RotationTag {
+                key_id: old_id.to_string(),
+                phase: Phase::Draining,
+                since: now,
+                created: Some(old.created),
+                new_key: Some(new_id.to_string()),
+                wall: None,
+            },
+            "draining",
+        ),
+    }
+}
+
+pub(super) fn gone(user: &str, key: &KeyRef) -> Outcome {
     Outcome::Skipped(format!(
         "{key} of {user} is not there any more; no other key is touched"
     ))
@@ -73,8 +112,17 @@ fn gone(user: &str, key: &KeyRef) -> Outcome {
 
 impl Applier {
     /// A key entered a rotation phase (or was deleted, discarded, reactivated): one
-    /// journal line and one metric event. Owner notifications hook in here.
-    pub fn phase_changed(&self, user: &str, key_id: &str, event: &str, reason: &str) {
+    /// journal line, one metric event, and the owner's notice (see
+    /// [`Applier::notify_phase`]; `tags`: the user's tags when at hand, else read live).
+    pub async fn phase_changed(
+        &self,
+        user: &str,
+        tag: PhaseKey<'_>,
+        event: &str,
+        reason: &str,
+        tags: Option<&Tags>,
+    ) {
+        let key_id = tag.key_id;
         RotationEvent {
             event,
             user,
@@ -96,10 +144,11 @@ impl Applier {
         if let Err(e) = self.journal.record(&entry) {
             tracing::error!(error = %e, "journal write failed");
         }
+        self.notify_phase(user, tag, event, reason, tags).await;
     }
 
     /// The user's tags, read live.
-    async fn live_tags(&self, user: &str) -> Result<Vec<(String, String)>> {
+    pub(super) async fn live_tags(&self, user: &str) -> Result<Vec<(String, String)>> {
         let out = self
             .clients
             .iam
@@ -116,7 +165,7 @@ impl Applier {
     }
 
     /// The key's rotation tag, read live (`None`: no tag).
-    async fn live_rotation_tag(
+    pub(super) async fn live_rotation_tag(
         &self,
         user: &str,
         key_id: &str,
@@ -125,13 +174,33 @@ impl Applier {
         Ok(rotation_tag_in(&tags, key_id))
     }
 
-    async fn write_phase(
+    pub(super) async fn write_phase(
         &self,
         user: &str,
         tag: &RotationTag,
         event: &str,
         reason: &str,
     ) -> Result<()> {
+        self.write_phase_with(user, tag, event, reason, None).await
+    }
+
+    /// [`Applier::write_phase`] with the user's tags at hand (for the owner's notice).
+    pub(super) async fn write_phase_with(
+        &self,
+        user: &str,
+        tag: &RotationTag,
+        event: &str,
+        reason: &str,
+        tags: Option<&Tags>,
+    ) -> Result<()> {
+        self.write_tag(user, tag).await?;
+        self.phase_changed(user, PhaseKey::of(tag), event, reason, tags)
+            .await;
+        Ok(())
+    }
+
+    /// Write the key's rotation tag (no phase event).
+    async fn write_tag(&self, user: &str, tag: &RotationTag) -> Result<()> {
         let t = aws_sdk_iam::types::Tag::builder()
             .key(RotationTag::tag_key(&tag.key_id))
             .value(tag.value())
@@ -145,11 +214,10 @@ impl Applier {
             .send()
             .await
             .map_err(|e| aws_error("iam", "TagUser", e))?;
-        self.phase_changed(user, &tag.key_id, event, reason);
         Ok(())
     }
 
-    async fn untag(&self, user: &str, keys: Vec<String>) -> Result<()> {
+    pub(super) async fn untag(&self, user: &str, keys: Vec<String>) -> Result<()> {
         self.clients
             .iam
             .untag_user()
@@ -195,22 +263,39 @@ impl Applier {
             return Ok(gone(user, req.key));
         };
         let old_id = old.id.clone().unwrap_or_default();
-        if !old.active {
-            return Ok(Outcome::Skipped(format!(
-                "{old_id} is inactive; not rotated"
-            )));
-        }
         let tags = self.live_tags(user).await?;
-        let intent_since = match rotation_tag_in(&tags, &old_id) {
+        let user_tags: Tags = tags.iter().cloned().collect();
+        let current = rotation_tag_in(&tags, &old_id);
+        // An exposed key stays inactive: it is replaced, never rotated while active.
+        let quarantine = match &current {
+            Some(Ok(t)) if t.phase == Phase::Quarantined => Some(t.clone()),
+            _ => None,
+        };
+        if old.active == quarantine.is_some() {
+            return Ok(Outcome::Skipped(if old.active {
+                format!("{old_id} was quarantined as exposed but is active again; not replaced until it is deactivated")
+            } else {
+                format!("{old_id} is inactive; not rotated")
+            }));
+        }
+        let (intent_since, wall) = match current {
             Some(Err(e)) => return Ok(Outcome::Skipped(e)),
-            Some(Ok(t)) if t.phase == Phase::Rotating => Some(t.since),
-            Some(Ok(t)) if t.phase != Phase::Warned => {
+            Some(Ok(t)) if t.phase == Phase::Rotating || t.quarantine_replacing() => {
+                (Some(t.since), t.wall)
+            }
+            Some(Ok(t)) if t.phase == Phase::Quarantined && t.new_key.is_some() => {
+                return Ok(Outcome::Skipped(format!(
+                    "{old_id} was quarantined and is already replaced by {}",
+                    t.new_key.as_deref().unwrap_or_default()
+                )))
+            }
+            Some(Ok(t)) if !matches!(t.phase, Phase::Warned | Phase::Quarantined) => {
                 return Ok(Outcome::Skipped(format!(
                     "{old_id} is already {}; not rotated again",
                     t.phase
                 )))
             }
-            _ => None,
+            _ => (None, None),
         };
         let target = Target {
             delivery: req.delivery,
@@ -223,32 +308,49 @@ impl Applier {
         if intent_since.is_some() {
             // An unfinished rotation: a new key may exist whose secret was or was not stored.
             // Only a key without a rotation tag of its own can be this rotation's new key.
-            let candidate = others.iter().copied().find(|k| {
+            // And only a key AWS created right after the intent (real wall time): a key a
+            // person made at another time is never taken for it, nor deleted.
+            let untagged = |k: &&AccessKeyState| {
                 k.active
                     && k.id
                         .as_deref()
                         .is_some_and(|id| rotation_tag_in(&tags, id).is_none())
-            });
+            };
+            if let Some(foreign) = others
+                .iter()
+                .copied()
+                .find(|k| untagged(k) && !orphan_candidate(wall, k.created))
+            {
+                return Ok(Outcome::Skipped(format!(
+                    "{} of {user} was created at {}, not right after this rotation's intent ({}): it is not the rotation's new key and is left alone; the rotation waits (finding rotation-stuck)",
+                    foreign.label(),
+                    foreign.created.format("%Y-%m-%dT%H:%M:%SZ"),
+                    wall.map(|w| w.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+                        .unwrap_or_else(|| "time not recorded".into())
+                )));
+            }
+            let candidate = others.iter().copied().find(untagged);
             if let Some(orphan) = candidate {
                 let orphan_id = orphan.id.clone().unwrap_or_default();
                 let stored =
                     delivery::stored_key_id(&self.clients, req.delivery, req.secret_name).await?;
                 if stored.as_deref() == Some(orphan_id.as_str()) {
-                    let tag = RotationTag {
-                        key_id: old_id.clone(),
-                        phase: Phase::Draining,
-                        since: now,
-                        created: Some(old.created),
-                        new_key: Some(orphan_id.clone()),
-                    };
-                    self.write_phase(
+                    let (tag, event) =
+                        stored_tag(&old_id, old, quarantine.as_ref(), &orphan_id, now);
+                    self.write_phase_with(
                         user,
                         &tag,
-                        "draining",
+                        event,
                         &format!(
-                            "resumed: {orphan_id} is stored in {}; {old_id} drains",
-                            req.secret_name
+                            "resumed: {orphan_id} is stored in {}; {old_id} {}",
+                            req.secret_name,
+                            if quarantine.is_some() {
+                                "stays quarantined"
+                            } else {
+                                "drains"
+                            }
                         ),
+                        Some(&user_tags),
                     )
                     .await?;
                     return Ok(Outcome::Applied);
@@ -264,7 +366,8 @@ impl Applier {
                     "{orphan_id} was created by an interrupted rotation but its secret was never stored; deleted, the rotation restarts"
                 );
                 self.delete_key_journaled(user, &orphan_id, &why).await?;
-                self.phase_changed(user, &orphan_id, "discarded", &why);
+                self.phase_changed(user, PhaseKey::id(&orphan_id), "discarded", &why, None)
+                    .await;
                 others.retain(|k| k.id != orphan.id);
             }
         }
@@ -275,12 +378,21 @@ impl Applier {
             )));
         }
         if intent_since.is_none() {
-            let tag = RotationTag {
-                key_id: old_id.clone(),
-                phase: Phase::Rotating,
-                since: now,
-                created: Some(old.created),
-                new_key: None,
+            // The wall time is real time, whatever clock the pass runs at: AWS's CreateDate
+            // of the new key is compared with it.
+            let tag = match &quarantine {
+                Some(q) => RotationTag {
+                    wall: Some(Utc::now()),
+                    ..q.clone()
+                },
+                None => RotationTag {
+                    key_id: old_id.clone(),
+                    phase: Phase::Rotating,
+                    since: now,
+                    created: Some(old.created),
+                    new_key: None,
+                    wall: Some(Utc::now()),
+                },
             };
             self.write_phase(
                 user,
@@ -304,22 +416,32 @@ impl Applier {
                 // drop the intent, so that the next pass never takes someone else's key
                 // for this rotation's. Maybe created: the intent stays for the recovery.
                 if !e.may_have_been_applied() {
-                    let back = RotationTag {
-                        key_id: old_id.clone(),
-                        phase: Phase::Warned,
-                        since: now,
-                        created: Some(old.created),
-                        new_key: None,
+                    let back = match &quarantine {
+                        Some(q) => RotationTag {
+                            wall: None,
+                            ..q.clone()
+                        },
+                        None => RotationTag {
+                            key_id: old_id.clone(),
+                            phase: Phase::Warned,
+                            since: now,
+                            created: Some(old.created),
+                            new_key: None,
+                            wall: None,
+                        },
                     };
-                    if let Err(t) = self
-                        .write_phase(
+                    let withdrawn = if quarantine.is_some() {
+                        self.write_tag(user, &back).await
+                    } else {
+                        self.write_phase(
                             user,
                             &back,
                             "warned",
                             &format!("CreateAccessKey failed: {e}"),
                         )
                         .await
-                    {
+                    };
+                    if let Err(t) = withdrawn {
                         tracing::warn!(user, key = %old_id, error = %t, "could not withdraw the rotation intent");
                     }
                 }
@@ -352,7 +474,10 @@ impl Applier {
             // Never leave an active key whose secret is lost.
             let why = format!("its secret could not be stored in {}: {e}", req.secret_name);
             match self.delete_key_journaled(user, &new_id, &why).await {
-                Ok(()) => self.phase_changed(user, &new_id, "discarded", &why),
+                Ok(()) => {
+                    self.phase_changed(user, PhaseKey::id(&new_id), "discarded", &why, None)
+                        .await
+                }
                 Err(d) => {
                     tracing::warn!(user, key = %new_id, error = %d, "could not delete the new key; the next pass does")
                 }
@@ -362,233 +487,24 @@ impl Applier {
             )));
         }
         crash_point("store");
-        let tag = RotationTag {
-            key_id: old_id.clone(),
-            phase: Phase::Draining,
-            since: now,
-            created: Some(old.created),
-            new_key: Some(new_id.clone()),
-        };
-        self.write_phase(
+        let (tag, event) = stored_tag(&old_id, old, quarantine.as_ref(), &new_id, now);
+        self.write_phase_with(
             user,
             &tag,
-            "draining",
-            &format!("{new_id} stored in {}; {old_id} drains", req.secret_name),
+            event,
+            &format!(
+                "{new_id} stored in {}; {old_id} {}",
+                req.secret_name,
+                if quarantine.is_some() {
+                    "stays quarantined (inactive)"
+                } else {
+                    "drains"
+                }
+            ),
+            Some(&user_tags),
         )
         .await?;
         crash_point("draining");
         Ok(Outcome::Applied)
-    }
-
-    /// Deactivate a rotated key once the drain is proven live (or forced after grace).
-    pub(super) async fn deactivate_rotated(
-        &self,
-        user: &str,
-        key: &KeyRef,
-        new_key: Option<&str>,
-        quiet_secs: u64,
-        force: bool,
-        now: DateTime<Utc>,
-    ) -> Result<Outcome> {
-        let keys = live::read_keys(&self.clients.iam, user).await?;
-        let Some(old) = find(&keys, key) else {
-            return Ok(gone(user, key));
-        };
-        let old_id = old.id.clone().unwrap_or_default();
-        if !old.active {
-            return Ok(Outcome::Skipped(format!("{old_id} is already inactive")));
-        }
-        let tag = match self.live_rotation_tag(user, &old_id).await? {
-            Some(Ok(t)) if matches!(t.phase, Phase::Warned | Phase::Draining | Phase::Stuck) => t,
-            Some(Err(e)) => return Ok(Outcome::Skipped(e)),
-            _ => {
-                return Ok(Outcome::Skipped(format!(
-                    "{old_id} has no rotation in progress any more; not touched"
-                )))
-            }
-        };
-        let new = keys
-            .iter()
-            .find(|k| match new_key.or(tag.new_key.as_deref()) {
-                Some(n) => k.id.as_deref() == Some(n),
-                None => k.id != old.id && k.active,
-            });
-        if !force {
-            let Some(new) = new.filter(|n| n.active && n.last_used.is_some()) else {
-                return Ok(Outcome::Skipped(format!(
-                    "the key replacing {old_id} is not active and used yet; {old_id} stays active"
-                )));
-            };
-            if let Some(used) = old.last_used {
-                let quiet =
-                    chrono::Duration::seconds(i64::try_from(quiet_secs).unwrap_or(i64::MAX));
-                if now - used < quiet {
-                    return Ok(Outcome::Skipped(format!(
-                        "{old_id} was used at {}, less than {quiet_secs} s ago; {} is in use too, so its consumer is still switching",
-                        used.format("%Y-%m-%dT%H:%M:%SZ"),
-                        new.label()
-                    )));
-                }
-            }
-        }
-        self.clients
-            .iam
-            .update_access_key()
-            .user_name(user)
-            .access_key_id(&old_id)
-            .status(StatusType::Inactive)
-            .send()
-            .await
-            .map_err(|e| aws_error("iam", "UpdateAccessKey", e))?;
-        crash_point("UpdateAccessKey");
-        let next = RotationTag {
-            phase: Phase::Deactivated,
-            since: now,
-            created: Some(old.created),
-            ..tag
-        };
-        let why = if force {
-            "still in use after grace; deactivated because rotation.force_after_grace = true"
-        } else {
-            "drain proven live: the new key is in use and this one is quiet"
-        };
-        self.write_phase(user, &next, "deactivated", why).await?;
-        Ok(Outcome::Applied)
-    }
-
-    /// Delete an inactive key past its recovery window, and its tags.
-    pub(super) async fn delete_rotated(&self, user: &str, key: &KeyRef) -> Result<Outcome> {
-        let keys = live::read_keys(&self.clients.iam, user).await?;
-        let Some(k) = find(&keys, key) else {
-            return Ok(gone(user, key));
-        };
-        let id = k.id.clone().unwrap_or_default();
-        if k.active {
-            return Ok(Outcome::Skipped(format!(
-                "{id} is active again; only inactive keys are deleted"
-            )));
-        }
-        self.clients
-            .iam
-            .delete_access_key()
-            .user_name(user)
-            .access_key_id(&id)
-            .send()
-            .await
-            .map_err(|e| aws_error("iam", "DeleteAccessKey", e))?;
-        self.phase_changed(user, &id, "deleted", "inactive past the recovery window");
-        if let Err(e) = self
-            .untag(
-                user,
-                vec![
-                    RotationTag::tag_key(&id),
-                    format!("{INACTIVE_SINCE_TAG_PREFIX}{id}"),
-                ],
-            )
-            .await
-        {
-            tracing::warn!(user, key = %id, error = %e, "could not remove the tags of a deleted key; the next pass does");
-        }
-        Ok(Outcome::Applied)
-    }
-
-    /// Record a phase (warned, stuck, deactivated, draining again) in the key's tag.
-    pub(super) async fn set_phase(
-        &self,
-        user: &str,
-        key: &KeyRef,
-        phase: Phase,
-        new_key: Option<&str>,
-        reason: &str,
-        now: DateTime<Utc>,
-    ) -> Result<Outcome> {
-        let keys = live::read_keys(&self.clients.iam, user).await?;
-        let Some(k) = find(&keys, key) else {
-            return Ok(gone(user, key));
-        };
-        let tag = RotationTag {
-            key_id: k.id.clone().unwrap_or_default(),
-            phase,
-            since: now,
-            created: Some(k.created),
-            new_key: new_key.map(str::to_string),
-        };
-        self.write_phase(user, &tag, phase.as_str(), reason).await?;
-        Ok(Outcome::Applied)
-    }
-
-    pub(super) async fn clear_rotation_tag(&self, user: &str, key_id: &str) -> Result<Outcome> {
-        self.untag(user, vec![RotationTag::tag_key(key_id)]).await?;
-        Ok(Outcome::Applied)
-    }
-
-    /// `iam-warden reactivate USER ACCESS_KEY_ID`: put back a key the rotation deactivated
-    /// (journaled; its lifecycle restarts at draining). Refuses any other key.
-    pub async fn reactivate(
-        &self,
-        user: &str,
-        key_id: &str,
-        now: DateTime<Utc>,
-    ) -> Result<Outcome> {
-        let tag = match self.live_rotation_tag(user, key_id).await? {
-            Some(Ok(t)) if t.phase == Phase::Deactivated => t,
-            Some(Ok(t)) => {
-                return Err(Error::Other(format!(
-                    "{key_id} of {user} is in rotation phase {}, not deactivated; reactivate only puts back keys the rotation deactivated",
-                    t.phase
-                )))
-            }
-            Some(Err(e)) => return Err(Error::Other(e)),
-            None => {
-                return Err(Error::Other(format!(
-                    "{key_id} of {user} was not deactivated by rotation (no tag {}); reactivate only puts back keys the rotation deactivated — use the IAM console for others",
-                    RotationTag::tag_key(key_id)
-                )))
-            }
-        };
-        let keys = live::read_keys(&self.clients.iam, user).await?;
-        let Some(k) = keys.iter().find(|k| k.id.as_deref() == Some(key_id)) else {
-            return Err(Error::Other(format!(
-                "{key_id} of {user} no longer exists (deleted after its recovery window); it cannot be reactivated"
-            )));
-        };
-        let reason = "reactivated by an operator (iam-warden reactivate); it drains again";
-        let target = format!("{key_id} -> active");
-        if self.mode == crate::config::Mode::DryRun {
-            let o = Outcome::DryRun;
-            self.record("reactivate_access_key", Some(user), &target, reason, &o);
-            return Ok(o);
-        }
-        self.intent("reactivate_access_key", Some(user), &target, reason)?;
-        let r = async {
-            if !k.active {
-                self.clients
-                    .iam
-                    .update_access_key()
-                    .user_name(user)
-                    .access_key_id(key_id)
-                    .status(StatusType::Active)
-                    .send()
-                    .await
-                    .map_err(|e| aws_error("iam", "UpdateAccessKey", e))?;
-            }
-            let next = RotationTag {
-                phase: if tag.new_key.is_some() {
-                    Phase::Draining
-                } else {
-                    Phase::Warned
-                },
-                since: now,
-                ..tag.clone()
-            };
-            self.write_phase(user, &next, "reactivated", reason).await
-        }
-        .await;
-        let o = match &r {
-            Ok(()) => Outcome::Applied,
-            Err(e) => Outcome::Failed(e.to_string()),
-        };
-        self.record("reactivate_access_key", Some(user), &target, reason, &o);
-        r.map(|()| o)
     }
 }

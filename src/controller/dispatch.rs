@@ -13,7 +13,9 @@ use super::key::{Exposure, ReconcileKey, Target};
 use super::mapping::{targets, BaselineNames, IamEvent};
 use super::quarantine::Quarantiner;
 use super::queue::WorkQueue;
-use crate::metrics::{metric_event_name, EventOutcome, Metrics, QueueSource, Source};
+use crate::metrics::{
+    metric_event_name, EventOutcome, Metrics, QuarantineOutcome, QueueSource, Source,
+};
 
 /// At most this many events per key wait for their latency to be measured.
 const MAX_PENDING_PER_KEY: usize = 64;
@@ -103,7 +105,18 @@ impl Dispatch {
             return None;
         };
         let q = q.clone();
-        Some(rt.spawn(async move { q.handle(&ex).await.settled() }))
+        let (queue, metrics) = (self.queue.clone(), self.metrics.clone());
+        Some(rt.spawn(async move {
+            let v = q.handle(&ex).await;
+            // A key just quarantined: reconcile its user at once, so that its replacement
+            // (rotation) does not wait for the resync.
+            if let (QuarantineOutcome::Deactivated, Some(user)) = (v.outcome, &v.user) {
+                if queue.add(ReconcileKey::User(user.clone())) {
+                    metrics.queue_added(QueueSource::Requeue);
+                }
+            }
+            v.settled()
+        }))
     }
 
     pub fn queue(&self) -> &WorkQueue<ReconcileKey> {

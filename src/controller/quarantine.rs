@@ -18,23 +18,26 @@
 //!   The key's rotation tag records `phase=quarantined since=<RFC 3339>`.
 //!
 //! [`Quarantiner::key_quarantined`] is the one place where "a key was quarantined"
-//! happens: owner notifications and the rotation of the exposed key hook in there.
+//! happens: it raises the owner's notice; the dispatch then enqueues the user so that the
+//! planner replaces the key at once (an exempt user's exposure is notified, not acted on).
 
 use chrono::Utc;
 
 use super::key::{Exposed, Exposure};
+use super::reconcile::Clock;
 use crate::apply::{Applier, Outcome, EXPOSED_REASON};
 use crate::aws::aws_error;
 use crate::baseline::checks::{exemption, is_own_identity};
 use crate::baseline::plan::{Action, PlannedAction};
 use crate::config::Config;
 use crate::error::Result;
-use crate::inventory::{live, AccountSnapshot, UserState};
+use crate::inventory::{live, AccountSnapshot, Tags, UserState};
 use crate::journal::Entry;
 use crate::metrics::{QuarantineEvent, QuarantineOutcome};
+use crate::notify::NoticeEvent;
 
-const QUARANTINED: &str =
-    "deactivated and tagged quarantined; rotate it and review its use in CloudTrail";
+const QUARANTINED: &str = "deactivated and tagged quarantined (iam-warden never reactivates \
+     it); review its use in CloudTrail";
 
 /// What became of one exposure, with a line for people.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,6 +80,8 @@ pub struct Quarantined<'a> {
     pub user: &'a str,
     pub key_id: &'a str,
     pub exposure: &'a Exposure,
+    /// The user's tags (its owner, for the notice).
+    pub tags: &'a Tags,
 }
 
 /// Handles exposures; shared by the sources through the dispatch.
@@ -86,6 +91,8 @@ pub struct Quarantiner {
     cfg: Config,
     /// iam-warden's own identity: never touched.
     own_arn: String,
+    /// The time written into the quarantine tag (the daemon's clock).
+    clock: Clock,
 }
 
 fn trigger(ex: &Exposure) -> &'static str {
@@ -102,7 +109,14 @@ impl Quarantiner {
             applier,
             cfg,
             own_arn: own_arn.to_string(),
+            clock: Clock::real(),
         }
+    }
+
+    /// Use `clock` (the daemon's) for the quarantine time.
+    pub fn with_clock(mut self, clock: Clock) -> Quarantiner {
+        self.clock = clock;
+        self
     }
 
     /// Handle one exposure: decide, act, count and log it once. Returns the verdict.
@@ -269,6 +283,14 @@ impl Quarantiner {
         };
         if let Some(v) = self.refuse_exempt(&state, &key_id) {
             self.journal_skip(user, &key_id, &v.detail);
+            self.notify_exposed(
+                user,
+                &key_id,
+                ex,
+                &format!("not deactivated: {}", v.detail),
+                &state.tags,
+            )
+            .await;
             return Ok(v);
         }
         let was_active = state
@@ -287,7 +309,7 @@ impl Quarantiner {
             account_id: self.applier.account_id.clone(),
             ..Default::default()
         };
-        let result = self.applier.apply(&view, &pa, Utc::now()).await;
+        let result = self.applier.apply(&view, &pa, self.clock.now()).await;
         let verdict = |o, detail: String| Verdict::new(o, Some(user), Some(&key_id), detail);
         Ok(match result.outcome {
             Outcome::Applied => {
@@ -296,17 +318,23 @@ impl Quarantiner {
                     user,
                     key_id: &key_id,
                     exposure: ex,
+                    tags: &state.tags,
                 })
                 .await;
                 v.announced = true;
                 v
             }
-            Outcome::DryRun => verdict(
-                QuarantineOutcome::DryRun,
-                "dry-run: the deactivation is journaled, not done; in mode enforce the key is \
-                 deactivated"
-                    .into(),
-            ),
+            Outcome::DryRun => {
+                let v = verdict(
+                    QuarantineOutcome::DryRun,
+                    "dry-run: the deactivation is journaled, not done; in mode enforce the key \
+                     is deactivated"
+                        .into(),
+                );
+                self.notify_exposed(user, &key_id, ex, &v.detail, &state.tags)
+                    .await;
+                v
+            }
             Outcome::Skipped(why) if !was_active => verdict(
                 QuarantineOutcome::Deactivated,
                 format!("{why}; quarantine tag ensured"),
@@ -370,8 +398,9 @@ impl Quarantiner {
     }
 
     /// The one place where a key has just been quarantined (deactivated now, in mode
-    /// enforce): counted and logged here. Owner notifications (reason `exposed`) and the
-    /// rotation of the exposed key belong here too.
+    /// enforce): counted and logged, and the owner's `key-exposed` notice raised. The
+    /// replacement follows: the dispatch enqueues the user, whose plan rotates the
+    /// quarantined key (`baseline::plan::rotation`).
     pub async fn key_quarantined(&self, q: &Quarantined<'_>) {
         self.emit(
             q.exposure,
@@ -382,5 +411,46 @@ impl Quarantiner {
                 QUARANTINED.into(),
             ),
         );
+        let replaced = if self.cfg.rotation.enabled
+            && self.cfg.rotation.delivery != crate::config::Delivery::None
+        {
+            "; a new key replaces it (stored like a rotated key) unless the user has another \
+             key or is exempt"
+        } else {
+            "; create a new key for its consumer (rotation.delivery = \"none\")"
+        };
+        self.notify_exposed(
+            q.user,
+            q.key_id,
+            q.exposure,
+            &format!("{QUARANTINED}{replaced}"),
+            q.tags,
+        )
+        .await;
+    }
+
+    /// The owner's `key-exposed` notice (also when the key is left active: it says so).
+    async fn notify_exposed(
+        &self,
+        user: &str,
+        key_id: &str,
+        ex: &Exposure,
+        what: &str,
+        tags: &Tags,
+    ) {
+        let source = match trigger(ex) {
+            "health" => "an AWS Health event",
+            _ => "AWS attaching its compromised-key quarantine policy",
+        };
+        self.applier
+            .notify_owner(
+                NoticeEvent::KeyExposed,
+                user,
+                Some(key_id),
+                &format!("AWS reported this access key as exposed ({source}): {what}"),
+                None,
+                Some(tags),
+            )
+            .await;
     }
 }

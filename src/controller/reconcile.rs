@@ -12,7 +12,7 @@ use super::key::ReconcileKey;
 use crate::apply::{Applier, Outcome};
 use crate::aws::Clients;
 use crate::baseline::breaker::{Admission, Window};
-use crate::baseline::plan::{inactive_marks, plan_account_level, plan_user};
+use crate::baseline::plan::{inactive_marks, plan_account_level, plan_user, UserPlan};
 use crate::baseline::policies::desired_policies;
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -29,6 +29,44 @@ pub enum Next {
     Dropped,
 }
 
+/// The daemon's clock: real time, or (tests only, `IAM_WARDEN_TEST_CLOCK`) a given start
+/// time that advances with real time. Reconcile, resync and the breaker window read it;
+/// journal timestamps stay real time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Clock {
+    offset: chrono::Duration,
+}
+
+impl Default for Clock {
+    fn default() -> Clock {
+        Clock::real()
+    }
+}
+
+impl Clock {
+    pub fn real() -> Clock {
+        Clock {
+            offset: chrono::Duration::zero(),
+        }
+    }
+
+    /// A clock that reads `at` now and advances in real time from here.
+    pub fn starting_at(at: DateTime<Utc>) -> Clock {
+        Clock {
+            offset: at - Utc::now(),
+        }
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        Utc::now() + self.offset
+    }
+
+    /// The real instant at which this clock reads `t` (now if `t` is past).
+    pub fn instant_at(&self, t: DateTime<Utc>) -> Instant {
+        Instant::now() + (t - self.now()).to_std().unwrap_or(Duration::ZERO)
+    }
+}
+
 /// Everything a reconcile needs; shared by all workers.
 pub struct Context {
     pub cfg: Config,
@@ -42,6 +80,8 @@ pub struct Context {
     /// The blast-radius breaker's window: users counted since the last resync (whose
     /// user count is the percentage base).
     pub breaker: Mutex<Window>,
+    /// "Now" for planning and the breaker window.
+    pub clock: Clock,
 }
 
 impl Context {
@@ -101,6 +141,7 @@ impl Context {
             .lock()
             .map(|b| b.retry_at(now, interval))
             .unwrap_or(now);
+        // `now` is this clock's: the window's end is turned into a real instant by it.
         Instant::now() + (at - now).to_std().unwrap_or(interval)
     }
 }
@@ -137,10 +178,11 @@ async fn reconcile_user(name: &str, ctx: &Context) -> Result<Next> {
         tracing::info!(user = name, "user no longer exists; dropped");
         return Ok(Next::Dropped);
     };
-    let now = Utc::now();
+    let now = ctx.clock.now();
     let view = ctx.view();
     let plan = plan_user(&user, &view, &ctx.cfg, now)?;
-    let requeue = next_due(&user, &ctx.cfg, now).map(|wait| Instant::now() + wait);
+    let requeue =
+        requeue_after(&user, &ctx.cfg, plan.next_due, now).map(|wait| Instant::now() + wait);
     if plan.actions.is_empty() {
         return Ok(Next::Requeue(requeue));
     }
@@ -171,7 +213,10 @@ async fn reconcile_account(ctx: &Context) -> Result<Next> {
     let (actions, _) = plan_account_level(&snap, &ctx.cfg, &desired);
     let mut fresh = snap;
     if !actions.is_empty() {
-        let results = ctx.applier.apply_all(&fresh, &actions, Utc::now()).await;
+        let results = ctx
+            .applier
+            .apply_all(&fresh, &actions, ctx.clock.now())
+            .await;
         let failed = results
             .iter()
             .filter(|r| matches!(r.outcome, Outcome::Failed(_)))
@@ -194,6 +239,45 @@ pub(crate) fn store_view(ctx: &Context, mut snap: AccountSnapshot) {
         *v = snap;
     }
 }
+
+/// When to reconcile `user` again: the earlier of [`next_due`] (unused credentials) and
+/// `rotation_due` (the rotation's next phase, `UserPlan::next_due`), as a wait from
+/// `now` clamped to [1 minute, 1 week]; `None` when nothing is due. Pure.
+pub fn requeue_after(
+    user: &UserState,
+    cfg: &Config,
+    rotation_due: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Option<Duration> {
+    let rotation = rotation_due
+        .filter(|d| *d > now)
+        .and_then(|d| (d - now).to_std().ok())
+        .map(|w| w.clamp(MIN_WAIT, MAX_WAIT));
+    match (next_due(user, cfg, now), rotation) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// The users of a resync's plan to schedule at their next rotation phase: those with
+/// nothing to do now whose next phase falls due by `horizon` (the next resync; later ones
+/// are that resync's). So after a restart the schedule is rebuilt from the tags. Pure.
+pub fn due_before(
+    users: &[UserPlan],
+    horizon: DateTime<Utc>,
+) -> impl Iterator<Item = (&str, DateTime<Utc>)> {
+    users
+        .iter()
+        .filter(|u| u.actions.is_empty())
+        .filter_map(move |u| {
+            u.next_due
+                .filter(|d| *d <= horizon)
+                .map(|d| (u.verdict.user.as_str(), d))
+        })
+}
+
+const MIN_WAIT: Duration = Duration::from_secs(60);
+const MAX_WAIT: Duration = Duration::from_secs(7 * 86_400);
 
 /// How long from `now` until this user's plan can change by time alone (a key or password
 /// crossing the unused limit, an inactive key's delete-after date), clamped to
@@ -219,10 +303,7 @@ pub fn next_due(user: &UserState, cfg: &Config, now: DateTime<Utc>) -> Option<Du
     }
     let due = dues.into_iter().filter(|d| *d > now).min()?;
     // Days are whole; never sooner than a minute, never later than a week (resync covers).
-    let wait = (due - now)
-        .to_std()
-        .ok()?
-        .clamp(Duration::from_secs(60), Duration::from_secs(7 * 86_400));
+    let wait = (due - now).to_std().ok()?.clamp(MIN_WAIT, MAX_WAIT);
     Some(wait)
 }
 
@@ -235,6 +316,7 @@ mod tests {
 
     const MIN: Duration = Duration::from_secs(60);
     const DAY: Duration = Duration::from_secs(86_400);
+    const SEC: Duration = Duration::from_secs(1);
     const WEEK: Duration = Duration::from_secs(7 * 86_400);
 
     #[test]
@@ -302,5 +384,109 @@ mod tests {
         let mut off = cfg.clone();
         off.baseline.credentials.revoke_unused = false;
         assert_eq!(next_due(&u, &off, now()), None);
+    }
+
+    #[test]
+    fn requeue_takes_the_earlier_of_unused_and_rotation() {
+        let cfg = cfg(); // unused_days 45
+        let h = |n: i64| now() + chrono::Duration::hours(n);
+        // Key used 40 days ago: unused due in 6 days.
+        let used = user("s").keys(&[key("AKIA1", 100, Some(40))]).build();
+        let none = user("n").build();
+        type Row<'a> = (
+            &'a str,
+            &'a UserState,
+            Option<DateTime<Utc>>,
+            Option<Duration>,
+        );
+        let table: Vec<Row> = vec![
+            ("nothing at all", &none, None, None),
+            ("rotation only", &none, Some(h(5)), Some(5 * 3600 * SEC)),
+            ("unused only", &used, None, Some(6 * DAY)),
+            ("rotation first", &used, Some(h(30)), Some(30 * 3600 * SEC)),
+            ("unused first", &used, Some(h(24 * 8)), Some(6 * DAY)),
+            (
+                "rotation in the past is ignored",
+                &used,
+                Some(h(-1)),
+                Some(6 * DAY),
+            ),
+            (
+                "rotation in the past, nothing else",
+                &none,
+                Some(h(-1)),
+                None,
+            ),
+            (
+                "rotation in 10 s: at least a minute",
+                &none,
+                Some(now() + chrono::Duration::seconds(10)),
+                Some(MIN),
+            ),
+            (
+                "rotation in a month: at most a week",
+                &none,
+                Some(h(24 * 30)),
+                Some(WEEK),
+            ),
+        ];
+        for (name, u, rot, want) in table {
+            assert_eq!(requeue_after(u, &cfg, rot, now()), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn resync_schedules_the_phases_due_before_the_next_resync() {
+        let cfg = cfg(); // max 90 days, warn 14 days before
+        let plan = |u: &UserState| plan_user(u, &snap_with_baseline_groups(), &cfg, now()).unwrap();
+        // Warned in 30 minutes (created 76 days minus 30 minutes ago).
+        let mut soon_key = key("AKIASOON00000000001", 76, Some(1));
+        soon_key.created += chrono::Duration::minutes(30);
+        let soon = user("soon").keys(&[soon_key]).build();
+        let young = user("young")
+            .keys(&[key("AKIAYOUNG0000000001", 10, Some(1))])
+            .build();
+        let due_now = user("due-now")
+            .keys(&[key("AKIADUE000000000001", 80, Some(1))])
+            .build();
+        let plans = vec![
+            plan(&soon),
+            plan(&young),
+            plan(&due_now),
+            plan(&user("none").build()),
+        ];
+        assert!(
+            !plans[2].actions.is_empty(),
+            "due now: enqueued at once, not scheduled"
+        );
+        let hour = now() + chrono::Duration::hours(1);
+        let got: Vec<_> = due_before(&plans, hour).collect();
+        assert_eq!(got, vec![("soon", now() + chrono::Duration::minutes(30))]);
+        // A horizon a year out takes the young key's warning too.
+        let year = now() + chrono::Duration::days(365);
+        let got: Vec<&str> = due_before(&plans, year).map(|(u, _)| u).collect();
+        assert_eq!(got, vec!["soon", "young"]);
+    }
+
+    #[test]
+    fn an_offset_clock_starts_at_the_given_time_and_advances() {
+        let at: DateTime<Utc> = "2030-01-01T00:00:00Z".parse().unwrap();
+        let c = Clock::starting_at(at);
+        let read = c.now();
+        assert!(
+            read >= at && read - at < chrono::Duration::seconds(5),
+            "{read}"
+        );
+        assert!(c.now() >= read, "never goes back");
+        let real = Clock::real().now();
+        assert!((real - Utc::now()).num_seconds().abs() < 5);
+        // An instant an hour ahead on this clock is an hour ahead in real time.
+        let later = c.instant_at(c.now() + chrono::Duration::hours(1));
+        let wait = later - Instant::now();
+        assert!(
+            wait > Duration::from_secs(3590) && wait <= Duration::from_secs(3600),
+            "{wait:?}"
+        );
+        assert!(c.instant_at(at - chrono::Duration::days(1)) <= Instant::now());
     }
 }

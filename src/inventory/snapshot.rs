@@ -11,10 +11,11 @@ use chrono::{DateTime, Utc};
 
 use super::credential_report::{self, ParsedReport};
 use super::{
-    arn_name, decode_policy_document, live, to_chrono, AccountSnapshot, GroupState,
+    arn_name, decode_policy_document, live, to_chrono, AccessKeyState, AccountSnapshot, GroupState,
     ManagedPolicyState, Observed, PasswordPolicyState, UserState,
 };
 use crate::aws::{aws_error, Clients};
+use crate::config::ROTATION_TAG_PREFIX;
 use crate::error::{Error, Result};
 
 /// How long to wait for AWS to generate the credential report before giving up.
@@ -87,7 +88,8 @@ pub async fn read_account_level(clients: &Clients) -> Result<AccountSnapshot> {
 }
 
 /// Join GAAD users with their report rows. Returns the users the report covers and the
-/// names of those it does not (created after it, or with an unreadable row).
+/// names of those it does not (created after it, or with an unreadable row, or whose keys
+/// the rotation could not tell apart: see [`keys_indistinct`]).
 pub fn merge_report(
     gaad_users: Vec<UserState>,
     report: ParsedReport,
@@ -97,6 +99,7 @@ pub fn merge_report(
     let mut missing = Vec::new();
     for mut u in gaad_users {
         match rows.remove(&u.name) {
+            Some(row) if keys_indistinct(&u, &row.keys) => missing.push(u.name),
             Some(row) => {
                 u.password = row.password;
                 u.mfa_active = row.mfa_active;
@@ -108,6 +111,16 @@ pub fn merge_report(
         }
     }
     (covered, missing)
+}
+
+/// A user with rotation tags whose two report keys were created in the same second: the
+/// report names keys by slot and CreateDate only, and rotation tags match report keys by
+/// CreateDate, so such keys are read live (with their ids) instead.
+fn keys_indistinct(u: &UserState, keys: &[AccessKeyState]) -> bool {
+    matches!(keys, [a, b] if (a.created - b.created).num_seconds().abs() < 1)
+        && u.tags
+            .iter()
+            .any(|(k, _)| k.starts_with(ROTATION_TAG_PREFIX))
 }
 
 type Gaad = (
@@ -351,5 +364,35 @@ mod tests {
         );
         assert_eq!(covered[0].observed, Observed::CredentialReport);
         assert_eq!(missing, vec!["broken".to_string(), "new".to_string()]);
+    }
+
+    #[test]
+    fn report_keys_made_in_the_same_second_are_read_live_for_rotation() {
+        let header = "user,arn,user_creation_time,password_enabled,password_last_used,password_last_changed,mfa_active,access_key_1_active,access_key_1_last_rotated,access_key_1_last_used_date,access_key_2_active,access_key_2_last_rotated,access_key_2_last_used_date\n";
+        let row = |name: &str, second: &str| {
+            format!("{name},arn:aws:iam::1:user/{name},2025-01-01T00:00:00+00:00,false,N/A,N/A,false,true,2025-01-01T00:00:00+00:00,N/A,true,2025-01-01T00:00:{second}+00:00,N/A\n")
+        };
+        let csv = format!(
+            "{header}{}{}{}",
+            row("same", "00"),
+            row("apart", "05"),
+            row("untagged", "00")
+        );
+        let report: ParsedReport = credential_report::parse(csv.as_bytes()).unwrap();
+        let tagged = |name: &str| {
+            let mut u = gaad_user(name);
+            u.tags.insert(
+                format!("{ROTATION_TAG_PREFIX}AKIAEXAMPLE00000001"),
+                "phase=draining since=2025-01-02T00:00:00Z new=AKIAEXAMPLE00000002".into(),
+            );
+            u
+        };
+        let (covered, missing) = merge_report(
+            vec![tagged("same"), tagged("apart"), gaad_user("untagged")],
+            report,
+        );
+        let names: Vec<&str> = covered.iter().map(|u| u.name.as_str()).collect();
+        assert_eq!(names, vec!["apart", "untagged"]);
+        assert_eq!(missing, vec!["same".to_string()]);
     }
 }

@@ -86,7 +86,8 @@ pub const WRITE_ACTIONS: &[&str] = &[
 
 /// The `event` label values of `iam_warden_rotation_events_total`: the rotation phases a
 /// key enters, plus `deleted` (after recovery), `discarded` (a new key whose secret was
-/// never stored, deleted on recovery) and `reactivated`.
+/// never stored, deleted on recovery), `reactivated` and `replaced` (a quarantined key got
+/// its new key).
 pub const ROTATION_EVENTS: &[&str] = &[
     "warned",
     "rotating",
@@ -96,6 +97,7 @@ pub const ROTATION_EVENTS: &[&str] = &[
     "deleted",
     "discarded",
     "reactivated",
+    "replaced",
 ];
 
 /// The `service` label values of `iam_warden_aws_calls_total`.

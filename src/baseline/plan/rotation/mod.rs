@@ -13,6 +13,8 @@
 //!   draining --(grace_days passed, old key still used)--> stuck (reported once)
 //!   stuck --(drain proof, or force_after_grace)--> deactivated
 //!   deactivated --(recovery_days)--> deleted;  deactivated --(reactivate)--> draining
+//!   (exposed) --> quarantined (inactive, never reactivated) --(delivery set, no other key)-->
+//!     replaced (new=<id>) --(recovery_days)--> deleted
 //! ```
 //!
 //! With `delivery = "none"` no key is ever created: warned, then at max age + `grace_days`
@@ -28,6 +30,7 @@
 //! rotation tag is a `rotation-stuck` finding and nothing is done to its key (for a user
 //! read from the credential report, whose keys have no id, to none of its keys).
 
+mod quarantined;
 mod stats;
 mod tag;
 
@@ -39,6 +42,8 @@ use super::{Action, KeyRef, PlannedAction};
 use crate::baseline::checks::{Check, Finding};
 use crate::config::{delivery_name, Config, Delivery, ROTATION_TAG_PREFIX};
 use crate::inventory::{AccessKeyState, Observed, UserState};
+use quarantined::{foreign_key, plan_quarantined};
+pub use quarantined::{orphan_candidate, ORPHAN_AFTER, ORPHAN_BEFORE};
 pub use stats::{key_stats, KeyStats, KEY_AGE_BUCKETS_DAYS, KEY_PHASES};
 pub use tag::{is_access_key_id, rotation_tags, Phase, RotationTag};
 
@@ -445,7 +450,7 @@ fn deletable_inactive(ctx: &KeyCtx<'_>, o: &AccessKeyState) -> Option<String> {
     let (tags, _) = rotation_tags(ctx.user);
     let since = tags
         .iter()
-        .find(|t| t.matches(o) && t.phase == Phase::Deactivated)
+        .find(|t| t.matches(o) && matches!(t.phase, Phase::Deactivated | Phase::Quarantined))
         .map(|t| t.since)
         .or_else(|| {
             super::inactive_marks(ctx.user)
@@ -490,6 +495,10 @@ fn plan_tagged(
                     if k.active { "delivery is now \"none\"" } else { "inactive" },
                     RotationTag::tag_key(&t.key_id)
                 )));
+                return;
+            }
+            if let Some(f) = foreign_key(ctx, t) {
+                rp.findings.push(f);
                 return;
             }
             match delivery_name(&r.name_template, &ctx.user.name, r.delivery) {
@@ -589,6 +598,7 @@ fn plan_tagged(
                 ));
             }
         }
+        Phase::Quarantined => plan_quarantined(ctx, t, deleting, rp),
         Phase::Deactivated => {
             if k.active {
                 let (phase, reason) = match &t.new_key {

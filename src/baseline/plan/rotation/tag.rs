@@ -24,15 +24,20 @@ pub enum Phase {
     Stuck,
     /// Deactivated by the rotation; deleted after `recovery_days`.
     Deactivated,
+    /// Reported exposed and deactivated at once (value written by the quarantine:
+    /// `phase=quarantined since=<RFC 3339>`). Never reactivated by iam-warden; replaced by
+    /// a new key when a delivery is configured; deleted after `recovery_days`.
+    Quarantined,
 }
 
 impl Phase {
-    pub const ALL: [Phase; 5] = [
+    pub const ALL: [Phase; 6] = [
         Phase::Warned,
         Phase::Rotating,
         Phase::Draining,
         Phase::Stuck,
         Phase::Deactivated,
+        Phase::Quarantined,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -42,6 +47,7 @@ impl Phase {
             Phase::Draining => "draining",
             Phase::Stuck => "stuck",
             Phase::Deactivated => "deactivated",
+            Phase::Quarantined => "quarantined",
         }
     }
 }
@@ -59,7 +65,7 @@ impl FromStr for Phase {
             .into_iter()
             .find(|p| p.as_str() == s)
             .ok_or_else(|| {
-                format!("unknown phase {s:?} (warned, rotating, draining, stuck, deactivated)")
+                format!("unknown phase {s:?} (warned, rotating, draining, stuck, deactivated, quarantined)")
             })
     }
 }
@@ -73,8 +79,13 @@ pub struct RotationTag {
     pub since: DateTime<Utc>,
     /// The key's CreateDate (to match credential-report keys, which have no id).
     pub created: Option<DateTime<Utc>>,
-    /// The new key of the rotation (draining, stuck, deactivated).
+    /// The new key of the rotation (draining, stuck, deactivated; quarantined once
+    /// replaced).
     pub new_key: Option<String>,
+    /// The real wall-clock time at which the rotation's intent was written (never a test
+    /// clock): a key is taken for this rotation's orphan new key only if AWS created it
+    /// shortly after. Set while rotating (and on a quarantined key being replaced).
+    pub wall: Option<DateTime<Utc>>,
 }
 
 fn rfc3339(t: DateTime<Utc>) -> String {
@@ -102,6 +113,9 @@ impl RotationTag {
         if let Some(n) = &self.new_key {
             v.push_str(&format!(" new={n}"));
         }
+        if let Some(w) = self.wall {
+            v.push_str(&format!(" wall={}", rfc3339(w)));
+        }
         v
     }
 
@@ -122,12 +136,14 @@ impl RotationTag {
                 .map(|d| d.with_timezone(&Utc))
                 .map_err(|_| format!("{s:?} is not an RFC 3339 time"))
         };
-        let (mut phase, mut since, mut created, mut new_key) = (None, None, None, None);
+        let (mut phase, mut since, mut created, mut new_key, mut wall) =
+            (None, None, None, None, None);
         for part in value.split_whitespace() {
             match part.split_once('=') {
                 Some(("phase", p)) => phase = Some(p.parse::<Phase>()?),
                 Some(("since", t)) => since = Some(time(t)?),
                 Some(("created", t)) => created = Some(time(t)?),
+                Some(("wall", t)) => wall = Some(time(t)?),
                 Some(("new", n)) if is_access_key_id(n) => new_key = Some(n.to_string()),
                 Some(("new", n)) => return Err(format!("new={n:?} is not an AccessKeyId")),
                 _ => return Err(format!("unexpected {part:?}")),
@@ -144,7 +160,13 @@ impl RotationTag {
             since,
             created,
             new_key,
+            wall,
         })
+    }
+
+    /// A quarantined key whose replacement was started (intent written) but not stored.
+    pub fn quarantine_replacing(&self) -> bool {
+        self.phase == Phase::Quarantined && self.wall.is_some() && self.new_key.is_none()
     }
 
     /// Does this tag belong to `k` (by id, or for a report key by creation time)?

@@ -469,6 +469,7 @@ fn report_keys_match_tags_by_creation_time() {
                 since: days_ago(3),
                 created: Some(created),
                 new_key: Some(NEW.into()),
+                wall: None,
             }
             .value(),
         )
@@ -510,6 +511,7 @@ fn tags_round_trip_and_reject_nonsense() {
         since: now(),
         created: Some(days_ago(90)),
         new_key: Some(NEW.into()),
+        wall: None,
     };
     let v = t.value();
     assert!(v.len() <= 256);
@@ -690,5 +692,261 @@ mod properties {
             ex.tags.insert(EXEMPT_TAG.into(), "true".into());
             prop_assert!(run(&ex, &c).actions.is_empty());
         }
+    }
+}
+
+/// The rotation tag of `OLD` in `phase` since `since` days ago, with a new key and the
+/// intent's wall time.
+fn tag_at(
+    phase: Phase,
+    since: i64,
+    new: Option<&str>,
+    wall: Option<chrono::DateTime<chrono::Utc>>,
+) -> (String, String) {
+    let t = RotationTag {
+        key_id: OLD.into(),
+        phase,
+        since: days_ago(since),
+        created: None,
+        new_key: new.map(str::to_string),
+        wall,
+    };
+    (RotationTag::tag_key(OLD), t.value())
+}
+
+fn created_at(mut k: AccessKeyState, t: chrono::DateTime<chrono::Utc>) -> AccessKeyState {
+    k.created = t;
+    k
+}
+
+#[test]
+fn quarantined_keys_and_the_orphan_window() {
+    let d = cfg(); // recovery 7
+    let none = {
+        let mut c = cfg();
+        c.rotation.delivery = Delivery::None;
+        c
+    };
+    let q = Phase::Quarantined;
+    let wall = hours_ago(1);
+    let exposed = || inactive(key(OLD, 10, Some(0)));
+    let cases = vec![
+        Case {
+            name: "quarantined, no other key: replaced at once",
+            user: with_tag(user("u"), tag_at(q, 0, None, None))
+                .keys(&[exposed()])
+                .build(),
+            cfg: d.clone(),
+            actions: vec!["rotate_access_key"],
+            findings: vec![],
+            next_due: Some(days_ago(0) + Duration::days(7)),
+        },
+        Case {
+            name: "quarantined, delivery none: a finding only",
+            user: with_tag(user("u"), tag_at(q, 0, None, None))
+                .keys(&[exposed()])
+                .build(),
+            cfg: none.clone(),
+            actions: vec![],
+            findings: vec!["rotation-stuck"],
+            next_due: Some(days_ago(0) + Duration::days(7)),
+        },
+        Case {
+            name: "quarantined, the user has another active key: it is the replacement",
+            user: with_tag(user("u"), tag_at(q, 0, None, None))
+                .keys(&[exposed(), key(NEW, 5, Some(0))])
+                .build(),
+            cfg: d.clone(),
+            actions: vec![],
+            findings: vec![],
+            next_due: Some(days_ago(0) + Duration::days(7)),
+        },
+        Case {
+            name: "quarantined, the other key is inactive: no room for a new one",
+            user: with_tag(user("u"), tag_at(q, 0, None, None))
+                .keys(&[exposed(), inactive(key(NEW, 5, Some(3)))])
+                .build(),
+            cfg: d.clone(),
+            // The unused-key path marks the other inactive key (its delete clock).
+            actions: vec!["tag_user"],
+            findings: vec!["rotation-stuck"],
+            next_due: Some(days_ago(0) + Duration::days(7)),
+        },
+        Case {
+            name: "quarantined and replaced: waits for the recovery window",
+            user: with_tag(user("u"), tag_at(q, 2, Some(NEW), None))
+                .keys(&[exposed(), key(NEW, 2, Some(0))])
+                .build(),
+            cfg: d.clone(),
+            actions: vec![],
+            findings: vec![],
+            next_due: Some(days_ago(2) + Duration::days(7)),
+        },
+        Case {
+            name: "quarantined past the recovery window: deleted",
+            user: with_tag(user("u"), tag_at(q, 8, Some(NEW), None))
+                .keys(&[exposed(), key(NEW, 8, Some(0))])
+                .build(),
+            cfg: d.clone(),
+            actions: vec!["delete_rotated_key"],
+            findings: vec![],
+            // The new key's own warning (90 - 14 days after it was made).
+            next_due: Some(days_ago(8) + Duration::days(76)),
+        },
+        Case {
+            name: "quarantined but active again: never reactivated, a finding",
+            user: with_tag(user("u"), tag_at(q, 1, None, None))
+                .keys(&[key(OLD, 10, Some(0))])
+                .build(),
+            cfg: d.clone(),
+            actions: vec![],
+            findings: vec!["rotation-stuck"],
+            next_due: None,
+        },
+        Case {
+            name:
+                "quarantined, replacement interrupted, its key made right after the intent: resumed",
+            user: with_tag(user("u"), tag_at(q, 0, None, Some(wall)))
+                .keys(&[
+                    exposed(),
+                    created_at(key(NEW, 0, None), wall + Duration::seconds(2)),
+                ])
+                .build(),
+            cfg: d.clone(),
+            actions: vec!["rotate_access_key"],
+            findings: vec![],
+            next_due: Some(days_ago(0) + Duration::days(7)),
+        },
+        Case {
+            name: "quarantined, replacement interrupted, a key a person made before: left alone",
+            user: with_tag(user("u"), tag_at(q, 0, None, Some(wall)))
+                .keys(&[
+                    exposed(),
+                    created_at(key(NEW, 0, None), wall - Duration::hours(2)),
+                ])
+                .build(),
+            cfg: d.clone(),
+            actions: vec![],
+            findings: vec!["rotation-stuck"],
+            next_due: Some(days_ago(0) + Duration::days(7)),
+        },
+        Case {
+            name: "rotating, the other key made 10 min after the intent: the orphan, resumed",
+            user: with_tag(user("u"), tag_at(Phase::Rotating, 0, None, Some(wall)))
+                .keys(&[
+                    key(OLD, 91, Some(1)),
+                    created_at(key(NEW, 0, None), wall + Duration::minutes(10)),
+                ])
+                .build(),
+            cfg: d.clone(),
+            actions: vec!["rotate_access_key"],
+            findings: vec!["key-too-old", "two-active-keys"],
+            next_due: Some(wall + Duration::minutes(10) + Duration::days(76)),
+        },
+        Case {
+            name: "rotating, the other key made by a person long before the intent: left alone",
+            user: with_tag(user("u"), tag_at(Phase::Rotating, 0, None, Some(wall)))
+                .keys(&[key(OLD, 91, Some(1)), key(NEW, 60, Some(1))])
+                .build(),
+            cfg: d.clone(),
+            actions: vec![],
+            findings: vec!["key-too-old", "rotation-stuck", "two-active-keys"],
+            next_due: Some(days_ago(60) + Duration::days(76)),
+        },
+        Case {
+            name: "rotating without a recorded wall time: no key is taken for the orphan",
+            user: with_tag(user("u"), tag_at(Phase::Rotating, 0, None, None))
+                .keys(&[key(OLD, 91, Some(1)), key(NEW, 0, None)])
+                .build(),
+            cfg: d.clone(),
+            actions: vec![],
+            findings: vec!["key-too-old", "rotation-stuck", "two-active-keys"],
+            next_due: Some(days_ago(0) + Duration::days(76)),
+        },
+    ];
+    for c in cases {
+        let p = run(&c.user, &c.cfg);
+        assert_eq!(names(&p), c.actions, "{}: {:#?}", c.name, p.actions);
+        let mut got = checks(&p);
+        got.sort_unstable();
+        got.dedup();
+        let mut want = c.findings.clone();
+        want.sort_unstable();
+        assert_eq!(got, want, "{}: {:#?}", c.name, p.verdict.findings);
+        assert_eq!(p.next_due, c.next_due, "{}", c.name);
+    }
+}
+
+#[test]
+fn quarantine_tags_parse_and_the_orphan_window_is_bounded() {
+    let key = RotationTag::tag_key(OLD);
+    // The value the quarantine writes is a phase, not a malformed tag.
+    let t = RotationTag::parse(&key, "phase=quarantined since=2026-12-01T15:30:17Z")
+        .unwrap()
+        .unwrap();
+    assert_eq!(t.phase, Phase::Quarantined);
+    assert_eq!((t.new_key.clone(), t.wall), (None, None));
+    assert!(!t.quarantine_replacing());
+    let w: chrono::DateTime<chrono::Utc> = "2026-12-01T15:31:00Z".parse().unwrap();
+    let replacing = RotationTag {
+        wall: Some(w),
+        ..t.clone()
+    };
+    assert!(replacing.quarantine_replacing());
+    let back = RotationTag::parse(&key, &replacing.value())
+        .unwrap()
+        .unwrap();
+    assert_eq!(back, replacing, "round trip with wall=");
+    assert!(crate::apply::is_quarantine_tag(&replacing.value()));
+    let done = RotationTag {
+        new_key: Some(NEW.into()),
+        wall: None,
+        ..t
+    };
+    assert!(!done.quarantine_replacing());
+    assert_eq!(
+        RotationTag::parse(&key, &done.value()).unwrap().unwrap(),
+        done
+    );
+    assert!(RotationTag::parse(
+        &key,
+        "phase=quarantined since=2026-12-01T15:30:17Z wall=soon"
+    )
+    .unwrap()
+    .is_err());
+    // The orphan window: -1 min .. +10 min around the intent's wall time; none without it.
+    let s = |n: i64| w + Duration::seconds(n);
+    for (created, want) in [
+        (s(-61), false),
+        (s(-60), true),
+        (s(0), true),
+        (s(599), true),
+        (s(600), true),
+        (s(601), false),
+        (s(-86_400 * 30), false),
+    ] {
+        assert_eq!(orphan_candidate(Some(w), created), want, "{created}");
+    }
+    assert!(!orphan_candidate(None, w));
+}
+
+#[test]
+fn a_quarantined_key_of_a_report_user_is_matched_by_its_create_date() {
+    let mut k = inactive(key(OLD, 10, Some(0)));
+    let created = k.created;
+    k.id = None;
+    let value = crate::apply::quarantine_tag_value_of(days_ago(0), created);
+    let mut u = user("u")
+        .tag(&RotationTag::tag_key(OLD), &value)
+        .keys(&[k])
+        .build();
+    u.observed = Observed::CredentialReport;
+    let p = run(&u, &cfg());
+    assert_eq!(names(&p), vec!["rotate_access_key"], "{:#?}", p.actions);
+    match &p.actions[0].action {
+        Action::RotateAccessKey { key, .. } => {
+            assert_eq!(key.id.as_deref(), Some(OLD), "the id learnt from the tag")
+        }
+        other => panic!("{other:?}"),
     }
 }

@@ -1,0 +1,645 @@
+//! Key rotation in the daemon (`iam-warden run`) against moto, with the test-only
+//! `IAM_WARDEN_TEST_CLOCK` (the daemon's clock starts at the given time and advances in real
+//! time; keys are created now, "now" for iam-warden is days later) and a webhook receiver
+//! started here that checks each notice's signature.
+//!
+//! - The lifecycle: warned at start; rotated when the next phase falls due, by the
+//!   reconcile's requeue (the resync interval is an hour); deactivated after a restart with a
+//!   later clock (the new key used, the old one quiet); after another restart shortly
+//!   before the recovery window ends, deleted at that time (scheduled by the resync).
+//! - An exposed key (AWS Health event over SQS): inactive at once, replaced by a new key
+//!   stored in Secrets Manager that works, a key-exposed notice; `reactivate` refuses it.
+//! - Logs, journal, /metrics and webhook bodies never contain a secret.
+
+mod support;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use chrono::{DateTime, Utc};
+use hmac::{Hmac, KeyInit, Mac};
+use support::{bin, create_queue, eventually, shared_moto, Account};
+
+const DEADLINE: Duration = Duration::from_secs(60);
+const KEY: &str = "rotation-daemon-signing-key-0123456789";
+const PREFIX: &str = "iam-warden/rotation/";
+
+// ---- a webhook receiver that checks every signature ----
+
+#[derive(Clone, Default)]
+struct Received {
+    bodies: Arc<Mutex<Vec<String>>>,
+    bad_signatures: Arc<Mutex<usize>>,
+}
+
+fn sign(body: &[u8]) -> String {
+    let mut mac = <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(KEY.as_bytes()).unwrap();
+    mac.update(body);
+    let hex: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("sha256={hex}")
+}
+
+async fn hook(
+    State(r): State<Received>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> StatusCode {
+    let sig = headers
+        .get("x-iam-warden-signature")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if sig != sign(&body) {
+        *r.bad_signatures.lock().unwrap() += 1;
+        return StatusCode::UNAUTHORIZED;
+    }
+    r.bodies
+        .lock()
+        .unwrap()
+        .push(String::from_utf8_lossy(&body).into_owned());
+    StatusCode::NO_CONTENT
+}
+
+async fn receiver() -> (SocketAddr, Received) {
+    let r = Received::default();
+    let app = axum::Router::new()
+        .route("/hook", post(hook))
+        .with_state(r.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (addr, r)
+}
+
+impl Received {
+    fn notices(&self) -> Vec<serde_json::Value> {
+        self.bodies
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|b| serde_json::from_str(b).unwrap())
+            .collect()
+    }
+
+    /// Wait for a notice `event` about `key`; returns it.
+    async fn wait_for(&self, event: &str, key: &str) -> serde_json::Value {
+        eventually(&format!("a {event} notice for {key}"), DEADLINE, || async {
+            self.notices()
+                .into_iter()
+                .find(|n| n["event"] == event && n["access_key_id"] == key)
+        })
+        .await
+    }
+}
+
+// ---- the daemon ----
+
+struct Daemon {
+    child: Child,
+    addr: Arc<Mutex<Option<String>>>,
+    log: Arc<Mutex<String>>,
+}
+
+impl Daemon {
+    fn start(env: &[(String, String)], clock: Option<DateTime<Utc>>) -> Daemon {
+        let mut cmd = Command::new(bin());
+        cmd.arg("run")
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        if let Some(at) = clock {
+            cmd.env("IAM_WARDEN_TEST_CLOCK", at.to_rfc3339());
+        }
+        let mut child = cmd.spawn().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let addr = Arc::new(Mutex::new(None));
+        let log = Arc::new(Mutex::new(String::new()));
+        let (a, l) = (addr.clone(), log.clone());
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
+                    if v["message"] == "listening" {
+                        *a.lock().unwrap() = v["addr"].as_str().map(str::to_string);
+                    }
+                }
+                let mut l = l.lock().unwrap();
+                l.push_str(&line);
+                l.push('\n');
+            }
+        });
+        Daemon { child, addr, log }
+    }
+
+    async fn addr(&self) -> String {
+        let a = self.addr.clone();
+        eventually("the daemon to listen", DEADLINE, || {
+            let a = a.clone();
+            async move { a.lock().unwrap().clone() }
+        })
+        .await
+    }
+
+    async fn metrics(&self) -> String {
+        http_get(&self.addr().await, "/metrics").1
+    }
+
+    async fn wait_ready(&self) {
+        let addr = self.addr().await;
+        eventually("/readyz to say ready", DEADLINE, || {
+            let addr = addr.clone();
+            async move { (http_get(&addr, "/readyz").0 == 200).then_some(()) }
+        })
+        .await;
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// SIGTERM and wait for exit 0; returns the log.
+    async fn stop(mut self) -> String {
+        let ok = Command::new("kill")
+            .args(["-s", "TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+        let child = &mut self.child;
+        let code = eventually("the daemon to exit", DEADLINE, || {
+            let r = child.try_wait().unwrap();
+            async move { r.map(|s| s.code().unwrap_or(-1)) }
+        })
+        .await;
+        let log = self.log();
+        assert_eq!(code, 0, "{log}");
+        log
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn http_get(addr: &str, path: &str) -> (u16, String) {
+    let Ok(mut s) = TcpStream::connect(addr) else {
+        return (0, String::new());
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+    let _ = write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    );
+    let mut buf = String::new();
+    let _ = s.read_to_string(&mut buf);
+    let code = buf
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = buf
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (code, body)
+}
+
+// ---- the lab: an account, a state directory, a receiver ----
+
+struct Lab {
+    acct: Account,
+    dir: tempfile::TempDir,
+    env: Vec<(String, String)>,
+    hook: Received,
+    /// Everything the daemons logged and served on /metrics.
+    seen: Mutex<String>,
+}
+
+impl Lab {
+    async fn new(extra: &[(&str, &str)]) -> Lab {
+        let acct = Account::new(shared_moto()).await;
+        let dir = tempfile::tempdir().unwrap();
+        let key_file = dir.path().join("webhook-key");
+        std::fs::write(&key_file, KEY).unwrap();
+        let (addr, hook) = receiver().await;
+        let mut env = acct.env();
+        for (k, v) in [
+            ("IAM_WARDEN_STATE_DIR", dir.path().display().to_string()),
+            ("IAM_WARDEN_MODE", "enforce".into()),
+            ("IAM_WARDEN_LOG_FORMAT", "json".into()),
+            ("RUST_LOG", "info".into()),
+            ("IAM_WARDEN_SERVER__LISTEN", "127.0.0.1:0".into()),
+            ("IAM_WARDEN_SAFETY__MAX_USERS_CHANGED_PERCENT", "100".into()),
+            ("IAM_WARDEN_CONTROLLER__WRITES_PER_SECOND", "100".into()),
+            ("IAM_WARDEN_CONTROLLER__WRITE_BURST", "100".into()),
+            ("IAM_WARDEN_RESYNC__INTERVAL", "1h".into()),
+            ("IAM_WARDEN_SOURCES__CLOUDTRAIL__ENABLED", "false".into()),
+            ("IAM_WARDEN_AWS__MAX_ATTEMPTS", "2".into()),
+            (
+                "IAM_WARDEN_BASELINE__CREDENTIALS__MAX_KEY_AGE_DAYS",
+                "2".into(),
+            ),
+            ("IAM_WARDEN_ROTATION__WARN_DAYS", "1".into()),
+            ("IAM_WARDEN_ROTATION__DRAIN_QUIET", "10d".into()),
+            ("IAM_WARDEN_ROTATION__GRACE_DAYS", "30".into()),
+            ("IAM_WARDEN_ROTATION__RECOVERY_DAYS", "3".into()),
+            (
+                "IAM_WARDEN_NOTIFICATIONS__WEBHOOK_URL",
+                format!("http://{addr}/hook"),
+            ),
+            (
+                "IAM_WARDEN_NOTIFICATIONS__WEBHOOK_SECRET_FILE",
+                key_file.display().to_string(),
+            ),
+        ] {
+            env.push((k.into(), v));
+        }
+        for (k, v) in extra {
+            env.retain(|(e, _)| e != k);
+            env.push((k.to_string(), v.to_string()));
+        }
+        Lab {
+            acct,
+            dir,
+            env,
+            hook,
+            seen: Mutex::new(String::new()),
+        }
+    }
+
+    fn start(&self, clock: Option<DateTime<Utc>>) -> Daemon {
+        Daemon::start(&self.env, clock)
+    }
+
+    /// Stop the daemon, keeping its log and /metrics for the secret scan.
+    async fn stop(&self, d: Daemon) {
+        let metrics = d.metrics().await;
+        let log = d.stop().await;
+        let mut seen = self.seen.lock().unwrap();
+        seen.push_str(&log);
+        seen.push_str(&metrics);
+    }
+
+    fn journal_path(&self) -> PathBuf {
+        self.dir.path().join("journal.jsonl")
+    }
+
+    async fn tag(&self, user: &str, key: &str) -> Option<String> {
+        let out = self
+            .acct
+            .iam
+            .list_user_tags()
+            .user_name(user)
+            .send()
+            .await
+            .unwrap();
+        out.tags()
+            .iter()
+            .find(|t| t.key() == format!("{PREFIX}{key}"))
+            .map(|t| t.value().to_string())
+    }
+
+    async fn wait_phase(&self, user: &str, key: &str, phase: &str) -> String {
+        let want = format!("phase={phase} ");
+        eventually(&format!("{key} of {user} {phase}"), DEADLINE, || async {
+            self.tag(user, key).await.filter(|t| t.starts_with(&want))
+        })
+        .await
+    }
+
+    /// (id, status) of the user's keys, oldest first.
+    async fn keys(&self, user: &str) -> Vec<(String, String)> {
+        let out = self
+            .acct
+            .iam
+            .list_access_keys()
+            .user_name(user)
+            .send()
+            .await
+            .unwrap();
+        let mut m: Vec<_> = out.access_key_metadata().to_vec();
+        m.sort_by_key(|k| k.create_date().map(|d| (d.secs(), d.subsec_nanos())));
+        m.iter()
+            .map(|k| {
+                (
+                    k.access_key_id().unwrap().to_string(),
+                    k.status().unwrap().as_str().to_string(),
+                )
+            })
+            .collect()
+    }
+
+    async fn status(&self, user: &str, key: &str) -> String {
+        self.keys(user)
+            .await
+            .into_iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, s)| s)
+            .unwrap_or_else(|| "gone".into())
+    }
+
+    /// The (AccessKeyId, SecretAccessKey) stored for `user` (AWSCURRENT).
+    async fn stored(&self, user: &str) -> (String, String) {
+        let sm = aws_sdk_secretsmanager::Client::new(&self.acct.sdk);
+        let out = sm
+            .get_secret_value()
+            .secret_id(format!("iam-warden/{user}/access-key"))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GetSecretValue {user}: {e:?}"));
+        let v: serde_json::Value = serde_json::from_str(out.secret_string().unwrap()).unwrap();
+        (
+            v["AccessKeyId"].as_str().unwrap().to_string(),
+            v["SecretAccessKey"].as_str().unwrap().to_string(),
+        )
+    }
+
+    async fn key_with_secret(&self, user: &str) -> (String, String) {
+        let out = self
+            .acct
+            .iam
+            .create_access_key()
+            .user_name(user)
+            .send()
+            .await
+            .unwrap();
+        let k = out.access_key().unwrap();
+        (
+            k.access_key_id().to_string(),
+            k.secret_access_key().to_string(),
+        )
+    }
+
+    /// Logs, journal, /metrics and webhook bodies never hold any of `secrets`.
+    fn assert_no_secret_leaked(&self, secrets: &[&str]) {
+        let seen = self.seen.lock().unwrap().clone();
+        let journal = std::fs::read_to_string(self.journal_path()).unwrap_or_default();
+        let bodies = self.hook.bodies.lock().unwrap().join("\n");
+        assert!(!journal.is_empty() && !seen.is_empty() && !bodies.is_empty());
+        for s in secrets {
+            assert!(s.len() >= 20, "a real secret: {s:?}");
+            assert!(!seen.contains(s), "a secret in the logs or /metrics");
+            assert!(!journal.contains(s), "a secret in the journal");
+            assert!(!bodies.contains(s), "a secret in a webhook body");
+        }
+        assert_eq!(*self.hook.bad_signatures.lock().unwrap(), 0);
+    }
+}
+
+fn sdk_for(endpoint: &str, id: &str, secret: &str) -> aws_types::SdkConfig {
+    aws_types::SdkConfig::builder()
+        .region(aws_types::region::Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .credentials_provider(
+            aws_credential_types::provider::SharedCredentialsProvider::new(
+                aws_credential_types::Credentials::from_keys(id, secret, None),
+            ),
+        )
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .build()
+}
+
+/// Sign one IAM request with the key: moto records it as the key's last use.
+async fn use_key(endpoint: &str, id: &str, secret: &str) {
+    aws_sdk_iam::Client::new(&sdk_for(endpoint, id, secret))
+        .list_users()
+        .send()
+        .await
+        .unwrap();
+}
+
+/// sts GetCallerIdentity with the key: the ARN it answers for.
+async fn caller_arn(endpoint: &str, id: &str, secret: &str) -> String {
+    aws_sdk_sts::Client::new(&sdk_for(endpoint, id, secret))
+        .get_caller_identity()
+        .send()
+        .await
+        .unwrap()
+        .arn()
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn days(d: f64) -> chrono::Duration {
+    chrono::Duration::seconds((d * 86_400.0) as i64)
+}
+
+/// warned → (requeued at its due time, no resync) draining with the new key stored →
+/// (restart, later clock) deactivated → (restart) deleted; each phase's notice arrives
+/// signed, with the owner from the user's tag; no secret anywhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_takes_a_key_through_every_phase() {
+    let lab = Lab::new(&[]).await;
+    let ep = lab.acct.endpoint.clone();
+    lab.acct
+        .user_at("app", "/", &[("iam-warden/owner", "alice@example.com")])
+        .await;
+    let (k1, s1) = lab.key_with_secret("app").await;
+    use_key(&ep, &k1, &s1).await;
+    let t0 = Utc::now();
+
+    // Started 50 s before the age limit (2 d): warned by the first resync; the rotation is
+    // due 50 s later and the reconcile's requeue (at least a minute) brings it, long
+    // before the next resync (an hour).
+    let d = lab.start(Some(t0 + days(2.0) - chrono::Duration::seconds(50)));
+    d.wait_ready().await;
+    lab.wait_phase("app", &k1, "warned").await;
+    let n = lab.hook.wait_for("key-expiring", &k1).await;
+    assert_eq!(n["owner"], "alice@example.com", "{n}");
+    assert_eq!(n["user"], "app", "{n}");
+    let due: DateTime<Utc> = n["due"].as_str().unwrap().parse().unwrap();
+    assert!((due - (t0 + days(2.0))).num_seconds().abs() < 5, "{n}");
+    let draining = eventually(
+        "the rotation at its due time",
+        Duration::from_secs(150),
+        || async {
+            lab.tag("app", &k1)
+                .await
+                .filter(|t| t.starts_with("phase=draining "))
+        },
+    )
+    .await;
+    let (k2, s2) = lab.stored("app").await;
+    assert_ne!(k2, k1);
+    assert!(draining.contains(&format!("new={k2}")), "{draining}");
+    assert!(caller_arn(&ep, &k2, &s2).await.ends_with(":user/app"));
+    lab.hook.wait_for("key-rotated", &k1).await;
+    let metrics = d.metrics().await;
+    let requeued: f64 = metrics
+        .lines()
+        .find(|l| l.starts_with("iam_warden_queue_adds_total{source=\"requeue\"}"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    assert!(requeued >= 1.0, "the user was requeued: {metrics}");
+    lab.stop(d).await;
+
+    // The consumer switches to k2. Restarted at +11 d: k1 quiet for 11 d (drain_quiet 10 d)
+    // and k2 in use → deactivated.
+    use_key(&ep, &k2, &s2).await;
+    let d = lab.start(Some(t0 + days(11.0)));
+    let deactivated = lab.wait_phase("app", &k1, "deactivated").await;
+    assert_eq!(lab.status("app", &k1).await, "Inactive");
+    assert_eq!(lab.status("app", &k2).await, "Active");
+    lab.hook.wait_for("key-deactivated", &k1).await;
+    lab.stop(d).await;
+
+    // Restarted 45 s before the recovery window (3 d) ends: nothing to do at start; the
+    // resync schedules the user at that time (rebuilt from the tags) → deleted.
+    let since: DateTime<Utc> = deactivated
+        .split_whitespace()
+        .find_map(|f| f.strip_prefix("since="))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let d = lab.start(Some(since + days(3.0) - chrono::Duration::seconds(45)));
+    d.wait_ready().await;
+    assert_eq!(lab.status("app", &k1).await, "Inactive", "not yet");
+    eventually(
+        "k1 deleted at its due time",
+        Duration::from_secs(120),
+        || async { (lab.status("app", &k1).await == "gone").then_some(()) },
+    )
+    .await;
+    lab.hook.wait_for("key-deleted", &k1).await;
+    lab.stop(d).await;
+
+    let log = lab.seen.lock().unwrap().clone();
+    assert!(
+        log.contains("IAM_WARDEN_TEST_CLOCK is set: run runs as if now were"),
+        "the test clock is announced"
+    );
+    let mut secrets = vec![s1, s2];
+    // k2 is past its own limit by now: if it was rotated too, its successor's secret is
+    // searched for as well.
+    let (k3, s3) = lab.stored("app").await;
+    if k3 != k2 {
+        secrets.push(s3);
+    }
+    let refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
+    lab.assert_no_secret_leaked(&refs);
+}
+
+/// An AWS Health event for the only key of a user: the key is inactive at once, the user
+/// is reconciled at once (no resync) and gets a new key stored in Secrets Manager that
+/// works; the owner gets a key-exposed notice; `reactivate` refuses the exposed key. An
+/// exempt user's key in the same event is left active, with a notice that says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exposed_key_is_quarantined_and_replaced() {
+    let lab = Lab::new(&[]).await;
+    let sqs = aws_sdk_sqs::Client::new(&lab.acct.sdk);
+    let url = create_queue(&sqs, &format!("iam-warden-rot-{}", lab.acct.id), &[]).await;
+    let ep = lab.acct.endpoint.clone();
+    lab.acct
+        .user_at("leaky", "/", &[("iam-warden/owner", "bob@example.com")])
+        .await;
+    let (k, s) = lab.key_with_secret("leaky").await;
+    use_key(&ep, &k, &s).await;
+    lab.acct
+        .user_at(
+            "boss",
+            "/",
+            &[
+                ("iam-warden/exempt", "true"),
+                ("iam-warden/owner", "boss@example.com"),
+            ],
+        )
+        .await;
+    let (boss_key, boss_secret) = lab.key_with_secret("boss").await;
+    let mut env = lab.env.clone();
+    env.push(("IAM_WARDEN_SOURCES__SQS__QUEUE_URL".into(), url.clone()));
+    env.push(("IAM_WARDEN_SOURCES__SQS__WAIT_TIME".into(), "1s".into()));
+    let d = Daemon::start(&env, None);
+    d.wait_ready().await;
+
+    let fixture: serde_json::Value =
+        serde_json::from_str(include_str!("fixtures/health-credentials-exposed.json")).unwrap();
+    let mut ev = fixture;
+    ev["id"] = serde_json::json!(uuid::Uuid::new_v4().to_string());
+    ev["account"] = serde_json::json!(lab.acct.id);
+    ev["time"] = serde_json::json!(Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string());
+    ev["detail"]["affectedEntities"] =
+        serde_json::json!([{ "entityValue": k }, { "entityValue": boss_key }]);
+    sqs.send_message()
+        .queue_url(&url)
+        .message_body(ev.to_string())
+        .send()
+        .await
+        .unwrap();
+
+    eventually("the exposed key inactive", DEADLINE, || async {
+        (lab.status("leaky", &k).await == "Inactive").then_some(())
+    })
+    .await;
+    let n = lab.hook.wait_for("key-exposed", &k).await;
+    assert_eq!(n["owner"], "bob@example.com", "{n}");
+    let tag = eventually("the replacement recorded", DEADLINE, || async {
+        lab.tag("leaky", &k).await.filter(|t| t.contains(" new="))
+    })
+    .await;
+    assert!(tag.starts_with("phase=quarantined since=20"), "{tag}");
+    let (k2, s2) = lab.stored("leaky").await;
+    assert_ne!(k2, k);
+    assert!(tag.contains(&format!("new={k2}")), "{tag}");
+    assert!(caller_arn(&ep, &k2, &s2).await.ends_with(":user/leaky"));
+    assert_eq!(
+        lab.keys("leaky").await,
+        vec![
+            (k.clone(), "Inactive".into()),
+            (k2.clone(), "Active".into())
+        ],
+        "exactly one new key, the exposed one stays inactive"
+    );
+    lab.hook.wait_for("key-rotated", &k).await;
+    // An exempt user's exposed key is left active, and the notice says so.
+    let n = lab.hook.wait_for("key-exposed", &boss_key).await;
+    assert_eq!(n["owner"], "boss@example.com", "{n}");
+    assert!(
+        n["reason"].as_str().unwrap().contains("not deactivated"),
+        "{n}"
+    );
+    assert_eq!(
+        lab.keys("boss").await,
+        vec![(boss_key.clone(), "Active".into())]
+    );
+    lab.stop(d).await;
+
+    // Never reactivated.
+    let out = Command::new(bin())
+        .args(["reactivate", "leaky", &k])
+        .env_clear()
+        .envs(lab.env.iter().map(|(a, b)| (a.as_str(), b.as_str())))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("iam-warden: error:"))
+        .unwrap_or_else(|| panic!("{err}"));
+    assert!(
+        line.contains("quarantined") && line.contains("never reactivates"),
+        "{line}"
+    );
+    assert_eq!(lab.status("leaky", &k).await, "Inactive");
+    lab.assert_no_secret_leaked(&[&s, &s2, &boss_secret]);
+}
