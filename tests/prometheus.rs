@@ -62,17 +62,6 @@ const MAY_BE_ZERO: &[(&str, &str, &str)] = &[
         "B",
         "a gauge: no reconcile is running once the scenario has settled",
     ),
-    (
-        "Notifications by channel and outcome",
-        "A",
-        "deliveries follow notices; until the rotation and quarantine code raises them \
-         (Notifier::notice), the scenario's unreachable webhook gets none to fail",
-    ),
-    (
-        "Notifications by channel and outcome",
-        "B",
-        "no notice is raised until the rotation and quarantine code calls Notifier::notice",
-    ),
 ];
 
 /// Alerts the scenario must make pending (their `for` is longer than the test), and why.
