@@ -80,8 +80,17 @@ only_user() {
 
 # The webhook receiver's lines after line FROM (line 1 is its URL), or a note that none came.
 hook_lines() { wc -l <"$HOOK_OUT"; }
+# show_notices FROM [EVENT]: with EVENT, that notice must arrive (polled for up to 10 s:
+# delivery is in the background) or the demo stops.
 show_notices() {
-    local from=$1 n
+    local from=$1 event=${2:-} n i
+    if [ -n "$event" ]; then
+        for i in $(seq 1 100); do
+            tail -n +"$((from + 1))" "$HOOK_OUT" | grep -q "event=$event " && break
+            [ "$i" -lt 100 ] || die "no $event notice reached the webhook (see $HOOK_OUT)"
+            sleep 0.1
+        done
+    fi
     n=$(($(hook_lines) - from))
     if [ "$n" -le 0 ]; then
         note "(no owner notice reached the webhook)"
@@ -154,7 +163,7 @@ note "Key rotation is on by default: keys past 90 days in use (dave+admin, svc-b
 note "key stored in Secrets Manager, and the old key drains (step 8 follows one rotation through)."
 hook0=$(hook_lines)
 IAM_WARDEN_MODE=enforce expect 0 "$WARDEN" enforce --once --confirm-large-change
-show_notices "$hook0"
+show_notices "$hook0" key-rotated
 
 step "4. The journal: one JSON line per write ($STATE/journal.jsonl)"
 JOURNAL="$STATE/journal.jsonl"
@@ -292,7 +301,7 @@ IAM_WARDEN_MODE=enforce run_to 0 "$WORK/rotate.out" "$WARDEN" enforce --once
 only_user svc-billing "$WORK/rotate.out"
 note "(exit 0)"
 show_keys svc-billing
-show_notices "$hook0"
+show_notices "$hook0" key-rotated
 note "The secret, read back (only its AccessKeyId is shown) and used to sign sts GetCallerIdentity:"
 "$VENV_PY" - "$MOTO_URL" "$STATE/journal.jsonl" "$WORK/rotate.out" "$HOOK_OUT" <<'PY'
 import json, sys, boto3
@@ -345,7 +354,7 @@ IAM_WARDEN_MODE=enforce IAM_WARDEN_TEST_CLOCK="$later" \
 only_user svc-billing "$WORK/drain-done.out"
 note "(exit 0)"
 show_keys svc-billing
-show_notices "$hook0"
+show_notices "$hook0" key-deactivated
 note "Until recovery_days (7) pass, \`iam-warden reactivate svc-billing <old key id>\` puts the old"
 note "key back (draining again); then it is deleted."
 note "The journal lines for svc-billing (outcomes; each write also has an intent line before"
@@ -469,12 +478,7 @@ PY
 show_keys svc-metrics-exporter
 note "The journal lines (reason \"exposed\"):"
 tail -n +"$((before + 1))" "$JOURNAL" | grep '"user":"svc-metrics-exporter"' | grep -v '"outcome":"intent"' || true
-# The notice is delivered in the background: give it a bounded moment to arrive.
-for _ in $(seq 1 30); do
-    grep -q 'event=key-exposed' <(tail -n +"$((hook0 + 1))" "$HOOK_OUT") && break
-    sleep 0.1
-done
-show_notices "$hook0"
+show_notices "$hook0" key-exposed
 
 step "13. What the daemon logged (stderr; JSON when not a terminal, text here)"
 grep -E 'listening|running as|resync done| write|reconcile failed' "$DAEMON_LOG" | tail -n 8 || true
