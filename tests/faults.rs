@@ -366,6 +366,10 @@ async fn cut_foreign_and_hanging_answers_are_retried_or_fail_one_user_only() {
         proxy2.script("AddUserToGroup", "non-xml").await;
     }
     let clients = proxy2.clients(&acct, &pacing);
+    // One user at a time, so that the scripted answers all meet the first user (enforce
+    // applies up to controller.workers users at once).
+    let mut cfg = cfg.clone();
+    cfg.controller.workers = 1;
     let r = app::enforce(&cfg, &clients, &EnforceOptions::default())
         .await
         .unwrap();

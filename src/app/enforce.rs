@@ -239,14 +239,22 @@ pub async fn enforce(
             );
         }
         results.extend(applier.apply_all(&snap, &plan.account_actions, now).await);
-        // Tripped: only the users whose changes take nothing away.
-        for u in plan
-            .users
-            .iter()
-            .filter(|u| !blocks || !u.counts_toward_breaker())
-        {
-            results.extend(applier.apply_all(&snap, &u.actions, now).await);
-        }
+        // Tripped: only the users whose changes take nothing away. Users are independent
+        // (each user's actions stay in order): up to `controller.workers` at once, as in
+        // the daemon, so the write limiter rather than each call's latency bounds the pass.
+        use futures_util::stream::{self, StreamExt};
+        let workers = usize::try_from(cfg.controller.workers).unwrap_or(1).max(1);
+        let per_user: Vec<_> = stream::iter(
+            plan.users
+                .iter()
+                .filter(|u| !blocks || !u.counts_toward_breaker())
+                .filter(|u| !u.actions.is_empty())
+                .map(|u| applier.apply_all(&snap, &u.actions, now)),
+        )
+        .buffered(workers)
+        .collect()
+        .await;
+        results.extend(per_user.into_iter().flatten());
         // The last notices are delivered before the command exits (bounded).
         let drain = crate::notify::Channels::worst_case(&cfg.notifications);
         notifier.shutdown(tokio::time::Instant::now() + drain).await;
