@@ -256,6 +256,23 @@ impl KeyCtx<'_> {
         }
     }
 
+    /// The rotate action for this key (a new key stored under `secret_name`).
+    fn rotate(&self, secret_name: String, reason: String) -> PlannedAction {
+        let r = &self.cfg.rotation;
+        PlannedAction {
+            action: Action::RotateAccessKey {
+                user: self.name(),
+                key: self.key.clone(),
+                delivery: r.delivery,
+                secret_name,
+                kms_key_id: r.kms_key_id.clone(),
+                owner: owner_of(self.user, self.cfg),
+            },
+            reason,
+            check: Some(Check::KeyTooOld),
+        }
+    }
+
     fn stuck_finding(&self, reason: String) -> Finding {
         let mut f = Finding::new(Check::RotationStuck, reason);
         f.key_id = self.key.id.clone();
@@ -426,22 +443,14 @@ fn plan_age(
             }
         }
     }
-    rp.actions.push(PlannedAction {
-        action: Action::RotateAccessKey {
-            user: ctx.name(),
-            key: ctx.key.clone(),
-            delivery: r.delivery,
-            secret_name: name,
-            kms_key_id: r.kms_key_id.clone(),
-            owner: owner_of(ctx.user, cfg),
-        },
-        reason: format!(
+    rp.actions.push(ctx.rotate(
+        name,
+        format!(
             "{} reached the age limit of {max} days on {}",
             k.label(),
             due_at.format("%Y-%m-%d")
         ),
-        check: Some(Check::KeyTooOld),
-    });
+    ));
 }
 
 /// An inactive other key past its recovery window: why it may be deleted first.
@@ -502,22 +511,11 @@ fn plan_tagged(
                 return;
             }
             match delivery_name(&r.name_template, &ctx.user.name, r.delivery) {
-                Ok(name) => rp.actions.push(PlannedAction {
-                    action: Action::RotateAccessKey {
-                        user: ctx.name(),
-                        key: ctx.key.clone(),
-                        delivery: r.delivery,
-                        secret_name: name,
-                        kms_key_id: r.kms_key_id.clone(),
-                        owner: owner_of(ctx.user, cfg),
-                    },
-                    reason: format!(
+                Ok(name) => rp.actions.push(ctx.rotate(name, format!(
                         "{} has an unfinished rotation since {}: resume it",
                         k.label(),
                         t.since.format("%Y-%m-%dT%H:%M:%SZ")
-                    ),
-                    check: Some(Check::KeyTooOld),
-                }),
+                    ))),
                 Err(e) => rp.findings.push(ctx.stuck_finding(format!(
                     "{} has an unfinished rotation but rotation.name_template gives no valid name for this user: {e}",
                     k.label()

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use chrono::{DateTime, Duration, Utc};
 
-use super::{days, delivery_name, owner_of, rotation_tags, KeyCtx, RotationPlan, RotationTag};
+use super::{days, delivery_name, rotation_tags, KeyCtx, RotationPlan, RotationTag};
 use crate::baseline::checks::{Check, Finding};
 use crate::baseline::plan::{Action, PlannedAction};
 use crate::config::Delivery;
@@ -124,22 +124,11 @@ pub(super) fn plan_quarantined(
         return;
     }
     match delivery_name(&r.name_template, &ctx.user.name, r.delivery) {
-        Ok(name) => rp.actions.push(PlannedAction {
-            action: Action::RotateAccessKey {
-                user: ctx.name(),
-                key: ctx.key.clone(),
-                delivery: r.delivery,
-                secret_name: name,
-                kms_key_id: r.kms_key_id.clone(),
-                owner: owner_of(ctx.user, cfg),
-            },
-            reason: format!(
+        Ok(name) => rp.actions.push(ctx.rotate(name, format!(
                 "{} was quarantined as exposed on {}: replaced by a new key at once",
                 k.label(),
                 t.since.format("%Y-%m-%dT%H:%M:%SZ")
-            ),
-            check: Some(Check::KeyTooOld),
-        }),
+            ))),
         Err(e) => rp.findings.push(ctx.stuck_finding(format!(
             "{} was quarantined as exposed but rotation.name_template gives no valid name for this user: {e}",
             k.label()
