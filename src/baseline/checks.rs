@@ -63,6 +63,25 @@ impl Check {
         }
     }
 
+    /// The CIS AWS Foundations Benchmark v5.0.0 section 1 controls this check evidences
+    /// (empty for the article's baseline checks that CIS does not name). The one table
+    /// every output (audit JSON, `--benchmark cis-5.0`, Security Hub, OCSF) reads.
+    pub fn cis_controls(self) -> &'static [&'static str] {
+        match self {
+            Check::ConsoleWithoutMfa => &["1.9"],
+            Check::KeyTooOld => &["1.13"],
+            Check::KeyUnused | Check::ConsoleUnused => &["1.11"],
+            Check::TwoActiveKeys => &["1.12"],
+            Check::PasswordPolicyWeak => &["1.7", "1.8"],
+            Check::MfaPolicyMissing
+            | Check::SourceIpPolicyMissing
+            | Check::ConsoleOnProgrammaticUser
+            | Check::KeysOnConsoleUser
+            | Check::QuotaReached
+            | Check::RotationStuck => &[],
+        }
+    }
+
     pub fn severity(self) -> Severity {
         match self {
             Check::ConsoleWithoutMfa => Severity::Critical,
