@@ -135,6 +135,10 @@ pub struct Finding {
     /// The access key concerned, when the check is about one key and its id is known.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key_id: Option<String>,
+    /// The resource an account-level finding is about, as an ARN (a policy, role, server
+    /// certificate, or `arn:aws:iam::ACCOUNT:root`), when it is not the user or key itself.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resource: Option<String>,
 }
 
 impl Finding {
@@ -144,7 +148,14 @@ impl Finding {
             severity: check.severity(),
             reason: reason.into(),
             key_id: None,
+            resource: None,
         }
+    }
+
+    /// The same finding, about `arn`.
+    pub fn with_resource(mut self, arn: impl Into<String>) -> Self {
+        self.resource = Some(arn.into());
+        self
     }
 }
 
