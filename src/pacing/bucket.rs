@@ -9,6 +9,19 @@ use tokio::time::Instant;
 pub const QUIET_PERIOD: Duration = Duration::from_secs(1);
 /// At most one halving per this period: the throttles of one burst are one signal.
 pub const DECREASE_GAP: Duration = Duration::from_secs(1);
+/// How long a halving is watched before it is judged (see [`RateLimiter::throttled_at`]).
+pub const PROBE_PERIOD: Duration = Duration::from_secs(2);
+/// After a halving that only cost throughput, throttles do not halve the rate for this long.
+pub const HOLD_PERIOD: Duration = Duration::from_secs(30);
+/// A window counts as saturated (calls waited for the bucket) when its calls reached this
+/// share of the rate.
+const SATURATED: f64 = 0.8;
+/// A halving "cost throughput" when the successful calls per second fell below this share
+/// of what they were before it.
+const KEPT_THROUGHPUT: f64 = 0.75;
+/// While holding, a window whose share of throttles exceeds the probe's by more than this is
+/// not quiet.
+const SHARE_MARGIN: f64 = 0.05;
 
 /// Why a [`RateLimiter`] could not be built.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -29,7 +42,148 @@ struct State {
     last_decrease: Option<Instant>,
     /// Start of the current quiet period (no throttle since).
     quiet_since: Option<Instant>,
+    /// The current one-second window of calls and throttles, and the one before it.
+    window: Window,
+    previous: Option<Window>,
+    /// A halving being watched: did it keep the throughput (a limit on our rate) or halve
+    /// it (throttling that does not depend on our rate)?
+    probe: Option<Probe>,
+    /// Until then, throttles do not halve the rate (the last probe showed they are not about
+    /// it), and a window counts as quiet when its share of throttles is at most
+    /// `tolerated_share` (the share the probe saw) plus a margin.
+    hold_until: Option<Instant>,
+    tolerated_share: f64,
 }
+
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    start: Instant,
+    rate: f64,
+    calls: u32,
+    throttles: u32,
+}
+
+impl Window {
+    fn new(start: Instant, rate: f64) -> Self {
+        Window {
+            start,
+            rate,
+            calls: 0,
+            throttles: 0,
+        }
+    }
+
+    /// Throttles per call (0 without calls).
+    fn share(&self) -> f64 {
+        if self.calls == 0 {
+            0.0
+        } else {
+            f64::from(self.throttles) / f64::from(self.calls)
+        }
+    }
+
+    /// Successful calls per second over `secs`, if the calls waited for the bucket (else
+    /// the rate was not what limited them and the number says nothing about it).
+    fn saturated_ok_rate(&self, rate: f64, secs: f64) -> Option<f64> {
+        let calls = f64::from(self.calls);
+        (secs > 0.0 && calls >= SATURATED * rate * secs)
+            .then(|| f64::from(self.calls.saturating_sub(self.throttles)) / secs)
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Probe {
+    rate_before: f64,
+    ok_rate_before: f64,
+    /// Calls and throttles since the halving (its `start` is the halving's time).
+    since: Window,
+}
+
+impl State {
+    fn new(rate: f64) -> Self {
+        State {
+            rate,
+            tat: None,
+            last_decrease: None,
+            quiet_since: None,
+            window: Window::new(Instant::now(), rate),
+            previous: None,
+            probe: None,
+            hold_until: None,
+            tolerated_share: 0.0,
+        }
+    }
+
+    /// Move the windows on to `now`.
+    fn roll(&mut self, now: Instant, floor: f64) {
+        let elapsed = now.saturating_duration_since(self.window.start);
+        if elapsed >= WINDOW {
+            let excess = self.window.share() - self.tolerated_share;
+            if self.holding(now) && excess > SHARE_MARGIN {
+                // More throttles than the probe saw: these follow our rate. Down to the rate
+                // whose calls would have gone through, no growth for now.
+                self.rate = (self.rate * (1.0 - excess.min(0.5))).max(floor);
+                self.quiet_since = Some(now);
+            }
+            self.previous = if elapsed >= WINDOW * 2 {
+                None // a window without calls in between: nothing to compare with
+            } else {
+                Some(self.window)
+            };
+            self.window = Window::new(now, self.rate);
+        }
+    }
+
+    /// A call (`throttle` false, counted when its token is taken) or a throttling answer.
+    fn count(&mut self, throttle: bool) {
+        let probe = self.probe.as_mut().map(|p| &mut p.since);
+        for w in std::iter::once(&mut self.window).chain(probe) {
+            if throttle {
+                w.throttles = w.throttles.saturating_add(1);
+            } else {
+                w.calls = w.calls.saturating_add(1);
+            }
+        }
+    }
+
+    /// Judge a halving once it has been watched for [`PROBE_PERIOD`]: when the calls waited
+    /// for the bucket and yet fewer got through per second than before, the throttling did
+    /// not depend on our rate (halving it only halved the work done): undo the halving and
+    /// stop halving for [`HOLD_PERIOD`]. Otherwise (the same work with fewer throttles, or
+    /// too few calls to tell) the halving stands.
+    fn judge_probe(&mut self, now: Instant) {
+        let Some(p) = self.probe else { return };
+        let watched = now.saturating_duration_since(p.since.start);
+        if watched < PROBE_PERIOD {
+            return;
+        }
+        self.probe = None;
+        let Some(ok_after) = p
+            .since
+            .saturated_ok_rate(p.since.rate, watched.as_secs_f64())
+        else {
+            return;
+        };
+        if ok_after < KEPT_THROUGHPUT * p.ok_rate_before {
+            // Back to a rate that gets the old throughput through at the share of throttles
+            // the halved rate still met: the old rate when that share stayed (throttles
+            // whatever the rate), about the old throughput when it fell to nothing (a limit
+            // near the old throughput, overshot by the halving).
+            let share = p.since.share().min(0.95);
+            let undo = p.rate_before.min(p.ok_rate_before / (1.0 - share));
+            self.rate = self.rate.max(undo).min(p.rate_before);
+            self.hold_until = Some(now + HOLD_PERIOD);
+            self.tolerated_share = share;
+        }
+    }
+
+    fn holding(&self, now: Instant) -> bool {
+        self.hold_until.is_some_and(|h| now < h)
+    }
+}
+
+/// The window in which calls and throttles are counted.
+const WINDOW: Duration = Duration::from_secs(1);
 
 /// An AIMD token bucket (implemented as GCRA): `burst` calls pass at once, then the current
 /// rate per second. The rate starts at the ceiling, halves on [`RateLimiter::throttled`],
@@ -49,12 +203,7 @@ impl Default for RateLimiter {
             ceiling: 20.0,
             floor: 0.5,
             burst: 10,
-            state: Mutex::new(State {
-                rate: 20.0,
-                tat: None,
-                last_decrease: None,
-                quiet_since: None,
-            }),
+            state: Mutex::new(State::new(20.0)),
         }
     }
 }
@@ -77,12 +226,7 @@ impl RateLimiter {
             ceiling: rate_per_sec,
             floor: rate_per_sec.min(0.5),
             burst,
-            state: Mutex::new(State {
-                rate: rate_per_sec,
-                tat: None,
-                last_decrease: None,
-                quiet_since: None,
-            }),
+            state: Mutex::new(State::new(rate_per_sec)),
         })
     }
 
@@ -121,8 +265,15 @@ impl RateLimiter {
 
     pub fn rate_at(&self, now: Instant) -> f64 {
         let mut s = self.lock();
-        self.recover(&mut s, now);
+        self.advance(&mut s, now);
         s.rate
+    }
+
+    /// Bring the state to `now`: windows, a pending probe, additive recovery.
+    fn advance(&self, s: &mut State, now: Instant) {
+        s.roll(now, self.floor);
+        s.judge_probe(now);
+        self.recover(s, now);
     }
 
     fn recover(&self, s: &mut State, now: Instant) {
@@ -144,7 +295,8 @@ impl RateLimiter {
     /// Take a token for a call arriving at `now`; returns when it may go.
     pub fn reserve_at(&self, now: Instant) -> Instant {
         let mut s = self.lock();
-        self.recover(&mut s, now);
+        self.advance(&mut s, now);
+        s.count(false);
         let interval = Duration::try_from_secs_f64(1.0 / s.rate)
             .unwrap_or(Duration::from_secs(3600))
             .max(Duration::from_nanos(1));
@@ -169,17 +321,38 @@ impl RateLimiter {
 
     /// A throttling answer at `now`: halve the rate (once per [`DECREASE_GAP`]) and restart
     /// the quiet period. Returns the new rate.
+    ///
+    /// A halving is watched ([`PROBE_PERIOD`]) when the calls before it waited for the
+    /// bucket: IAM's limits are on the rate, so a halving that answers a real limit keeps
+    /// the successful calls per second; one that halves them shows throttling that does not
+    /// follow our rate (a shared limit spent by someone else, injected faults), and is
+    /// undone, with no halving for [`HOLD_PERIOD`] (the rate grows back meanwhile). Without
+    /// this, throttles at a steady share of calls would hold the rate at its floor for good.
     pub fn throttled_at(&self, now: Instant) -> f64 {
         let mut s = self.lock();
-        self.recover(&mut s, now);
-        let may_decrease = s
-            .last_decrease
-            .is_none_or(|d| now.saturating_duration_since(d) >= DECREASE_GAP);
+        self.advance(&mut s, now);
+        s.count(true);
+        if s.holding(now) {
+            return s.rate; // quiet is judged per window meanwhile (see `State::roll`)
+        }
+        s.hold_until = None;
+        let may_decrease = s.probe.is_none()
+            && s.last_decrease
+                .is_none_or(|d| now.saturating_duration_since(d) >= DECREASE_GAP);
         if may_decrease {
+            let before = s.rate;
             s.rate = (s.rate / 2.0).max(self.floor);
             s.last_decrease = Some(now);
             // Calls already scheduled at the old rate keep their slots; the next ones are
             // spaced at the new rate from the end of that schedule.
+            let ok_rate_before = s.previous.and_then(|w| w.saturated_ok_rate(w.rate, 1.0));
+            if let Some(ok_rate_before) = ok_rate_before.filter(|_| s.rate < before) {
+                s.probe = Some(Probe {
+                    rate_before: before,
+                    ok_rate_before,
+                    since: Window::new(now, s.rate),
+                });
+            }
         }
         s.quiet_since = Some(now);
         s.rate
@@ -283,6 +456,77 @@ mod tests {
             "the next slot after the old one"
         );
         assert_eq!(r.reserve_at(t0) - t0, ms(400));
+    }
+
+    /// A client that always has work (each call reserved as soon as the previous one went)
+    /// against `server`, which answers call `i` at `t` with a throttle (true) or not.
+    /// Returns, over the last `tail` seconds: successful calls per second, the share of
+    /// calls throttled, and the rate at the end.
+    fn simulate(
+        r: &RateLimiter,
+        secs: u64,
+        tail: u64,
+        mut server: impl FnMut(Instant, u64) -> bool,
+    ) -> (f64, f64, f64) {
+        let t0 = Instant::now();
+        let (end, tail_from) = (
+            t0 + Duration::from_secs(secs),
+            t0 + Duration::from_secs(secs - tail),
+        );
+        let (mut t, mut ok, mut throttled) = (t0, 0u32, 0u32);
+        for i in 0.. {
+            t = r.reserve_at(t).max(t);
+            if t >= end {
+                break;
+            }
+            let refused = server(t, i);
+            if refused {
+                r.throttled_at(t);
+            }
+            if t >= tail_from {
+                ok += u32::from(!refused);
+                throttled += u32::from(refused);
+            }
+        }
+        let calls = f64::from(ok + throttled).max(1.0);
+        (
+            f64::from(ok) / tail as f64,
+            f64::from(throttled) / calls,
+            r.rate_at(end),
+        )
+    }
+
+    #[test]
+    fn throttling_at_a_steady_share_whatever_the_rate_does_not_hold_the_rate_at_the_floor() {
+        // 3 calls in 10 refused at any rate (as the fault proxy does): halving only halves
+        // the work done, so the halving is undone and the rate stays near its ceiling.
+        let r = RateLimiter::new(20.0, 1).unwrap();
+        let (ok, share, rate) = simulate(&r, 120, 60, |_, i| i % 10 < 3);
+        eprintln!("steady share: ok {ok:.2}/s, share {share:.2}, rate {rate:.2}");
+        assert!(ok >= 0.7 * 20.0 * 0.6, "{ok} successful calls/s");
+        assert!(rate >= 10.0, "rate {rate}");
+    }
+
+    #[test]
+    fn a_limit_on_the_rate_is_found_and_kept() {
+        // IAM-like: the server lets 5 calls/s through (burst 5) and throttles the rest.
+        let server_rate = 5.0;
+        let interval = Duration::from_secs_f64(1.0 / server_rate);
+        let mut tat: Option<Instant> = None;
+        let server = move |t: Instant, _| {
+            let next = tat.map_or(t, |x| x.max(t));
+            if next.saturating_duration_since(t) > interval * 4 {
+                return true;
+            }
+            tat = Some(next + interval);
+            false
+        };
+        let r = RateLimiter::new(20.0, 1).unwrap();
+        let (ok, share, rate) = simulate(&r, 120, 60, server);
+        eprintln!("server limit 5/s: ok {ok:.2}/s, share {share:.2}, rate {rate:.2}");
+        assert!(ok >= 0.9 * server_rate, "{ok} successful calls/s");
+        assert!(share <= 0.25, "{share} of the calls throttled");
+        assert!(rate <= 12.0, "rate {rate}");
     }
 
     #[tokio::test]

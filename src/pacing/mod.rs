@@ -5,7 +5,12 @@
 //!   its ceiling (`controller.writes_per_second`, `controller.reads_per_second`), halves on a
 //!   throttling answer (at most once per [`DECREASE_GAP`], so one burst of throttles is one
 //!   signal), and after every [`QUIET_PERIOD`] without a throttle grows by a tenth of its
-//!   ceiling again; it never goes below `controller.min_rate_per_second`.
+//!   ceiling again; it never goes below `controller.min_rate_per_second`. A halving made
+//!   while calls were waiting for the bucket is judged after [`PROBE_PERIOD`]: when it kept
+//!   the successful calls per second, it answered a limit on our rate and stands; when it
+//!   halved them, the throttling does not follow our rate (an account-wide limit spent by
+//!   others, injected faults) and the halving is undone, with no halving for
+//!   [`HOLD_PERIOD`] unless the share of throttles rises above what the probe saw.
 //! - Retries: capped exponential backoff with full jitter ([`Backoff`]); a throttled attempt
 //!   slows the shared bucket and its retry waits for a token of the slowed bucket, so it is
 //!   not an attempt burned at full speed.
@@ -43,7 +48,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use backoff::Backoff;
-pub use bucket::{RateLimitError, RateLimiter, DECREASE_GAP, QUIET_PERIOD};
+pub use bucket::{
+    RateLimitError, RateLimiter, DECREASE_GAP, HOLD_PERIOD, PROBE_PERIOD, QUIET_PERIOD,
+};
 pub use classify::{
     action_of, answer_is_complete, classify, error_code, is_read_operation, parse_retry_after,
     repeat_is_harmless, Class,
