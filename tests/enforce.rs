@@ -327,6 +327,20 @@ async fn enforce_brings_the_account_onto_the_baseline_and_a_second_pass_writes_n
         .await
         .unwrap();
     assert!(tags.tags().is_empty(), "{:?}", tags.tags());
+    // Removing each deleted key's tag is a write of its own, journaled after the delete.
+    let untags: Vec<(String, String)> = journal(dir.path())
+        .into_iter()
+        .filter(|e| e.action == "untag_user" && e.outcome == "applied")
+        .map(|e| (e.user.unwrap_or_default(), e.target))
+        .collect();
+    assert_eq!(untags.len(), 2, "{untags:?}");
+    for (user, target) in &untags {
+        assert!(
+            ["dead-key", "idle-key"].contains(&user.as_str())
+                && target.starts_with("iam-warden/inactive-since/"),
+            "{untags:?}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -85,6 +85,24 @@ impl Applier {
         self.record("tag_user", Some(user), &target, reason, &outcome);
     }
 
+    /// After a key's deletion: remove its `inactive-since` tag, journaled as its own write.
+    /// A failure is logged and journaled: harmless, the next pass removes the stale tag.
+    pub(super) async fn clear_mark_after_delete(&self, user: &str, id: &str, reason: &str) {
+        let target = format!("{INACTIVE_SINCE_TAG_PREFIX}{id}");
+        let r = match self.intent("untag_user", Some(user), &target, reason) {
+            Ok(_) => self.clear_mark(user, id).await,
+            Err(e) => Err(e),
+        };
+        let outcome = match r {
+            Ok(()) => Outcome::Applied,
+            Err(e) => {
+                tracing::warn!(user, key = %id, error = %e, "could not remove the inactive-since tag; the next pass removes it");
+                Outcome::Failed(e.to_string())
+            }
+        };
+        self.record("untag_user", Some(user), &target, reason, &outcome);
+    }
+
     pub(super) async fn clear_mark(&self, user: &str, id: &str) -> Result<()> {
         self.clients
             .iam

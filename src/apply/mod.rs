@@ -472,9 +472,9 @@ impl Applier {
                         .map_err(|e| aws_error("iam", "DeleteAccessKey", e))
                 };
                 let outcome = self.settle(WriteKind::Remove, send, no_reread).await?;
-                if let Err(e) = self.clear_mark(user, &id).await {
-                    // Harmless: the next pass removes the stale tag.
-                    tracing::warn!(user, key = %id, error = %e, "could not remove the inactive-since tag");
+                if outcome == Outcome::Applied {
+                    self.clear_mark_after_delete(user, &id, "the key it marked was deleted")
+                        .await;
                 }
                 Ok(outcome)
             }
