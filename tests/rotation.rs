@@ -882,6 +882,7 @@ async fn a_failed_store_deletes_the_new_key_and_the_rotation_retries() {
     assert!(journal_actions(&lab.journal_path())
         .iter()
         .any(|a| a.contains("-> discarded")));
+    assert_eq!(lab.phase("app", &k1).await.as_deref(), Some("stuck"));
     ssm.unlabel_parameter_version()
         .name(name)
         .parameter_version(1)
@@ -889,7 +890,11 @@ async fn a_failed_store_deletes_the_new_key_and_the_rotation_retries() {
         .send()
         .await
         .unwrap();
-    lab.enforce(2.6, &[]);
+    // Not retried at every pass: a day after the failure (STORE_RETRY).
+    let out = lab.enforce(2.6, &[]);
+    assert!(out.contains("rotation-stuck"), "{out}");
+    assert_eq!(lab.keys("app").await.len(), 1);
+    lab.enforce(3.6, &[]);
     let keys = lab.keys("app").await;
     assert_eq!(keys.len(), 2, "{keys:?}");
     let p = aws_sdk_ssm::Client::new(&lab.acct.sdk)
@@ -905,4 +910,120 @@ async fn a_failed_store_deletes_the_new_key_and_the_rotation_retries() {
     let s2 = str_of(&v, "SecretAccessKey").to_string();
     assert_eq!(lab.phase("app", &k1).await.as_deref(), Some("draining"));
     lab.assert_no_secret_leaked(&[&s1, &s2]);
+}
+
+/// A `kms_key_id` naming a KMS key that does not exist (moto does not check KMS: the fault
+/// proxy in front of moto answers what Secrets Manager and SSM answer, `EncryptionFailure`
+/// and `InvalidKeyId`): the pass fails with one line naming the key and the fix, the new
+/// key is deleted at once, the old key stays active and untouched, the rotation is stuck
+/// (tag, finding, metric event, owner notice) and not retried at every pass, and once the
+/// key exists (here: without the proxy) the retry a day later rotates with one new key.
+/// Nothing printed or journaled holds a secret.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_kms_key_is_one_clear_error_and_a_stuck_rotation() {
+    use support::faults::FaultProxy;
+    let proxy = FaultProxy::start(shared_moto(), 1, 0.0, &[]);
+    let missing = "arn:aws:kms:us-east-1:123456789012:key/11111111-2222-3333-4444-555555555555";
+    for (delivery, template, env, operation, fault) in [
+        (
+            "secretsmanager",
+            "iam-warden/{user}/access-key",
+            "AWS_ENDPOINT_URL_SECRETS_MANAGER",
+            "CreateSecret",
+            "kms-encryption-failure",
+        ),
+        (
+            "ssm",
+            "/iam-warden/{user}/access-key",
+            "AWS_ENDPOINT_URL_SSM",
+            "PutParameter",
+            "kms-invalid-key-id",
+        ),
+    ] {
+        let lab = Lab::new(&[
+            ("IAM_WARDEN_ROTATION__DELIVERY", delivery),
+            ("IAM_WARDEN_ROTATION__NAME_TEMPLATE", template),
+        ])
+        .await;
+        let ep = lab.acct.endpoint.clone();
+        lab.acct
+            .user_at("app", "/", &[("iam-warden/owner", "alice@example.com")])
+            .await;
+        let (k1, s1) = lab.key_with_secret("app").await;
+        use_key(&ep, &k1, &s1).await;
+        let faults_before = proxy.stats().await["by_action"][operation][fault]
+            .as_u64()
+            .unwrap_or(0);
+        proxy.script(operation, fault).await;
+        let via_proxy = [
+            (env, proxy.url.as_str()),
+            ("IAM_WARDEN_ROTATION__KMS_KEY_ID", missing),
+        ];
+        let (code, out, all) = lab.run(
+            &["enforce", "--once", "--confirm-large-change"],
+            Some(2.5),
+            &via_proxy,
+        );
+        assert_eq!(code, 1, "{delivery}: the failed write is reported: {all}");
+        assert_eq!(
+            proxy.stats().await["by_action"][operation][fault].as_u64(),
+            Some(faults_before + 1),
+            "{delivery}: the store went through the proxy and met the KMS error"
+        );
+        let line = out
+            .lines()
+            .find(|l| l.contains("rotate_access_key") && l.contains("FAILED"))
+            .unwrap_or_else(|| panic!("{delivery}: a failed rotation line: {out}"));
+        for want in [
+            missing,
+            "rotation.kms_key_id",
+            "exists",
+            "deleted",
+            "stays active",
+        ] {
+            assert!(line.contains(want), "{delivery}: {want:?} in {line}");
+        }
+        assert_eq!(
+            lab.keys("app").await,
+            vec![(k1.clone(), "Active".into())],
+            "{delivery}: the new key was deleted at once, the old key is active"
+        );
+        assert_eq!(lab.phase("app", &k1).await.as_deref(), Some("stuck"));
+        let j = journal_actions(&lab.journal_path());
+        for want in [
+            format!("rotation_phase {k1} -> stuck applied"),
+            "notify rotation-stuck".to_string(),
+            "delete_access_key".to_string(),
+        ] {
+            assert!(
+                j.iter().any(|a| a.starts_with(&want)),
+                "{delivery}: {want} journaled: {j:#?}"
+            );
+        }
+        // The metric's event: one log line per emit.
+        assert!(
+            all.lines()
+                .any(|l| l.contains("access-key rotation") && l.contains("\"event\":\"stuck\"")),
+            "{delivery}: the stuck event was emitted: {all}"
+        );
+        // The next pass does not make another key: the finding says when it retries.
+        let (code, text, all) = lab.run(&["enforce", "--once"], Some(2.6), &via_proxy);
+        assert_eq!(code, 0, "{all}");
+        assert!(
+            text.contains("rotation-stuck") && text.contains("retried after"),
+            "{text}"
+        );
+        assert_eq!(lab.keys("app").await.len(), 1);
+        // The key fixed (no proxy): retried a day after the failure, one new key stored.
+        lab.enforce(3.6, &[]);
+        let keys = lab.keys("app").await;
+        assert_eq!(keys.len(), 2, "{delivery}: {keys:?}");
+        assert_eq!(lab.phase("app", &k1).await.as_deref(), Some("draining"));
+        let printed = lab.printed.lock().unwrap().clone();
+        assert!(
+            !printed.contains("\"SecretAccessKey\""),
+            "{delivery}: no secret JSON printed"
+        );
+        lab.assert_no_secret_leaked(&[&s1]);
+    }
 }

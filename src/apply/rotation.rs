@@ -29,6 +29,8 @@ use crate::metrics::RotationEvent;
 
 static CRASH_AFTER: OnceLock<Option<String>> = OnceLock::new();
 
+pub use crate::baseline::plan::STORE_RETRY;
+
 /// Tests only: make the process stop (exit 86) right after the named rotation step succeeds
 /// (`intent`, `CreateAccessKey`, `store`, `draining`, `UpdateAccessKey`), to prove that
 /// the next pass recovers. Set once, from `main` (`IAM_WARDEN_TEST_CRASH_AFTER`).
@@ -289,6 +291,8 @@ impl Applier {
                     t.new_key.as_deref().unwrap_or_default()
                 )))
             }
+            // A rotation whose store failed (stuck without a new key) starts afresh.
+            Some(Ok(t)) if t.phase == Phase::Stuck && t.new_key.is_none() => (None, None),
             Some(Ok(t)) if !matches!(t.phase, Phase::Warned | Phase::Quarantined) => {
                 return Ok(Outcome::Skipped(format!(
                     "{old_id} is already {}; not rotated again",
@@ -482,9 +486,34 @@ impl Applier {
                     tracing::warn!(user, key = %new_id, error = %d, "could not delete the new key; the next pass does")
                 }
             }
-            return Err(Error::Other(format!(
-                "{new_id} created but {why}; it was deleted and the rotation retries next pass"
-            )));
+            if quarantine.is_some() {
+                return Err(Error::Other(format!(
+                    "{new_id} created but {why}; it was deleted and the replacement retries next pass"
+                )));
+            }
+            // The old key stays active and untouched; the rotation is stuck until the retry
+            // (a store that failed once, e.g. for a missing KMS key, would fail again at
+            // once: no new key every pass). The owner and the metrics hear of it.
+            let retry = now + STORE_RETRY;
+            let stuck = RotationTag {
+                key_id: old_id.clone(),
+                phase: Phase::Stuck,
+                since: now,
+                created: Some(old.created),
+                new_key: None,
+                wall: None,
+            };
+            let reason = format!(
+                "the new key {new_id} was deleted at once, {old_id} stays active and the rotation is retried after {}, because {why}",
+                retry.format("%Y-%m-%dT%H:%M:%SZ")
+            );
+            if let Err(t) = self
+                .write_phase_with(user, &stuck, "stuck", &reason, Some(&user_tags))
+                .await
+            {
+                tracing::warn!(user, key = %old_id, error = %t, "could not mark the failed rotation; the next pass retries it");
+            }
+            return Err(Error::Other(reason));
         }
         crash_point("store");
         let (tag, event) = stored_tag(&old_id, old, quarantine.as_ref(), &new_id, now);

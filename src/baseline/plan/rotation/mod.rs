@@ -47,6 +47,12 @@ pub use quarantined::{orphan_candidate, ORPHAN_AFTER, ORPHAN_BEFORE};
 pub use stats::{key_stats, KeyStats, KEY_AGE_BUCKETS_DAYS, KEY_PHASES};
 pub use tag::{is_access_key_id, rotation_tags, Phase, RotationTag};
 
+/// A rotation whose new key could not be stored (the new key deleted at once, the old key
+/// left active: `phase=stuck` without `new=`) is retried this long after the failure, not
+/// at every pass: a missing KMS key or a denied store fails the same way until a person
+/// fixes it, and each attempt creates and deletes a key.
+pub const STORE_RETRY: Duration = Duration::days(1);
+
 /// The old and new key of a rotation in progress (draining or stuck, both keys active):
 /// the `two-active-keys` check reports such a user as rotating, not as a violation.
 pub fn rotating_pair(user: &UserState) -> Option<(String, String)> {
@@ -196,7 +202,7 @@ pub fn plan_rotation(
                 phase: Phase::Warned,
                 ..
             }) => plan_age(&ctx, tag, unused, &mut deleting, &mut rp),
-            Some(t) => plan_tagged(&ctx, t, &mut deleting, &mut rp),
+            Some(t) => plan_tagged(&ctx, t, unused, &mut deleting, &mut rp),
         }
     }
     // Tags of keys that are gone (only knowable with ids, i.e. read live).
@@ -482,6 +488,7 @@ fn deletable_inactive(ctx: &KeyCtx<'_>, o: &AccessKeyState) -> Option<String> {
 fn plan_tagged(
     ctx: &KeyCtx<'_>,
     t: &RotationTag,
+    unused: &dyn Fn(&AccessKeyState) -> bool,
     deleting: &mut BTreeSet<usize>,
     rp: &mut RotationPlan,
 ) {
@@ -520,6 +527,21 @@ fn plan_tagged(
                     "{} has an unfinished rotation but rotation.name_template gives no valid name for this user: {e}",
                     k.label()
                 ))),
+            }
+        }
+        Phase::Stuck if t.new_key.is_none() && r.delivery != Delivery::None && k.active => {
+            let retry = t.since + STORE_RETRY;
+            if now < retry {
+                rp.findings.push(ctx.stuck_finding(format!(
+                    "the rotation of {} failed on {}: its new key could not be stored (the journal has the error) and was deleted; {} stays active and the rotation is retried after {}",
+                    k.label(),
+                    t.since.format("%Y-%m-%dT%H:%M:%SZ"),
+                    k.label(),
+                    retry.format("%Y-%m-%dT%H:%M:%SZ")
+                )));
+                rp.due(retry);
+            } else {
+                plan_age(ctx, Some(t), unused, deleting, rp);
             }
         }
         Phase::Draining | Phase::Stuck => {
