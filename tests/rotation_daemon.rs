@@ -9,7 +9,10 @@
 //!   before the recovery window ends, deleted at that time (scheduled by the resync).
 //! - An exposed key (AWS Health event over SQS): inactive at once, replaced by a new key
 //!   stored in Secrets Manager that works, a key-exposed notice; `reactivate` refuses it.
-//! - Logs, journal, /metrics and webhook bodies never contain a secret.
+//! - A rotation that never drained: stuck, then deactivated, then reactivated by a person;
+//!   the rotation-stuck and key-reactivated notices arrive, at the webhook and at an SNS
+//!   topic (an SQS queue subscribed to it: message attributes `user` and `event`).
+//! - Logs, journal, /metrics, webhook bodies and SNS messages never contain a secret.
 
 mod support;
 
@@ -439,16 +442,115 @@ async fn caller_arn(endpoint: &str, id: &str, secret: &str) -> String {
         .to_string()
 }
 
+/// An SNS topic in the lab's account with an SQS queue subscribed to it (the SNS envelope
+/// as the message body): set as `notifications.sns_topic_arn`. Returns the queue URL.
+async fn sns_inbox(lab: &mut Lab) -> String {
+    let sns = aws_sdk_sns::Client::new(&lab.acct.sdk);
+    let sqs = aws_sdk_sqs::Client::new(&lab.acct.sdk);
+    let topic = sns
+        .create_topic()
+        .name("iam-warden-owner-notices")
+        .send()
+        .await
+        .unwrap()
+        .topic_arn()
+        .unwrap()
+        .to_string();
+    let url = create_queue(&sqs, &format!("owner-inbox-{}", lab.acct.id), &[]).await;
+    let arn = sqs
+        .get_queue_attributes()
+        .queue_url(&url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap()
+        .attributes()
+        .and_then(|a| {
+            a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+                .cloned()
+        })
+        .unwrap();
+    sns.subscribe()
+        .topic_arn(&topic)
+        .protocol("sqs")
+        .endpoint(&arn)
+        .attributes("RawMessageDelivery", "false")
+        .send()
+        .await
+        .unwrap();
+    lab.env
+        .push(("IAM_WARDEN_NOTIFICATIONS__SNS_TOPIC_ARN".into(), topic));
+    url
+}
+
+/// Read the SNS envelopes from the inbox until one per `(user, event)` of `want` is there
+/// (each checked: the `user` and `event` message attributes match the notice inside).
+/// Returns every body read.
+async fn sns_messages(lab: &Lab, url: &str, want: &[(&str, &str)]) -> Vec<String> {
+    let sqs = aws_sdk_sqs::Client::new(&lab.acct.sdk);
+    let got: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    eventually("the SNS notices in the inbox", DEADLINE, || async {
+        let out = sqs
+            .receive_message()
+            .queue_url(url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .ok()?;
+        for m in out.messages() {
+            got.lock()
+                .unwrap()
+                .push(m.body().unwrap_or_default().to_string());
+            if let Some(h) = m.receipt_handle() {
+                let _ = sqs
+                    .delete_message()
+                    .queue_url(url)
+                    .receipt_handle(h)
+                    .send()
+                    .await;
+            }
+        }
+        let seen: Vec<(String, String)> = got
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|b| {
+                let env: serde_json::Value = serde_json::from_str(b).unwrap();
+                let attrs = &env["MessageAttributes"];
+                let inner: serde_json::Value =
+                    serde_json::from_str(env["Message"].as_str().unwrap()).unwrap();
+                assert_eq!(attrs["user"]["Value"], inner["user"], "{b}");
+                assert_eq!(attrs["event"]["Value"], inner["event"], "{b}");
+                assert_eq!(attrs["user"]["Type"], "String", "{b}");
+                (
+                    inner["user"].as_str().unwrap_or_default().to_string(),
+                    inner["event"].as_str().unwrap_or_default().to_string(),
+                )
+            })
+            .collect();
+        want.iter()
+            .all(|(u, e)| seen.iter().any(|(su, se)| su == u && se == e))
+            .then_some(())
+    })
+    .await;
+    got.into_inner().unwrap()
+}
+
 fn days(d: f64) -> chrono::Duration {
     chrono::Duration::seconds((d * 86_400.0) as i64)
 }
 
 /// warned → (requeued at its due time, no resync) draining with the new key stored →
 /// (restart, later clock) deactivated → (restart) deleted; each phase's notice arrives
-/// signed, with the owner from the user's tag; no secret anywhere.
+/// signed, with the owner from the user's tag. Beside it, a rotation that never drained
+/// is stuck, then deactivated and reactivated by a person (rotation-stuck and
+/// key-reactivated notices). The notices reach an SNS topic too (read from an SQS queue
+/// subscribed to it: attributes `user` and `event`). No secret anywhere.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_daemon_takes_a_key_through_every_phase() {
-    let lab = Lab::new(&[]).await;
+    let mut lab = Lab::new(&[]).await;
+    let inbox = sns_inbox(&mut lab).await;
     let ep = lab.acct.endpoint.clone();
     lab.acct
         .user_at("app", "/", &[("iam-warden/owner", "alice@example.com")])
@@ -456,6 +558,31 @@ async fn the_daemon_takes_a_key_through_every_phase() {
     let (k1, s1) = lab.key_with_secret("app").await;
     use_key(&ep, &k1, &s1).await;
     let t0 = Utc::now();
+    // A second user whose rotation (40 days ago, state in its tag) never drained: the old
+    // key b1 is still in use past grace (30 d) → stuck at the first pass; b1 quiet by +11 d
+    // → deactivated; then reactivated by a person.
+    lab.acct
+        .user_at("busy", "/", &[("iam-warden/owner", "carol@example.com")])
+        .await;
+    let (b1, bs1) = lab.key_with_secret("busy").await;
+    let (b2, bs2) = lab.key_with_secret("busy").await;
+    use_key(&ep, &b1, &bs1).await;
+    use_key(&ep, &b2, &bs2).await;
+    let long_ago = (t0 - days(40.0)).format("%Y-%m-%dT%H:%M:%SZ");
+    lab.acct
+        .iam
+        .tag_user()
+        .user_name("busy")
+        .tags(
+            aws_sdk_iam::types::Tag::builder()
+                .key(format!("{PREFIX}{b1}"))
+                .value(format!("phase=draining since={long_ago} new={b2}"))
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
 
     // Started 50 s before the age limit (2 d): warned by the first resync; the rotation is
     // due 50 s later and the reconcile's requeue (at least a minute) brings it, long
@@ -483,6 +610,21 @@ async fn the_daemon_takes_a_key_through_every_phase() {
     assert!(draining.contains(&format!("new={k2}")), "{draining}");
     assert!(caller_arn(&ep, &k2, &s2).await.ends_with(":user/app"));
     lab.hook.wait_for("key-rotated", &k1).await;
+    let n = lab.hook.wait_for("rotation-stuck", &b1).await;
+    assert_eq!(n["owner"], "carol@example.com", "{n}");
+    assert_eq!(n["user"], "busy", "{n}");
+    assert!(
+        n["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("still in use"),
+        "{n}"
+    );
+    assert!(lab
+        .tag("busy", &b1)
+        .await
+        .unwrap()
+        .starts_with("phase=stuck "));
     let metrics = d.metrics().await;
     let requeued: f64 = metrics
         .lines()
@@ -501,6 +643,25 @@ async fn the_daemon_takes_a_key_through_every_phase() {
     assert_eq!(lab.status("app", &k1).await, "Inactive");
     assert_eq!(lab.status("app", &k2).await, "Active");
     lab.hook.wait_for("key-deactivated", &k1).await;
+    // busy's b1, quiet for 11 d with b2 in use, is deactivated too; a person puts it back
+    // (while the daemon runs): the owner hears of it.
+    lab.wait_phase("busy", &b1, "deactivated").await;
+    let out = Command::new(bin())
+        .args(["reactivate", "busy", &b1])
+        .env_clear()
+        .envs(lab.env.iter().map(|(a, b)| (a.as_str(), b.as_str())))
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(lab.status("busy", &b1).await, "Active");
+    lab.wait_phase("busy", &b1, "draining").await;
+    let n = lab.hook.wait_for("key-reactivated", &b1).await;
+    assert_eq!(n["owner"], "carol@example.com", "{n}");
     lab.stop(d).await;
 
     // Restarted 45 s before the recovery window (3 d) ends: nothing to do at start; the
@@ -528,7 +689,21 @@ async fn the_daemon_takes_a_key_through_every_phase() {
         log.contains("IAM_WARDEN_TEST_CLOCK is set: run runs as if now were"),
         "the test clock is announced"
     );
-    let mut secrets = vec![s1, s2];
+    // The same notices went to the SNS topic, with the user and event attributes.
+    let sns = sns_messages(
+        &lab,
+        &inbox,
+        &[
+            ("app", "key-expiring"),
+            ("app", "key-rotated"),
+            ("app", "key-deactivated"),
+            ("busy", "rotation-stuck"),
+            ("busy", "key-reactivated"),
+        ],
+    )
+    .await;
+    lab.seen.lock().unwrap().push_str(&sns.join("\n"));
+    let mut secrets = vec![s1, s2, bs1, bs2];
     // k2 is past its own limit by now: if it was rotated too, its successor's secret is
     // searched for as well.
     let (k3, s3) = lab.stored("app").await;
