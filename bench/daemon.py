@@ -381,6 +381,24 @@ def user_actions(journal: Journal, user: str) -> list[str]:
 # ---- subcommands -------------------------------------------------------------------------
 
 
+def send_burst(sqs, queue_url: str, names: list[str], body, t0s: dict[str, float]) -> float:
+    """Send the message `body(name)` of every name at once (SendMessageBatch, 10 a call);
+    t0s[name] = when its call returned. Returns the seconds the sending took."""
+    t_first = time.time()
+    for k in range(0, len(names), 10):
+        chunk = names[k : k + 10]
+        r = sqs.send_message_batch(
+            QueueUrl=queue_url,
+            Entries=[{"Id": str(j), "MessageBody": body(n)} for j, n in enumerate(chunk)],
+        )
+        t0 = time.time()
+        if r.get("Failed"):
+            fail(f"SendMessageBatch failed for {len(r['Failed'])} messages")
+        for n in chunk:
+            t0s[n] = t0
+    return time.time() - t_first
+
+
 def cmd_queue(a) -> int:
     sqs = client("sqs", a.endpoint)
     url = sqs.create_queue(QueueName=a.name, Attributes={"VisibilityTimeout": str(a.visibility)})["QueueUrl"]
@@ -450,19 +468,7 @@ def cmd_sqs(a) -> int:
     burst = [f"{a.prefix}burst-{i}" for i in range(a.burst)]
     for name in burst:
         create_console_user(iam, name)
-    t_first = time.time()
-    for k in range(0, len(burst), 10):
-        chunk = burst[k : k + 10]
-        r = sqs.send_message_batch(
-            QueueUrl=a.queue_url,
-            Entries=[{"Id": str(j), "MessageBody": envelope(n)} for j, n in enumerate(chunk)],
-        )
-        t0 = time.time()
-        if r.get("Failed"):
-            fail(f"SendMessageBatch failed for {len(r['Failed'])} messages")
-        for n in chunk:
-            t0s[n] = t0
-    send_seconds = time.time() - t_first
+    send_seconds = send_burst(sqs, a.queue_url, burst, envelope, t0s)
     missing = journal.wait(burst, time.time() + a.sample_timeout + a.burst, d)
     if missing:
         fail(f"burst: {len(missing)} users not enforced in time, e.g. {missing[:3]}")
@@ -564,18 +570,7 @@ def cmd_quarantine(a) -> int:
     for name in burst:
         keys[name] = user_with_key(iam, name)
     t_first = time.time()
-    for k in range(0, len(burst), 10):
-        chunk = burst[k : k + 10]
-        r = sqs.send_message_batch(
-            QueueUrl=a.queue_url,
-            Entries=[{"Id": str(j), "MessageBody": health_event(keys[n])} for j, n in enumerate(chunk)],
-        )
-        t0 = time.time()
-        if r.get("Failed"):
-            fail(f"SendMessageBatch failed for {len(r['Failed'])} messages")
-        for n in chunk:
-            t0s[n] = t0
-    send_seconds = time.time() - t_first
+    send_seconds = send_burst(sqs, a.queue_url, burst, lambda n: health_event(keys[n]), t0s)
     missing = journal.wait(burst, time.time() + a.sample_timeout + a.burst, d, action=action)
     if missing:
         fail(f"burst: {len(missing)} keys not quarantined in time, e.g. {missing[:3]}")

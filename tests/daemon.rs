@@ -3,15 +3,13 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Command;
 use std::time::Duration;
 
 use aws_credential_types::Credentials;
 use aws_sdk_sqs::types::QueueAttributeName;
+use support::daemon::{http_get, wait_exit, Daemon};
 use support::recorder::Recorder;
 use support::{bin, create_queue, eventually, shared_moto, Account};
 
@@ -33,12 +31,6 @@ async fn session(acct: &Account, name: &str) -> Credentials {
         c.secret_access_key(),
         Some(c.session_token().to_string()),
     )
-}
-
-struct Daemon {
-    child: Child,
-    addr: Arc<Mutex<Option<String>>>,
-    log: Arc<Mutex<String>>,
 }
 
 impl Daemon {
@@ -64,120 +56,12 @@ impl Daemon {
             .env("IAM_WARDEN_CONTROLLER__WRITE_BURST", "100")
             .env("IAM_WARDEN_RESYNC__INTERVAL", "1h")
             .env("IAM_WARDEN_SOURCES__CLOUDTRAIL__POLL_INTERVAL", "1s")
-            .env("IAM_WARDEN_AWS__MAX_ATTEMPTS", "2")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+            .env("IAM_WARDEN_AWS__MAX_ATTEMPTS", "2");
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let mut child = cmd.spawn().unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let addr = Arc::new(Mutex::new(None));
-        let log = Arc::new(Mutex::new(String::new()));
-        let (a, l) = (addr.clone(), log.clone());
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
-                    if v["message"] == "listening" {
-                        *a.lock().unwrap() = v["addr"].as_str().map(str::to_string);
-                    }
-                }
-                let mut l = l.lock().unwrap();
-                l.push_str(&line);
-                l.push('\n');
-            }
-        });
-        Daemon { child, addr, log }
+        Daemon::spawn(cmd)
     }
-
-    async fn addr(&self) -> String {
-        let a = self.addr.clone();
-        eventually("the daemon to listen", DEADLINE, || {
-            let a = a.clone();
-            async move { a.lock().unwrap().clone() }
-        })
-        .await
-    }
-
-    async fn get(&self, path: &str) -> (u16, String) {
-        http_get(&self.addr().await, path)
-    }
-
-    async fn wait_ready(&self) {
-        let addr = self.addr().await;
-        eventually("/readyz to say ready", DEADLINE, || {
-            let addr = addr.clone();
-            async move { (http_get(&addr, "/readyz").0 == 200).then_some(()) }
-        })
-        .await;
-    }
-
-    async fn metric(&self, needle: &str) -> f64 {
-        let (_, body) = self.get("/metrics").await;
-        body.lines()
-            .find(|l| l.starts_with(needle))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0.0)
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
-    }
-
-    fn signal(&self, sig: &str) {
-        let ok = Command::new("kill")
-            .args(["-s", sig, &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(ok.success());
-    }
-
-    /// SIGTERM and wait for the exit code (with a deadline).
-    async fn stop(mut self) -> (i32, String) {
-        self.signal("TERM");
-        let code = wait_exit(&mut self.child, DEADLINE).await;
-        (code, self.log())
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn wait_exit(child: &mut Child, deadline: Duration) -> i32 {
-    eventually("the daemon to exit", deadline, || {
-        let r = child.try_wait().unwrap();
-        async move { r.map(|s| s.code().unwrap_or(-1)) }
-    })
-    .await
-}
-
-fn http_get(addr: &str, path: &str) -> (u16, String) {
-    let Ok(mut s) = TcpStream::connect(addr) else {
-        return (0, String::new());
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
-    let _ = write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    );
-    let mut buf = String::new();
-    let _ = s.read_to_string(&mut buf);
-    let code = buf
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = buf
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (code, body)
 }
 
 async fn groups_of(iam: &aws_sdk_iam::Client, user: &str) -> Vec<String> {

@@ -15,6 +15,7 @@ use std::sync::Mutex;
 
 use chrono::{DateTime, Duration, Utc};
 use iam_warden::journal::Journal;
+use support::daemon::{caller_arn, use_key};
 use support::{bin, shared_moto, Account};
 
 const PREFIX: &str = "iam-warden/rotation/";
@@ -222,40 +223,6 @@ impl Lab {
             assert!(!journal.contains(s), "a secret was journaled");
         }
     }
-}
-
-fn sdk_for(endpoint: &str, id: &str, secret: &str) -> aws_types::SdkConfig {
-    aws_types::SdkConfig::builder()
-        .region(aws_types::region::Region::new("us-east-1"))
-        .endpoint_url(endpoint)
-        .credentials_provider(
-            aws_credential_types::provider::SharedCredentialsProvider::new(
-                aws_credential_types::Credentials::from_keys(id, secret, None),
-            ),
-        )
-        .behavior_version(aws_config::BehaviorVersion::latest())
-        .build()
-}
-
-/// Sign one IAM request with the key: moto records it as the key's last use.
-async fn use_key(endpoint: &str, id: &str, secret: &str) {
-    aws_sdk_iam::Client::new(&sdk_for(endpoint, id, secret))
-        .list_users()
-        .send()
-        .await
-        .unwrap();
-}
-
-/// sts GetCallerIdentity with the key: the ARN it answers for.
-async fn caller_arn(endpoint: &str, id: &str, secret: &str) -> String {
-    aws_sdk_sts::Client::new(&sdk_for(endpoint, id, secret))
-        .get_caller_identity()
-        .send()
-        .await
-        .unwrap()
-        .arn()
-        .unwrap_or_default()
-        .to_string()
 }
 
 fn str_of<'a>(v: &'a serde_json::Value, k: &str) -> &'a str {

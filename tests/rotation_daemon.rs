@@ -16,10 +16,9 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -28,7 +27,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, KeyInit, Mac};
-use support::{bin, create_queue, eventually, shared_moto, Account};
+use support::daemon::{caller_arn, use_key, Daemon};
+use support::{bin, create_queue, eventually, shared_moto, sns_topic_to_queue, Account};
 
 const DEADLINE: Duration = Duration::from_secs(60);
 const KEY: &str = "rotation-daemon-signing-key-0123456789";
@@ -110,120 +110,24 @@ impl Received {
 
 // ---- the daemon ----
 
-struct Daemon {
-    child: Child,
-    addr: Arc<Mutex<Option<String>>>,
-    log: Arc<Mutex<String>>,
-}
-
 impl Daemon {
     fn start(env: &[(String, String)], clock: Option<DateTime<Utc>>) -> Daemon {
         let mut cmd = Command::new(bin());
         cmd.arg("run")
             .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+            .env("PATH", std::env::var("PATH").unwrap_or_default());
         for (k, v) in env {
             cmd.env(k, v);
         }
         if let Some(at) = clock {
             cmd.env("IAM_WARDEN_TEST_CLOCK", at.to_rfc3339());
         }
-        let mut child = cmd.spawn().unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let addr = Arc::new(Mutex::new(None));
-        let log = Arc::new(Mutex::new(String::new()));
-        let (a, l) = (addr.clone(), log.clone());
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
-                    if v["message"] == "listening" {
-                        *a.lock().unwrap() = v["addr"].as_str().map(str::to_string);
-                    }
-                }
-                let mut l = l.lock().unwrap();
-                l.push_str(&line);
-                l.push('\n');
-            }
-        });
-        Daemon { child, addr, log }
-    }
-
-    async fn addr(&self) -> String {
-        let a = self.addr.clone();
-        eventually("the daemon to listen", DEADLINE, || {
-            let a = a.clone();
-            async move { a.lock().unwrap().clone() }
-        })
-        .await
+        Daemon::spawn(cmd)
     }
 
     async fn metrics(&self) -> String {
-        http_get(&self.addr().await, "/metrics").1
+        self.get("/metrics").await.1
     }
-
-    async fn wait_ready(&self) {
-        let addr = self.addr().await;
-        eventually("/readyz to say ready", DEADLINE, || {
-            let addr = addr.clone();
-            async move { (http_get(&addr, "/readyz").0 == 200).then_some(()) }
-        })
-        .await;
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
-    }
-
-    /// SIGTERM and wait for exit 0; returns the log.
-    async fn stop(mut self) -> String {
-        let ok = Command::new("kill")
-            .args(["-s", "TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(ok.success());
-        let child = &mut self.child;
-        let code = eventually("the daemon to exit", DEADLINE, || {
-            let r = child.try_wait().unwrap();
-            async move { r.map(|s| s.code().unwrap_or(-1)) }
-        })
-        .await;
-        let log = self.log();
-        assert_eq!(code, 0, "{log}");
-        log
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn http_get(addr: &str, path: &str) -> (u16, String) {
-    let Ok(mut s) = TcpStream::connect(addr) else {
-        return (0, String::new());
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
-    let _ = write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    );
-    let mut buf = String::new();
-    let _ = s.read_to_string(&mut buf);
-    let code = buf
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = buf
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (code, body)
 }
 
 // ---- the lab: an account, a state directory, a receiver ----
@@ -296,7 +200,8 @@ impl Lab {
     /// Stop the daemon, keeping its log and /metrics for the secret scan.
     async fn stop(&self, d: Daemon) {
         let metrics = d.metrics().await;
-        let log = d.stop().await;
+        let (code, log) = d.stop().await;
+        assert_eq!(code, 0, "{log}");
         let mut seen = self.seen.lock().unwrap();
         seen.push_str(&log);
         seen.push_str(&metrics);
@@ -408,76 +313,15 @@ impl Lab {
     }
 }
 
-fn sdk_for(endpoint: &str, id: &str, secret: &str) -> aws_types::SdkConfig {
-    aws_types::SdkConfig::builder()
-        .region(aws_types::region::Region::new("us-east-1"))
-        .endpoint_url(endpoint)
-        .credentials_provider(
-            aws_credential_types::provider::SharedCredentialsProvider::new(
-                aws_credential_types::Credentials::from_keys(id, secret, None),
-            ),
-        )
-        .behavior_version(aws_config::BehaviorVersion::latest())
-        .build()
-}
-
-/// Sign one IAM request with the key: moto records it as the key's last use.
-async fn use_key(endpoint: &str, id: &str, secret: &str) {
-    aws_sdk_iam::Client::new(&sdk_for(endpoint, id, secret))
-        .list_users()
-        .send()
-        .await
-        .unwrap();
-}
-
-/// sts GetCallerIdentity with the key: the ARN it answers for.
-async fn caller_arn(endpoint: &str, id: &str, secret: &str) -> String {
-    aws_sdk_sts::Client::new(&sdk_for(endpoint, id, secret))
-        .get_caller_identity()
-        .send()
-        .await
-        .unwrap()
-        .arn()
-        .unwrap_or_default()
-        .to_string()
-}
-
 /// An SNS topic in the lab's account with an SQS queue subscribed to it (the SNS envelope
 /// as the message body): set as `notifications.sns_topic_arn`. Returns the queue URL.
 async fn sns_inbox(lab: &mut Lab) -> String {
-    let sns = aws_sdk_sns::Client::new(&lab.acct.sdk);
-    let sqs = aws_sdk_sqs::Client::new(&lab.acct.sdk);
-    let topic = sns
-        .create_topic()
-        .name("iam-warden-owner-notices")
-        .send()
-        .await
-        .unwrap()
-        .topic_arn()
-        .unwrap()
-        .to_string();
-    let url = create_queue(&sqs, &format!("owner-inbox-{}", lab.acct.id), &[]).await;
-    let arn = sqs
-        .get_queue_attributes()
-        .queue_url(&url)
-        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .unwrap()
-        .attributes()
-        .and_then(|a| {
-            a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-                .cloned()
-        })
-        .unwrap();
-    sns.subscribe()
-        .topic_arn(&topic)
-        .protocol("sqs")
-        .endpoint(&arn)
-        .attributes("RawMessageDelivery", "false")
-        .send()
-        .await
-        .unwrap();
+    let (topic, url) = sns_topic_to_queue(
+        &lab.acct,
+        "iam-warden-owner-notices",
+        &format!("owner-inbox-{}", lab.acct.id),
+    )
+    .await;
     lab.env
         .push(("IAM_WARDEN_NOTIFICATIONS__SNS_TOPIC_ARN".into(), topic));
     url
