@@ -607,6 +607,51 @@ async fn a_persons_key_is_never_taken_for_an_interrupted_rotations_new_key() {
     }
 }
 
+/// An intent tag without `wall=` (written by a person or an older version) and no other
+/// key: the rotation resumes, and writes the intent again with its wall time before
+/// CreateAccessKey, so that a crash right after the create still resumes with exactly one
+/// new key (the orphan is recognised by its CreateDate, deleted, and the rotation redone).
+/// With another key beside it, such an intent never resumes by itself (see above).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_intent_without_wall_time_resumes_only_when_no_other_key_exists() {
+    let lab = Lab::new(&[]).await;
+    let ep = lab.acct.endpoint.clone();
+    lab.acct.user("app").await;
+    let (k1, s1) = lab.key_with_secret("app").await;
+    use_key(&ep, &k1, &s1).await;
+    let since = lab.t0.format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    lab.acct
+        .tag(
+            "app",
+            &format!("{PREFIX}{k1}"),
+            &format!("phase=rotating since={since}"),
+        )
+        .await;
+    let (code, _, out) = lab.run(
+        &["enforce", "--once", "--confirm-large-change"],
+        Some(2.5),
+        &[("IAM_WARDEN_TEST_CRASH_AFTER", "CreateAccessKey")],
+    );
+    assert_ne!(code, 0, "the process was aborted: {out}");
+    assert_eq!(lab.keys("app").await.len(), 2, "the orphan new key");
+    let intent = lab.tags("app").await[&format!("{PREFIX}{k1}")].clone();
+    assert!(
+        intent.starts_with(&format!("phase=rotating since={since} ")) && intent.contains(" wall="),
+        "the intent was written again with its wall time, same since: {intent}"
+    );
+    lab.enforce(2.6, &[]);
+    let keys = lab.keys("app").await;
+    assert_eq!(keys.len(), 2, "exactly one new key: {keys:?}");
+    let new = keys.iter().find(|(k, _)| *k != k1).unwrap().0.clone();
+    let cur = lab.secret("app", "AWSCURRENT").await;
+    assert_eq!(str_of(&cur, "AccessKeyId"), new);
+    assert_eq!(lab.phase("app", &k1).await.as_deref(), Some("draining"));
+    let j = journal_actions(&lab.journal_path());
+    assert!(j.iter().any(|a| a.contains("-> discarded")), "{j:#?}");
+    let s2 = str_of(&cur, "SecretAccessKey").to_string();
+    lab.assert_no_secret_leaked(&[&s1, &s2]);
+}
+
 /// Dry-run: a would-be phase change raises the owner's notice as a would-be notice
 /// (journaled `dry_run`, never delivered); nothing is written to AWS.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

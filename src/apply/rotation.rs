@@ -10,7 +10,10 @@
 //! may be lost. The intent tag records the real wall time (`wall=`), and only a key whose
 //! CreateDate lies within [`crate::baseline::plan::ORPHAN_BEFORE`] before to
 //! [`crate::baseline::plan::ORPHAN_AFTER`] after it is taken for the rotation's new key;
-//! any other key (a person's) is left alone and the rotation waits (`rotation-stuck`).
+//! any other key (a person's) is left alone and the rotation waits (`rotation-stuck`). An
+//! intent without `wall=` (a tag a person or an older version wrote) therefore never takes
+//! a key for its orphan; when no other key exists it resumes, writing the intent again
+//! with the wall time before CreateAccessKey.
 
 use std::sync::OnceLock;
 
@@ -381,9 +384,12 @@ impl Applier {
                 o.label()
             )));
         }
-        if intent_since.is_none() {
+        if intent_since.is_none() || wall.is_none() {
             // The wall time is real time, whatever clock the pass runs at: AWS's CreateDate
-            // of the new key is compared with it.
+            // of the new key is compared with it. An intent without one (written by a
+            // person or an older version) is written again with it before the key is made:
+            // else a crash now would leave a new key no later pass could tell from a
+            // person's.
             let tag = match &quarantine {
                 Some(q) => RotationTag {
                     wall: Some(Utc::now()),
@@ -392,19 +398,18 @@ impl Applier {
                 None => RotationTag {
                     key_id: old_id.clone(),
                     phase: Phase::Rotating,
-                    since: now,
+                    since: intent_since.unwrap_or(now),
                     created: Some(old.created),
                     new_key: None,
                     wall: Some(Utc::now()),
                 },
             };
-            self.write_phase(
-                user,
-                &tag,
-                "rotating",
-                "intent: a new key is about to be created",
-            )
-            .await?;
+            let why = if intent_since.is_some() {
+                "intent (recorded again, with its wall time): a new key is about to be created"
+            } else {
+                "intent: a new key is about to be created"
+            };
+            self.write_phase(user, &tag, "rotating", why).await?;
             crash_point("intent");
         }
         let out = match iam
