@@ -607,6 +607,49 @@ async fn a_persons_key_is_never_taken_for_an_interrupted_rotations_new_key() {
     }
 }
 
+/// A store whose answer is lost after Secrets Manager applied it (the fault proxy answers
+/// 500 after forwarding CreateSecret to moto; one attempt, no SDK retry): the stored key id
+/// is read back, it is the new key, so the new key is kept and the old key drains; nothing
+/// is discarded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_applied_despite_its_error_keeps_the_new_key() {
+    use support::faults::FaultProxy;
+    let proxy = FaultProxy::start(shared_moto(), 1, 0.0, &[]);
+    let lab = Lab::new(&[]).await;
+    let ep = lab.acct.endpoint.clone();
+    lab.acct.user("app").await;
+    let (k1, s1) = lab.key_with_secret("app").await;
+    use_key(&ep, &k1, &s1).await;
+    proxy.script("CreateSecret", "applied-then-500").await;
+    lab.enforce(
+        2.5,
+        &[
+            ("AWS_ENDPOINT_URL_SECRETS_MANAGER", proxy.url.as_str()),
+            ("IAM_WARDEN_AWS__MAX_ATTEMPTS", "1"),
+        ],
+    );
+    assert_eq!(
+        proxy.stats().await["by_action"]["CreateSecret"]["applied-then-500"].as_u64(),
+        Some(1)
+    );
+    let keys = lab.keys("app").await;
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    let cur = lab.secret("app", "AWSCURRENT").await;
+    assert_eq!(
+        str_of(&cur, "AccessKeyId"),
+        keys[1].0,
+        "the stored key is kept"
+    );
+    assert_eq!(lab.phase("app", &k1).await.as_deref(), Some("draining"));
+    let j = journal_actions(&lab.journal_path());
+    assert!(!j.iter().any(|a| a.contains("-> discarded")), "{j:#?}");
+    let s2 = str_of(&cur, "SecretAccessKey").to_string();
+    assert!(caller_arn(&ep, &keys[1].0, &s2)
+        .await
+        .ends_with(":user/app"));
+    lab.assert_no_secret_leaked(&[&s1, &s2]);
+}
+
 /// An intent tag without `wall=` (written by a person or an older version) and no other
 /// key: the rotation resumes, and writes the intent again with its wall time before
 /// CreateAccessKey, so that a crash right after the create still resumes with exactly one

@@ -479,6 +479,17 @@ impl Applier {
         )
         .await;
         drop(secret);
+        // A store whose answer was lost may have been applied: if the new key is what is
+        // stored, it is stored (deleting it now would leave consumers a deleted key).
+        let stored = match stored {
+            Err(e) if e.may_have_been_applied() => {
+                match delivery::stored_key_id(&self.clients, req.delivery, req.secret_name).await {
+                    Ok(Some(id)) if id == new_id => Ok(()),
+                    _ => Err(e),
+                }
+            }
+            other => other,
+        };
         if let Err(e) = stored {
             // Never leave an active key whose secret is lost.
             let why = format!("its secret could not be stored in {}: {e}", req.secret_name);
