@@ -7,6 +7,8 @@ cloudtrail-recorder, the daemons); this only talks to them and reads /proc.
     daemon.py ready       --url DAEMON --pid PID [--timeout S] [--since T]
     daemon.py sqs         --endpoint MOTO --queue-url Q --url DAEMON --pid PID --journal J
                           [--samples N] [--warmup N] [--burst N] [--prefix P] --out F
+    daemon.py quarantine  --endpoint MOTO --queue-url Q --url DAEMON --pid PID --journal J
+                          [--samples N] [--warmup N] [--burst N] --out F
     daemon.py cloudtrail  --endpoint MOTO --recorder REC --url DAEMON --pid PID --journal J
                           [--samples N] [--poll-interval S] --out F
     daemon.py burst       --endpoint MOTO --queue-url Q --url DAEMON --pid PID --journal J
@@ -19,7 +21,9 @@ cloudtrail-recorder, the daemons); this only talks to them and reads /proc.
 Latency, everywhere: the `time` of the daemon's last `applied` journal line for the user
 (src/apply.rs takes it with Utc::now() after the IAM write returned, just before the line
 is written and synced) minus the wall-clock time at which the triggering call returned
-to this script (SendMessage for SQS, CreateLoginProfile for CloudTrail). Both clocks are
+to this script (SendMessage for SQS, CreateLoginProfile for CloudTrail); for an exposed
+key the `applied` `quarantine_access_key` line (the key is inactive when it is written).
+Both clocks are
 this machine's. Percentiles are nearest-rank.
 
 Only loopback http:// endpoints are used, with the static test credentials `testing`.
@@ -377,6 +381,24 @@ def user_actions(journal: Journal, user: str) -> list[str]:
 # ---- subcommands -------------------------------------------------------------------------
 
 
+def send_burst(sqs, queue_url: str, names: list[str], body, t0s: dict[str, float]) -> float:
+    """Send the message `body(name)` of every name at once (SendMessageBatch, 10 a call);
+    t0s[name] = when its call returned. Returns the seconds the sending took."""
+    t_first = time.time()
+    for k in range(0, len(names), 10):
+        chunk = names[k : k + 10]
+        r = sqs.send_message_batch(
+            QueueUrl=queue_url,
+            Entries=[{"Id": str(j), "MessageBody": body(n)} for j, n in enumerate(chunk)],
+        )
+        t0 = time.time()
+        if r.get("Failed"):
+            fail(f"SendMessageBatch failed for {len(r['Failed'])} messages")
+        for n in chunk:
+            t0s[n] = t0
+    return time.time() - t_first
+
+
 def cmd_queue(a) -> int:
     sqs = client("sqs", a.endpoint)
     url = sqs.create_queue(QueueName=a.name, Attributes={"VisibilityTimeout": str(a.visibility)})["QueueUrl"]
@@ -446,19 +468,7 @@ def cmd_sqs(a) -> int:
     burst = [f"{a.prefix}burst-{i}" for i in range(a.burst)]
     for name in burst:
         create_console_user(iam, name)
-    t_first = time.time()
-    for k in range(0, len(burst), 10):
-        chunk = burst[k : k + 10]
-        r = sqs.send_message_batch(
-            QueueUrl=a.queue_url,
-            Entries=[{"Id": str(j), "MessageBody": envelope(n)} for j, n in enumerate(chunk)],
-        )
-        t0 = time.time()
-        if r.get("Failed"):
-            fail(f"SendMessageBatch failed for {len(r['Failed'])} messages")
-        for n in chunk:
-            t0s[n] = t0
-    send_seconds = time.time() - t_first
+    send_seconds = send_burst(sqs, a.queue_url, burst, envelope, t0s)
     missing = journal.wait(burst, time.time() + a.sample_timeout + a.burst, d)
     if missing:
         fail(f"burst: {len(missing)} users not enforced in time, e.g. {missing[:3]}")
@@ -499,6 +509,97 @@ def cmd_sqs(a) -> int:
     if seq:
         worst = max(seq, key=lambda n: lat[n])
         out["sequential_worst"] = {"user": worst, "latency": lat[worst], "index": seq.index(worst)}
+    json.dump(out, open(a.out, "w"), indent=2)
+    return 0
+
+
+def health_event(key_id: str) -> str:
+    """An AWS Health AWS_RISK_CREDENTIALS_EXPOSED event for one key, in its EventBridge
+    envelope (the shape of tests/fixtures/health-credentials-exposed.json)."""
+    return json.dumps(
+        {
+            "version": "0",
+            "id": str(uuid.uuid4()),
+            "detail-type": "AWS Health Event",
+            "source": "aws.health",
+            "account": ACCOUNT,
+            "time": utc_now_str(),
+            "region": "us-east-1",
+            "resources": [],
+            "detail": {
+                "eventArn": "arn:aws:health:us-east-1::event/RISK/AWS_RISK_CREDENTIALS_EXPOSED/bench",
+                "service": "RISK",
+                "eventTypeCode": "AWS_RISK_CREDENTIALS_EXPOSED",
+                "eventTypeCategory": "issue",
+                "affectedEntities": [{"entityValue": key_id}],
+            },
+        }
+    )
+
+
+def user_with_key(iam, name: str) -> str:
+    """A user with one access key; returns the key id (the secret is dropped here)."""
+    iam.create_user(UserName=name)
+    return iam.create_access_key(UserName=name)["AccessKey"]["AccessKeyId"]
+
+
+def cmd_quarantine(a) -> int:
+    """Exposed-key quarantine: event (SQS) -> key inactive. Sequential samples, one event at
+    a time, then a burst of events sent at once (SendMessageBatch, 10 a call)."""
+    d = Daemon(a.url, a.pid)
+    iam = client("iam", a.endpoint)
+    sqs = client("sqs", a.endpoint)
+    journal = Journal(a.journal)
+    d.wait_idle(time.time() + 60, "after the first resync")
+    action = "quarantine_access_key"
+    keys: dict[str, str] = {}
+    t0s: dict[str, float] = {}
+
+    def one(name: str) -> None:
+        keys[name] = user_with_key(iam, name)
+        sqs.send_message(QueueUrl=a.queue_url, MessageBody=health_event(keys[name]))
+        t0s[name] = time.time()
+        if journal.wait([name], time.time() + a.sample_timeout, d, action=action):
+            fail(f"no applied {action} for {name} within {a.sample_timeout} s")
+
+    warm = [f"q-warmup-{i}" for i in range(a.warmup)]
+    seq = [f"q-lat-{i}" for i in range(a.samples)]
+    for name in warm + seq:
+        one(name)
+    burst = [f"q-burst-{i}" for i in range(a.burst)]
+    for name in burst:
+        keys[name] = user_with_key(iam, name)
+    t_first = time.time()
+    send_seconds = send_burst(sqs, a.queue_url, burst, lambda n: health_event(keys[n]), t0s)
+    missing = journal.wait(burst, time.time() + a.sample_timeout + a.burst, d, action=action)
+    if missing:
+        fail(f"burst: {len(missing)} keys not quarantined in time, e.g. {missing[:3]}")
+    journal.poll()
+    lat = {n: round(rfc3339(journal.applied(n, action)[0]["time"]) - t0s[n], 4) for n in t0s}
+    # Cross-check against IAM: every exposed key is inactive now.
+    active = [
+        n
+        for n in t0s
+        if any(
+            m["AccessKeyId"] == keys[n] and m["Status"] != "Inactive"
+            for m in iam.list_access_keys(UserName=n)["AccessKeyMetadata"]
+        )
+    ]
+    if active:
+        fail(f"{len(active)} exposed keys are still active, e.g. {active[:3]}")
+    ms = d.metrics()
+    out = {
+        "warmup": [lat[n] for n in warm],
+        "sequential": stats([lat[n] for n in seq]),
+        "sequential_samples": [lat[n] for n in seq],
+        "burst": stats([lat[n] for n in burst]),
+        "burst_samples": [lat[n] for n in burst],
+        "burst_send_seconds": round(send_seconds, 4),
+        "burst_all_inactive_seconds": round(max((lat[n] + t0s[n] for n in burst), default=t_first) - t_first, 4),
+        "quarantines_total": {
+            lab.get("outcome"): int(v) for n, lab, v in ms if n == "iam_warden_quarantines_total" and v
+        },
+    }
     json.dump(out, open(a.out, "w"), indent=2)
     return 0
 
@@ -810,6 +911,14 @@ def cmd_summary(a) -> int:
             f"   daemon's own histogram ({label}): from received mean {h['received']['mean']} s "
             f"(n={h['received']['count']}), from eventTime mean {h['event_time']['mean']} s"
         )
+    q = r.get("quarantine")
+    if q:
+        print(f"   exposed key (AWS Health event) -> key inactive, goal p99 < 1 s:")
+        print(f"   sequential:                   {line(q['sequential'])}")
+        print(
+            f"   burst of {q['burst']['count']}:                  {line(q['burst'])}; "
+            f"every key inactive {q['burst_all_inactive_seconds']:.2f} s after the first send"
+        )
     c = r["cloudtrail"]
     lt = c["latency"]
     print(
@@ -873,6 +982,17 @@ def main() -> int:
     s.add_argument("--spacing", type=float, default=0.5, help="sequential: seconds from one user creation to the next, at least")
     s.add_argument("--out", required=True)
 
+    qp = sub.add_parser("quarantine")
+    daemon_args(qp)
+    qp.add_argument("--endpoint", required=True)
+    qp.add_argument("--queue-url", required=True)
+    qp.add_argument("--journal", required=True)
+    qp.add_argument("--samples", type=int, default=50)
+    qp.add_argument("--warmup", type=int, default=3)
+    qp.add_argument("--burst", type=int, default=50)
+    qp.add_argument("--sample-timeout", type=float, default=30)
+    qp.add_argument("--out", required=True)
+
     c = sub.add_parser("cloudtrail")
     daemon_args(c)
     c.add_argument("--endpoint", required=True)
@@ -919,6 +1039,7 @@ def main() -> int:
         "queue": cmd_queue,
         "ready": cmd_ready,
         "sqs": cmd_sqs,
+        "quarantine": cmd_quarantine,
         "cloudtrail": cmd_cloudtrail,
         "burst": cmd_burst,
         "idle": cmd_idle,

@@ -17,6 +17,13 @@
 #    The daemon's own iam_warden_event_to_enforcement_seconds histogram is scraped as a
 #    cross-check (from="received": SQS receive -> reconcile end; from="event_time": the
 #    record's eventTime, whole seconds, -> reconcile end).
+# 1c. Exposed-key quarantine: event -> key inactive. A third daemon like the first (default
+#    write limiter, which a quarantine does not wait for) on a queue of its own. Q_SAMPLES
+#    (50) sequential samples after WARMUP ones: a user with one access key is created, then
+#    an AWS Health AWS_RISK_CREDENTIALS_EXPOSED event for the key (EventBridge envelope) is
+#    sent; latency = `time` of the daemon's applied quarantine_access_key journal line (taken
+#    after UpdateAccessKey returned) - the moment SendMessage returned. Then a burst of
+#    Q_BURST (50) events at once. Every key is checked Inactive in IAM afterwards.
 # 2. CloudTrail LookupEvents latency: the cloudtrail-recorder (release) in front of moto,
 #    the daemon with only the CloudTrail source pointed at it, poll interval CT_POLL (5s;
 #    the default is 60s). An admin (AssumeRole bench-admin: not the daemon's identity, whose
@@ -40,12 +47,14 @@
 # reported. Safety: phases 1 and 2 change 170+ users in one breaker window, so the
 # blast-radius breaker is opened wide there (IAM_WARDEN_SAFETY__MAX_USERS_CHANGED*).
 # Results: $RESULTS/daemon.json and a summary on stdout.
-# Environment: SAMPLES (100), WARMUP (3), SPACING (0.5), BURST (50), CT_SAMPLES (20), CT_POLL (5),
+# Environment: SAMPLES (100), WARMUP (3), SPACING (0.5), BURST (50), Q_SAMPLES (50), Q_BURST (50),
+# CT_SAMPLES (20), CT_POLL (5),
 # IDLE_SECONDS (60), USERS_MEM (10000), MEM_RESYNCS (6).
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
 SAMPLES=${SAMPLES:-100} WARMUP=${WARMUP:-3} BURST=${BURST:-50} SPACING=${SPACING:-0.5}
+Q_SAMPLES=${Q_SAMPLES:-50} Q_BURST=${Q_BURST:-50}
 CT_SAMPLES=${CT_SAMPLES:-20} CT_POLL=${CT_POLL:-5}
 IDLE_SECONDS=${IDLE_SECONDS:-60} USERS_MEM=${USERS_MEM:-10000} MEM_RESYNCS=${MEM_RESYNCS:-6}
 BENCH_PY="$ROOT/bench/daemon.py"
@@ -86,6 +95,15 @@ READY[sqs-unthrottled]=$READY_S
     --pid "$DAEMON_PID" --journal "$DAEMON_DIR/state/journal.jsonl" --samples 0 --warmup 0 \
     --burst "$BURST" --prefix fast- --out "$WORK/sqs-unthrottled.json"
 stop_daemon sqs-unthrottled
+
+echo "1c. exposed-key quarantine: $Q_SAMPLES sequential AWS Health events, then a burst of $Q_BURST..." >&2
+QUEUE_URL=$(new_queue iam-events-quarantine)
+start_daemon quarantine "${SQS_ENV[@]}" IAM_WARDEN_SOURCES__SQS__QUEUE_URL="$QUEUE_URL"
+READY[quarantine]=$READY_S
+"$VENV_PY" "$BENCH_PY" quarantine --endpoint "$MOTO_URL" --queue-url "$QUEUE_URL" --url "$DAEMON_URL" \
+    --pid "$DAEMON_PID" --journal "$DAEMON_DIR/state/journal.jsonl" --samples "$Q_SAMPLES" \
+    --warmup "$WARMUP" --burst "$Q_BURST" --out "$WORK/quarantine.json"
+stop_daemon quarantine
 
 # ---- 2. CloudTrail LookupEvents ------------------------------------------------------------
 echo "2. CloudTrail latency: $CT_SAMPLES samples, poll interval ${CT_POLL}s..." >&2
@@ -166,6 +184,7 @@ PY
 mkdir -p "$RESULTS"
 "$VENV_PY" "$BENCH_PY" report --results "$RESULTS/daemon.json" --extra "$extra" \
     --part sqs="$WORK/sqs.json" --part sqs_unthrottled="$WORK/sqs-unthrottled.json" \
+    --part quarantine="$WORK/quarantine.json" \
     --part cloudtrail="$WORK/cloudtrail.json" --part idle="$WORK/idle.json" --part memory="$WORK/memory.json"
 "$VENV_PY" "$BENCH_PY" summary --results "$RESULTS/daemon.json"
 rc=0

@@ -3,15 +3,13 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Command;
 use std::time::Duration;
 
 use aws_credential_types::Credentials;
 use aws_sdk_sqs::types::QueueAttributeName;
+use support::daemon::{http_get, wait_exit, Daemon};
 use support::recorder::Recorder;
 use support::{bin, create_queue, eventually, shared_moto, Account};
 
@@ -33,12 +31,6 @@ async fn session(acct: &Account, name: &str) -> Credentials {
         c.secret_access_key(),
         Some(c.session_token().to_string()),
     )
-}
-
-struct Daemon {
-    child: Child,
-    addr: Arc<Mutex<Option<String>>>,
-    log: Arc<Mutex<String>>,
 }
 
 impl Daemon {
@@ -64,120 +56,12 @@ impl Daemon {
             .env("IAM_WARDEN_CONTROLLER__WRITE_BURST", "100")
             .env("IAM_WARDEN_RESYNC__INTERVAL", "1h")
             .env("IAM_WARDEN_SOURCES__CLOUDTRAIL__POLL_INTERVAL", "1s")
-            .env("IAM_WARDEN_AWS__MAX_ATTEMPTS", "2")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+            .env("IAM_WARDEN_AWS__MAX_ATTEMPTS", "2");
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let mut child = cmd.spawn().unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let addr = Arc::new(Mutex::new(None));
-        let log = Arc::new(Mutex::new(String::new()));
-        let (a, l) = (addr.clone(), log.clone());
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
-                    if v["message"] == "listening" {
-                        *a.lock().unwrap() = v["addr"].as_str().map(str::to_string);
-                    }
-                }
-                let mut l = l.lock().unwrap();
-                l.push_str(&line);
-                l.push('\n');
-            }
-        });
-        Daemon { child, addr, log }
+        Daemon::spawn(cmd)
     }
-
-    async fn addr(&self) -> String {
-        let a = self.addr.clone();
-        eventually("the daemon to listen", DEADLINE, || {
-            let a = a.clone();
-            async move { a.lock().unwrap().clone() }
-        })
-        .await
-    }
-
-    async fn get(&self, path: &str) -> (u16, String) {
-        http_get(&self.addr().await, path)
-    }
-
-    async fn wait_ready(&self) {
-        let addr = self.addr().await;
-        eventually("/readyz to say ready", DEADLINE, || {
-            let addr = addr.clone();
-            async move { (http_get(&addr, "/readyz").0 == 200).then_some(()) }
-        })
-        .await;
-    }
-
-    async fn metric(&self, needle: &str) -> f64 {
-        let (_, body) = self.get("/metrics").await;
-        body.lines()
-            .find(|l| l.starts_with(needle))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0.0)
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
-    }
-
-    fn signal(&self, sig: &str) {
-        let ok = Command::new("kill")
-            .args(["-s", sig, &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(ok.success());
-    }
-
-    /// SIGTERM and wait for the exit code (with a deadline).
-    async fn stop(mut self) -> (i32, String) {
-        self.signal("TERM");
-        let code = wait_exit(&mut self.child, DEADLINE).await;
-        (code, self.log())
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn wait_exit(child: &mut Child, deadline: Duration) -> i32 {
-    eventually("the daemon to exit", deadline, || {
-        let r = child.try_wait().unwrap();
-        async move { r.map(|s| s.code().unwrap_or(-1)) }
-    })
-    .await
-}
-
-fn http_get(addr: &str, path: &str) -> (u16, String) {
-    let Ok(mut s) = TcpStream::connect(addr) else {
-        return (0, String::new());
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
-    let _ = write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    );
-    let mut buf = String::new();
-    let _ = s.read_to_string(&mut buf);
-    let code = buf
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = buf
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (code, body)
 }
 
 async fn groups_of(iam: &aws_sdk_iam::Client, user: &str) -> Vec<String> {
@@ -1154,77 +1038,6 @@ async fn exposed_key_in_dry_run_is_journaled_only() {
         })
         .collect();
     assert_eq!(lines, vec![("dry_run", key.as_str())]);
-    let (code, log) = d.stop().await;
-    assert_eq!(code, 0, "{log}");
-}
-
-/// Benchmark (run by hand, see the README): SQS event → key inactive. SAMPLES users with
-/// one key each; for each, a Health event is sent and the key's status polled every 5 ms
-/// until it is Inactive (sequential, p50/p99/max); then a burst of SAMPLES events sent at
-/// once (time until every key is inactive). The daemon has its default write limiter.
-/// `cargo test --test daemon quarantine_latency -- --ignored --nocapture`
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "benchmark: run by hand"]
-async fn quarantine_latency_bench() {
-    const SAMPLES: usize = 50;
-    let moto = shared_moto();
-    let acct = Account::new(moto).await;
-    let dir = tempfile::tempdir().unwrap();
-    let sqs = aws_sdk_sqs::Client::new(&acct.sdk);
-    let url = create_queue(&sqs, &format!("iam-warden-bench-{}", acct.id), &[]).await;
-    let mut keys = Vec::new();
-    for i in 0..2 * SAMPLES {
-        let name = format!("lat-{i}");
-        acct.user(&name).await;
-        keys.push((name.clone(), acct.key(&name).await));
-    }
-    let creds = session(&acct, "iam-warden-daemon").await;
-    let mut env = sqs_only_env(dir.path(), &url, "20");
-    env.push(("IAM_WARDEN_CONTROLLER__WRITE_BURST", "10".to_string()));
-    let d = Daemon::start(&creds, &moto.endpoint, &env);
-    d.wait_ready().await;
-    let iam = &acct.iam;
-    let wait_inactive = |user: String, key: String| async move {
-        let start = std::time::Instant::now();
-        while key_status(iam, &user, &key).await != "Inactive" {
-            assert!(start.elapsed() < DEADLINE, "{key} of {user} still active");
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    };
-    // Sequential samples.
-    let mut lat = Vec::new();
-    for (user, key) in &keys[..SAMPLES] {
-        let t0 = std::time::Instant::now();
-        send(&sqs, &url, &health_event(&acct.id, &[key])).await;
-        wait_inactive(user.clone(), key.clone()).await;
-        lat.push(t0.elapsed().as_secs_f64());
-    }
-    lat.sort_by(f64::total_cmp);
-    let pct = |p: f64| lat[((p * lat.len() as f64).ceil() as usize).clamp(1, lat.len()) - 1];
-    println!(
-        "quarantine latency, SQS event -> key inactive, {SAMPLES} sequential: p50 {:.3} s, p99 {:.3} s, max {:.3} s",
-        pct(0.50),
-        pct(0.99),
-        lat[lat.len() - 1]
-    );
-    // A burst.
-    let t0 = std::time::Instant::now();
-    for (_, key) in &keys[SAMPLES..] {
-        send(&sqs, &url, &health_event(&acct.id, &[key])).await;
-    }
-    let sent = t0.elapsed().as_secs_f64();
-    for (user, key) in &keys[SAMPLES..] {
-        wait_inactive(user.clone(), key.clone()).await;
-    }
-    println!(
-        "quarantine burst: {SAMPLES} events sent in {sent:.3} s, every key inactive after {:.3} s",
-        t0.elapsed().as_secs_f64()
-    );
-    assert_eq!(
-        d.metric("iam_warden_quarantines_total{outcome=\"deactivated\"}")
-            .await,
-        (2 * SAMPLES) as f64
-    );
     let (code, log) = d.stop().await;
     assert_eq!(code, 0, "{log}");
 }

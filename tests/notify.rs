@@ -542,39 +542,9 @@ async fn shutdown_delivers_what_is_queued() {
 #[tokio::test]
 async fn sns_publishes_the_notice_with_user_and_event_attributes() {
     let account = Account::new(shared_moto()).await;
-    let sns = aws_sdk_sns::Client::new(&account.sdk);
     let sqs = aws_sdk_sqs::Client::new(&account.sdk);
-    let topic = sns
-        .create_topic()
-        .name("iam-warden-notices")
-        .send()
-        .await
-        .unwrap()
-        .topic_arn()
-        .unwrap()
-        .to_string();
-    let queue_url = support::create_queue(&sqs, "owner-inbox", &[]).await;
-    let queue_arn = sqs
-        .get_queue_attributes()
-        .queue_url(&queue_url)
-        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .unwrap()
-        .attributes()
-        .and_then(|a| {
-            a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-                .cloned()
-        })
-        .unwrap();
-    sns.subscribe()
-        .topic_arn(&topic)
-        .protocol("sqs")
-        .endpoint(&queue_arn)
-        .attributes("RawMessageDelivery", "false")
-        .send()
-        .await
-        .unwrap();
+    let (topic, queue_url) =
+        support::sns_topic_to_queue(&account, "iam-warden-notices", "owner-inbox").await;
 
     let dir = tempfile::tempdir().unwrap();
     let journal_path = dir.path().join("journal.jsonl");

@@ -15,6 +15,7 @@ use std::sync::Mutex;
 
 use chrono::{DateTime, Duration, Utc};
 use iam_warden::journal::Journal;
+use support::daemon::{caller_arn, use_key};
 use support::{bin, shared_moto, Account};
 
 const PREFIX: &str = "iam-warden/rotation/";
@@ -222,40 +223,6 @@ impl Lab {
             assert!(!journal.contains(s), "a secret was journaled");
         }
     }
-}
-
-fn sdk_for(endpoint: &str, id: &str, secret: &str) -> aws_types::SdkConfig {
-    aws_types::SdkConfig::builder()
-        .region(aws_types::region::Region::new("us-east-1"))
-        .endpoint_url(endpoint)
-        .credentials_provider(
-            aws_credential_types::provider::SharedCredentialsProvider::new(
-                aws_credential_types::Credentials::from_keys(id, secret, None),
-            ),
-        )
-        .behavior_version(aws_config::BehaviorVersion::latest())
-        .build()
-}
-
-/// Sign one IAM request with the key: moto records it as the key's last use.
-async fn use_key(endpoint: &str, id: &str, secret: &str) {
-    aws_sdk_iam::Client::new(&sdk_for(endpoint, id, secret))
-        .list_users()
-        .send()
-        .await
-        .unwrap();
-}
-
-/// sts GetCallerIdentity with the key: the ARN it answers for.
-async fn caller_arn(endpoint: &str, id: &str, secret: &str) -> String {
-    aws_sdk_sts::Client::new(&sdk_for(endpoint, id, secret))
-        .get_caller_identity()
-        .send()
-        .await
-        .unwrap()
-        .arn()
-        .unwrap_or_default()
-        .to_string()
 }
 
 fn str_of<'a>(v: &'a serde_json::Value, k: &str) -> &'a str {
@@ -640,6 +607,94 @@ async fn a_persons_key_is_never_taken_for_an_interrupted_rotations_new_key() {
     }
 }
 
+/// A store whose answer is lost after Secrets Manager applied it (the fault proxy answers
+/// 500 after forwarding CreateSecret to moto; one attempt, no SDK retry): the stored key id
+/// is read back, it is the new key, so the new key is kept and the old key drains; nothing
+/// is discarded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_applied_despite_its_error_keeps_the_new_key() {
+    use support::faults::FaultProxy;
+    let proxy = FaultProxy::start(shared_moto(), 1, 0.0, &[]);
+    let lab = Lab::new(&[]).await;
+    let ep = lab.acct.endpoint.clone();
+    lab.acct.user("app").await;
+    let (k1, s1) = lab.key_with_secret("app").await;
+    use_key(&ep, &k1, &s1).await;
+    proxy.script("CreateSecret", "applied-then-500").await;
+    lab.enforce(
+        2.5,
+        &[
+            ("AWS_ENDPOINT_URL_SECRETS_MANAGER", proxy.url.as_str()),
+            ("IAM_WARDEN_AWS__MAX_ATTEMPTS", "1"),
+        ],
+    );
+    assert_eq!(
+        proxy.stats().await["by_action"]["CreateSecret"]["applied-then-500"].as_u64(),
+        Some(1)
+    );
+    let keys = lab.keys("app").await;
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    let cur = lab.secret("app", "AWSCURRENT").await;
+    assert_eq!(
+        str_of(&cur, "AccessKeyId"),
+        keys[1].0,
+        "the stored key is kept"
+    );
+    assert_eq!(lab.phase("app", &k1).await.as_deref(), Some("draining"));
+    let j = journal_actions(&lab.journal_path());
+    assert!(!j.iter().any(|a| a.contains("-> discarded")), "{j:#?}");
+    let s2 = str_of(&cur, "SecretAccessKey").to_string();
+    assert!(caller_arn(&ep, &keys[1].0, &s2)
+        .await
+        .ends_with(":user/app"));
+    lab.assert_no_secret_leaked(&[&s1, &s2]);
+}
+
+/// An intent tag without `wall=` (written by a person or an older version) and no other
+/// key: the rotation resumes, and writes the intent again with its wall time before
+/// CreateAccessKey, so that a crash right after the create still resumes with exactly one
+/// new key (the orphan is recognised by its CreateDate, deleted, and the rotation redone).
+/// With another key beside it, such an intent never resumes by itself (see above).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_intent_without_wall_time_resumes_only_when_no_other_key_exists() {
+    let lab = Lab::new(&[]).await;
+    let ep = lab.acct.endpoint.clone();
+    lab.acct.user("app").await;
+    let (k1, s1) = lab.key_with_secret("app").await;
+    use_key(&ep, &k1, &s1).await;
+    let since = lab.t0.format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    lab.acct
+        .tag(
+            "app",
+            &format!("{PREFIX}{k1}"),
+            &format!("phase=rotating since={since}"),
+        )
+        .await;
+    let (code, _, out) = lab.run(
+        &["enforce", "--once", "--confirm-large-change"],
+        Some(2.5),
+        &[("IAM_WARDEN_TEST_CRASH_AFTER", "CreateAccessKey")],
+    );
+    assert_ne!(code, 0, "the process was aborted: {out}");
+    assert_eq!(lab.keys("app").await.len(), 2, "the orphan new key");
+    let intent = lab.tags("app").await[&format!("{PREFIX}{k1}")].clone();
+    assert!(
+        intent.starts_with(&format!("phase=rotating since={since} ")) && intent.contains(" wall="),
+        "the intent was written again with its wall time, same since: {intent}"
+    );
+    lab.enforce(2.6, &[]);
+    let keys = lab.keys("app").await;
+    assert_eq!(keys.len(), 2, "exactly one new key: {keys:?}");
+    let new = keys.iter().find(|(k, _)| *k != k1).unwrap().0.clone();
+    let cur = lab.secret("app", "AWSCURRENT").await;
+    assert_eq!(str_of(&cur, "AccessKeyId"), new);
+    assert_eq!(lab.phase("app", &k1).await.as_deref(), Some("draining"));
+    let j = journal_actions(&lab.journal_path());
+    assert!(j.iter().any(|a| a.contains("-> discarded")), "{j:#?}");
+    let s2 = str_of(&cur, "SecretAccessKey").to_string();
+    lab.assert_no_secret_leaked(&[&s1, &s2]);
+}
+
 /// Dry-run: a would-be phase change raises the owner's notice as a would-be notice
 /// (journaled `dry_run`, never delivered); nothing is written to AWS.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -882,6 +937,7 @@ async fn a_failed_store_deletes_the_new_key_and_the_rotation_retries() {
     assert!(journal_actions(&lab.journal_path())
         .iter()
         .any(|a| a.contains("-> discarded")));
+    assert_eq!(lab.phase("app", &k1).await.as_deref(), Some("stuck"));
     ssm.unlabel_parameter_version()
         .name(name)
         .parameter_version(1)
@@ -889,7 +945,11 @@ async fn a_failed_store_deletes_the_new_key_and_the_rotation_retries() {
         .send()
         .await
         .unwrap();
-    lab.enforce(2.6, &[]);
+    // Not retried at every pass: a day after the failure (STORE_RETRY).
+    let out = lab.enforce(2.6, &[]);
+    assert!(out.contains("rotation-stuck"), "{out}");
+    assert_eq!(lab.keys("app").await.len(), 1);
+    lab.enforce(3.6, &[]);
     let keys = lab.keys("app").await;
     assert_eq!(keys.len(), 2, "{keys:?}");
     let p = aws_sdk_ssm::Client::new(&lab.acct.sdk)
@@ -905,4 +965,120 @@ async fn a_failed_store_deletes_the_new_key_and_the_rotation_retries() {
     let s2 = str_of(&v, "SecretAccessKey").to_string();
     assert_eq!(lab.phase("app", &k1).await.as_deref(), Some("draining"));
     lab.assert_no_secret_leaked(&[&s1, &s2]);
+}
+
+/// A `kms_key_id` naming a KMS key that does not exist (moto does not check KMS: the fault
+/// proxy in front of moto answers what Secrets Manager and SSM answer, `EncryptionFailure`
+/// and `InvalidKeyId`): the pass fails with one line naming the key and the fix, the new
+/// key is deleted at once, the old key stays active and untouched, the rotation is stuck
+/// (tag, finding, metric event, owner notice) and not retried at every pass, and once the
+/// key exists (here: without the proxy) the retry a day later rotates with one new key.
+/// Nothing printed or journaled holds a secret.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_kms_key_is_one_clear_error_and_a_stuck_rotation() {
+    use support::faults::FaultProxy;
+    let proxy = FaultProxy::start(shared_moto(), 1, 0.0, &[]);
+    let missing = "arn:aws:kms:us-east-1:123456789012:key/11111111-2222-3333-4444-555555555555";
+    for (delivery, template, env, operation, fault) in [
+        (
+            "secretsmanager",
+            "iam-warden/{user}/access-key",
+            "AWS_ENDPOINT_URL_SECRETS_MANAGER",
+            "CreateSecret",
+            "kms-encryption-failure",
+        ),
+        (
+            "ssm",
+            "/iam-warden/{user}/access-key",
+            "AWS_ENDPOINT_URL_SSM",
+            "PutParameter",
+            "kms-invalid-key-id",
+        ),
+    ] {
+        let lab = Lab::new(&[
+            ("IAM_WARDEN_ROTATION__DELIVERY", delivery),
+            ("IAM_WARDEN_ROTATION__NAME_TEMPLATE", template),
+        ])
+        .await;
+        let ep = lab.acct.endpoint.clone();
+        lab.acct
+            .user_at("app", "/", &[("iam-warden/owner", "alice@example.com")])
+            .await;
+        let (k1, s1) = lab.key_with_secret("app").await;
+        use_key(&ep, &k1, &s1).await;
+        let faults_before = proxy.stats().await["by_action"][operation][fault]
+            .as_u64()
+            .unwrap_or(0);
+        proxy.script(operation, fault).await;
+        let via_proxy = [
+            (env, proxy.url.as_str()),
+            ("IAM_WARDEN_ROTATION__KMS_KEY_ID", missing),
+        ];
+        let (code, out, all) = lab.run(
+            &["enforce", "--once", "--confirm-large-change"],
+            Some(2.5),
+            &via_proxy,
+        );
+        assert_eq!(code, 1, "{delivery}: the failed write is reported: {all}");
+        assert_eq!(
+            proxy.stats().await["by_action"][operation][fault].as_u64(),
+            Some(faults_before + 1),
+            "{delivery}: the store went through the proxy and met the KMS error"
+        );
+        let line = out
+            .lines()
+            .find(|l| l.contains("rotate_access_key") && l.contains("FAILED"))
+            .unwrap_or_else(|| panic!("{delivery}: a failed rotation line: {out}"));
+        for want in [
+            missing,
+            "rotation.kms_key_id",
+            "exists",
+            "deleted",
+            "stays active",
+        ] {
+            assert!(line.contains(want), "{delivery}: {want:?} in {line}");
+        }
+        assert_eq!(
+            lab.keys("app").await,
+            vec![(k1.clone(), "Active".into())],
+            "{delivery}: the new key was deleted at once, the old key is active"
+        );
+        assert_eq!(lab.phase("app", &k1).await.as_deref(), Some("stuck"));
+        let j = journal_actions(&lab.journal_path());
+        for want in [
+            format!("rotation_phase {k1} -> stuck applied"),
+            "notify rotation-stuck".to_string(),
+            "delete_access_key".to_string(),
+        ] {
+            assert!(
+                j.iter().any(|a| a.starts_with(&want)),
+                "{delivery}: {want} journaled: {j:#?}"
+            );
+        }
+        // The metric's event: one log line per emit.
+        assert!(
+            all.lines()
+                .any(|l| l.contains("access-key rotation") && l.contains("\"event\":\"stuck\"")),
+            "{delivery}: the stuck event was emitted: {all}"
+        );
+        // The next pass does not make another key: the finding says when it retries.
+        let (code, text, all) = lab.run(&["enforce", "--once"], Some(2.6), &via_proxy);
+        assert_eq!(code, 0, "{all}");
+        assert!(
+            text.contains("rotation-stuck") && text.contains("retried after"),
+            "{text}"
+        );
+        assert_eq!(lab.keys("app").await.len(), 1);
+        // The key fixed (no proxy): retried a day after the failure, one new key stored.
+        lab.enforce(3.6, &[]);
+        let keys = lab.keys("app").await;
+        assert_eq!(keys.len(), 2, "{delivery}: {keys:?}");
+        assert_eq!(lab.phase("app", &k1).await.as_deref(), Some("draining"));
+        let printed = lab.printed.lock().unwrap().clone();
+        assert!(
+            !printed.contains("\"SecretAccessKey\""),
+            "{delivery}: no secret JSON printed"
+        );
+        lab.assert_no_secret_leaked(&[&s1]);
+    }
 }

@@ -9,14 +9,16 @@
 //!   before the recovery window ends, deleted at that time (scheduled by the resync).
 //! - An exposed key (AWS Health event over SQS): inactive at once, replaced by a new key
 //!   stored in Secrets Manager that works, a key-exposed notice; `reactivate` refuses it.
-//! - Logs, journal, /metrics and webhook bodies never contain a secret.
+//! - A rotation that never drained: stuck, then deactivated, then reactivated by a person;
+//!   the rotation-stuck and key-reactivated notices arrive, at the webhook and at an SNS
+//!   topic (an SQS queue subscribed to it: message attributes `user` and `event`).
+//! - Logs, journal, /metrics, webhook bodies and SNS messages never contain a secret.
 
 mod support;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -25,7 +27,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, KeyInit, Mac};
-use support::{bin, create_queue, eventually, shared_moto, Account};
+use support::daemon::{caller_arn, use_key, Daemon};
+use support::{bin, create_queue, eventually, shared_moto, sns_topic_to_queue, Account};
 
 const DEADLINE: Duration = Duration::from_secs(60);
 const KEY: &str = "rotation-daemon-signing-key-0123456789";
@@ -107,120 +110,24 @@ impl Received {
 
 // ---- the daemon ----
 
-struct Daemon {
-    child: Child,
-    addr: Arc<Mutex<Option<String>>>,
-    log: Arc<Mutex<String>>,
-}
-
 impl Daemon {
     fn start(env: &[(String, String)], clock: Option<DateTime<Utc>>) -> Daemon {
         let mut cmd = Command::new(bin());
         cmd.arg("run")
             .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+            .env("PATH", std::env::var("PATH").unwrap_or_default());
         for (k, v) in env {
             cmd.env(k, v);
         }
         if let Some(at) = clock {
             cmd.env("IAM_WARDEN_TEST_CLOCK", at.to_rfc3339());
         }
-        let mut child = cmd.spawn().unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let addr = Arc::new(Mutex::new(None));
-        let log = Arc::new(Mutex::new(String::new()));
-        let (a, l) = (addr.clone(), log.clone());
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
-                    if v["message"] == "listening" {
-                        *a.lock().unwrap() = v["addr"].as_str().map(str::to_string);
-                    }
-                }
-                let mut l = l.lock().unwrap();
-                l.push_str(&line);
-                l.push('\n');
-            }
-        });
-        Daemon { child, addr, log }
-    }
-
-    async fn addr(&self) -> String {
-        let a = self.addr.clone();
-        eventually("the daemon to listen", DEADLINE, || {
-            let a = a.clone();
-            async move { a.lock().unwrap().clone() }
-        })
-        .await
+        Daemon::spawn(cmd)
     }
 
     async fn metrics(&self) -> String {
-        http_get(&self.addr().await, "/metrics").1
+        self.get("/metrics").await.1
     }
-
-    async fn wait_ready(&self) {
-        let addr = self.addr().await;
-        eventually("/readyz to say ready", DEADLINE, || {
-            let addr = addr.clone();
-            async move { (http_get(&addr, "/readyz").0 == 200).then_some(()) }
-        })
-        .await;
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
-    }
-
-    /// SIGTERM and wait for exit 0; returns the log.
-    async fn stop(mut self) -> String {
-        let ok = Command::new("kill")
-            .args(["-s", "TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(ok.success());
-        let child = &mut self.child;
-        let code = eventually("the daemon to exit", DEADLINE, || {
-            let r = child.try_wait().unwrap();
-            async move { r.map(|s| s.code().unwrap_or(-1)) }
-        })
-        .await;
-        let log = self.log();
-        assert_eq!(code, 0, "{log}");
-        log
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn http_get(addr: &str, path: &str) -> (u16, String) {
-    let Ok(mut s) = TcpStream::connect(addr) else {
-        return (0, String::new());
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
-    let _ = write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    );
-    let mut buf = String::new();
-    let _ = s.read_to_string(&mut buf);
-    let code = buf
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = buf
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (code, body)
 }
 
 // ---- the lab: an account, a state directory, a receiver ----
@@ -293,7 +200,8 @@ impl Lab {
     /// Stop the daemon, keeping its log and /metrics for the secret scan.
     async fn stop(&self, d: Daemon) {
         let metrics = d.metrics().await;
-        let log = d.stop().await;
+        let (code, log) = d.stop().await;
+        assert_eq!(code, 0, "{log}");
         let mut seen = self.seen.lock().unwrap();
         seen.push_str(&log);
         seen.push_str(&metrics);
@@ -405,38 +313,72 @@ impl Lab {
     }
 }
 
-fn sdk_for(endpoint: &str, id: &str, secret: &str) -> aws_types::SdkConfig {
-    aws_types::SdkConfig::builder()
-        .region(aws_types::region::Region::new("us-east-1"))
-        .endpoint_url(endpoint)
-        .credentials_provider(
-            aws_credential_types::provider::SharedCredentialsProvider::new(
-                aws_credential_types::Credentials::from_keys(id, secret, None),
-            ),
-        )
-        .behavior_version(aws_config::BehaviorVersion::latest())
-        .build()
+/// An SNS topic in the lab's account with an SQS queue subscribed to it (the SNS envelope
+/// as the message body): set as `notifications.sns_topic_arn`. Returns the queue URL.
+async fn sns_inbox(lab: &mut Lab) -> String {
+    let (topic, url) = sns_topic_to_queue(
+        &lab.acct,
+        "iam-warden-owner-notices",
+        &format!("owner-inbox-{}", lab.acct.id),
+    )
+    .await;
+    lab.env
+        .push(("IAM_WARDEN_NOTIFICATIONS__SNS_TOPIC_ARN".into(), topic));
+    url
 }
 
-/// Sign one IAM request with the key: moto records it as the key's last use.
-async fn use_key(endpoint: &str, id: &str, secret: &str) {
-    aws_sdk_iam::Client::new(&sdk_for(endpoint, id, secret))
-        .list_users()
-        .send()
-        .await
-        .unwrap();
-}
-
-/// sts GetCallerIdentity with the key: the ARN it answers for.
-async fn caller_arn(endpoint: &str, id: &str, secret: &str) -> String {
-    aws_sdk_sts::Client::new(&sdk_for(endpoint, id, secret))
-        .get_caller_identity()
-        .send()
-        .await
-        .unwrap()
-        .arn()
-        .unwrap_or_default()
-        .to_string()
+/// Read the SNS envelopes from the inbox until one per `(user, event)` of `want` is there
+/// (each checked: the `user` and `event` message attributes match the notice inside).
+/// Returns every body read.
+async fn sns_messages(lab: &Lab, url: &str, want: &[(&str, &str)]) -> Vec<String> {
+    let sqs = aws_sdk_sqs::Client::new(&lab.acct.sdk);
+    let got: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    eventually("the SNS notices in the inbox", DEADLINE, || async {
+        let out = sqs
+            .receive_message()
+            .queue_url(url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .ok()?;
+        for m in out.messages() {
+            got.lock()
+                .unwrap()
+                .push(m.body().unwrap_or_default().to_string());
+            if let Some(h) = m.receipt_handle() {
+                let _ = sqs
+                    .delete_message()
+                    .queue_url(url)
+                    .receipt_handle(h)
+                    .send()
+                    .await;
+            }
+        }
+        let seen: Vec<(String, String)> = got
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|b| {
+                let env: serde_json::Value = serde_json::from_str(b).unwrap();
+                let attrs = &env["MessageAttributes"];
+                let inner: serde_json::Value =
+                    serde_json::from_str(env["Message"].as_str().unwrap()).unwrap();
+                assert_eq!(attrs["user"]["Value"], inner["user"], "{b}");
+                assert_eq!(attrs["event"]["Value"], inner["event"], "{b}");
+                assert_eq!(attrs["user"]["Type"], "String", "{b}");
+                (
+                    inner["user"].as_str().unwrap_or_default().to_string(),
+                    inner["event"].as_str().unwrap_or_default().to_string(),
+                )
+            })
+            .collect();
+        want.iter()
+            .all(|(u, e)| seen.iter().any(|(su, se)| su == u && se == e))
+            .then_some(())
+    })
+    .await;
+    got.into_inner().unwrap()
 }
 
 fn days(d: f64) -> chrono::Duration {
@@ -445,10 +387,14 @@ fn days(d: f64) -> chrono::Duration {
 
 /// warned → (requeued at its due time, no resync) draining with the new key stored →
 /// (restart, later clock) deactivated → (restart) deleted; each phase's notice arrives
-/// signed, with the owner from the user's tag; no secret anywhere.
+/// signed, with the owner from the user's tag. Beside it, a rotation that never drained
+/// is stuck, then deactivated and reactivated by a person (rotation-stuck and
+/// key-reactivated notices). The notices reach an SNS topic too (read from an SQS queue
+/// subscribed to it: attributes `user` and `event`). No secret anywhere.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_daemon_takes_a_key_through_every_phase() {
-    let lab = Lab::new(&[]).await;
+    let mut lab = Lab::new(&[]).await;
+    let inbox = sns_inbox(&mut lab).await;
     let ep = lab.acct.endpoint.clone();
     lab.acct
         .user_at("app", "/", &[("iam-warden/owner", "alice@example.com")])
@@ -456,6 +402,31 @@ async fn the_daemon_takes_a_key_through_every_phase() {
     let (k1, s1) = lab.key_with_secret("app").await;
     use_key(&ep, &k1, &s1).await;
     let t0 = Utc::now();
+    // A second user whose rotation (40 days ago, state in its tag) never drained: the old
+    // key b1 is still in use past grace (30 d) → stuck at the first pass; b1 quiet by +11 d
+    // → deactivated; then reactivated by a person.
+    lab.acct
+        .user_at("busy", "/", &[("iam-warden/owner", "carol@example.com")])
+        .await;
+    let (b1, bs1) = lab.key_with_secret("busy").await;
+    let (b2, bs2) = lab.key_with_secret("busy").await;
+    use_key(&ep, &b1, &bs1).await;
+    use_key(&ep, &b2, &bs2).await;
+    let long_ago = (t0 - days(40.0)).format("%Y-%m-%dT%H:%M:%SZ");
+    lab.acct
+        .iam
+        .tag_user()
+        .user_name("busy")
+        .tags(
+            aws_sdk_iam::types::Tag::builder()
+                .key(format!("{PREFIX}{b1}"))
+                .value(format!("phase=draining since={long_ago} new={b2}"))
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
 
     // Started 50 s before the age limit (2 d): warned by the first resync; the rotation is
     // due 50 s later and the reconcile's requeue (at least a minute) brings it, long
@@ -483,6 +454,21 @@ async fn the_daemon_takes_a_key_through_every_phase() {
     assert!(draining.contains(&format!("new={k2}")), "{draining}");
     assert!(caller_arn(&ep, &k2, &s2).await.ends_with(":user/app"));
     lab.hook.wait_for("key-rotated", &k1).await;
+    let n = lab.hook.wait_for("rotation-stuck", &b1).await;
+    assert_eq!(n["owner"], "carol@example.com", "{n}");
+    assert_eq!(n["user"], "busy", "{n}");
+    assert!(
+        n["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("still in use"),
+        "{n}"
+    );
+    assert!(lab
+        .tag("busy", &b1)
+        .await
+        .unwrap()
+        .starts_with("phase=stuck "));
     let metrics = d.metrics().await;
     let requeued: f64 = metrics
         .lines()
@@ -501,6 +487,25 @@ async fn the_daemon_takes_a_key_through_every_phase() {
     assert_eq!(lab.status("app", &k1).await, "Inactive");
     assert_eq!(lab.status("app", &k2).await, "Active");
     lab.hook.wait_for("key-deactivated", &k1).await;
+    // busy's b1, quiet for 11 d with b2 in use, is deactivated too; a person puts it back
+    // (while the daemon runs): the owner hears of it.
+    lab.wait_phase("busy", &b1, "deactivated").await;
+    let out = Command::new(bin())
+        .args(["reactivate", "busy", &b1])
+        .env_clear()
+        .envs(lab.env.iter().map(|(a, b)| (a.as_str(), b.as_str())))
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(lab.status("busy", &b1).await, "Active");
+    lab.wait_phase("busy", &b1, "draining").await;
+    let n = lab.hook.wait_for("key-reactivated", &b1).await;
+    assert_eq!(n["owner"], "carol@example.com", "{n}");
     lab.stop(d).await;
 
     // Restarted 45 s before the recovery window (3 d) ends: nothing to do at start; the
@@ -528,7 +533,21 @@ async fn the_daemon_takes_a_key_through_every_phase() {
         log.contains("IAM_WARDEN_TEST_CLOCK is set: run runs as if now were"),
         "the test clock is announced"
     );
-    let mut secrets = vec![s1, s2];
+    // The same notices went to the SNS topic, with the user and event attributes.
+    let sns = sns_messages(
+        &lab,
+        &inbox,
+        &[
+            ("app", "key-expiring"),
+            ("app", "key-rotated"),
+            ("app", "key-deactivated"),
+            ("busy", "rotation-stuck"),
+            ("busy", "key-reactivated"),
+        ],
+    )
+    .await;
+    lab.seen.lock().unwrap().push_str(&sns.join("\n"));
+    let mut secrets = vec![s1, s2, bs1, bs2];
     // k2 is past its own limit by now: if it was rotated too, its successor's secret is
     // searched for as well.
     let (k3, s3) = lab.stored("app").await;

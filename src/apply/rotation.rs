@@ -10,7 +10,10 @@
 //! may be lost. The intent tag records the real wall time (`wall=`), and only a key whose
 //! CreateDate lies within [`crate::baseline::plan::ORPHAN_BEFORE`] before to
 //! [`crate::baseline::plan::ORPHAN_AFTER`] after it is taken for the rotation's new key;
-//! any other key (a person's) is left alone and the rotation waits (`rotation-stuck`).
+//! any other key (a person's) is left alone and the rotation waits (`rotation-stuck`). An
+//! intent without `wall=` (a tag a person or an older version wrote) therefore never takes
+//! a key for its orphan; when no other key exists it resumes, writing the intent again
+//! with the wall time before CreateAccessKey.
 
 use std::sync::OnceLock;
 
@@ -28,6 +31,8 @@ use crate::journal::Entry;
 use crate::metrics::RotationEvent;
 
 static CRASH_AFTER: OnceLock<Option<String>> = OnceLock::new();
+
+pub use crate::baseline::plan::STORE_RETRY;
 
 /// Tests only: make the process stop (exit 86) right after the named rotation step succeeds
 /// (`intent`, `CreateAccessKey`, `store`, `draining`, `UpdateAccessKey`), to prove that
@@ -289,6 +294,8 @@ impl Applier {
                     t.new_key.as_deref().unwrap_or_default()
                 )))
             }
+            // A rotation whose store failed (stuck without a new key) starts afresh.
+            Some(Ok(t)) if t.phase == Phase::Stuck && t.new_key.is_none() => (None, None),
             Some(Ok(t)) if !matches!(t.phase, Phase::Warned | Phase::Quarantined) => {
                 return Ok(Outcome::Skipped(format!(
                     "{old_id} is already {}; not rotated again",
@@ -377,9 +384,12 @@ impl Applier {
                 o.label()
             )));
         }
-        if intent_since.is_none() {
+        if intent_since.is_none() || wall.is_none() {
             // The wall time is real time, whatever clock the pass runs at: AWS's CreateDate
-            // of the new key is compared with it.
+            // of the new key is compared with it. An intent without one (written by a
+            // person or an older version) is written again with it before the key is made:
+            // else a crash now would leave a new key no later pass could tell from a
+            // person's.
             let tag = match &quarantine {
                 Some(q) => RotationTag {
                     wall: Some(Utc::now()),
@@ -388,19 +398,18 @@ impl Applier {
                 None => RotationTag {
                     key_id: old_id.clone(),
                     phase: Phase::Rotating,
-                    since: now,
+                    since: intent_since.unwrap_or(now),
                     created: Some(old.created),
                     new_key: None,
                     wall: Some(Utc::now()),
                 },
             };
-            self.write_phase(
-                user,
-                &tag,
-                "rotating",
-                "intent: a new key is about to be created",
-            )
-            .await?;
+            let why = if intent_since.is_some() {
+                "intent (recorded again, with its wall time): a new key is about to be created"
+            } else {
+                "intent: a new key is about to be created"
+            };
+            self.write_phase(user, &tag, "rotating", why).await?;
             crash_point("intent");
         }
         let out = match iam
@@ -470,6 +479,17 @@ impl Applier {
         )
         .await;
         drop(secret);
+        // A store whose answer was lost may have been applied: if the new key is what is
+        // stored, it is stored (deleting it now would leave consumers a deleted key).
+        let stored = match stored {
+            Err(e) if e.may_have_been_applied() => {
+                match delivery::stored_key_id(&self.clients, req.delivery, req.secret_name).await {
+                    Ok(Some(id)) if id == new_id => Ok(()),
+                    _ => Err(e),
+                }
+            }
+            other => other,
+        };
         if let Err(e) = stored {
             // Never leave an active key whose secret is lost.
             let why = format!("its secret could not be stored in {}: {e}", req.secret_name);
@@ -482,9 +502,34 @@ impl Applier {
                     tracing::warn!(user, key = %new_id, error = %d, "could not delete the new key; the next pass does")
                 }
             }
-            return Err(Error::Other(format!(
-                "{new_id} created but {why}; it was deleted and the rotation retries next pass"
-            )));
+            if quarantine.is_some() {
+                return Err(Error::Other(format!(
+                    "{new_id} created but {why}; it was deleted and the replacement retries next pass"
+                )));
+            }
+            // The old key stays active and untouched; the rotation is stuck until the retry
+            // (a store that failed once, e.g. for a missing KMS key, would fail again at
+            // once: no new key every pass). The owner and the metrics hear of it.
+            let retry = now + STORE_RETRY;
+            let stuck = RotationTag {
+                key_id: old_id.clone(),
+                phase: Phase::Stuck,
+                since: now,
+                created: Some(old.created),
+                new_key: None,
+                wall: None,
+            };
+            let reason = format!(
+                "the new key {new_id} was deleted at once, {old_id} stays active and the rotation is retried after {}, because {why}",
+                retry.format("%Y-%m-%dT%H:%M:%SZ")
+            );
+            if let Err(t) = self
+                .write_phase_with(user, &stuck, "stuck", &reason, Some(&user_tags))
+                .await
+            {
+                tracing::warn!(user, key = %old_id, error = %t, "could not mark the failed rotation; the next pass retries it");
+            }
+            return Err(Error::Other(reason));
         }
         crash_point("store");
         let (tag, event) = stored_tag(&old_id, old, quarantine.as_ref(), &new_id, now);

@@ -119,7 +119,52 @@ pub async fn store(clients: &Clients, target: &Target<'_>, key: &NewKey<'_>) -> 
             "rotation.delivery = \"none\": iam-warden does not create keys".into(),
         )),
     };
-    r.map_err(|e| scrub(e, key.secret))
+    r.map_err(|e| kms_problem(scrub(e, key.secret), target))
+}
+
+/// The AWS error codes that say the KMS key of the secret or parameter cannot be used
+/// (missing, disabled, or not allowed): Secrets Manager's `EncryptionFailure`, SSM's
+/// `InvalidKeyId`, and KMS's own codes passed through.
+fn is_kms_code(code: &str) -> bool {
+    matches!(
+        code,
+        "EncryptionFailure"
+            | "InvalidKeyId"
+            | "NotFoundException"
+            | "DisabledException"
+            | "KMSInvalidStateException"
+            | "KMSNotFoundException"
+            | "KMSDisabledException"
+            | "KMSAccessDeniedException"
+    )
+}
+
+/// An error about the KMS key as one line that names the key and how to fix it; any
+/// other error as it is.
+fn kms_problem(e: Error, target: &Target<'_>) -> Error {
+    let Error::Aws {
+        operation,
+        code: Some(code),
+        message,
+        ..
+    } = &e
+    else {
+        return e;
+    };
+    if !is_kms_code(code) {
+        return e;
+    }
+    let (service, managed) = match target.delivery {
+        Delivery::Ssm => ("SSM", "alias/aws/ssm"),
+        _ => ("Secrets Manager", "alias/aws/secretsmanager"),
+    };
+    let key = match target.kms_key_id {
+        Some(k) => format!("KMS key {k:?} (rotation.kms_key_id)"),
+        None => format!("AWS-managed KMS key {managed}"),
+    };
+    Error::Other(format!(
+        "{service} {operation} cannot use the {key} ({code}: {message}): check that the key exists in this account and region, is enabled and that iam-warden may use it (kms:GenerateDataKey, kms:Encrypt, kms:Decrypt), or set rotation.kms_key_id to a key that does (unset: the AWS-managed key)"
+    ))
 }
 
 fn sm_tag(k: &str, v: &str) -> aws_sdk_secretsmanager::types::Tag {
@@ -274,5 +319,74 @@ mod tests {
         assert_eq!(v["CreateDate"], "1970-01-01T00:00:00Z");
         let e = scrub(Error::Other(format!("bad value {}", s.expose())), &s);
         assert_eq!(e.to_string(), "bad value [redacted]");
+    }
+
+    fn aws(code: &str) -> Error {
+        Error::Aws {
+            service: "secretsmanager",
+            operation: "CreateSecret",
+            code: Some(code.into()),
+            message: "the key was not found".into(),
+            hint: None,
+            detail: "".into(),
+            ambiguous: false,
+        }
+    }
+
+    #[test]
+    fn kms_errors_name_the_key_and_the_fix() {
+        let target = |delivery, kms_key_id| Target {
+            delivery,
+            name: "iam-warden/u/access-key",
+            kms_key_id,
+            owner_tag: "iam-warden/owner",
+            owner: None,
+        };
+        let missing = "arn:aws:kms:us-east-1:123456789012:key/0000-missing";
+        let table = [
+            (
+                Delivery::SecretsManager,
+                Some(missing),
+                "EncryptionFailure",
+                Some(missing),
+            ),
+            (
+                Delivery::Ssm,
+                Some("alias/gone"),
+                "InvalidKeyId",
+                Some("alias/gone"),
+            ),
+            (
+                Delivery::SecretsManager,
+                None,
+                "EncryptionFailure",
+                Some("alias/aws/secretsmanager"),
+            ),
+            (
+                Delivery::SecretsManager,
+                Some(missing),
+                "AccessDeniedException",
+                None,
+            ),
+            (Delivery::Ssm, Some(missing), "ParameterLimitExceeded", None),
+        ];
+        for (delivery, kms, code, named) in table {
+            let text = kms_problem(aws(code), &target(delivery, kms)).to_string();
+            assert!(!text.contains('\n'), "one line: {text}");
+            match named {
+                Some(k) => {
+                    assert!(text.contains(k), "{code}: names the key: {text}");
+                    assert!(
+                        text.contains("rotation.kms_key_id"),
+                        "{code}: the fix: {text}"
+                    );
+                    assert!(text.contains(code), "{text}");
+                }
+                None => assert!(
+                    text.starts_with("AWS secretsmanager CreateSecret failed"),
+                    "{code} unchanged: {text}"
+                ),
+            }
+        }
     }
 }

@@ -35,6 +35,7 @@ pub fn spawn_proxy(mut cmd: Command, stderr: Stdio, what: &str) -> (Child, Strin
     (child, url)
 }
 
+pub mod daemon;
 pub mod faults;
 pub mod lab;
 pub mod recorder;
@@ -361,7 +362,6 @@ impl Account {
     }
 }
 
-/// The built `iam-warden` binary.
 /// Creates an SQS queue with these attributes; returns its URL.
 pub async fn create_queue(
     sqs: &aws_sdk_sqs::Client,
@@ -380,6 +380,46 @@ pub async fn create_queue(
         .to_string()
 }
 
+/// An SNS topic `topic` in `acct` with a new SQS queue `queue` subscribed to it (the SNS
+/// envelope as the message body, not raw): (topic ARN, queue URL).
+pub async fn sns_topic_to_queue(acct: &Account, topic: &str, queue: &str) -> (String, String) {
+    let sns = aws_sdk_sns::Client::new(&acct.sdk);
+    let sqs = aws_sdk_sqs::Client::new(&acct.sdk);
+    let topic = sns
+        .create_topic()
+        .name(topic)
+        .send()
+        .await
+        .unwrap()
+        .topic_arn()
+        .unwrap()
+        .to_string();
+    let url = create_queue(&sqs, queue, &[]).await;
+    let arn = sqs
+        .get_queue_attributes()
+        .queue_url(&url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap()
+        .attributes()
+        .and_then(|a| {
+            a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+                .cloned()
+        })
+        .unwrap();
+    sns.subscribe()
+        .topic_arn(&topic)
+        .protocol("sqs")
+        .endpoint(&arn)
+        .attributes("RawMessageDelivery", "false")
+        .send()
+        .await
+        .unwrap();
+    (topic, url)
+}
+
+/// The built `iam-warden` binary.
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_iam-warden")
 }

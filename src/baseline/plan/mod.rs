@@ -18,7 +18,9 @@ mod user;
 
 pub use access_loss::{is_new_user, reduces_access, AccessLoss, BreakerNote};
 pub use account::{plan_account_level, stronger_password_policy};
-pub use rotation::{orphan_candidate, Phase, RotationTag, ORPHAN_AFTER, ORPHAN_BEFORE};
+pub use rotation::{
+    orphan_candidate, Phase, RotationTag, ORPHAN_AFTER, ORPHAN_BEFORE, STORE_RETRY,
+};
 use user::plan_user_with;
 pub use user::{inactive_marks, InactiveMark};
 

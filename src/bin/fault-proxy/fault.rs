@@ -17,6 +17,8 @@ pub(crate) enum Fault {
     Truncated,
     NonXml,
     Hang,
+    KmsEncryptionFailure,
+    KmsInvalidKeyId,
 }
 
 const FAULTS: &[(&str, Fault)] = &[
@@ -31,6 +33,8 @@ const FAULTS: &[(&str, Fault)] = &[
     ("truncated", Fault::Truncated),
     ("non-xml", Fault::NonXml),
     ("hang", Fault::Hang),
+    ("kms-encryption-failure", Fault::KmsEncryptionFailure),
+    ("kms-invalid-key-id", Fault::KmsInvalidKeyId),
 ];
 
 impl Fault {

@@ -3,8 +3,10 @@
 //! be tested against the real aws-sdk clients.
 //!
 //! Each request is read whole (headers and `Content-Length` body), its operation taken from
-//! the query-protocol body (`Action=...`, IAM and STS), and then either forwarded to moto on
-//! a fresh upstream connection and answered, or hit by one fault:
+//! the query-protocol body (`Action=...`, IAM and STS) or the JSON protocols' `X-Amz-Target`
+//! header (Secrets Manager, SSM: `CreateSecret`, `PutParameter`), and then either forwarded
+//! to moto on a fresh upstream connection and answered, or hit by one fault (errors in the
+//! request's protocol: XML, or JSON with `__type`):
 //!
 //! | fault                 | what the client sees                               | applied? |
 //! |-----------------------|----------------------------------------------------|----------|
@@ -18,8 +20,10 @@
 //! | `truncated`           | moto's status with half its body                   | yes      |
 //! | `non-xml`             | 200 with an HTML page (a middlebox answered)       | no       |
 //! | `hang`                | nothing, until the client gives up                 | no       |
+//! | `kms-encryption-failure` | 400 `EncryptionFailure` (Secrets Manager: the KMS key is missing) | no |
+//! | `kms-invalid-key-id`  | 400 `InvalidKeyId` (SSM: the KMS key is missing)   | no       |
 //!
-//! Random faults: each request carrying an `Action` gets, with probability `--rate`, one of
+//! Random faults: each request carrying an operation gets, with probability `--rate`, one of
 //! the `--faults` kinds chosen uniformly, from one `fastrand` generator seeded with `--seed`
 //! (the sequence is fixed; which request gets which draw depends on arrival order).
 //! Scripted faults take precedence and hit exactly once.

@@ -7,7 +7,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::fault::{Fault, Proxy};
-use crate::wire::{action_of, answer_bytes, error_answer, forward, read_request, reset, Message};
+use crate::wire::{
+    action_of, answer_bytes, error_answer, forward, is_json, read_request, reset, Message,
+};
 
 enum Next {
     KeepGoing,
@@ -37,7 +39,8 @@ async fn handle(proxy: &Proxy, conn: &mut TcpStream, req: Message) -> Result<Nex
         conn.write_all(&out).await.map_err(|e| e.to_string())?;
         return Ok(Next::KeepGoing);
     }
-    let action = action_of(&req.body);
+    let action = action_of(&req);
+    let json = is_json(&req);
     let fault = proxy.decide(action.as_deref());
     let upstream = proxy.lock().upstream.clone();
     let send_upstream = || async {
@@ -53,25 +56,28 @@ async fn handle(proxy: &Proxy, conn: &mut TcpStream, req: Message) -> Result<Nex
             answer_bytes(&resp, &resp.body)
         }
         Some(Fault::Throttle) => {
-            error_answer("400 Bad Request", "Throttling", "Rate exceeded", None)
+            error_answer("400 Bad Request", "Throttling", "Rate exceeded", None, json)
         }
         Some(Fault::ThrottleRetryAfter) => error_answer(
             "400 Bad Request",
             "Throttling",
             "Rate exceeded",
             Some(format!("Retry-After: {}", proxy.retry_after)),
+            json,
         ),
         Some(Fault::E500) => error_answer(
             "500 Internal Server Error",
             "InternalFailure",
             "The request processing has failed because of an unknown error.",
             None,
+            json,
         ),
         Some(Fault::E503) => error_answer(
             "503 Service Unavailable",
             "ServiceUnavailable",
             "Service is unable to handle request.",
             None,
+            json,
         ),
         Some(Fault::Reset) => return Ok(Next::Close),
         Some(Fault::AppliedThen500) => {
@@ -81,6 +87,7 @@ async fn handle(proxy: &Proxy, conn: &mut TcpStream, req: Message) -> Result<Nex
                 "InternalFailure",
                 "The request processing has failed because of an unknown error.",
                 None,
+                json,
             )
         }
         Some(Fault::AppliedThenReset) => {
@@ -106,6 +113,22 @@ async fn handle(proxy: &Proxy, conn: &mut TcpStream, req: Message) -> Result<Nex
                 b"<html><body><h1>Gateway</h1>upstream is busy</body></html>",
             )
         }
+        // What Secrets Manager and SSM answer when the KMS key of a secret or a
+        // SecureString does not exist (or may not be used): nothing is stored.
+        Some(Fault::KmsEncryptionFailure) => error_answer(
+            "400 Bad Request",
+            "EncryptionFailure",
+            "Secrets Manager can't encrypt the secret value with the KMS key given: it was not found",
+            None,
+            json,
+        ),
+        Some(Fault::KmsInvalidKeyId) => error_answer(
+            "400 Bad Request",
+            "InvalidKeyId",
+            "The KMS key of the parameter was not found",
+            None,
+            json,
+        ),
         Some(Fault::Hang) => {
             // Never answer; wait until the client gives up and closes.
             let mut sink = [0u8; 1024];

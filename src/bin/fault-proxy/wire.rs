@@ -158,15 +158,28 @@ pub(crate) fn error_answer(
     code: &str,
     message: &str,
     extra: Option<String>,
+    json: bool,
 ) -> Vec<u8> {
-    let body = format!(
-        "<ErrorResponse xmlns=\"https://iam.amazonaws.com/doc/2010-05-08/\"><Error><Type>{}</Type><Code>{code}</Code><Message>{message}</Message></Error><RequestId>{}</RequestId></ErrorResponse>",
-        if status.starts_with('4') { "Sender" } else { "Receiver" },
-        uuid::Uuid::new_v4()
-    );
+    let (content_type, body) = if json {
+        // The JSON protocols (Secrets Manager, SSM): `__type` and `message`, and the
+        // code in `x-amzn-ErrorType` too.
+        (
+            format!("application/x-amz-json-1.1\r\nx-amzn-ErrorType: {code}"),
+            serde_json::json!({ "__type": code, "message": message }).to_string(),
+        )
+    } else {
+        (
+            "text/xml".to_string(),
+            format!(
+                "<ErrorResponse xmlns=\"https://iam.amazonaws.com/doc/2010-05-08/\"><Error><Type>{}</Type><Code>{code}</Code><Message>{message}</Message></Error><RequestId>{}</RequestId></ErrorResponse>",
+                if status.starts_with('4') { "Sender" } else { "Receiver" },
+                uuid::Uuid::new_v4()
+            ),
+        )
+    };
     let head = Message {
         head: format!(
-            "HTTP/1.1 {status}\r\nContent-Type: text/xml{}",
+            "HTTP/1.1 {status}\r\nContent-Type: {content_type}{}",
             extra.map(|h| format!("\r\n{h}")).unwrap_or_default()
         ),
         body: Vec::new(),
@@ -174,11 +187,24 @@ pub(crate) fn error_answer(
     answer_bytes(&head, body.as_bytes())
 }
 
-/// The `Action` of a query-protocol body.
-pub(crate) fn action_of(body: &[u8]) -> Option<String> {
-    form_urlencoded::parse(body)
+/// The operation of a request: `Action=...` of a query-protocol body (IAM, STS), or the
+/// part after the dot of the JSON protocols' `X-Amz-Target` header
+/// (`secretsmanager.CreateSecret`, `AmazonSSM.PutParameter`).
+pub(crate) fn action_of(req: &Message) -> Option<String> {
+    if let Some(target) = req.header("x-amz-target") {
+        return target
+            .rsplit_once('.')
+            .map(|(_, op)| op.to_string())
+            .filter(|op| !op.is_empty());
+    }
+    form_urlencoded::parse(&req.body)
         .find(|(k, _)| k == "Action")
         .map(|(_, v)| v.into_owned())
+}
+
+/// The request uses a JSON protocol (its errors are JSON, not XML).
+pub(crate) fn is_json(req: &Message) -> bool {
+    req.header("x-amz-target").is_some()
 }
 
 /// Drop the connection with a reset (RST) instead of a clean close.
@@ -201,5 +227,59 @@ mod tests {
             b"hello world"
         );
         assert_eq!(dechunk(b"zz\r\n"), b"");
+    }
+
+    #[test]
+    fn operations_of_both_protocols() {
+        let msg = |head: &str, body: &str| Message {
+            head: head.to_string(),
+            body: body.as_bytes().to_vec(),
+        };
+        let table = [
+            (
+                msg("POST / HTTP/1.1", "Action=CreateAccessKey&UserName=u"),
+                Some("CreateAccessKey"),
+                false,
+            ),
+            (
+                msg(
+                    "POST / HTTP/1.1\r\nX-Amz-Target: secretsmanager.CreateSecret",
+                    "{}",
+                ),
+                Some("CreateSecret"),
+                true,
+            ),
+            (
+                msg(
+                    "POST / HTTP/1.1\r\nx-amz-target: AmazonSSM.PutParameter",
+                    "{}",
+                ),
+                Some("PutParameter"),
+                true,
+            ),
+            (
+                msg("POST / HTTP/1.1\r\nX-Amz-Target: nodot", "{}"),
+                None,
+                true,
+            ),
+            (msg("GET / HTTP/1.1", ""), None, false),
+        ];
+        for (req, op, json) in table {
+            assert_eq!(action_of(&req).as_deref(), op, "{}", req.head);
+            assert_eq!(is_json(&req), json, "{}", req.head);
+        }
+        let e = String::from_utf8(error_answer(
+            "400 Bad Request",
+            "InvalidKeyId",
+            "no such key",
+            None,
+            true,
+        ))
+        .unwrap();
+        assert!(e.contains("x-amzn-ErrorType: InvalidKeyId"), "{e}");
+        assert!(
+            e.ends_with(r#"{"__type":"InvalidKeyId","message":"no such key"}"#),
+            "{e}"
+        );
     }
 }

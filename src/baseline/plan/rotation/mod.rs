@@ -33,6 +33,7 @@
 mod quarantined;
 mod stats;
 mod tag;
+mod tagged;
 
 use std::collections::BTreeSet;
 
@@ -42,10 +43,16 @@ use super::{Action, KeyRef, PlannedAction};
 use crate::baseline::checks::{Check, Finding};
 use crate::config::{delivery_name, Config, Delivery, ROTATION_TAG_PREFIX};
 use crate::inventory::{AccessKeyState, Observed, UserState};
-use quarantined::{foreign_key, plan_quarantined};
 pub use quarantined::{orphan_candidate, ORPHAN_AFTER, ORPHAN_BEFORE};
 pub use stats::{key_stats, KeyStats, KEY_AGE_BUCKETS_DAYS, KEY_PHASES};
 pub use tag::{is_access_key_id, rotation_tags, Phase, RotationTag};
+use tagged::plan_tagged;
+
+/// A rotation whose new key could not be stored (the new key deleted at once, the old key
+/// left active: `phase=stuck` without `new=`) is retried this long after the failure, not
+/// at every pass: a missing KMS key or a denied store fails the same way until a person
+/// fixes it, and each attempt creates and deletes a key.
+pub const STORE_RETRY: Duration = Duration::days(1);
 
 /// The old and new key of a rotation in progress (draining or stuck, both keys active):
 /// the `two-active-keys` check reports such a user as rotating, not as a violation.
@@ -196,7 +203,7 @@ pub fn plan_rotation(
                 phase: Phase::Warned,
                 ..
             }) => plan_age(&ctx, tag, unused, &mut deleting, &mut rp),
-            Some(t) => plan_tagged(&ctx, t, &mut deleting, &mut rp),
+            Some(t) => plan_tagged(&ctx, t, unused, &mut deleting, &mut rp),
         }
     }
     // Tags of keys that are gone (only knowable with ids, i.e. read live).
@@ -476,165 +483,6 @@ fn deletable_inactive(ctx: &KeyCtx<'_>, o: &AccessKeyState) -> Option<String> {
             ctx.k.label()
         )
     })
-}
-
-/// A key in phase rotating, draining, stuck or deactivated.
-fn plan_tagged(
-    ctx: &KeyCtx<'_>,
-    t: &RotationTag,
-    deleting: &mut BTreeSet<usize>,
-    rp: &mut RotationPlan,
-) {
-    let (cfg, k, now) = (ctx.cfg, ctx.k, ctx.now);
-    let r = &cfg.rotation;
-    let new_idx = new_key_index(ctx.user, t);
-    let new_key = new_idx.map(|i| &ctx.user.keys[i]);
-    match t.phase {
-        Phase::Warned => {}
-        Phase::Rotating => {
-            let (all, _) = rotation_tags(ctx.user);
-            if all.iter().filter(|t| t.phase == Phase::Rotating).count() > 1 {
-                return; // reported above
-            }
-            if !k.active || r.delivery == Delivery::None {
-                rp.findings.push(ctx.stuck_finding(format!(
-                    "{} has an unfinished rotation (since {}) but is {}; remove the tag {} to restart",
-                    k.label(),
-                    t.since.format("%Y-%m-%d %H:%M"),
-                    if k.active { "delivery is now \"none\"" } else { "inactive" },
-                    RotationTag::tag_key(&t.key_id)
-                )));
-                return;
-            }
-            if let Some(f) = foreign_key(ctx, t) {
-                rp.findings.push(f);
-                return;
-            }
-            match delivery_name(&r.name_template, &ctx.user.name, r.delivery) {
-                Ok(name) => rp.actions.push(ctx.rotate(name, format!(
-                        "{} has an unfinished rotation since {}: resume it",
-                        k.label(),
-                        t.since.format("%Y-%m-%dT%H:%M:%SZ")
-                    ))),
-                Err(e) => rp.findings.push(ctx.stuck_finding(format!(
-                    "{} has an unfinished rotation but rotation.name_template gives no valid name for this user: {e}",
-                    k.label()
-                ))),
-            }
-        }
-        Phase::Draining | Phase::Stuck => {
-            if !k.active {
-                rp.actions.push(ctx.set_phase(
-                    Phase::Deactivated,
-                    t.new_key.clone(),
-                    format!(
-                        "{} was deactivated outside iam-warden; its recovery window starts",
-                        k.label()
-                    ),
-                ));
-                return;
-            }
-            let new_label = t.new_key.clone().unwrap_or_else(|| "another key".into());
-            if t.new_key.is_some() && new_key.is_none() {
-                rp.findings.push(ctx.stuck_finding(format!(
-                    "{} is {} but its new key {new_label} no longer exists; the old key stays active (remove the tag {} to rotate again)",
-                    k.label(),
-                    t.phase,
-                    RotationTag::tag_key(&t.key_id)
-                )));
-                return;
-            }
-            let other = new_key.or_else(|| {
-                ctx.user
-                    .keys
-                    .iter()
-                    .enumerate()
-                    .find(|(i, o)| *i != ctx.index && o.active)
-                    .map(|(_, o)| o)
-            });
-            if drained(ctx, other) {
-                rp.actions.push(ctx.deactivate(
-                    other.and_then(|o| o.id.clone()).or(t.new_key.clone()),
-                    false,
-                    format!(
-                        "drain proven: {new_label} is in use and {} {}",
-                        k.label(),
-                        match k.last_used {
-                            Some(u) => format!("was last used {}", u.format("%Y-%m-%dT%H:%M:%SZ")),
-                            None => "was never used".into(),
-                        }
-                    ),
-                ));
-                return;
-            }
-            let grace_end = t.since + days(r.grace_days);
-            if t.phase == Phase::Draining && now < grace_end {
-                rp.due(grace_end);
-                if other.is_some_and(|o| o.last_used.is_some()) {
-                    if let Some(q) = ctx.quiet_since() {
-                        rp.due(q);
-                    }
-                }
-                return;
-            }
-            let why = format!(
-                "{} is still in use {} days after its rotation started ({}); its consumer has not switched to {new_label}",
-                k.label(),
-                (now - t.since).num_days().max(0),
-                t.since.format("%Y-%m-%d")
-            );
-            rp.findings.push(ctx.stuck_finding(why.clone()));
-            if t.phase == Phase::Draining {
-                rp.actions
-                    .push(ctx.set_phase(Phase::Stuck, t.new_key.clone(), why.clone()));
-            }
-            if r.force_after_grace {
-                rp.actions.push(ctx.deactivate(
-                    other.and_then(|o| o.id.clone()).or(t.new_key.clone()),
-                    true,
-                    format!("{why}; rotation.force_after_grace = true"),
-                ));
-            }
-        }
-        Phase::Quarantined => plan_quarantined(ctx, t, deleting, rp),
-        Phase::Deactivated => {
-            if k.active {
-                let (phase, reason) = match &t.new_key {
-                    Some(_) => (
-                        Phase::Draining,
-                        "was reactivated outside iam-warden; it drains again",
-                    ),
-                    None => (Phase::Warned, "was reactivated outside iam-warden"),
-                };
-                rp.actions.push(ctx.set_phase(
-                    phase,
-                    t.new_key.clone(),
-                    format!("{} {reason}", k.label()),
-                ));
-                return;
-            }
-            let end = t.since + days(r.recovery_days);
-            if now >= end && !deleting.insert(ctx.index) {
-                // Already deleted first, to make room for a rotation.
-            } else if now >= end {
-                rp.actions.push(PlannedAction {
-                    action: Action::DeleteRotatedKey {
-                        user: ctx.name(),
-                        key: ctx.key.clone(),
-                    },
-                    reason: format!(
-                        "{} was deactivated by rotation on {}; the recovery window of {} days is over",
-                        k.label(),
-                        t.since.format("%Y-%m-%d"),
-                        r.recovery_days
-                    ),
-                    check: Some(Check::KeyTooOld),
-                });
-            } else {
-                rp.due(end);
-            }
-        }
-    }
 }
 
 #[cfg(test)]

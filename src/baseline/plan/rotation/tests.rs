@@ -144,6 +144,32 @@ fn lifecycle_table() {
             next_due: None,
         },
         Case {
+            name: "store failed 2 h ago (stuck, no new key): finding, retried a day after",
+            user: with_tag(
+                user("u"),
+                (
+                    format!("{ROTATION_TAG_PREFIX}{OLD}"),
+                    format!("phase=stuck since={}", hours_ago(2).to_rfc3339()),
+                ),
+            )
+            .keys(&[key(OLD, 91, Some(1))])
+            .build(),
+            cfg: d.clone(),
+            actions: vec![],
+            findings: vec!["key-too-old", "rotation-stuck"],
+            next_due: Some(hours_ago(2) + STORE_RETRY),
+        },
+        Case {
+            name: "store failed over a day ago: the rotation is retried",
+            user: with_tag(user("u"), tag("stuck", 2, None))
+                .keys(&[key(OLD, 92, Some(1))])
+                .build(),
+            cfg: d.clone(),
+            actions: vec!["rotate_access_key"],
+            findings: vec!["key-too-old"],
+            next_due: None,
+        },
+        Case {
             name: "intent written, no draining tag: the rotation resumes",
             user: with_tag(user("u"), tag("rotating", 0, None))
                 .keys(&[key(OLD, 91, Some(1))])
