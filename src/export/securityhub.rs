@@ -92,7 +92,8 @@ pub async fn export(
     now: DateTime<Utc>,
     journal: Option<&JournalTo<'_>>,
 ) -> Result<ExportReport> {
-    match hub.describe_hub().send().await {
+    // The SDK's futures are large (debug builds overflow a 2 MiB worker stack): boxed.
+    match Box::pin(hub.describe_hub().send()).await {
         Ok(_) => {}
         Err(e) => {
             let err = aws_error("securityhub", "DescribeHub", e);
@@ -102,7 +103,7 @@ pub async fn export(
             });
         }
     }
-    let earlier = active_findings(hub, scope).await?;
+    let earlier = Box::pin(active_findings(hub, scope)).await?;
     let mut current: Vec<AwsSecurityFinding> = Vec::with_capacity(findings.len());
     let mut ids = BTreeSet::new();
     for f in findings {
@@ -138,11 +139,12 @@ pub async fn export(
             .iter()
             .filter(|f| f.record_state == Some(RecordState::Archived))
             .count();
-        let sent = hub
-            .batch_import_findings()
-            .set_findings(Some(batch.to_vec()))
-            .send()
-            .await;
+        let sent = Box::pin(
+            hub.batch_import_findings()
+                .set_findings(Some(batch.to_vec()))
+                .send(),
+        )
+        .await;
         let (failed, first, error) = match &sent {
             Ok(out) => {
                 let first = out.failed_findings().first().map(|f| {
@@ -239,20 +241,21 @@ pub async fn active_findings(
     let mut out = BTreeMap::new();
     let mut token: Option<String> = None;
     loop {
-        let page = hub
-            .get_findings()
-            .filters(filters.clone())
-            .max_results(PAGE)
-            .set_next_token(token.take())
-            .send()
-            .await
-            .map_err(|e| {
-                let err = aws_error("securityhub", "GetFindings", e);
-                match err.aws_code() {
-                    Some("InvalidAccessException") => not_enabled(scope),
-                    _ => err,
-                }
-            })?;
+        let page = Box::pin(
+            hub.get_findings()
+                .filters(filters.clone())
+                .max_results(PAGE)
+                .set_next_token(token.take())
+                .send(),
+        )
+        .await
+        .map_err(|e| {
+            let err = aws_error("securityhub", "GetFindings", e);
+            match err.aws_code() {
+                Some("InvalidAccessException") => not_enabled(scope),
+                _ => err,
+            }
+        })?;
         for f in page.findings.unwrap_or_default() {
             let ours = f.product_arn.as_deref() == Some(product.as_str())
                 && f.aws_account_id.as_deref() == Some(scope.account_id.as_str())
