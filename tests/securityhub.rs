@@ -45,8 +45,10 @@ async fn all_findings(account: &Account) -> Vec<aws_sdk_securityhub::types::AwsS
 }
 
 fn config(dir: &tempfile::TempDir) -> Config {
-    let mut cfg = Config::default();
-    cfg.state_dir = dir.path().to_path_buf();
+    let mut cfg = Config {
+        state_dir: dir.path().to_path_buf(),
+        ..Default::default()
+    };
     cfg.export.securityhub.enabled = true;
     cfg
 }

@@ -48,7 +48,7 @@ fn each_finding_gets_its_resource() {
         Finding::new(Check::RotationStuck, "cert")
             .with_resource("arn:aws:iam::123456789012:server-certificate/c"),
     ];
-    let users = vec![
+    let users = [
         verdict(
             "alice",
             vec![
@@ -59,11 +59,7 @@ fn each_finding_gets_its_resource() {
         verdict("bob", vec![Finding::new(Check::ConsoleUnused, "unused")]),
     ];
     let arns = [Some(ALICE), None];
-    let got = collect(
-        &scope(),
-        &account,
-        users.iter().zip(arns).map(|(v, a)| (v, a)),
-    );
+    let got = collect(&scope(), &account, users.iter().zip(arns));
     let table: Vec<(Check, ResourceKind, &str, Option<&str>)> = vec![
         (
             Check::ConsoleWithoutMfa,
