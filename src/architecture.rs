@@ -16,7 +16,7 @@ const LAYERS: &[&[&str]] = &[
     &["inventory", "delivery"],
     &["baseline"],
     &["metrics"],
-    &["notify"],
+    &["notify", "export"],
     &["apply", "http"],
     &["controller"],
     &["sources"],

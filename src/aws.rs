@@ -3,8 +3,8 @@
 //! Clients use the default credential chain (environment, profile, IRSA / web identity,
 //! instance role) and timeouts from [`AwsConfig`]; the endpoint can be overridden (config or
 //! `AWS_ENDPOINT_URL`) for an emulator. IAM and STS calls are paced and retried by
-//! [`crate::pacing`] (installed as the clients' retry strategy); CloudTrail and SQS use the
-//! SDK's standard retries.
+//! [`crate::pacing`] (installed as the clients' retry strategy); CloudTrail, SQS and the
+//! other services use the SDK's standard retries.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -199,6 +199,9 @@ pub struct Clients {
     pub ssm: aws_sdk_ssm::Client,
     /// Owner notifications (`notifications.sns_topic_arn`).
     pub sns: aws_sdk_sns::Client,
+    /// Findings exported to Security Hub (`export.securityhub`), in `aws.region`; see
+    /// [`Clients::securityhub_in`] for another region.
+    pub securityhub: aws_sdk_securityhub::Client,
     pub calls: CallStats,
     pub pacer: Arc<Pacer>,
     /// The HTTP client under the pacing layer (to re-pace with other settings).
@@ -357,6 +360,11 @@ impl Clients {
                 .interceptor(counter("sns"))
                 .build(),
         );
+        let securityhub = aws_sdk_securityhub::Client::from_conf(
+            aws_sdk_securityhub::config::Builder::from(shared)
+                .interceptor(counter("securityhub"))
+                .build(),
+        );
         Clients {
             iam,
             sts,
@@ -365,10 +373,26 @@ impl Clients {
             secretsmanager,
             ssm,
             sns,
+            securityhub,
             calls,
             pacer,
             base_http: Some(base_http),
         }
+    }
+
+    /// The Security Hub client for `region` (the same credentials, endpoint, retries and
+    /// call counter).
+    pub fn securityhub_in(&self, region: &str) -> aws_sdk_securityhub::Client {
+        if self.securityhub.config().region().map(|r| r.as_ref()) == Some(region) {
+            return self.securityhub.clone();
+        }
+        aws_sdk_securityhub::Client::from_conf(
+            self.securityhub
+                .config()
+                .to_builder()
+                .region(Region::new(region.to_string()))
+                .build(),
+        )
     }
 
     /// The caller's ARN (sts:GetCallerIdentity) and account id.

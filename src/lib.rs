@@ -9,6 +9,8 @@
 //!   dispatch and reconcile.
 //! - [`apply`]: executing planned actions against IAM, journaled. [`http`]: /metrics,
 //!   /healthz, /readyz.
+//! - [`export`]: findings as ASFF into Security Hub (with the resolution of those gone)
+//!   and as OCSF Compliance Finding records.
 //! - [`notify`]: owner notifications (journal line, metric, signed webhook, SNS), delivered
 //!   by a background task that never holds up the caller.
 //! - [`metrics`]: the Prometheus registry, label catalogues, and the internal events (one
@@ -33,6 +35,7 @@ pub mod config;
 pub mod controller;
 pub mod delivery;
 pub mod error;
+pub mod export;
 pub mod http;
 pub mod inventory;
 pub mod journal;

@@ -79,13 +79,27 @@ enum OutputArg {
     Json,
 }
 
+#[derive(Clone, Copy, ValueEnum)]
+enum AuditOutput {
+    Text,
+    Json,
+    Ocsf,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// One read-only pass: judge every user against the baseline.
     /// Exit 0 = compliant, 1 = findings, 2 = error.
     Audit {
-        #[arg(long, value_enum, default_value_t = OutputArg::Text)]
-        output: OutputArg,
+        /// text, json (iam-warden's audit schema) or ocsf (OCSF 1.1 Compliance Finding
+        /// records, one JSON array, like Prowler's json-ocsf).
+        #[arg(long, value_enum, default_value_t = AuditOutput::Text)]
+        output: AuditOutput,
+        /// Also send the findings to Security Hub (needs export.securityhub.enabled) and
+        /// resolve the earlier ones that are gone. A failed export is reported on stderr;
+        /// the exit code stays about the findings.
+        #[arg(long)]
+        export: bool,
         /// Evaluate as if now were this RFC 3339 time (e.g. 2026-12-31T00:00:00Z).
         #[arg(long, value_parser = parse_time)]
         at: Option<DateTime<Utc>>,
@@ -363,17 +377,21 @@ fn real_main(cli: Cli, test_clock_env: Option<std::ffi::OsString>) -> anyhow::Re
                 },
             )
         }
-        Command::Audit { output, at } => {
-            let output = output.into();
-            runtime()?.block_on(async {
-                let clients = app::clients(&cfg).await?;
-                let report = app::audit(&cfg, &clients, at.unwrap_or_else(Utc::now)).await?;
-                match output {
-                    Output::Json => println!("{}", report.to_json()),
-                    Output::Text => print!("{}", report.to_text()),
+        Command::Audit { output, at, export } => runtime()?.block_on(async {
+            let clients = app::clients(&cfg).await?;
+            let report = app::audit(&cfg, &clients, at.unwrap_or_else(Utc::now)).await?;
+            match output {
+                AuditOutput::Json => println!("{}", report.to_json()),
+                AuditOutput::Text => print!("{}", report.to_text()),
+                AuditOutput::Ocsf => println!("{}", report.to_ocsf(&cfg)),
+            }
+            if export {
+                match app::audit::export_to_securityhub(&cfg, &clients, &report).await {
+                    Ok(r) => eprintln!("iam-warden: {}", r.summary()),
+                    Err(e) => eprintln!("iam-warden: error: Security Hub export failed: {e}"),
                 }
-                Ok(if report.compliant() { 0 } else { 1 })
-            })
-        }
+            }
+            Ok(if report.compliant() { 0 } else { 1 })
+        }),
     }
 }

@@ -2007,6 +2007,8 @@ const CLIENT_NAMES: &[(&str, &str)] = &[
     ("secrets", "secretsmanager"),
     ("secretsmanager", "secretsmanager"),
     ("cloudtrail", "cloudtrail"),
+    ("hub", "securityhub"),
+    ("securityhub", "securityhub"),
 ];
 
 /// Non-test Rust sources under src/ (path, text): `tests.rs`, `testkit.rs` and inline

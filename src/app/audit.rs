@@ -11,9 +11,12 @@ use serde::Serialize;
 use crate::aws::Clients;
 use crate::baseline::checks::{evaluate_account, evaluate_user, Check, Finding, UserVerdict};
 use crate::config::Config;
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::export::securityhub::{ExportReport, JournalTo, Sweep};
+use crate::export::{self, ExportFinding, Scope};
 use crate::inventory;
 use crate::inventory::AccountSnapshot;
+use crate::journal::Journal;
 
 pub const AUDIT_SCHEMA: &str = "iam-warden.audit/v1";
 
@@ -42,6 +45,12 @@ pub struct AuditReport {
     pub warnings: Vec<String>,
     /// AWS API calls the audit made.
     pub aws_calls: u64,
+    /// Each user's ARN, for the exports (not part of the audit JSON).
+    #[serde(skip)]
+    pub user_arns: BTreeMap<String, String>,
+    /// The account's partition (`aws`, `aws-cn`, ...), from the caller's ARN.
+    #[serde(skip)]
+    pub partition: String,
 }
 
 impl AuditReport {
@@ -87,7 +96,45 @@ impl AuditReport {
             users,
             warnings,
             aws_calls,
+            user_arns: snap
+                .users
+                .iter()
+                .map(|u| (u.name.clone(), u.arn.clone()))
+                .collect(),
+            partition: crate::apply::partition_of(&snap.caller_arn),
         }
+    }
+
+    /// The scope of the exports: this account, its partition, the hub's region.
+    pub fn export_scope(&self, cfg: &Config) -> Scope {
+        Scope {
+            account_id: self.account_id.clone(),
+            partition: self.partition.clone(),
+            region: cfg.export.securityhub.region(&cfg.aws.region).to_string(),
+        }
+    }
+
+    /// The findings, one per (check, resource), for Security Hub and OCSF.
+    pub fn export_findings(&self, scope: &Scope) -> Vec<ExportFinding> {
+        export::collect(
+            scope,
+            &self.account_findings,
+            self.users
+                .iter()
+                .map(|v| (v, self.user_arns.get(&v.user).map(String::as_str))),
+        )
+    }
+
+    /// The findings as OCSF Compliance Finding records (a JSON array), found at
+    /// `evaluated_at`.
+    pub fn to_ocsf(&self, cfg: &Config) -> String {
+        let scope = self.export_scope(cfg);
+        export::ocsf::to_json(
+            &self.export_findings(&scope),
+            &scope,
+            self.evaluated_at,
+            env!("CARGO_PKG_VERSION"),
+        )
     }
 
     pub fn compliant(&self) -> bool {
@@ -185,4 +232,36 @@ pub async fn audit(cfg: &Config, clients: &Clients, now: DateTime<Utc>) -> Resul
         now,
         clients.calls.total() - before,
     ))
+}
+
+/// `audit --export`: send the report's findings to Security Hub and resolve the earlier
+/// iam-warden findings that are gone; one journal line per batch.
+pub async fn export_to_securityhub(
+    cfg: &Config,
+    clients: &Clients,
+    report: &AuditReport,
+) -> Result<ExportReport> {
+    let sh = &cfg.export.securityhub;
+    if !sh.enabled {
+        return Err(Error::Config(
+            "--export sends findings to Security Hub, which is off: set \
+             export.securityhub.enabled = true (and export.securityhub.region if the hub is \
+             not in aws.region)"
+                .into(),
+        ));
+    }
+    let scope = report.export_scope(cfg);
+    let journal = Journal::open(&cfg.journal_path())?;
+    export::securityhub::export(
+        &clients.securityhub_in(&scope.region),
+        &scope,
+        &report.export_findings(&scope),
+        &Sweep::All,
+        Utc::now(),
+        Some(&JournalTo {
+            journal: &journal,
+            mode: cfg.mode.to_string(),
+        }),
+    )
+    .await
 }

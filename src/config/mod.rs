@@ -13,12 +13,14 @@ use std::str::FromStr;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
+mod export;
 mod lifecycle;
 mod load;
 mod secs;
 mod tags;
 mod validate;
 
+pub use export::{Export, SecurityHubExport};
 pub use lifecycle::{Delivery, Notifications, Rotation};
 pub use secs::Secs;
 pub use tags::{
@@ -94,6 +96,7 @@ pub struct Config {
     pub controller: Controller,
     pub rotation: Rotation,
     pub notifications: Notifications,
+    pub export: Export,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -380,6 +383,7 @@ impl Default for Config {
             controller: Controller::default(),
             rotation: Rotation::default(),
             notifications: Notifications::default(),
+            export: Export::default(),
         }
     }
 }

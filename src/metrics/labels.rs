@@ -109,6 +109,7 @@ pub const AWS_SERVICES: &[&str] = &[
     "secretsmanager",
     "ssm",
     "sns",
+    "securityhub",
 ];
 
 /// AWS operations whose `iam_warden_aws_calls_total` series are pre-created at zero
@@ -168,6 +169,10 @@ pub const AWS_OPERATIONS: &[(&str, &str)] = &[
     ("sqs", "GetQueueAttributes"),
     // owner notifications
     ("sns", "Publish"),
+    // findings exported to Security Hub
+    ("securityhub", "DescribeHub"),
+    ("securityhub", "GetFindings"),
+    ("securityhub", "BatchImportFindings"),
 ];
 pub(super) const CALL_OUTCOMES: [CallOutcome; 3] =
     [CallOutcome::Ok, CallOutcome::Error, CallOutcome::Throttled];

@@ -1,0 +1,269 @@
+//! Findings exported to Security Hub on moto (real SDK clients): the round trip (created
+//! ACTIVE with the CIS requirement, re-export without duplicates, resolved when fixed),
+//! the error when Security Hub is not enabled, and batches of 100.
+
+mod support;
+
+use chrono::Utc;
+use iam_warden::baseline::checks::{Check, ClassSource, Finding, UserVerdict};
+use iam_warden::config::{AccessClass, Config};
+use iam_warden::export::securityhub::{self, Sweep};
+use iam_warden::export::{self, Scope};
+use iam_warden::journal::Journal;
+use support::{shared_moto, Account};
+
+fn hub(account: &Account) -> aws_sdk_securityhub::Client {
+    aws_sdk_securityhub::Client::new(&account.sdk)
+}
+
+async fn enable(account: &Account) {
+    hub(account)
+        .enable_security_hub()
+        .send()
+        .await
+        .expect("EnableSecurityHub on moto");
+}
+
+/// Every finding in the hub, by id (moto keeps one per id).
+async fn all_findings(account: &Account) -> Vec<aws_sdk_securityhub::types::AwsSecurityFinding> {
+    let mut out = vec![];
+    let mut token = None;
+    loop {
+        let page = hub(account)
+            .get_findings()
+            .max_results(100)
+            .set_next_token(token)
+            .send()
+            .await
+            .expect("GetFindings");
+        out.extend(page.findings.unwrap_or_default());
+        match page.next_token.filter(|t| !t.is_empty()) {
+            Some(t) => token = Some(t),
+            None => return out,
+        }
+    }
+}
+
+fn config(dir: &tempfile::TempDir) -> Config {
+    let mut cfg = Config {
+        state_dir: dir.path().to_path_buf(),
+        ..Default::default()
+    };
+    cfg.export.securityhub.enabled = true;
+    cfg
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_export_round_trip_creates_updates_and_resolves() {
+    let account = Account::new(shared_moto()).await;
+    enable(&account).await;
+    account.user("alice").await.password("alice").await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(&dir);
+    let clients = account.clients();
+
+    let report = iam_warden::app::audit(&cfg, &clients, Utc::now())
+        .await
+        .unwrap();
+    let sent = iam_warden::app::audit::export_to_securityhub(&cfg, &clients, &report)
+        .await
+        .unwrap();
+    assert_eq!(sent.failed, 0, "{sent:?}");
+    assert_eq!(sent.resolved, 0);
+    assert!(sent.active >= 2, "{sent:?}");
+    let id = format!(
+        "iam-warden/{}/console-without-mfa/arn:aws:iam::{}:user/alice",
+        account.id, account.id
+    );
+    let found = all_findings(&account).await;
+    let f = found
+        .iter()
+        .find(|f| f.id.as_deref() == Some(id.as_str()))
+        .unwrap_or_else(|| {
+            panic!(
+                "no {id} in {:?}",
+                found.iter().map(|f| &f.id).collect::<Vec<_>>()
+            )
+        });
+    assert_eq!(
+        f.record_state,
+        Some(aws_sdk_securityhub::types::RecordState::Active)
+    );
+    let c = f.compliance.as_ref().expect("Compliance");
+    assert_eq!(
+        c.status,
+        Some(aws_sdk_securityhub::types::ComplianceStatus::Failed)
+    );
+    assert_eq!(
+        c.related_requirements.as_deref(),
+        Some(&["CIS AWS Foundations Benchmark v5.0.0/1.9".to_string()][..])
+    );
+    assert_eq!(
+        f.product_arn.as_deref(),
+        Some(
+            format!(
+                "arn:aws:securityhub:us-east-1:{}:product/{}/default",
+                account.id, account.id
+            )
+            .as_str()
+        )
+    );
+    let created = f.created_at.clone();
+
+    // Again: the same ids are updated, nothing duplicated, the first sighting kept.
+    let before = found.len();
+    let again = iam_warden::app::audit::export_to_securityhub(&cfg, &clients, &report)
+        .await
+        .unwrap();
+    assert_eq!((again.active, again.resolved), (sent.active, 0));
+    let found = all_findings(&account).await;
+    assert_eq!(found.len(), before, "a re-export duplicates nothing");
+    let f = found
+        .iter()
+        .find(|f| f.id.as_deref() == Some(id.as_str()))
+        .unwrap();
+    assert_eq!(f.created_at, created, "CreatedAt is kept");
+
+    // Fixed: alice gets MFA; her finding is resolved, the others stay active.
+    account.mfa("alice").await;
+    let report = iam_warden::app::audit(&cfg, &clients, Utc::now())
+        .await
+        .unwrap();
+    let fixed = iam_warden::app::audit::export_to_securityhub(&cfg, &clients, &report)
+        .await
+        .unwrap();
+    assert_eq!(fixed.resolved, 1, "{fixed:?}");
+    assert_eq!(fixed.active, sent.active - 1, "{fixed:?}");
+    let found = all_findings(&account).await;
+    assert_eq!(found.len(), before, "resolved in place");
+    let f = found
+        .iter()
+        .find(|f| f.id.as_deref() == Some(id.as_str()))
+        .unwrap();
+    use aws_sdk_securityhub::types::{ComplianceStatus, RecordState, WorkflowStatus};
+    assert_eq!(f.record_state, Some(RecordState::Archived));
+    assert_eq!(
+        f.workflow.as_ref().and_then(|w| w.status.clone()),
+        Some(WorkflowStatus::Resolved)
+    );
+    assert_eq!(
+        f.compliance.as_ref().and_then(|c| c.status.clone()),
+        Some(ComplianceStatus::Passed)
+    );
+    let active = found
+        .iter()
+        .filter(|f| f.record_state == Some(RecordState::Active))
+        .count();
+    assert_eq!(active, fixed.active);
+
+    // Resolved once: the next export does not resolve it again.
+    let next = iam_warden::app::audit::export_to_securityhub(&cfg, &clients, &report)
+        .await
+        .unwrap();
+    assert_eq!(next.resolved, 0);
+
+    // One journal line per batch, with the counts.
+    let lines: Vec<_> = Journal::read_all(&cfg.journal_path())
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.action == "securityhub_batch_import_findings")
+        .collect();
+    assert_eq!(lines.len(), 4, "{lines:?}");
+    assert!(lines.iter().all(|e| e.outcome == "applied"));
+    assert!(
+        lines[2].reason.contains("1 resolved"),
+        "{}",
+        lines[2].reason
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn security_hub_not_enabled_is_one_clear_error() {
+    let account = Account::new(shared_moto()).await;
+    account.user("bob").await.password("bob").await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(&dir);
+    let clients = account.clients();
+    let report = iam_warden::app::audit(&cfg, &clients, Utc::now())
+        .await
+        .unwrap();
+    let e = iam_warden::app::audit::export_to_securityhub(&cfg, &clients, &report)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("Security Hub is not enabled in account")
+            && e.contains("enable-security-hub")
+            && !e.contains('\n'),
+        "{e}"
+    );
+    assert_eq!(clients.calls.count("BatchImportFindings"), 0);
+    // The audit itself is unchanged.
+    assert!(!report.compliant());
+
+    // Off in the configuration: a configuration error naming the key.
+    let mut off = cfg.clone();
+    off.export.securityhub.enabled = false;
+    let e = iam_warden::app::audit::export_to_securityhub(&off, &clients, &report)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("export.securityhub.enabled = true"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_of_100_and_paged_reads() {
+    let account = Account::new(shared_moto()).await;
+    enable(&account).await;
+    let scope = Scope {
+        account_id: account.id.clone(),
+        partition: "aws".into(),
+        region: "us-east-1".into(),
+    };
+    let verdicts: Vec<UserVerdict> = (0..250)
+        .map(|i| UserVerdict {
+            user: format!("user-{i:03}"),
+            class: AccessClass::Console,
+            class_source: ClassSource::Derived,
+            exempt: None,
+            findings: vec![Finding::new(Check::ConsoleWithoutMfa, "no mfa")],
+            notes: vec![],
+        })
+        .collect();
+    let findings = export::collect(&scope, &[], verdicts.iter().map(|v| (v, None)));
+    assert_eq!(findings.len(), 250);
+    let clients = account.clients();
+    let hub = clients.securityhub_in("us-east-1");
+
+    let r = securityhub::export(&hub, &scope, &findings, &Sweep::All, Utc::now(), None)
+        .await
+        .unwrap();
+    assert_eq!((r.active, r.resolved, r.batches, r.failed), (250, 0, 3, 0));
+    assert_eq!(clients.calls.count("BatchImportFindings"), 3);
+    assert_eq!(
+        clients.calls.count("GetFindings"),
+        1,
+        "nothing exported before"
+    );
+    assert_eq!(clients.calls.count("DescribeHub"), 1);
+    assert_eq!(all_findings(&account).await.len(), 250);
+
+    // Again: 3 pages read back, 3 batches sent; 7 calls for 250 findings.
+    let before = clients.calls.total();
+    let r = securityhub::export(&hub, &scope, &findings, &Sweep::All, Utc::now(), None)
+        .await
+        .unwrap();
+    assert_eq!((r.active, r.resolved, r.batches), (250, 0, 3));
+    assert_eq!(clients.calls.total() - before, 1 + 3 + 3);
+
+    // Everything fixed: 250 resolved in 3 batches.
+    let r = securityhub::export(&hub, &scope, &[], &Sweep::All, Utc::now(), None)
+        .await
+        .unwrap();
+    assert_eq!((r.active, r.resolved, r.batches), (0, 250, 3));
+    assert_eq!(all_findings(&account).await.len(), 250);
+    assert!(all_findings(&account)
+        .await
+        .iter()
+        .all(|f| f.record_state == Some(aws_sdk_securityhub::types::RecordState::Archived)));
+}
