@@ -282,7 +282,8 @@ mod tests {
             source_ip_document_with(&cidrs, &[], &[]),
             source_ip_document(&cidrs)
         );
-        let d = source_ip_document_with(&cidrs, &["vpce-0a1b2c3d".into()], &["vpc-11223344".into()]);
+        let d =
+            source_ip_document_with(&cidrs, &["vpce-0a1b2c3d".into()], &["vpc-11223344".into()]);
         let c = &d["Statement"][0]["Condition"];
         // IAM condition keys: aws:SourceVpce and aws:SourceVpc are present only on requests
         // through a VPC endpoint; ...IfExists keeps the deny for requests without them.
@@ -292,16 +293,21 @@ mod tests {
         );
         assert_eq!(c["NotIpAddress"]["aws:SourceIp"], json!(cidrs));
         let only_vpce = source_ip_document_with(&cidrs, &["vpce-0a1b2c3d".into()], &[]);
-        assert!(only_vpce["Statement"][0]["Condition"]["StringNotEqualsIfExists"]
-            .get("aws:SourceVpc")
-            .is_none());
+        assert!(
+            only_vpce["Statement"][0]["Condition"]["StringNotEqualsIfExists"]
+                .get("aws:SourceVpc")
+                .is_none()
+        );
         // Configured lists reach the desired document (and so a new policy version).
         let mut cfg = Config::default();
         cfg.baseline.source_ip_policy.enabled = true;
         cfg.baseline.source_ip_policy.allowed_cidrs = cidrs.clone();
         cfg.baseline.source_ip_policy.allowed_vpc_endpoints = vec!["vpce-0a1b2c3d".into()];
         let desired = desired_policies(&cfg).unwrap();
-        let sip = desired.iter().find(|p| p.kind == BaselinePolicy::SourceIp).unwrap();
+        let sip = desired
+            .iter()
+            .find(|p| p.kind == BaselinePolicy::SourceIp)
+            .unwrap();
         assert!(same_meaning(&sip.document, &only_vpce));
         assert!(!same_meaning(&sip.document, &source_ip_document(&cidrs)));
     }
