@@ -379,6 +379,11 @@ async fn report_counts_what_the_users_did() {
         assert_eq!(r["break_glass"], json!({"ok": true, "users": ["ops"]}));
     };
     expect_summary(&r);
+    // Progress on stderr (not a terminal: lines), with the pace and the time left.
+    assert!(
+        stderr.contains("impact: 1 pages") && stderr.contains("LookupEvents allows 2 requests/s"),
+        "{stderr}"
+    );
     assert_eq!(r["source"]["kind"], "lookup-events");
     assert_eq!(r["source"]["days"], 7);
     assert!(r["summary"]["sentence"]
@@ -442,6 +447,43 @@ async fn report_counts_what_the_users_did() {
         warnings.contains("3.json.gz") && warnings.contains("gzip"),
         "{warnings}"
     );
+
+    // The text report says the same.
+    let cfg = dir
+        .path()
+        .join("impact.toml")
+        .to_string_lossy()
+        .into_owned();
+    let o = spawn_warden(
+        &[
+            "--config",
+            &cfg,
+            "impact",
+            "--suggest-networks",
+            "--from",
+            trail.to_str().unwrap(),
+        ],
+        &acct,
+        dir.path(),
+        &acct.endpoint,
+        &[],
+        None,
+    )
+    .wait_with_output()
+    .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(1), "{text}");
+    for want in [
+        "would have denied 8 of 14 calls of 4 users over 1 day\n",
+        "locked out completely: v6",
+        "v6 (programmatic): 2 of 2 calls denied (locked out)",
+        "VPC endpoint vpce-0123abcd: 1 calls",
+        "break-glass: ok (ops)",
+        "allowed_cidrs = [\"198.51.100.0/24\", \"203.0.113.0/24\", \"2001:db8:ffff::/48\", \"2a00:1450::/48\"]",
+        "warning: trail file",
+    ] {
+        assert!(text.contains(want), "{want:?} not in:\n{text}");
+    }
 
     // A window CloudTrail does not keep is a one-line error.
     let o = spawn_warden(

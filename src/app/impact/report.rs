@@ -259,11 +259,12 @@ impl ImpactReport {
         users.sort_by(|a, b| b.denied.cmp(&a.denied).then_with(|| a.user.cmp(&b.user)));
         let locked_out: Vec<String> = tally.locked_out().into_iter().map(str::to_owned).collect();
         let sentence = format!(
-            "enabling the baseline as configured would have denied {} of {} calls of {} users over {} days",
+            "enabling the baseline as configured would have denied {} of {} calls of {} users over {} day{}",
             tally.denied,
             tally.calls,
             tally.users.len(),
-            source.days
+            source.days,
+            if source.days == 1 { "" } else { "s" }
         );
         let summary = Summary {
             records: tally.records,
