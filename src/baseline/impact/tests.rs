@@ -89,7 +89,8 @@ fn verdicts_per_case() {
         "sessionContext": {"sessionIssuer": {"type": "IAMUser", "userName": "ci",
             "arn": format!("arn:aws:iam::{ACCT}:user/ci")},
             "attributes": {"mfaAuthenticated": "false"}}});
-    let cases: Vec<(&str, Value, (Option<Reason>, Option<Reason>))> = vec![
+    type Want = (Option<Reason>, Option<Reason>);
+    let cases: Vec<(&str, Value, Want)> = vec![
         // "Policy evaluation logic / Condition operators: ...IfExists": a long-term access
         // key call has no aws:MultiFactorAuthPresent; BoolIfExists matches, so the
         // DenyAllExceptListedIfNoMFA statement denies.
