@@ -23,7 +23,7 @@ ACTIONS = [
 ]
 
 
-def record(rng, a, users, addrs):
+def record(rng, a, users, addrs, day):
     src, name = rng.choice(ACTIONS)
     user = rng.choice(users)
     kind = rng.random()
@@ -34,7 +34,7 @@ def record(rng, a, users, addrs):
     }
     r = {
         "eventVersion": "1.09", "userIdentity": ident,
-        "eventTime": f"2026-01-{rng.randint(1, 7):02d}T{rng.randint(0, 23):02d}:{rng.randint(0, 59):02d}:{rng.randint(0, 59):02d}Z",
+        "eventTime": f"2026-01-{day:02d}T{rng.randint(0, 23):02d}:{rng.randint(0, 59):02d}:{rng.randint(0, 59):02d}Z",
         "eventSource": src, "eventName": name, "awsRegion": "us-east-1",
         "sourceIPAddress": rng.choice(addrs),
         "userAgent": "aws-cli/2.15.30 Python/3.11.8 Linux/6.5.0-1016-aws exe/x86_64.ubuntu.22 prompt/off command/" + name.lower(),
@@ -68,7 +68,7 @@ def write_file(job):
     d = os.path.join(a.dir, "AWSLogs", a.account, "CloudTrail", "us-east-1", "2026", "01", f"{day:02d}")
     os.makedirs(d, exist_ok=True)
     n = min(a.per_file, a.records - i * a.per_file)
-    recs = [record(rng, a, users, addrs) for _ in range(n)]
+    recs = [record(rng, a, users, addrs, day) for _ in range(n)]
     body = json.dumps({"Records": recs}, separators=(",", ":")).encode()
     with gzip.open(os.path.join(d, f"{a.account}_CloudTrail_us-east-1_{i:06d}.json.gz"), "wb", compresslevel=6) as f:
         f.write(body)

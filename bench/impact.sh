@@ -50,3 +50,9 @@ print(f"impact --from: {s['records']} records in {r['source']['files']['files']}
 print(f"  wall {wall}, max RSS {rss / 1024:.0f} MiB, CPU {cpu}")
 print(f"  {s['sentence']}; skipped {sum(r['skipped'].values())}; {len(r['suggestions']['networks'])} networks suggested")
 PY
+# An example text report (one day's files), for the README.
+mkdir -p "$RESULTS"
+"$WARDEN" --config "$CONFIG" impact --from "$WORK/trail/AWSLogs/123456789012/CloudTrail/us-east-1/2026/01/01" \
+    --suggest-networks >"$RESULTS/impact-example.txt" || true
+cp "$WORK/impact.json" "$RESULTS/impact.json"
+echo "  results: $RESULTS/impact.json, $RESULTS/impact-example.txt" >&2

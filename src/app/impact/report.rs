@@ -16,6 +16,9 @@ use crate::sources::trail::{FileStats, LookupStats};
 
 pub const IMPACT_SCHEMA: &str = "iam-warden.impact/v1";
 
+/// The text report details this many users (most denied first); JSON lists all.
+const TEXT_USERS: usize = 20;
+
 /// Where the records came from.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Origin {
@@ -396,7 +399,8 @@ impl ImpactReport {
             .map(|(r, n)| format!("{} {n}", r.as_str()))
             .collect();
         let _ = writeln!(out, "denied by reason: {}", reasons.join(", "));
-        for u in self.users.iter().filter(|u| u.denied > 0) {
+        let affected: Vec<&UserImpact> = self.users.iter().filter(|u| u.denied > 0).collect();
+        for u in affected.iter().take(TEXT_USERS) {
             let _ = writeln!(
                 out,
                 "\n{} ({}{}): {} of {} calls denied{}, {} .. {}",
@@ -425,9 +429,17 @@ impl ImpactReport {
             let n: Vec<String> = u
                 .networks
                 .iter()
+                .take(5)
                 .map(|c| format!("{} ({} calls, {} denied)", c.name, c.calls, c.denied))
                 .collect();
             let _ = writeln!(out, "  networks: {}", n.join(", "));
+        }
+        if affected.len() > TEXT_USERS {
+            let _ = writeln!(
+                out,
+                "\n... and {} more users with denied calls (--output json lists every user)",
+                affected.len() - TEXT_USERS
+            );
         }
         let skipped: Vec<String> = self
             .skipped
