@@ -297,6 +297,9 @@ impl ImpactReport {
                 tally.vpc_unknown
             ));
         }
+        if !cfg.baseline.mfa_policy.enabled && !sip.enabled {
+            warnings.push("both baseline policies are disabled (mfa_policy.enabled, source_ip_policy.enabled): nothing can be denied; enable the ones you plan to enforce".into());
+        }
         let bg = break_glass_users(snap, cfg);
         if bg.is_empty() {
             warnings.push("no exempt user has console access: if the baseline locked everyone out there would be no way back in; exempt a break-glass user with a password and MFA (exemptions.users)".into());
