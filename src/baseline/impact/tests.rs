@@ -369,3 +369,40 @@ proptest! {
         prop_assert_eq!(ipnet::IpNet::aggregate(&nets).len(), nets.len());
     }
 }
+
+fn field() -> impl Strategy<Value = Option<String>> {
+    proptest::option::of(prop_oneof![
+        Just("IAMUser".to_string()),
+        Just("FederatedUser".to_string()),
+        Just("alice".to_string()),
+        Just(ACCT.to_string()),
+        Just("true".to_string()),
+        Just("2001:db8::1".to_string()),
+        Just("198.51.100.7".to_string()),
+        Just("ec2.amazonaws.com".to_string()),
+        Just("vpce-0a1b2c3d".to_string()),
+        ".{0,12}",
+    ])
+}
+
+proptest! {
+    /// Any combination of present, absent and odd fields: a verdict or a counted skip,
+    /// never a panic; every record is counted once.
+    #[test]
+    fn any_record_is_judged_or_skipped(f in proptest::collection::vec(field(), 13)) {
+        let v = json!({
+            "eventTime": f[0], "eventSource": f[1], "eventName": f[2], "eventType": f[3],
+            "sourceIPAddress": f[4], "recipientAccountId": f[5], "vpcEndpointId": f[6],
+            "userIdentity": {"type": f[7], "userName": f[8], "accountId": f[9],
+                "invokedBy": f[10], "arn": f[11],
+                "sessionContext": {"attributes": {"mfaAuthenticated": f[12]},
+                    "sessionIssuer": {"type": f[7], "userName": f[8]}}}
+        });
+        let r: Record = serde_json::from_value(v).unwrap();
+        let rules = Rules::from_config(&cfg(), ACCT).unwrap();
+        let mut t = Tally::default();
+        t.add(&evaluate(&r, &users(), &rules));
+        prop_assert_eq!(t.records, 1);
+        prop_assert_eq!(t.calls + t.skips.values().sum::<u64>(), 1);
+    }
+}
