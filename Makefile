@@ -5,7 +5,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 
 .DEFAULT_GOAL := help
-.PHONY: help setup build lint test fuzz demo bench bench-audit bench-enforce bench-daemon bench-custodian bench-faults bench-burst clean-state
+.PHONY: help setup build lint test fuzz demo bench bench-audit bench-enforce bench-daemon bench-custodian bench-faults bench-burst bench-impact clean-state
 
 help:
 	@echo "make demo         set up, then run the demo against a local AWS emulator (moto)"
@@ -13,7 +13,7 @@ help:
 	@echo "make lint         cargo fmt --check and clippy -D warnings"
 	@echo "make fuzz         the property-based fuzz tests, 1,000,000 cases per target (optimised build)"
 	@echo "make bench        benchmarks (release build): audit, enforce, daemon, custodian, faults,"
-	@echo "                  burst; figures in README (each alone: make bench-NAME)"
+	@echo "                  burst, impact; figures in README (each alone: make bench-NAME)"
 	@echo "make setup        only the set-up (Debian packages, .venv with moto)"
 	@echo "make clean-state  remove benchmark results and leftovers of interrupted runs"
 
@@ -39,7 +39,7 @@ fuzz:
 demo: setup
 	@bash scripts/demo.sh
 
-bench: setup bench-audit bench-enforce bench-daemon bench-custodian bench-faults bench-burst
+bench: setup bench-audit bench-enforce bench-daemon bench-custodian bench-faults bench-burst bench-impact
 
 bench-audit: setup
 	@bash bench/audit.sh
@@ -58,6 +58,9 @@ bench-faults: setup
 
 bench-burst: setup
 	@bash bench/burst.sh
+
+bench-impact: setup
+	@bash bench/impact.sh
 
 clean-state:
 	rm -rf state/

@@ -131,6 +131,29 @@ enum Command {
         #[arg(long)]
         confirm_large_change: bool,
     },
+    /// Read-only: replay the account's CloudTrail calls against the baseline as configured
+    /// and report what its MFA and source-IP policies would have denied, for whom and why.
+    /// Exit 0 = nothing would have been denied, 1 = some calls would have been, 2 = error.
+    Impact {
+        #[arg(long, value_enum, default_value_t = OutputArg::Text)]
+        output: OutputArg,
+        /// CloudTrail log files as delivered to S3 (*.json.gz, or *.json), searched
+        /// recursively; without it: the account's LookupEvents over --since.
+        #[arg(long)]
+        from: Option<PathBuf>,
+        /// The LookupEvents window back from now (e.g. 7d, 36h; at most 90d).
+        #[arg(long, default_value = "7d")]
+        since: iam_warden::config::Secs,
+        /// Propose the networks to allow (allowed_cidrs) from the observed addresses.
+        #[arg(long)]
+        suggest_networks: bool,
+        /// Widen an IPv4 address to at most this prefix when suggesting.
+        #[arg(long, default_value_t = 24)]
+        max_prefix_v4: u8,
+        /// Widen an IPv6 address to at most this prefix when suggesting.
+        #[arg(long, default_value_t = 48)]
+        max_prefix_v6: u8,
+    },
     /// Run the controller: watch CloudTrail (and SQS if configured), reconcile affected
     /// users, resync periodically, serve /metrics /healthz /readyz on server.listen.
     /// SIGTERM/SIGINT shut down gracefully (exit 0); a second signal exits at once (130).
@@ -376,6 +399,34 @@ fn real_main(cli: Cli, test_clock_env: Option<std::ffi::OsString>) -> anyhow::Re
                     plan_only: false,
                 },
             )
+        }
+        Command::Impact {
+            output,
+            from,
+            since,
+            suggest_networks,
+            max_prefix_v4,
+            max_prefix_v6,
+        } => {
+            let opts = app::ImpactOptions {
+                from,
+                since: since.get(),
+                now: Utc::now(),
+                suggest_networks,
+                max_prefix_v4,
+                max_prefix_v6,
+                threads: 0,
+            };
+            app::impact::check_options(&opts)?;
+            runtime()?.block_on(async {
+                let clients = app::clients(&cfg).await?;
+                let report = app::impact(&cfg, &clients, &opts).await?;
+                match Output::from(output) {
+                    Output::Json => println!("{}", report.to_json()),
+                    Output::Text => print!("{}", report.to_text()),
+                }
+                Ok(report.exit_code())
+            })
         }
         Command::Audit { output, at, export } => runtime()?.block_on(async {
             let clients = app::clients(&cfg).await?;

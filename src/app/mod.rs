@@ -1,14 +1,16 @@
 //! The commands, each with its report and renderer: `audit` ([`audit`]), `plan` and
-//! `enforce --once` ([`enforce`]), `run` ([`daemon`]). Each is a function the binary calls
+//! `enforce --once` ([`enforce`]), `impact` ([`impact`]), `run` ([`daemon`]). Each is a function the binary calls
 //! and the tests can drive. Exit codes: 0 compliant / ok, 1 findings, 2 error (from `main`).
 //! This is the top layer: it wires the controller, the sources and the HTTP server.
 
 pub mod audit;
 pub mod daemon;
 pub mod enforce;
+pub mod impact;
 
 pub use audit::{audit, AuditReport};
 pub use enforce::{enforce, reactivate, Breaker, EnforceOptions, EnforceReport};
+pub use impact::{impact, ImpactOptions, ImpactReport};
 
 use crate::aws::{CallStats, Clients};
 use crate::config::Config;

@@ -1,9 +1,11 @@
 //! The baseline: pure functions from observed state, configuration and time to findings
 //! ([`checks`]), the baseline policy documents ([`policies`]) and the writes that fix the
-//! findings ([`plan`]), and the blast-radius breaker ([`breaker`]). No I/O here.
+//! findings ([`plan`]), the blast-radius breaker ([`breaker`]), and what the baseline
+//! policies would deny of recorded traffic ([`impact`]). No I/O here.
 
 pub mod breaker;
 pub mod checks;
+pub mod impact;
 pub mod plan;
 pub mod policies;
 #[cfg(test)]

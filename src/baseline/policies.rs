@@ -52,7 +52,31 @@ pub fn mfa_document(not_actions: &[String]) -> Value {
 /// The deny-unless-source-IP policy (as AWS documents it): deny every request from outside the allowed networks,
 /// unless an AWS service makes it on the user's behalf.
 pub fn source_ip_document(cidrs: &[String]) -> Value {
-    let cidrs: Vec<String> = cidrs.iter().map(|c| c.trim().to_string()).collect();
+    source_ip_document_with(cidrs, &[], &[])
+}
+
+/// The same, with exceptions for calls through listed VPC endpoints (`aws:SourceVpce`) or
+/// from listed VPCs (`aws:SourceVpc`). Such a call has no `aws:SourceIp`, so `NotIpAddress`
+/// is true for it; the conditions of one statement are ANDed, so a
+/// `StringNotEqualsIfExists` on the endpoint or VPC makes the deny false for the listed ones
+/// and leaves it as it was for calls without the key (from the internet). With both lists
+/// empty the document is the one above, unchanged.
+pub fn source_ip_document_with(cidrs: &[String], vpces: &[String], vpcs: &[String]) -> Value {
+    let trim = |l: &[String]| -> Vec<String> { l.iter().map(|c| c.trim().to_string()).collect() };
+    let mut condition = json!({
+        "NotIpAddress": {"aws:SourceIp": trim(cidrs)},
+        "Bool": {"aws:ViaAWSService": "false"}
+    });
+    let mut vpc_keys = serde_json::Map::new();
+    if !vpces.is_empty() {
+        vpc_keys.insert("aws:SourceVpce".into(), json!(trim(vpces)));
+    }
+    if !vpcs.is_empty() {
+        vpc_keys.insert("aws:SourceVpc".into(), json!(trim(vpcs)));
+    }
+    if !vpc_keys.is_empty() {
+        condition["StringNotEqualsIfExists"] = Value::Object(vpc_keys);
+    }
     json!({
         "Version": "2012-10-17",
         "Statement": [{
@@ -60,10 +84,7 @@ pub fn source_ip_document(cidrs: &[String]) -> Value {
             "Effect": "Deny",
             "Action": "*",
             "Resource": "*",
-            "Condition": {
-                "NotIpAddress": {"aws:SourceIp": cidrs},
-                "Bool": {"aws:ViaAWSService": "false"}
-            }
+            "Condition": condition
         }]
     })
 }
@@ -85,7 +106,11 @@ pub fn desired_policies(cfg: &Config) -> Result<Vec<DesiredPolicy>> {
             kind: BaselinePolicy::SourceIp,
             name: b.source_ip_policy.name.clone(),
             group: b.source_ip_policy.group.clone(),
-            document: source_ip_document(&b.source_ip_policy.allowed_cidrs),
+            document: source_ip_document_with(
+                &b.source_ip_policy.allowed_cidrs,
+                &b.source_ip_policy.allowed_vpc_endpoints,
+                &b.source_ip_policy.allowed_vpcs,
+            ),
         });
     }
     for p in &out {
@@ -248,6 +273,43 @@ mod tests {
         let mut e = a.clone();
         e["Statement"][0]["Resource"] = json!(["*"]);
         assert!(same_meaning(&a, &e));
+    }
+
+    #[test]
+    fn vpc_exceptions_are_added_only_when_listed() {
+        let cidrs = vec!["192.0.2.0/24".to_string()];
+        assert_eq!(
+            source_ip_document_with(&cidrs, &[], &[]),
+            source_ip_document(&cidrs)
+        );
+        let d =
+            source_ip_document_with(&cidrs, &["vpce-0a1b2c3d".into()], &["vpc-11223344".into()]);
+        let c = &d["Statement"][0]["Condition"];
+        // IAM condition keys: aws:SourceVpce and aws:SourceVpc are present only on requests
+        // through a VPC endpoint; ...IfExists keeps the deny for requests without them.
+        assert_eq!(
+            c["StringNotEqualsIfExists"],
+            json!({"aws:SourceVpce": ["vpce-0a1b2c3d"], "aws:SourceVpc": ["vpc-11223344"]})
+        );
+        assert_eq!(c["NotIpAddress"]["aws:SourceIp"], json!(cidrs));
+        let only_vpce = source_ip_document_with(&cidrs, &["vpce-0a1b2c3d".into()], &[]);
+        assert!(
+            only_vpce["Statement"][0]["Condition"]["StringNotEqualsIfExists"]
+                .get("aws:SourceVpc")
+                .is_none()
+        );
+        // Configured lists reach the desired document (and so a new policy version).
+        let mut cfg = Config::default();
+        cfg.baseline.source_ip_policy.enabled = true;
+        cfg.baseline.source_ip_policy.allowed_cidrs = cidrs.clone();
+        cfg.baseline.source_ip_policy.allowed_vpc_endpoints = vec!["vpce-0a1b2c3d".into()];
+        let desired = desired_policies(&cfg).unwrap();
+        let sip = desired
+            .iter()
+            .find(|p| p.kind == BaselinePolicy::SourceIp)
+            .unwrap();
+        assert!(same_meaning(&sip.document, &only_vpce));
+        assert!(!same_meaning(&sip.document, &source_ip_document(&cidrs)));
     }
 
     #[test]

@@ -237,6 +237,11 @@ pub struct SourceIpPolicy {
     pub group: String,
     /// Allowed source networks, IPv4 or IPv6 CIDR (e.g. "203.0.113.0/24", "2001:db8::/32").
     pub allowed_cidrs: Vec<String>,
+    /// VPC endpoints whose calls are allowed (`aws:SourceVpce`, e.g. "vpce-0a1b2c3d"): a
+    /// call through a VPC endpoint has no `aws:SourceIp`, so `allowed_cidrs` never allows it.
+    pub allowed_vpc_endpoints: Vec<String>,
+    /// VPCs whose calls through any VPC endpoint are allowed (`aws:SourceVpc`, "vpc-...").
+    pub allowed_vpcs: Vec<String>,
     pub applies_to: AppliesTo,
 }
 
@@ -436,6 +441,8 @@ impl Default for SourceIpPolicy {
             name: "iam-warden-source-ip".into(),
             group: "iam-warden-source-ip".into(),
             allowed_cidrs: Vec::new(),
+            allowed_vpc_endpoints: Vec::new(),
+            allowed_vpcs: Vec::new(),
             applies_to: AppliesTo::All,
         }
     }

@@ -131,6 +131,25 @@ fn cidrs_are_validated_v4_and_v6() {
 }
 
 #[test]
+fn vpc_endpoint_and_vpc_ids_are_validated() {
+    let c = Config::from_toml_str(
+        "[baseline.source_ip_policy]\nallowed_vpc_endpoints = [\"vpce-0a1b2c3d\", \"vpce-0a1b2c3d4e5f67890\"]\nallowed_vpcs = [\"vpc-11223344\"]\n",
+    )
+    .unwrap();
+    assert_eq!(c.baseline.source_ip_policy.allowed_vpc_endpoints.len(), 2);
+    for (toml, bad) in [
+        ("allowed_vpc_endpoints = [\"vpc-11223344\"]", "vpc-11223344"),
+        ("allowed_vpc_endpoints = [\"vpce-XYZ\"]", "vpce-XYZ"),
+        ("allowed_vpcs = [\"vpce-0a1b2c3d\"]", "vpce-0a1b2c3d"),
+        ("allowed_vpcs = [\"vpc-123\"]", "vpc-123"),
+    ] {
+        let e = err_of(&format!("[baseline.source_ip_policy]\n{toml}\n"));
+        assert!(e.contains(bad) && !e.contains('\n'), "{e}");
+        assert!(e.contains("baseline.source_ip_policy.allowed_vpc"), "{e}");
+    }
+}
+
+#[test]
 fn names_paths_and_actions_are_checked() {
     let e = err_of("[baseline.mfa_policy]\nname = \"has space\"\n");
     assert!(e.contains("baseline.mfa_policy.name"), "{e}");

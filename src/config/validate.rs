@@ -254,6 +254,28 @@ fn baseline_policies(b: &Baseline, errs: &mut Problems) {
             ));
         }
     }
+    for (key, list, prefix, example) in [
+        (
+            "allowed_vpc_endpoints",
+            &sip.allowed_vpc_endpoints,
+            "vpce-",
+            "vpce-0a1b2c3d4e5f67890",
+        ),
+        (
+            "allowed_vpcs",
+            &sip.allowed_vpcs,
+            "vpc-",
+            "vpc-0a1b2c3d4e5f67890",
+        ),
+    ] {
+        for id in list {
+            if !valid_aws_id(id, prefix) {
+                errs.push(format!(
+                    "baseline.source_ip_policy.{key} contains {id:?}, which is not a {prefix}... id; write it as AWS shows it, e.g. \"{example}\""
+                ));
+            }
+        }
+    }
     if sip.enabled && sip.allowed_cidrs.is_empty() {
         errs.push("baseline.source_ip_policy.enabled is true but allowed_cidrs is empty; that would deny every request: list your networks or set enabled = false");
     }
@@ -462,4 +484,14 @@ fn valid_action(s: &str) -> bool {
         }
         None => s == "*",
     }
+}
+
+/// `vpce-0a1b2c3d` / `vpc-0a1b2c3d`: the prefix, then 8 or 17 lowercase hex digits.
+fn valid_aws_id(id: &str, prefix: &str) -> bool {
+    id.strip_prefix(prefix).is_some_and(|hex| {
+        matches!(hex.len(), 8 | 17)
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
 }

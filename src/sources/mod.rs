@@ -3,3 +3,4 @@ pub mod cloudtrail;
 pub mod event;
 pub mod health;
 pub mod sqs;
+pub mod trail;

@@ -22,7 +22,13 @@ pub struct Recorder {
 impl Recorder {
     /// Start one in front of `moto`; `delay` is its CloudTrail delivery delay ("0", "2s").
     pub fn start(moto: &Moto, delay: &str) -> Recorder {
+        Self::start_with(moto, delay, &[])
+    }
+
+    /// The same with more arguments (e.g. `--record-reads`).
+    pub fn start_with(moto: &Moto, delay: &str, extra: &[&str]) -> Recorder {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_cloudtrail-recorder"));
+        cmd.args(extra);
         cmd.args([
             "--upstream",
             &moto.endpoint,

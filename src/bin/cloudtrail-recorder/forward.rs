@@ -24,6 +24,20 @@ pub(crate) fn iam_write_call(
     headers: &HeaderMap,
     body: &Bytes,
 ) -> Option<(String, Vec<(String, String)>)> {
+    iam_call(uri, headers, body).filter(|(action, _)| !is_read(action))
+}
+
+/// An IAM read call (changes nothing).
+pub(crate) fn is_read(action: &str) -> bool {
+    READ_PREFIXES.iter().any(|p| action.starts_with(p))
+}
+
+/// Any IAM call: (Action, all parameters in order).
+pub(crate) fn iam_call(
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Option<(String, Vec<(String, String)>)> {
     let mut params: Vec<(String, String)> = Vec::new();
     if let Some(q) = uri.query() {
         params.extend(form_urlencoded::parse(q.as_bytes()).into_owned());
@@ -40,7 +54,7 @@ pub(crate) fn iam_write_call(
         return None;
     }
     let action = get("Action")?;
-    if action.is_empty() || READ_PREFIXES.iter().any(|p| action.starts_with(p)) {
+    if action.is_empty() {
         return None;
     }
     Some((action, params))
@@ -52,7 +66,11 @@ pub(crate) async fn proxy(
     parts: axum::http::request::Parts,
     body: Bytes,
 ) -> Response<Body> {
-    let call = iam_write_call(&parts.uri, &parts.headers, &body);
+    let call = if st.record_reads {
+        iam_call(&parts.uri, &parts.headers, &body)
+    } else {
+        iam_write_call(&parts.uri, &parts.headers, &body)
+    };
     let access_key = access_key_id(&parts.headers);
     // Resolve the caller before forwarding: the call may delete the very key it is signed with.
     let identity = match &call {
@@ -124,7 +142,7 @@ pub(crate) async fn proxy(
                 .get(header::USER_AGENT)
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or_default();
-            let record = build_record(
+            let mut record = build_record(
                 &identity,
                 access_key.as_deref(),
                 &action,
@@ -134,6 +152,8 @@ pub(crate) async fn proxy(
                 &peer.ip().to_string(),
                 user_agent,
             );
+            record["readOnly"] = Value::Bool(is_read(&action));
+            apply_test_headers(&mut record, &parts.headers);
             st.store().push(&identity.account, record);
         }
     }
@@ -271,4 +291,34 @@ pub(crate) async fn get_caller_identity(
         user_name,
         seen_at: now,
     })
+}
+
+/// The `x-test-*` headers (see the file header of main.rs) applied to a record.
+pub(crate) fn apply_test_headers(record: &mut Value, headers: &HeaderMap) {
+    let h = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+    };
+    if let Some(ip) = h("x-test-source-ip") {
+        record["sourceIPAddress"] = json!(ip);
+    }
+    if let Some(vpce) = h("x-test-vpce") {
+        record["vpcEndpointId"] = json!(vpce);
+    }
+    if let Some(svc) = h("x-test-invoked-by") {
+        record["userIdentity"]["invokedBy"] = json!(svc);
+    }
+    if let Some(mfa) = h("x-test-mfa") {
+        let attrs = json!({
+            "creationDate": Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true),
+            "mfaAuthenticated": mfa,
+        });
+        match record["userIdentity"].get_mut("sessionContext") {
+            Some(ctx) => ctx["attributes"] = attrs,
+            None => record["userIdentity"]["sessionContext"] = json!({ "attributes": attrs }),
+        }
+    }
 }

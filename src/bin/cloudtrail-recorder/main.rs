@@ -44,6 +44,15 @@
 //!   access key of `CreateAccessKey` is never recorded.
 //! - No `tlsDetails` (the proxy speaks plain HTTP) and no `sessionCredentialFromConsole`.
 //! - Records injected through the admin endpoint are subject to the delivery delay too.
+//!
+//! # Test headers
+//!
+//! With `--record-reads`, IAM read calls (`Get*`, `List*`, ...) are recorded too, with
+//! `readOnly: true` (off by default: the daemon tests see writes only). In tests a request
+//! may set what the record says about where it came from (the headers are forwarded to moto,
+//! which ignores them): `x-test-source-ip` the `sourceIPAddress`, `x-test-mfa: true|false`
+//! a `sessionContext` with that `mfaAuthenticated` (a session of the user),
+//! `x-test-vpce` the `vpcEndpointId`, `x-test-invoked-by` `userIdentity.invokedBy`.
 
 mod forward;
 mod lookup;
@@ -130,6 +139,9 @@ struct Cli {
     /// Exit when stdin reaches EOF (lets a test's child process die with the test).
     #[arg(long)]
     exit_on_stdin_eof: bool,
+    /// Record IAM read calls too (readOnly: true), not only writes.
+    #[arg(long)]
+    record_reads: bool,
 }
 
 /// Parses "0", "500ms", "2s", "1.5s", "1m", "1h"; a bare number means seconds.
@@ -260,6 +272,7 @@ struct AppState {
     upstream: String,
     client: Client<HttpConnector, Full<Bytes>>,
     delay: Duration,
+    record_reads: bool,
     store: Mutex<Store>,
     identities: Mutex<HashMap<String, Identity>>,
 }
@@ -324,6 +337,7 @@ async fn run(cli: Cli) -> Result<(), String> {
         upstream,
         client: Client::builder(TokioExecutor::new()).build_http(),
         delay: cli.delay,
+        record_reads: cli.record_reads,
         store: Mutex::new(Store::default()),
         identities: Mutex::new(HashMap::new()),
     });
