@@ -199,6 +199,9 @@ pub struct Clients {
     pub ssm: aws_sdk_ssm::Client,
     /// Owner notifications (`notifications.sns_topic_arn`).
     pub sns: aws_sdk_sns::Client,
+    /// IAM Access Analyzer (CIS 1.19), in `aws.region`; [`Clients::accessanalyzer_in`]
+    /// for another region.
+    pub accessanalyzer: aws_sdk_accessanalyzer::Client,
     pub calls: CallStats,
     pub pacer: Arc<Pacer>,
     /// The HTTP client under the pacing layer (to re-pace with other settings).
@@ -357,6 +360,11 @@ impl Clients {
                 .interceptor(counter("sns"))
                 .build(),
         );
+        let accessanalyzer = aws_sdk_accessanalyzer::Client::from_conf(
+            aws_sdk_accessanalyzer::config::Builder::from(shared)
+                .interceptor(counter("accessanalyzer"))
+                .build(),
+        );
         Clients {
             iam,
             sts,
@@ -365,10 +373,23 @@ impl Clients {
             secretsmanager,
             ssm,
             sns,
+            accessanalyzer,
             calls,
             pacer,
             base_http: Some(base_http),
         }
+    }
+
+    /// The Access Analyzer client for `region` (analyzers are regional), counted like the
+    /// others.
+    pub fn accessanalyzer_in(&self, region: &str) -> aws_sdk_accessanalyzer::Client {
+        aws_sdk_accessanalyzer::Client::from_conf(
+            self.accessanalyzer
+                .config()
+                .to_builder()
+                .region(Region::new(region.to_string()))
+                .build(),
+        )
     }
 
     /// The caller's ARN (sts:GetCallerIdentity) and account id.

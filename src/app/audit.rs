@@ -51,7 +51,7 @@ impl AuditReport {
             .iter()
             .map(|u| evaluate_user(u, snap, cfg, now))
             .collect();
-        let account_findings = evaluate_account(snap, cfg);
+        let account_findings = evaluate_account(snap, cfg, now);
         let mut by_check: BTreeMap<&'static str, usize> =
             Check::ALL.iter().map(|c| (c.id(), 0)).collect();
         for f in users
@@ -178,7 +178,8 @@ impl AuditReport {
 /// Read the account and judge it at `now`.
 pub async fn audit(cfg: &Config, clients: &Clients, now: DateTime<Utc>) -> Result<AuditReport> {
     let before = clients.calls.total();
-    let snap = inventory::read_account(clients).await?;
+    let regions = cfg.cis.analyzer_regions(&cfg.aws.region);
+    let snap = inventory::read_account_cis(clients, &regions).await?;
     Ok(AuditReport::build(
         &snap,
         cfg,

@@ -4,6 +4,7 @@
 
 pub mod breaker;
 pub mod checks;
+pub mod cis;
 pub mod plan;
 pub mod policies;
 #[cfg(test)]

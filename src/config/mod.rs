@@ -13,12 +13,14 @@ use std::str::FromStr;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
+mod cis;
 mod lifecycle;
 mod load;
 mod secs;
 mod tags;
 mod validate;
 
+pub use cis::Cis;
 pub use lifecycle::{Delivery, Notifications, Rotation};
 pub use secs::Secs;
 pub use tags::{
@@ -94,6 +96,8 @@ pub struct Config {
     pub controller: Controller,
     pub rotation: Rotation,
     pub notifications: Notifications,
+    /// The CIS AWS Foundations v5.0 section 1 account checks.
+    pub cis: Cis,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -380,6 +384,7 @@ impl Default for Config {
             controller: Controller::default(),
             rotation: Rotation::default(),
             notifications: Notifications::default(),
+            cis: Cis::default(),
         }
     }
 }
