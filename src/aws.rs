@@ -363,6 +363,9 @@ impl Clients {
         let accessanalyzer = aws_sdk_accessanalyzer::Client::from_conf(
             aws_sdk_accessanalyzer::config::Builder::from(shared)
                 .interceptor(counter("accessanalyzer"))
+                // One attempt: a failure is reported as "cannot check" (never a pass) and
+                // the next audit asks again; retries would multiply the audit's calls.
+                .retry_config(RetryConfig::disabled())
                 .build(),
         );
         Clients {

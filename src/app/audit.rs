@@ -178,8 +178,12 @@ impl AuditReport {
 /// Read the account and judge it at `now`.
 pub async fn audit(cfg: &Config, clients: &Clients, now: DateTime<Utc>) -> Result<AuditReport> {
     let before = clients.calls.total();
-    let regions = cfg.cis.analyzer_regions(&cfg.aws.region);
-    let snap = inventory::read_account_cis(clients, &regions).await?;
+    let snap = if cfg.cis.enabled {
+        let regions = cfg.cis.analyzer_regions(&cfg.aws.region);
+        inventory::read_account_cis(clients, &regions).await?
+    } else {
+        inventory::read_account(clients).await?
+    };
     Ok(AuditReport::build(
         &snap,
         cfg,

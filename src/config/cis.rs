@@ -5,6 +5,10 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Cis {
+    /// Make the CIS section 1 account checks in `audit` (and the daemon's resync): 5 more
+    /// calls per audit, whatever the number of users. Off: the audit judges users, groups
+    /// and the password policy only, as before.
+    pub enabled: bool,
     /// CIS 1.6: the root user signing in or using an access key within this many days is
     /// a finding. 1 (the default, as Prowler's `iam_avoid_root_usage`): any root use in
     /// the last day; CIS asks that root not be used for daily tasks at all.
@@ -17,6 +21,7 @@ pub struct Cis {
 impl Default for Cis {
     fn default() -> Self {
         Cis {
+            enabled: true,
             root_used_days: 1,
             access_analyzer_regions: Vec::new(),
         }
@@ -68,6 +73,7 @@ mod tests {
         assert_eq!(c.analyzer_regions("eu-west-1"), vec!["eu-west-1"]);
         assert!(c.problems().is_empty());
         let c = Cis {
+            enabled: true,
             root_used_days: 0,
             access_analyzer_regions: vec!["us-east-1".into(), "US East".into(), "".into()],
         };
