@@ -89,6 +89,10 @@ enum Command {
         /// Evaluate as if now were this RFC 3339 time (e.g. 2026-12-31T00:00:00Z).
         #[arg(long, value_parser = parse_time)]
         at: Option<DateTime<Utc>>,
+        /// Also judge each control of a benchmark: `cis-5.0` (CIS AWS Foundations v5.0.0
+        /// section 1). Exit 0 = no control fails or cannot be checked, 1 = some do.
+        #[arg(long, value_parser = ["cis-5.0"])]
+        benchmark: Option<String>,
     },
     /// Show, per user, every change enforcement would make and why. Writes nothing.
     /// Exit 0 = nothing to change, 1 = changes planned, 2 = error, 3 = breaker would trip.
@@ -363,16 +367,27 @@ fn real_main(cli: Cli, test_clock_env: Option<std::ffi::OsString>) -> anyhow::Re
                 },
             )
         }
-        Command::Audit { output, at } => {
+        Command::Audit {
+            output,
+            at,
+            benchmark,
+        } => {
             let output = output.into();
             runtime()?.block_on(async {
                 let clients = app::clients(&cfg).await?;
-                let report = app::audit(&cfg, &clients, at.unwrap_or_else(Utc::now)).await?;
-                match output {
-                    Output::Json => println!("{}", report.to_json()),
-                    Output::Text => print!("{}", report.to_text()),
-                }
-                Ok(if report.compliant() { 0 } else { 1 })
+                let now = at.unwrap_or_else(Utc::now);
+                let report = app::audit_with(&cfg, &clients, now, benchmark.is_some()).await?;
+                let text = match (&report.benchmark, output) {
+                    (_, Output::Json) => format!("{}\n", report.to_json()),
+                    (Some(b), Output::Text) => b.to_text(&report),
+                    (None, Output::Text) => report.to_text(),
+                };
+                print!("{text}");
+                let ok = match &report.benchmark {
+                    Some(b) => b.passed(),
+                    None => report.compliant(),
+                };
+                Ok(if ok { 0 } else { 1 })
             })
         }
     }

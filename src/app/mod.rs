@@ -7,7 +7,7 @@ pub mod audit;
 pub mod daemon;
 pub mod enforce;
 
-pub use audit::{audit, AuditReport};
+pub use audit::{audit, audit_with, AuditReport};
 pub use enforce::{enforce, reactivate, Breaker, EnforceOptions, EnforceReport};
 
 use crate::aws::{CallStats, Clients};

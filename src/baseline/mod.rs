@@ -2,6 +2,7 @@
 //! ([`checks`]), the baseline policy documents ([`policies`]) and the writes that fix the
 //! findings ([`plan`]), and the blast-radius breaker ([`breaker`]). No I/O here.
 
+pub mod benchmark;
 pub mod breaker;
 pub mod checks;
 pub mod cis;
