@@ -52,6 +52,7 @@ pub enum Check {
     /// OIDC identity provider.
     NoIdentityFederation,
     /// CIS 1.21: AWSCloudShellFullAccess attached to a user, group or role.
+    #[serde(rename = "cloudshell-full-access")]
     CloudShellFullAccess,
 }
 
@@ -1002,5 +1003,12 @@ mod tests {
             serde_json::to_string(&Check::KeyTooOld).unwrap(),
             "\"key-too-old\""
         );
+        for c in Check::ALL {
+            assert_eq!(
+                serde_json::to_value(c).unwrap(),
+                c.id(),
+                "JSON and id agree"
+            );
+        }
     }
 }
