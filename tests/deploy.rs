@@ -209,6 +209,7 @@ const ALERTS: &[&str] = &[
     "IamWardenAwsThrottling",
     "IamWardenNonCompliantUsers",
     "IamWardenConsoleWithoutMfa",
+    "IamWardenRootAccessKeyOrUse",
     "IamWardenCredentialReportStale",
     "IamWardenRotationStuck",
     "IamWardenExposedKey",
@@ -2007,6 +2008,7 @@ const CLIENT_NAMES: &[(&str, &str)] = &[
     ("secrets", "secretsmanager"),
     ("secretsmanager", "secretsmanager"),
     ("cloudtrail", "cloudtrail"),
+    ("accessanalyzer", "access-analyzer"),
 ];
 
 /// Non-test Rust sources under src/ (path, text): `tests.rs`, `testkit.rs` and inline

@@ -182,8 +182,13 @@ async fn read_oidc(iam: &aws_sdk_iam::Client) -> Result<Vec<String>> {
 
 /// ListAnalyzers in `region` (one page of up to 100 analyzers: an account has a handful).
 async fn read_analyzers(clients: &Clients, region: &str) -> AnalyzerRead {
-    let client = clients.accessanalyzer_in(region);
-    match client.list_analyzers().max_results(100).send().await {
+    let accessanalyzer = clients.accessanalyzer_in(region);
+    match accessanalyzer
+        .list_analyzers()
+        .max_results(100)
+        .send()
+        .await
+    {
         Ok(out) => AnalyzerRead::Read(
             out.analyzers()
                 .iter()

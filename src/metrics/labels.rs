@@ -119,6 +119,12 @@ pub const AWS_OPERATIONS: &[(&str, &str)] = &[
     ("iam", "GenerateCredentialReport"),
     ("iam", "GetCredentialReport"),
     ("iam", "GetAccountPasswordPolicy"),
+    // observe: the CIS section 1 account checks
+    ("iam", "ListVirtualMFADevices"),
+    ("iam", "ListServerCertificates"),
+    ("iam", "ListSAMLProviders"),
+    ("iam", "ListOpenIDConnectProviders"),
+    ("accessanalyzer", "ListAnalyzers"),
     // observe: one user
     ("iam", "GetUser"),
     ("iam", "ListAccessKeys"),
