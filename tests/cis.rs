@@ -361,3 +361,68 @@ async fn benchmark_view_lists_every_control() {
     let (code, _, err) = run_cli(&acct, &["audit", "--benchmark", "cis-1.4"]);
     assert_eq!(code, 2, "{err}");
 }
+
+/// Opt-in enforcement (CIS 1.18): dry-run journals the deletion and keeps the certificate;
+/// enforce deletes it, journaled; a second pass has nothing to do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_server_certificates_are_deleted_when_opted_in() {
+    use iam_warden::app::{self, EnforceOptions};
+    use iam_warden::config::Mode;
+    let (acct, _) = seeded().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = Config {
+        state_dir: dir.path().to_path_buf(),
+        ..Default::default()
+    };
+    let certs = || async {
+        acct.iam
+            .list_server_certificates()
+            .send()
+            .await
+            .unwrap()
+            .server_certificate_metadata_list()
+            .len()
+    };
+    let deletions = |r: &app::enforce::EnforceReport| -> Vec<String> {
+        r.results
+            .iter()
+            .filter(|x| x.planned.action.name() == "delete_server_certificate")
+            .map(|x| serde_json::to_value(x).unwrap()["outcome"].to_string())
+            .collect()
+    };
+    // Off by default: nothing planned.
+    let r = app::enforce(&cfg, &acct.clients(), &EnforceOptions::default())
+        .await
+        .unwrap();
+    assert!(deletions(&r).is_empty());
+    cfg.cis.delete_expired_server_certificates = true;
+    // Dry-run: journaled, not deleted.
+    let r = app::enforce(&cfg, &acct.clients(), &EnforceOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(deletions(&r), vec!["\"dry_run\""], "{}", r.to_text());
+    assert_eq!(certs().await, 1);
+    // Enforce: deleted and journaled.
+    cfg.mode = Mode::Enforce;
+    let opts = EnforceOptions {
+        confirm_large_change: true,
+        ..Default::default()
+    };
+    let r = app::enforce(&cfg, &acct.clients(), &opts).await.unwrap();
+    assert_eq!(deletions(&r), vec!["\"applied\""], "{}", r.to_text());
+    assert_eq!(certs().await, 0);
+    let journal = std::fs::read_to_string(cfg.journal_path()).unwrap();
+    let lines: Vec<&str> = journal
+        .lines()
+        .filter(|l| l.contains("delete_server_certificate"))
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("server-certificate/old-tls") && l.contains("applied")),
+        "{journal}"
+    );
+    // Idempotent: nothing left to delete.
+    let r = app::enforce(&cfg, &acct.clients(), &opts).await.unwrap();
+    assert!(deletions(&r).is_empty(), "{}", r.to_text());
+}

@@ -1991,6 +1991,7 @@ const WRITE_API: &[(&str, &str)] = &[
     ("set_rotation_phase", "iam:TagUser"),
     ("clear_rotation_tag", "iam:UntagUser"),
     ("reactivate_access_key", "iam:UpdateAccessKey"),
+    ("delete_server_certificate", "iam:DeleteServerCertificate"),
 ];
 
 // ---- The AWS calls the code makes, read from src/ (the other source of truth) ----

@@ -16,6 +16,9 @@ pub struct Cis {
     /// CIS 1.19: the regions that must each have an ACTIVE IAM Access Analyzer. Empty (the
     /// default): `aws.region`.
     pub access_analyzer_regions: Vec<String>,
+    /// CIS 1.18, opt-in: `enforce` deletes server certificates whose expiry date is past
+    /// (dry-run journals it only; a certificate without an expiry date is never deleted).
+    pub delete_expired_server_certificates: bool,
 }
 
 impl Default for Cis {
@@ -24,6 +27,7 @@ impl Default for Cis {
             enabled: true,
             root_used_days: 1,
             access_analyzer_regions: Vec::new(),
+            delete_expired_server_certificates: false,
         }
     }
 }
@@ -36,6 +40,11 @@ impl Cis {
         } else {
             self.access_analyzer_regions.clone()
         }
+    }
+
+    /// `enforce` needs the CIS account facts: an opt-in CIS action is on.
+    pub fn enforces(&self) -> bool {
+        self.enabled && self.delete_expired_server_certificates
     }
 
     /// Problems with the values, one message each.
@@ -76,6 +85,7 @@ mod tests {
             enabled: true,
             root_used_days: 0,
             access_analyzer_regions: vec!["us-east-1".into(), "US East".into(), "".into()],
+            delete_expired_server_certificates: false,
         };
         assert_eq!(
             c.analyzer_regions("eu-west-1"),

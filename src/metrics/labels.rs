@@ -82,6 +82,7 @@ pub const WRITE_ACTIONS: &[&str] = &[
     "set_rotation_phase",
     "clear_rotation_tag",
     "reactivate_access_key",
+    "delete_server_certificate",
 ];
 
 /// The `event` label values of `iam_warden_rotation_events_total`: the rotation phases a
@@ -155,6 +156,7 @@ pub const AWS_OPERATIONS: &[(&str, &str)] = &[
     ("iam", "UntagUser"),
     ("iam", "ListUserTags"),
     ("iam", "UpdateLoginProfile"),
+    ("iam", "DeleteServerCertificate"),
     // rotation
     ("iam", "CreateAccessKey"),
     ("secretsmanager", "CreateSecret"),
