@@ -283,7 +283,7 @@ impl AuditReport {
                     "{:<30} {:>8}  {:<9} {}",
                     c.id(),
                     n,
-                    c.severity(),
+                    c.severity().to_string(),
                     c.cis_controls().join(", ")
                 );
             }
