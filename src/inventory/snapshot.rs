@@ -52,7 +52,8 @@ async fn read(clients: &Clients, cis: Option<&[String]>) -> Result<AccountSnapsh
         read_password_policy(iam),
         extra,
     );
-    extra?;
+    // Errors in the order of the baseline's reads (the caller's identity first: its error
+    // says best what is wrong with credentials or the endpoint), then the CIS reads.
     let (caller_arn, account_id) = caller?;
     let Gaad {
         users: gaad_users,
@@ -64,6 +65,7 @@ async fn read(clients: &Clients, cis: Option<&[String]>) -> Result<AccountSnapsh
     } = gaad?;
     let (mut report, report_generated) = report?;
     let password_policy = password_policy?;
+    extra?;
     let cis = cis.map(|_| {
         facts.root = std::mem::take(&mut report.root);
         facts.roles = roles;
