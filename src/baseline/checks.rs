@@ -516,19 +516,7 @@ pub fn evaluate_user(
             ),
         ));
     }
-    if user.password.is_some() {
-        for k in user.active_keys().filter(|k| k.last_used.is_none()) {
-            let mut fi = Finding::new(
-                Check::KeyFromInitialSetup,
-                format!(
-                    "has a console password and {}, never used (keys are for programs: create one when a program needs it)",
-                    k.label()
-                ),
-            );
-            fi.key_id = k.id.clone();
-            f.push(fi);
-        }
-    }
+    super::cis::initial_setup_keys(user, f);
     super::cis::direct_policies(user, snap, cfg, f, &mut v.notes);
     let mfa = &b.mfa_policy;
     if mfa.enabled && mfa.applies_to.covers(class) && !has_policy(user, snap, &mfa.name) {

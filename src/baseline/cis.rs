@@ -40,6 +40,24 @@ fn is_aws_policy(arn: &str, name: &str) -> bool {
     arn.split(':').nth(4) == Some("aws") && arn.contains(":policy/") && arn_name(arn) == name
 }
 
+/// CIS 1.10 for one user: a console password and an active key never used.
+pub fn initial_setup_keys(user: &UserState, findings: &mut Vec<Finding>) {
+    if user.password.is_none() {
+        return;
+    }
+    for k in user.active_keys().filter(|k| k.last_used.is_none()) {
+        let mut f = Finding::new(
+            Check::KeyFromInitialSetup,
+            format!(
+                "has a console password and {}, never used (keys are for programs: create one when a program needs it)",
+                k.label()
+            ),
+        );
+        f.key_id = k.id.clone();
+        findings.push(f);
+    }
+}
+
 /// CIS 1.14 for one user: managed policies attached to the user and inline policies. The
 /// baseline's own policies attached in `attach = "user"` mode are the operator's choice: a
 /// note, not a finding.
