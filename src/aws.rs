@@ -202,6 +202,9 @@ pub struct Clients {
     /// Findings exported to Security Hub (`export.securityhub`), in `aws.region`; see
     /// [`Clients::securityhub_in`] for another region.
     pub securityhub: aws_sdk_securityhub::Client,
+    /// IAM Access Analyzer (CIS 1.19), in `aws.region`; [`Clients::accessanalyzer_in`]
+    /// for another region.
+    pub accessanalyzer: aws_sdk_accessanalyzer::Client,
     pub calls: CallStats,
     pub pacer: Arc<Pacer>,
     /// The HTTP client under the pacing layer (to re-pace with other settings).
@@ -365,6 +368,14 @@ impl Clients {
                 .interceptor(counter("securityhub"))
                 .build(),
         );
+        let accessanalyzer = aws_sdk_accessanalyzer::Client::from_conf(
+            aws_sdk_accessanalyzer::config::Builder::from(shared)
+                .interceptor(counter("accessanalyzer"))
+                // One attempt: a failure is reported as "cannot check" (never a pass) and
+                // the next audit asks again; retries would multiply the audit's calls.
+                .retry_config(RetryConfig::disabled())
+                .build(),
+        );
         Clients {
             iam,
             sts,
@@ -374,6 +385,7 @@ impl Clients {
             ssm,
             sns,
             securityhub,
+            accessanalyzer,
             calls,
             pacer,
             base_http: Some(base_http),
@@ -388,6 +400,18 @@ impl Clients {
         }
         aws_sdk_securityhub::Client::from_conf(
             self.securityhub
+                .config()
+                .to_builder()
+                .region(Region::new(region.to_string()))
+                .build(),
+        )
+    }
+
+    /// The Access Analyzer client for `region` (analyzers are regional), counted like the
+    /// others.
+    pub fn accessanalyzer_in(&self, region: &str) -> aws_sdk_accessanalyzer::Client {
+        aws_sdk_accessanalyzer::Client::from_conf(
+            self.accessanalyzer
                 .config()
                 .to_builder()
                 .region(Region::new(region.to_string()))

@@ -103,6 +103,10 @@ enum Command {
         /// Evaluate as if now were this RFC 3339 time (e.g. 2026-12-31T00:00:00Z).
         #[arg(long, value_parser = parse_time)]
         at: Option<DateTime<Utc>>,
+        /// Also judge each control of a benchmark: `cis-5.0` (CIS AWS Foundations v5.0.0
+        /// section 1). Exit 0 = no control fails or cannot be checked, 1 = some do.
+        #[arg(long, value_parser = ["cis-5.0"])]
+        benchmark: Option<String>,
     },
     /// Show, per user, every change enforcement would make and why. Writes nothing.
     /// Exit 0 = nothing to change, 1 = changes planned, 2 = error, 3 = breaker would trip.
@@ -428,13 +432,20 @@ fn real_main(cli: Cli, test_clock_env: Option<std::ffi::OsString>) -> anyhow::Re
                 Ok(report.exit_code())
             })
         }
-        Command::Audit { output, at, export } => runtime()?.block_on(async {
+        Command::Audit {
+            output,
+            at,
+            export,
+            benchmark,
+        } => runtime()?.block_on(async {
             let clients = app::clients(&cfg).await?;
-            let report = app::audit(&cfg, &clients, at.unwrap_or_else(Utc::now)).await?;
-            match output {
-                AuditOutput::Json => println!("{}", report.to_json()),
-                AuditOutput::Text => print!("{}", report.to_text()),
-                AuditOutput::Ocsf => println!("{}", report.to_ocsf(&cfg)),
+            let now = at.unwrap_or_else(Utc::now);
+            let report = app::audit_with(&cfg, &clients, now, benchmark.is_some()).await?;
+            match (&report.benchmark, output) {
+                (_, AuditOutput::Json) => println!("{}", report.to_json()),
+                (_, AuditOutput::Ocsf) => println!("{}", report.to_ocsf(&cfg)),
+                (Some(b), AuditOutput::Text) => print!("{}", b.to_text(&report)),
+                (None, AuditOutput::Text) => print!("{}", report.to_text()),
             }
             if export {
                 match app::audit::export_to_securityhub(&cfg, &clients, &report).await {
@@ -442,7 +453,11 @@ fn real_main(cli: Cli, test_clock_env: Option<std::ffi::OsString>) -> anyhow::Re
                     Err(e) => eprintln!("iam-warden: error: Security Hub export failed: {e}"),
                 }
             }
-            Ok(if report.compliant() { 0 } else { 1 })
+            let ok = match &report.benchmark {
+                Some(b) => b.passed(),
+                None => report.compliant(),
+            };
+            Ok(if ok { 0 } else { 1 })
         }),
     }
 }

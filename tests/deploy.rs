@@ -209,6 +209,7 @@ const ALERTS: &[&str] = &[
     "IamWardenAwsThrottling",
     "IamWardenNonCompliantUsers",
     "IamWardenConsoleWithoutMfa",
+    "IamWardenRootAccessKeyOrUse",
     "IamWardenCredentialReportStale",
     "IamWardenRotationStuck",
     "IamWardenExposedKey",
@@ -1990,6 +1991,7 @@ const WRITE_API: &[(&str, &str)] = &[
     ("set_rotation_phase", "iam:TagUser"),
     ("clear_rotation_tag", "iam:UntagUser"),
     ("reactivate_access_key", "iam:UpdateAccessKey"),
+    ("delete_server_certificate", "iam:DeleteServerCertificate"),
 ];
 
 // ---- The AWS calls the code makes, read from src/ (the other source of truth) ----
@@ -2009,6 +2011,7 @@ const CLIENT_NAMES: &[(&str, &str)] = &[
     ("cloudtrail", "cloudtrail"),
     ("hub", "securityhub"),
     ("securityhub", "securityhub"),
+    ("accessanalyzer", "access-analyzer"),
 ];
 
 /// Non-test Rust sources under src/ (path, text): `tests.rs`, `testkit.rs` and inline

@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::aws::Clients;
+use crate::baseline::benchmark::{self, ControlResult, Status};
 use crate::baseline::checks::{evaluate_account, evaluate_user, Check, Finding, UserVerdict};
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -51,6 +52,155 @@ pub struct AuditReport {
     /// The account's partition (`aws`, `aws-cn`, ...), from the caller's ARN.
     #[serde(skip)]
     pub partition: String,
+    /// `audit --benchmark cis-5.0`: each CIS section 1 control with its status.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub benchmark: Option<Benchmark>,
+}
+
+/// The CIS AWS Foundations v5.0 section 1 view of the audit.
+#[derive(Debug, Clone, Serialize)]
+pub struct Benchmark {
+    /// `cis-5.0`.
+    pub name: &'static str,
+    /// Controls per status (every status listed, zeros included).
+    pub summary: BTreeMap<&'static str, usize>,
+    pub controls: Vec<ControlResult>,
+}
+
+impl Benchmark {
+    /// The controls of section 1 judged from `report` (its findings) and `snap`.
+    pub fn build(report: &AuditReport, snap: &AccountSnapshot, cfg: &Config) -> Self {
+        let judged: Vec<_> = report
+            .users
+            .iter()
+            .filter(|v| v.exempt.is_none())
+            .filter_map(|v| snap.user(&v.user))
+            .collect();
+        let mut na = BTreeMap::new();
+        if !judged.iter().any(|u| u.password.is_some()) {
+            na.insert(
+                "1.9",
+                "no judged IAM user has a console password".to_string(),
+            );
+            na.insert(
+                "1.10",
+                "no judged IAM user has a console password".to_string(),
+            );
+        }
+        if !judged.iter().any(|u| u.active_keys().next().is_some()) {
+            na.insert(
+                "1.12",
+                "no judged IAM user has an active access key".to_string(),
+            );
+            na.insert(
+                "1.13",
+                "no judged IAM user has an active access key".to_string(),
+            );
+        }
+        if !judged
+            .iter()
+            .any(|u| u.password.is_some() || u.active_keys().next().is_some())
+        {
+            na.insert("1.11", "no judged IAM user has credentials".to_string());
+        }
+        if judged.is_empty() {
+            na.insert("1.14", "no IAM user to judge".to_string());
+        }
+        if snap
+            .cis
+            .as_ref()
+            .is_some_and(|c| c.server_certificates.is_empty())
+        {
+            na.insert("1.18", "no server certificates stored in IAM".to_string());
+        }
+        let facts = benchmark::Facts {
+            account_read: snap.cis.is_some(),
+            password_policy: snap.password_policy.as_ref(),
+            not_applicable: na,
+        };
+        let controls = benchmark::evaluate(&report.users, &report.account_findings, &facts, cfg);
+        let mut summary: BTreeMap<&'static str, usize> = [
+            Status::Pass,
+            Status::Fail,
+            Status::NotApplicable,
+            Status::Manual,
+            Status::CannotCheck,
+        ]
+        .iter()
+        .map(|s| (s.as_str(), 0))
+        .collect();
+        for c in &controls {
+            *summary.entry(c.status.as_str()).or_insert(0) += 1;
+        }
+        Benchmark {
+            name: benchmark::CIS_5_0,
+            summary,
+            controls,
+        }
+    }
+
+    /// No control fails or could not be checked (manual ones are for a person).
+    pub fn passed(&self) -> bool {
+        self.controls
+            .iter()
+            .all(|c| !matches!(c.status, Status::Fail | Status::CannotCheck))
+    }
+
+    pub fn to_text(&self, report: &AuditReport) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "CIS AWS Foundations Benchmark v5.0.0 section 1, account {} at {}",
+            report.account_id,
+            report.evaluated_at.format("%Y-%m-%d %H:%M:%SZ")
+        );
+        let counts: Vec<String> = self
+            .summary
+            .iter()
+            .map(|(k, v)| format!("{v} {k}"))
+            .collect();
+        let _ = writeln!(
+            out,
+            "{}
+",
+            counts.join(", ")
+        );
+        for c in &self.controls {
+            let info = if c.informational {
+                " (informational)"
+            } else {
+                ""
+            };
+            let _ = writeln!(
+                out,
+                "{:<5} {:<15} {}{info}",
+                c.id,
+                c.status.as_str(),
+                c.title
+            );
+            if let Some(n) = &c.note {
+                let _ = writeln!(out, "{:21} note: {n}", "");
+            }
+            for i in &c.items {
+                let _ = writeln!(out, "{:21} {} [{}]: {}", "", i.subject, i.check, i.reason);
+            }
+        }
+        if report.summary.exempt > 0 {
+            let _ = writeln!(
+                out,
+                "
+{} exempt user(s) not judged (see `audit` for who and why)",
+                report.summary.exempt
+            );
+        }
+        let _ = writeln!(
+            out,
+            "
+{} AWS API calls",
+            report.aws_calls
+        );
+        out
+    }
 }
 
 impl AuditReport {
@@ -60,7 +210,7 @@ impl AuditReport {
             .iter()
             .map(|u| evaluate_user(u, snap, cfg, now))
             .collect();
-        let account_findings = evaluate_account(snap, cfg);
+        let account_findings = evaluate_account(snap, cfg, now);
         let mut by_check: BTreeMap<&'static str, usize> =
             Check::ALL.iter().map(|c| (c.id(), 0)).collect();
         for f in users
@@ -102,6 +252,7 @@ impl AuditReport {
                 .map(|u| (u.name.clone(), u.arn.clone()))
                 .collect(),
             partition: crate::apply::partition_of(&snap.caller_arn),
+            benchmark: None,
         }
     }
 
@@ -166,17 +317,33 @@ impl AuditReport {
             "\n{} users: {} compliant, {} violating, {} exempt; {} findings\n",
             s.users, s.compliant, s.violating, s.exempt, s.findings
         );
-        let _ = writeln!(out, "{:<30} {:>8}  severity", "check", "findings");
+        let _ = writeln!(
+            out,
+            "{:<30} {:>8}  {:<9} CIS v5.0",
+            "check", "findings", "severity"
+        );
         for c in Check::ALL {
             let n = s.by_check.get(c.id()).copied().unwrap_or(0);
             if n > 0 || c != Check::QuotaReached {
-                let _ = writeln!(out, "{:<30} {:>8}  {}", c.id(), n, c.severity());
+                let _ = writeln!(
+                    out,
+                    "{:<30} {:>8}  {:<9} {}",
+                    c.id(),
+                    n,
+                    c.severity().to_string(),
+                    c.cis_controls().join(", ")
+                );
             }
         }
         if !self.account_findings.is_empty() {
             let _ = writeln!(out, "\naccount:");
             for f in &self.account_findings {
-                let _ = writeln!(out, "  [{}] {}: {}", f.severity, f.check, f.reason);
+                let on = f
+                    .resource
+                    .as_deref()
+                    .map(|r| format!(" ({r})"))
+                    .unwrap_or_default();
+                let _ = writeln!(out, "  [{}] {}{on}: {}", f.severity, f.check, f.reason);
             }
         }
         let violating: Vec<_> = self
@@ -224,14 +391,28 @@ impl AuditReport {
 
 /// Read the account and judge it at `now`.
 pub async fn audit(cfg: &Config, clients: &Clients, now: DateTime<Utc>) -> Result<AuditReport> {
+    audit_with(cfg, clients, now, false).await
+}
+
+/// [`audit`], with the CIS v5.0 section 1 view when `benchmark`.
+pub async fn audit_with(
+    cfg: &Config,
+    clients: &Clients,
+    now: DateTime<Utc>,
+    benchmark: bool,
+) -> Result<AuditReport> {
     let before = clients.calls.total();
-    let snap = inventory::read_account(clients).await?;
-    Ok(AuditReport::build(
-        &snap,
-        cfg,
-        now,
-        clients.calls.total() - before,
-    ))
+    let snap = if cfg.cis.enabled {
+        let regions = cfg.cis.analyzer_regions(&cfg.aws.region);
+        inventory::read_account_cis(clients, &regions).await?
+    } else {
+        inventory::read_account(clients).await?
+    };
+    let mut report = AuditReport::build(&snap, cfg, now, clients.calls.total() - before);
+    if benchmark {
+        report.benchmark = Some(Benchmark::build(&report, &snap, cfg));
+    }
+    Ok(report)
 }
 
 /// `audit --export`: send the report's findings to Security Hub and resolve the earlier

@@ -21,6 +21,7 @@ use tokio::time::Instant;
 use crate::apply::{partition_of, Applier};
 use crate::aws::Clients;
 use crate::baseline::breaker::{Verdict, Window};
+use crate::baseline::checks::evaluate_account;
 use crate::baseline::plan::{plan_account, rotation};
 use crate::config::Config;
 use crate::controller::dispatch::Dispatch;
@@ -398,8 +399,16 @@ async fn resync_loop(ctx: Arc<Context>, health: Health, mut stop: watch::Receive
 /// is not empty (no per-user calls for compliant users), and the account key if needed.
 pub async fn resync(ctx: &Context) -> Result<()> {
     let now = ctx.clock.now();
-    let snap = inventory::read_account(&ctx.clients).await?;
+    let cis = &ctx.cfg.cis;
+    let snap = if cis.enabled {
+        let regions = cis.analyzer_regions(&ctx.cfg.aws.region);
+        inventory::read_account_cis(&ctx.clients, &regions).await?
+    } else {
+        inventory::read_account(&ctx.clients).await?
+    };
     let plan = plan_account(&snap, &ctx.cfg, now)?;
+    ctx.metrics
+        .set_account_checks(&evaluate_account(&snap, &ctx.cfg, now));
     if let Some(generated) = snap.report_generated {
         ctx.metrics.credential_report_age(generated, Utc::now());
     }

@@ -206,7 +206,13 @@ pub async fn enforce(
     } else {
         Some(crate::notify::Channels::load(&cfg.notifications)?)
     };
-    let snap = inventory::read_account(clients).await?;
+    // The CIS account facts only when an opt-in CIS action needs them (5 more calls).
+    let snap = if cfg.cis.enforces() {
+        let regions = cfg.cis.analyzer_regions(&cfg.aws.region);
+        inventory::read_account_cis(clients, &regions).await?
+    } else {
+        inventory::read_account(clients).await?
+    };
     let plan = crate::baseline::plan::plan_account(&snap, cfg, now)?;
     let breaker = Breaker::evaluate(
         plan.users_losing_access(),

@@ -8,7 +8,7 @@ pub mod daemon;
 pub mod enforce;
 pub mod impact;
 
-pub use audit::{audit, AuditReport};
+pub use audit::{audit, audit_with, AuditReport};
 pub use enforce::{enforce, reactivate, Breaker, EnforceOptions, EnforceReport};
 pub use impact::{impact, ImpactOptions, ImpactReport};
 

@@ -552,6 +552,15 @@ impl Applier {
             Action::ClearRotationTag { user, key_id } => {
                 self.clear_rotation_tag(user, key_id).await
             }
+            // Gone already: NoSuchEntity, reported as skipped (idempotent).
+            Action::DeleteServerCertificate { name, .. } => {
+                iam.delete_server_certificate()
+                    .server_certificate_name(name)
+                    .send()
+                    .await
+                    .map_err(|e| aws_error("iam", "DeleteServerCertificate", e))?;
+                Ok(Outcome::Applied)
+            }
         }
     }
 }

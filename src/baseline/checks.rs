@@ -28,10 +28,36 @@ pub enum Check {
     /// A key's rotation cannot go on by itself (still used after grace, no room for a new
     /// key, an unusable secret name, a malformed rotation tag): a person must act.
     RotationStuck,
+    /// CIS 1.14: managed or inline policies attached to the user itself, not through a group.
+    UserPolicyAttached,
+    /// CIS 1.10: a console user with an active access key never used (made at set-up).
+    KeyFromInitialSetup,
+    /// CIS 1.3: the root user has an active access key.
+    RootAccessKey,
+    /// CIS 1.4: the root user has no MFA.
+    RootWithoutMfa,
+    /// CIS 1.5: the root user's MFA is a virtual device (or there is none).
+    RootVirtualMfa,
+    /// CIS 1.6: the root user signed in or used a key recently.
+    RootUsed,
+    /// CIS 1.15: a managed policy allows `*` on `*`.
+    PolicyFullAdmin,
+    /// CIS 1.16: no role has AWSSupportAccess.
+    NoSupportRole,
+    /// CIS 1.18: an expired server certificate is stored in IAM.
+    ServerCertificateExpired,
+    /// CIS 1.19: a configured region has no ACTIVE IAM Access Analyzer.
+    AccessAnalyzerDisabled,
+    /// CIS 1.20 (informational): users sign in to the console and there is no SAML or
+    /// OIDC identity provider.
+    NoIdentityFederation,
+    /// CIS 1.21: AWSCloudShellFullAccess attached to a user, group or role.
+    #[serde(rename = "cloudshell-full-access")]
+    CloudShellFullAccess,
 }
 
 impl Check {
-    pub const ALL: [Check; 12] = [
+    pub const ALL: [Check; 24] = [
         Check::ConsoleWithoutMfa,
         Check::MfaPolicyMissing,
         Check::SourceIpPolicyMissing,
@@ -44,7 +70,39 @@ impl Check {
         Check::PasswordPolicyWeak,
         Check::QuotaReached,
         Check::RotationStuck,
+        Check::UserPolicyAttached,
+        Check::KeyFromInitialSetup,
+        Check::RootAccessKey,
+        Check::RootWithoutMfa,
+        Check::RootVirtualMfa,
+        Check::RootUsed,
+        Check::PolicyFullAdmin,
+        Check::NoSupportRole,
+        Check::ServerCertificateExpired,
+        Check::AccessAnalyzerDisabled,
+        Check::NoIdentityFederation,
+        Check::CloudShellFullAccess,
     ];
+
+    /// The checks whose findings are about the account, not a user
+    /// (`account_check_failing{check}`).
+    pub const ACCOUNT: [Check; 11] = [
+        Check::PasswordPolicyWeak,
+        Check::RootAccessKey,
+        Check::RootWithoutMfa,
+        Check::RootVirtualMfa,
+        Check::RootUsed,
+        Check::PolicyFullAdmin,
+        Check::NoSupportRole,
+        Check::ServerCertificateExpired,
+        Check::AccessAnalyzerDisabled,
+        Check::NoIdentityFederation,
+        Check::CloudShellFullAccess,
+    ];
+
+    pub fn is_account_level(self) -> bool {
+        Check::ACCOUNT.contains(&self)
+    }
 
     pub fn id(self) -> &'static str {
         match self {
@@ -60,6 +118,18 @@ impl Check {
             Check::PasswordPolicyWeak => "password-policy-weak",
             Check::QuotaReached => "quota-reached",
             Check::RotationStuck => "rotation-stuck",
+            Check::UserPolicyAttached => "user-policy-attached",
+            Check::KeyFromInitialSetup => "key-from-initial-setup",
+            Check::RootAccessKey => "root-access-key",
+            Check::RootWithoutMfa => "root-without-mfa",
+            Check::RootVirtualMfa => "root-virtual-mfa",
+            Check::RootUsed => "root-used",
+            Check::PolicyFullAdmin => "policy-full-admin",
+            Check::NoSupportRole => "no-support-role",
+            Check::ServerCertificateExpired => "server-certificate-expired",
+            Check::AccessAnalyzerDisabled => "access-analyzer-disabled",
+            Check::NoIdentityFederation => "no-identity-federation",
+            Check::CloudShellFullAccess => "cloudshell-full-access",
         }
     }
 
@@ -73,6 +143,18 @@ impl Check {
             Check::KeyUnused | Check::ConsoleUnused => &["1.11"],
             Check::TwoActiveKeys => &["1.12"],
             Check::PasswordPolicyWeak => &["1.7", "1.8"],
+            Check::KeyFromInitialSetup => &["1.10"],
+            Check::UserPolicyAttached => &["1.14"],
+            Check::RootAccessKey => &["1.3"],
+            Check::RootWithoutMfa => &["1.4"],
+            Check::RootVirtualMfa => &["1.5"],
+            Check::RootUsed => &["1.6"],
+            Check::PolicyFullAdmin => &["1.15"],
+            Check::NoSupportRole => &["1.16"],
+            Check::ServerCertificateExpired => &["1.18"],
+            Check::AccessAnalyzerDisabled => &["1.19"],
+            Check::NoIdentityFederation => &["1.20"],
+            Check::CloudShellFullAccess => &["1.21"],
             Check::MfaPolicyMissing
             | Check::SourceIpPolicyMissing
             | Check::ConsoleOnProgrammaticUser
@@ -84,10 +166,21 @@ impl Check {
 
     pub fn severity(self) -> Severity {
         match self {
-            Check::ConsoleWithoutMfa => Severity::Critical,
-            Check::MfaPolicyMissing | Check::KeyTooOld | Check::ConsoleOnProgrammaticUser => {
-                Severity::High
-            }
+            Check::ConsoleWithoutMfa
+            | Check::RootAccessKey
+            | Check::RootWithoutMfa
+            | Check::PolicyFullAdmin => Severity::Critical,
+            Check::MfaPolicyMissing
+            | Check::KeyTooOld
+            | Check::ConsoleOnProgrammaticUser
+            | Check::RootVirtualMfa
+            | Check::RootUsed => Severity::High,
+            Check::UserPolicyAttached
+            | Check::KeyFromInitialSetup
+            | Check::ServerCertificateExpired
+            | Check::CloudShellFullAccess
+            | Check::AccessAnalyzerDisabled => Severity::Medium,
+            Check::NoSupportRole | Check::NoIdentityFederation => Severity::Low,
             Check::SourceIpPolicyMissing
             | Check::KeyUnused
             | Check::ConsoleUnused
@@ -139,6 +232,13 @@ pub struct Finding {
     /// certificate, or `arn:aws:iam::ACCOUNT:root`), when it is not the user or key itself.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub resource: Option<String>,
+    /// The CIS AWS Foundations v5.0 controls of the check ([`Check::cis_controls`]).
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    pub cis_controls: &'static [&'static str],
+    /// The check could not be made (input missing or unreadable, an API failing): the
+    /// reason says why. Counted as a finding, never as a pass.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub cannot_check: bool,
 }
 
 impl Finding {
@@ -149,6 +249,17 @@ impl Finding {
             reason: reason.into(),
             key_id: None,
             resource: None,
+            cis_controls: check.cis_controls(),
+            cannot_check: false,
+        }
+    }
+
+    /// A finding saying the check could not be made, and why (`reason` starts "cannot
+    /// check: ").
+    pub fn cannot_check(check: Check, why: impl std::fmt::Display) -> Self {
+        Finding {
+            cannot_check: true,
+            ..Finding::new(check, format!("cannot check: {why}"))
         }
     }
 
@@ -405,6 +516,8 @@ pub fn evaluate_user(
             ),
         ));
     }
+    super::cis::initial_setup_keys(user, f);
+    super::cis::direct_policies(user, snap, cfg, f, &mut v.notes);
     let mfa = &b.mfa_policy;
     if mfa.enabled && mfa.applies_to.covers(class) && !has_policy(user, snap, &mfa.name) {
         f.push(Finding::new(
@@ -478,14 +591,18 @@ pub fn password_policy_gaps(have: Option<&PasswordPolicyState>, cfg: &Config) ->
     gaps
 }
 
-/// Account-level findings.
-pub fn evaluate_account(snap: &AccountSnapshot, cfg: &Config) -> Vec<Finding> {
+/// Account-level findings: the password policy, and the CIS section 1 account checks
+/// when the snapshot has their facts ([`crate::inventory::CisFacts`]).
+pub fn evaluate_account(snap: &AccountSnapshot, cfg: &Config, now: DateTime<Utc>) -> Vec<Finding> {
     let gaps = password_policy_gaps(snap.password_policy.as_ref(), cfg);
-    if gaps.is_empty() {
-        Vec::new()
-    } else {
-        vec![Finding::new(Check::PasswordPolicyWeak, gaps.join("; "))]
+    let mut out = Vec::new();
+    if !gaps.is_empty() {
+        out.push(Finding::new(Check::PasswordPolicyWeak, gaps.join("; ")));
     }
+    if let Some(facts) = &snap.cis {
+        out.extend(super::cis::evaluate(snap, facts, cfg, now));
+    }
+    out
 }
 
 #[cfg(test)]
@@ -701,12 +818,16 @@ mod tests {
             .group("iam-warden-source-ip")
             .build();
         assert!(evaluate_user(&u, &snap, &cfg, now()).findings.is_empty());
-        // Attached directly also counts.
+        // Attached directly also counts (for this check; with `attach = "group"` the
+        // direct attachment is itself a CIS 1.14 finding).
         let u = user("svc")
             .keys(&[key("AKIAS", 5, Some(1))])
             .attached("arn:aws:iam::123456789012:policy/iam-warden/iam-warden-source-ip")
             .build();
-        assert!(evaluate_user(&u, &snap, &cfg, now()).findings.is_empty());
+        assert_eq!(
+            ids(&evaluate_user(&u, &snap, &cfg, now())),
+            vec!["user-policy-attached"]
+        );
     }
 
     #[test]
@@ -830,7 +951,7 @@ mod tests {
             password_policy: Some(weak),
             ..Default::default()
         };
-        let f = evaluate_account(&snap, &cfg);
+        let f = evaluate_account(&snap, &cfg, now());
         assert_eq!(f[0].check, Check::PasswordPolicyWeak);
     }
 
@@ -851,12 +972,31 @@ mod tests {
                 "keys-on-console-user",
                 "password-policy-weak",
                 "quota-reached",
-                "rotation-stuck"
+                "rotation-stuck",
+                "user-policy-attached",
+                "key-from-initial-setup",
+                "root-access-key",
+                "root-without-mfa",
+                "root-virtual-mfa",
+                "root-used",
+                "policy-full-admin",
+                "no-support-role",
+                "server-certificate-expired",
+                "access-analyzer-disabled",
+                "no-identity-federation",
+                "cloudshell-full-access"
             ]
         );
         assert_eq!(
             serde_json::to_string(&Check::KeyTooOld).unwrap(),
             "\"key-too-old\""
         );
+        for c in Check::ALL {
+            assert_eq!(
+                serde_json::to_value(c).unwrap(),
+                c.id(),
+                "JSON and id agree"
+            );
+        }
     }
 }

@@ -3,9 +3,11 @@
 //! findings ([`plan`]), the blast-radius breaker ([`breaker`]), and what the baseline
 //! policies would deny of recorded traffic ([`impact`]). No I/O here.
 
+pub mod benchmark;
 pub mod breaker;
 pub mod checks;
 pub mod impact;
+pub mod cis;
 pub mod plan;
 pub mod policies;
 #[cfg(test)]

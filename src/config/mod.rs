@@ -14,6 +14,7 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 mod export;
+mod cis;
 mod lifecycle;
 mod load;
 mod secs;
@@ -21,6 +22,7 @@ mod tags;
 mod validate;
 
 pub use export::{Export, SecurityHubExport};
+pub use cis::Cis;
 pub use lifecycle::{Delivery, Notifications, Rotation};
 pub use secs::Secs;
 pub use tags::{
@@ -97,6 +99,8 @@ pub struct Config {
     pub rotation: Rotation,
     pub notifications: Notifications,
     pub export: Export,
+    /// The CIS AWS Foundations v5.0 section 1 account checks.
+    pub cis: Cis,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -389,6 +393,7 @@ impl Default for Config {
             rotation: Rotation::default(),
             notifications: Notifications::default(),
             export: Export::default(),
+            cis: Cis::default(),
         }
     }
 }

@@ -33,6 +33,9 @@ impl Config {
         endpoints(self, &mut errs);
         rotation(&self.rotation, &self.baseline.credentials, &mut errs);
         notifications(&self.notifications, &mut errs);
+        for p in self.cis.problems() {
+            errs.push(p);
+        }
         errs.into_result()
     }
 }

@@ -22,10 +22,43 @@ pub struct ReportRow {
     pub keys: Vec<AccessKeyState>,
 }
 
+/// The root user's facts, from the report's `<root_account>` row (CIS 1.3, 1.4, 1.6).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RootRow {
+    pub arn: String,
+    pub mfa_active: bool,
+    /// When the root password was last used to sign in (`None`: never, or no information).
+    pub password_last_used: Option<DateTime<Utc>>,
+    /// The root user's access keys that exist (by slot; the report has no key ids).
+    pub keys: Vec<RootKey>,
+}
+
+/// One root access key, by its report slot.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RootKey {
+    pub slot: u8,
+    pub active: bool,
+    pub last_used: Option<DateTime<Utc>>,
+}
+
+/// What became of the report's `<root_account>` row.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RootEntry {
+    /// The report has no root row: the root checks cannot be made (never a pass).
+    #[default]
+    Missing,
+    /// The root row could not be parsed: what is wrong with it.
+    Unreadable(String),
+    Read(RootRow),
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct ParsedReport {
-    /// Rows by user name (the root account's row is left out).
+    /// Rows by user name (the root account's row is in [`ParsedReport::root`]).
     pub rows: BTreeMap<String, ReportRow>,
+    /// The `<root_account>` row.
+    pub root: RootEntry,
     /// One description per row that could not be parsed: line, user if known, what is wrong.
     pub bad_rows: Vec<BadRow>,
 }
@@ -142,7 +175,11 @@ pub fn parse(content: &[u8]) -> Result<ParsedReport, Error> {
             .get(index["user"])
             .map(str::to_string)
             .filter(|u| !u.is_empty());
-        if user.as_deref() == Some("<root_account>") {
+        if user.as_deref() == Some(ROOT_USER) {
+            out.root = match parse_root(&rec, &index, headers.len()) {
+                Ok(r) => RootEntry::Read(r),
+                Err(problem) => RootEntry::Unreadable(format!("line {line}: {problem}")),
+            };
             continue;
         }
         let rec = repair_unquoted_commas(rec, &index, headers.len());
@@ -192,6 +229,41 @@ fn repair_unquoted_commas(
         out.push_field(f);
     }
     out
+}
+
+/// The user name the credential report gives the root user.
+pub const ROOT_USER: &str = "<root_account>";
+
+/// The root row: its password column says `not_supported`, but `password_last_used` is
+/// when root last signed in.
+fn parse_root(
+    rec: &csv::StringRecord,
+    index: &HashMap<&str, usize>,
+    header_len: usize,
+) -> Result<RootRow, String> {
+    let row = parse_row(rec, index, header_len)?;
+    let get = |col: &str| rec.get(index[col]).unwrap_or("");
+    // A key is there when it is active or has a rotation date (an active key without a
+    // date is still a root key: never dropped).
+    let mut keys = Vec::new();
+    for slot in 1..=2u8 {
+        let col = |s: &str| format!("access_key_{slot}_{s}");
+        let active = parse_bool(&col("active"), get(&col("active")))?;
+        let rotated = parse_time(&col("last_rotated"), get(&col("last_rotated")))?;
+        if active || rotated.is_some() {
+            keys.push(RootKey {
+                slot,
+                active,
+                last_used: parse_time(&col("last_used_date"), get(&col("last_used_date")))?,
+            });
+        }
+    }
+    Ok(RootRow {
+        arn: row.arn,
+        mfa_active: row.mfa_active,
+        password_last_used: parse_time("password_last_used", get("password_last_used"))?,
+        keys,
+    })
 }
 
 fn parse_row(
@@ -384,5 +456,46 @@ mod tests {
     fn empty_report_has_no_rows_and_no_errors() {
         let r = parse(HEADER.as_bytes()).unwrap();
         assert!(r.rows.is_empty() && r.bad_rows.is_empty());
+    }
+
+    #[test]
+    fn the_root_row_is_read_or_its_absence_said() {
+        let RootEntry::Read(root) = parse(&report(&[ROOT, ALICE])).unwrap().root else {
+            panic!("root row not read");
+        };
+        assert_eq!(root.arn, "arn:aws:iam::123456789012:root");
+        assert!(root.mfa_active && root.keys.is_empty(), "{root:?}");
+        assert_eq!(
+            root.password_last_used.map(|t| t.to_rfc3339()),
+            Some("2026-01-01T00:00:00+00:00".into()),
+            "password_enabled is not_supported on root, its last use is still read"
+        );
+        // Root with MFA, an active key used, and an inactive key.
+        let with_keys = "<root_account>,arn:aws:iam::123456789012:root,2020-01-01T00:00:00+00:00,not_supported,no_information,not_supported,not_supported,true,true,2024-01-01T00:00:00+00:00,2026-02-01T00:00:00+00:00,us-east-1,iam,false,2023-01-01T00:00:00+00:00,N/A,N/A,N/A,false,N/A,false,N/A";
+        let RootEntry::Read(root) = parse(&report(&[with_keys])).unwrap().root else {
+            panic!("root row not read");
+        };
+        assert!(root.mfa_active);
+        assert_eq!(
+            root.password_last_used, None,
+            "no_information: no sign-in known"
+        );
+        assert_eq!(root.keys.len(), 2);
+        assert!(root.keys[0].active && root.keys[0].last_used.is_some());
+        assert!(!root.keys[1].active && root.keys[1].last_used.is_none());
+        // An active root key without a rotation date is still a key.
+        let undated = "<root_account>,arn:aws:iam::1:root,N/A,not_supported,N/A,not_supported,not_supported,false,true,N/A,N/A,N/A,N/A,false,N/A,N/A,N/A,N/A,false,N/A,false,N/A";
+        let RootEntry::Read(root) = parse(&report(&[undated])).unwrap().root else {
+            panic!("root row not read");
+        };
+        assert_eq!(root.keys.len(), 1);
+        assert!(root.keys[0].active);
+        // No root row, or an unreadable one: said, never read as a root without findings.
+        assert_eq!(parse(&report(&[ALICE])).unwrap().root, RootEntry::Missing);
+        let bad = "<root_account>,arn:aws:iam::1:root,N/A,not_supported,N/A,not_supported,not_supported,maybe,false,N/A,N/A,N/A,N/A,false,N/A,N/A,N/A,N/A,false,N/A,false,N/A";
+        match parse(&report(&[bad])).unwrap().root {
+            RootEntry::Unreadable(why) => assert!(why.contains("mfa_active"), "{why}"),
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -7,6 +7,7 @@
 //! would cost six calls per user; the live read exists because AWS regenerates the
 //! credential report at most every 4 hours, too stale to act on a fresh event.
 
+pub mod cis;
 pub mod credential_report;
 pub mod live;
 pub mod snapshot;
@@ -16,7 +17,8 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-pub use snapshot::read_account;
+pub use cis::CisFacts;
+pub use snapshot::{read_account, read_account_cis};
 
 /// One access key of a user.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -207,6 +209,10 @@ pub struct AccountSnapshot {
     pub users_read_live: Vec<String>,
     /// Problems met while reading that did not stop the read (e.g. a malformed report row).
     pub warnings: Vec<String>,
+    /// The facts of the CIS section 1 account checks; `None` when not read (the daemon's
+    /// per-user and account reconciles, `enforce`): those checks are then not made.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cis: Option<CisFacts>,
 }
 
 impl AccountSnapshot {

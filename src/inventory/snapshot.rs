@@ -9,6 +9,7 @@ use std::time::Duration;
 use aws_sdk_iam::types::{EntityType, ReportStateType};
 use chrono::{DateTime, Utc};
 
+use super::cis::{self, CisFacts, RoleState};
 use super::credential_report::{self, ParsedReport};
 use super::{
     arn_name, decode_policy_document, live, to_chrono, AccessKeyState, AccountSnapshot, GroupState,
@@ -23,17 +24,55 @@ const REPORT_DEADLINE: Duration = Duration::from_secs(120);
 
 /// Read the whole account.
 pub async fn read_account(clients: &Clients) -> Result<AccountSnapshot> {
+    read(clients, None).await
+}
+
+/// Read the whole account and the facts of the CIS section 1 account checks
+/// ([`super::CisFacts`]), with IAM Access Analyzer read in each of `analyzer_regions`.
+pub async fn read_account_cis(
+    clients: &Clients,
+    analyzer_regions: &[String],
+) -> Result<AccountSnapshot> {
+    read(clients, Some(analyzer_regions)).await
+}
+
+async fn read(clients: &Clients, cis: Option<&[String]>) -> Result<AccountSnapshot> {
     let iam = &clients.iam;
-    let (caller, gaad, report, password_policy) = tokio::join!(
+    let mut facts = CisFacts::default();
+    let extra = async {
+        match cis {
+            Some(regions) => cis::read_extra(clients, regions, &mut facts).await,
+            None => Ok(()),
+        }
+    };
+    let (caller, gaad, report, password_policy, extra) = tokio::join!(
         clients.caller_identity(),
-        read_authorization_details(iam, true),
+        read_authorization_details(iam, true, cis.is_some()),
         read_credential_report(iam),
         read_password_policy(iam),
+        extra,
     );
+    // Errors in the order of the baseline's reads (the caller's identity first: its error
+    // says best what is wrong with credentials or the endpoint), then the CIS reads.
     let (caller_arn, account_id) = caller?;
-    let (gaad_users, groups, policies) = gaad?;
-    let (report, report_generated) = report?;
+    let Gaad {
+        users: gaad_users,
+        groups,
+        policies,
+        roles,
+        aws_policies,
+        user_inline_policies,
+    } = gaad?;
+    let (mut report, report_generated) = report?;
     let password_policy = password_policy?;
+    extra?;
+    let cis = cis.map(|_| {
+        facts.root = std::mem::take(&mut report.root);
+        facts.roles = roles;
+        facts.aws_policies = aws_policies;
+        facts.user_inline_policies = user_inline_policies;
+        facts
+    });
 
     let mut snap = AccountSnapshot {
         account_id,
@@ -42,6 +81,7 @@ pub async fn read_account(clients: &Clients) -> Result<AccountSnapshot> {
         policies,
         password_policy,
         report_generated,
+        cis,
         ..Default::default()
     };
     snap.warnings.extend(
@@ -72,11 +112,13 @@ pub async fn read_account_level(clients: &Clients) -> Result<AccountSnapshot> {
     let iam = &clients.iam;
     let (caller, gaad, password_policy) = tokio::join!(
         clients.caller_identity(),
-        read_authorization_details(iam, false),
+        read_authorization_details(iam, false, false),
         read_password_policy(iam),
     );
     let (caller_arn, account_id) = caller?;
-    let (_, groups, policies) = gaad?;
+    let Gaad {
+        groups, policies, ..
+    } = gaad?;
     Ok(AccountSnapshot {
         account_id,
         caller_arn,
@@ -123,24 +165,42 @@ fn keys_indistinct(u: &UserState, keys: &[AccessKeyState]) -> bool {
             .any(|(k, _)| k.starts_with(ROTATION_TAG_PREFIX))
 }
 
-type Gaad = (
-    Vec<UserState>,
-    BTreeMap<String, GroupState>,
-    BTreeMap<String, ManagedPolicyState>,
-);
+/// What GetAccountAuthorizationDetails told.
+#[derive(Default)]
+struct Gaad {
+    users: Vec<UserState>,
+    groups: BTreeMap<String, GroupState>,
+    /// Customer-managed policies by name.
+    policies: BTreeMap<String, ManagedPolicyState>,
+    /// With `cis`: roles by name.
+    roles: BTreeMap<String, RoleState>,
+    /// With `cis`: AWS managed policies attached to a user, group or role, by ARN.
+    aws_policies: BTreeMap<String, ManagedPolicyState>,
+    /// With `cis`: inline policy names by user.
+    user_inline_policies: BTreeMap<String, Vec<String>>,
+}
 
+/// `cis` adds roles and AWS managed policies to the same call (the same number of pages
+/// unless the account has thousands of roles).
 async fn read_authorization_details(
     iam: &aws_sdk_iam::Client,
     include_users: bool,
+    cis: bool,
 ) -> Result<Gaad> {
     let mut users = Vec::new();
     let mut groups = BTreeMap::new();
     let mut policies = BTreeMap::new();
+    let mut g = Gaad::default();
     let mut marker: Option<String> = None;
     loop {
         let mut req = iam.get_account_authorization_details();
         if include_users {
             req = req.filter(EntityType::User);
+        }
+        if cis {
+            req = req
+                .filter(EntityType::Role)
+                .filter(EntityType::AwsManagedPolicy);
         }
         let mut out = req
             .filter(EntityType::Group)
@@ -154,6 +214,33 @@ async fn read_authorization_details(
         // each SDK user as soon as it is converted (a page can hold 10,000 users on moto).
         let page_users = out.user_detail_list.take().unwrap_or_default();
         users.reserve(page_users.len());
+        if cis {
+            for u in &page_users {
+                let names: Vec<String> = u
+                    .user_policy_list()
+                    .iter()
+                    .filter_map(|p| p.policy_name().map(str::to_string))
+                    .collect();
+                if let (Some(user), false) = (u.user_name(), names.is_empty()) {
+                    g.user_inline_policies.insert(user.to_string(), names);
+                }
+            }
+            for r in out.role_detail_list() {
+                let Some(name) = r.role_name() else { continue };
+                g.roles.insert(
+                    name.to_string(),
+                    RoleState {
+                        name: name.to_string(),
+                        arn: r.arn().unwrap_or_default().to_string(),
+                        attached_policies: r
+                            .attached_managed_policies()
+                            .iter()
+                            .filter_map(|p| p.policy_arn().map(str::to_string))
+                            .collect(),
+                    },
+                );
+            }
+        }
         users.extend(page_users.into_iter().filter_map(user_from_detail));
         for g in out.group_detail_list() {
             let Some(name) = g.group_name() else { continue };
@@ -187,27 +274,54 @@ async fn read_authorization_details(
                 .find(|v| v.is_default_version())
                 .and_then(|v| v.document())
                 .and_then(decode_policy_document);
-            policies.insert(
-                name.clone(),
-                ManagedPolicyState {
-                    name,
-                    arn: arn.to_string(),
-                    path: p.path().unwrap_or("/").to_string(),
-                    default_version_id: p.default_version_id().map(str::to_string),
-                    default_document,
-                    version_ids: versions
-                        .iter()
-                        .filter_map(|v| v.version_id().map(str::to_string))
-                        .collect(),
-                },
-            );
+            let state = ManagedPolicyState {
+                name,
+                arn: arn.to_string(),
+                path: p.path().unwrap_or("/").to_string(),
+                default_version_id: p.default_version_id().map(str::to_string),
+                default_document,
+                version_ids: versions
+                    .iter()
+                    .filter_map(|v| v.version_id().map(str::to_string))
+                    .collect(),
+            };
+            if is_aws_managed(arn) {
+                g.aws_policies.insert(arn.to_string(), state);
+            } else {
+                policies.insert(state.name.clone(), state);
+            }
         }
         match (out.is_truncated(), out.marker()) {
             (true, Some(m)) => marker = Some(m.to_string()),
             _ => break,
         }
     }
-    Ok((users, groups, policies))
+    // Keep only the AWS managed policies something is attached to (an emulator may list
+    // every AWS managed policy).
+    let attached: std::collections::BTreeSet<&str> = users
+        .iter()
+        .flat_map(|u: &UserState| &u.attached_policies)
+        .chain(
+            groups
+                .values()
+                .flat_map(|g: &GroupState| &g.attached_policies),
+        )
+        .chain(g.roles.values().flat_map(|r| &r.attached_policies))
+        .map(String::as_str)
+        .collect();
+    g.aws_policies
+        .retain(|arn, _| attached.contains(arn.as_str()));
+    Ok(Gaad {
+        users,
+        groups,
+        policies,
+        ..g
+    })
+}
+
+/// `arn:aws:iam::aws:policy/…` (in any partition): an AWS managed policy.
+pub fn is_aws_managed(arn: &str) -> bool {
+    arn.split(':').nth(4) == Some("aws")
 }
 
 /// A GAAD user as a [`UserState`] without credentials (the report or a live read adds them).

@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use super::labels::*;
 use super::registry::{count, unix_seconds, Metrics};
 use crate::aws::CallOutcome;
-use crate::baseline::checks::Check;
+use crate::baseline::checks::{Check, Finding};
 use crate::baseline::plan::rotation::{KeyStats, KEY_PHASES};
 
 impl Metrics {
@@ -154,6 +154,39 @@ impl Metrics {
             tracing::debug!(check = unknown, "not a check id; not exported");
         }
         tracing::info!(compliant, violating, exempt, "compliance");
+    }
+
+    /// The account-level findings of the last resync: per account check, how many fail
+    /// and how many could not be made (every account check set, zeros included).
+    pub fn set_account_checks(&self, findings: &[Finding]) {
+        let mut failing = Vec::new();
+        let mut unknown = Vec::new();
+        for c in Check::ACCOUNT {
+            let of = |cannot: bool| {
+                findings
+                    .iter()
+                    .filter(|f| f.check == c && f.cannot_check == cannot)
+                    .count()
+            };
+            let (fail, cannot) = (of(false), of(true));
+            self.account_check_failing
+                .with_label_values(&[c.id()])
+                .set(count(fail));
+            self.account_check_cannot_check
+                .with_label_values(&[c.id()])
+                .set(count(cannot));
+            if fail > 0 {
+                failing.push(c.id());
+            }
+            if cannot > 0 {
+                unknown.push(c.id());
+            }
+        }
+        tracing::info!(
+            failing = %failing.join(","),
+            cannot_check = %unknown.join(","),
+            "account checks"
+        );
     }
 
     /// The end of the reconcile an event triggered: time since the event happened (its

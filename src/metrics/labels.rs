@@ -82,6 +82,7 @@ pub const WRITE_ACTIONS: &[&str] = &[
     "set_rotation_phase",
     "clear_rotation_tag",
     "reactivate_access_key",
+    "delete_server_certificate",
 ];
 
 /// The `event` label values of `iam_warden_rotation_events_total`: the rotation phases a
@@ -120,6 +121,12 @@ pub const AWS_OPERATIONS: &[(&str, &str)] = &[
     ("iam", "GenerateCredentialReport"),
     ("iam", "GetCredentialReport"),
     ("iam", "GetAccountPasswordPolicy"),
+    // observe: the CIS section 1 account checks
+    ("iam", "ListVirtualMFADevices"),
+    ("iam", "ListServerCertificates"),
+    ("iam", "ListSAMLProviders"),
+    ("iam", "ListOpenIDConnectProviders"),
+    ("accessanalyzer", "ListAnalyzers"),
     // observe: one user
     ("iam", "GetUser"),
     ("iam", "ListAccessKeys"),
@@ -150,6 +157,7 @@ pub const AWS_OPERATIONS: &[(&str, &str)] = &[
     ("iam", "UntagUser"),
     ("iam", "ListUserTags"),
     ("iam", "UpdateLoginProfile"),
+    ("iam", "DeleteServerCertificate"),
     // rotation
     ("iam", "CreateAccessKey"),
     ("secretsmanager", "CreateSecret"),

@@ -74,6 +74,10 @@ pub struct Metrics {
     pub users: IntGaugeVec,
     /// `iam_warden_users_failing_check{check}`.
     pub users_failing_check: IntGaugeVec,
+    /// `iam_warden_account_check_failing{check}`.
+    pub account_check_failing: IntGaugeVec,
+    /// `iam_warden_account_check_cannot_check{check}`.
+    pub account_check_cannot_check: IntGaugeVec,
     /// `iam_warden_writes_total{action, outcome}`.
     pub writes_total: IntCounterVec,
     /// `iam_warden_rotation_events_total{event}`.
@@ -292,6 +296,18 @@ impl Metrics {
                 "IAM users failing a baseline check at the last evaluation, by check id.",
                 &["check"],
             )?,
+            account_check_failing: gauge_vec(
+                &r,
+                "iam_warden_account_check_failing",
+                "Account-level findings at the last resync, by check id (the password policy and the CIS section 1 account checks: root, policies, roles, certificates, Access Analyzer).",
+                &["check"],
+            )?,
+            account_check_cannot_check: gauge_vec(
+                &r,
+                "iam_warden_account_check_cannot_check",
+                "Account-level checks that could not be made at the last resync (input missing, an API failing), by check id: unknown, never passing.",
+                &["check"],
+            )?,
             writes_total: counter_vec(
                 &r,
                 "iam_warden_writes_total",
@@ -412,6 +428,10 @@ impl Metrics {
         }
         for c in Check::ALL {
             self.users_failing_check.with_label_values(&[c.id()]);
+        }
+        for c in Check::ACCOUNT {
+            self.account_check_failing.with_label_values(&[c.id()]);
+            self.account_check_cannot_check.with_label_values(&[c.id()]);
         }
         for o in QuarantineOutcome::ALL {
             self.quarantines_total.with_label_values(&[o.as_str()]);

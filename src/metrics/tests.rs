@@ -31,6 +31,8 @@ const NAMES: &[&str] = &[
     "iam_warden_write_rate_per_second",
     "iam_warden_users",
     "iam_warden_users_failing_check",
+    "iam_warden_account_check_failing",
+    "iam_warden_account_check_cannot_check",
     "iam_warden_writes_total",
     "iam_warden_breaker_tripped",
     "iam_warden_breaker_trips_total",
@@ -78,6 +80,15 @@ fn known_label_combinations_are_precreated_at_zero() {
     for c in Check::ALL {
         let s = format!("iam_warden_users_failing_check{{check=\"{}\"}}", c.id());
         assert_eq!(sample(&text, &s), Some(0.0), "{s}");
+    }
+    for c in Check::ACCOUNT {
+        for m in [
+            "iam_warden_account_check_failing",
+            "iam_warden_account_check_cannot_check",
+        ] {
+            let s = format!("{m}{{check=\"{}\"}}", c.id());
+            assert_eq!(sample(&text, &s), Some(0.0), "{s}");
+        }
     }
     for a in WRITE_ACTIONS {
         for o in WriteOutcome::ALL {
@@ -612,4 +623,51 @@ fn gauge_histogram_rejects_unordered_bounds_and_clamps_counts() {
     h.set(&[1, 9], 5, 7.5);
     assert_eq!(h.get(), (vec![1, 5, 5], 5, 7.5));
     assert_eq!(h.bounds(), &[1.0, 2.0, 3.0]);
+}
+
+#[test]
+fn account_checks_are_set_failing_or_cannot_check_and_reset() {
+    use crate::baseline::checks::Finding;
+    let m = metrics();
+    m.set_account_checks(&[
+        Finding::new(Check::RootAccessKey, "key").with_resource("arn:aws:iam::1:root"),
+        Finding::new(Check::PolicyFullAdmin, "a"),
+        Finding::new(Check::PolicyFullAdmin, "b"),
+        Finding::cannot_check(Check::AccessAnalyzerDisabled, "API failing"),
+    ]);
+    let text = m.render();
+    let v = |name: &str, c: &str| sample(&text, &format!("{name}{{check=\"{c}\"}}"));
+    assert_eq!(
+        v("iam_warden_account_check_failing", "root-access-key"),
+        Some(1.0)
+    );
+    assert_eq!(
+        v("iam_warden_account_check_failing", "policy-full-admin"),
+        Some(2.0)
+    );
+    assert_eq!(
+        v(
+            "iam_warden_account_check_failing",
+            "access-analyzer-disabled"
+        ),
+        Some(0.0),
+        "cannot check is not counted as failing..."
+    );
+    assert_eq!(
+        v(
+            "iam_warden_account_check_cannot_check",
+            "access-analyzer-disabled"
+        ),
+        Some(1.0),
+        "...but as unknown, never as passing"
+    );
+    m.set_account_checks(&[]);
+    let text = m.render();
+    assert_eq!(
+        sample(
+            &text,
+            "iam_warden_account_check_failing{check=\"root-access-key\"}"
+        ),
+        Some(0.0)
+    );
 }

@@ -91,7 +91,14 @@ impl Moto {
     /// Start a moto server on a free port. With `faketime`, moto runs under libfaketime
     /// and its clock follows the offset written to [`Moto::set_clock_offset`].
     pub fn start(faketime: bool) -> Moto {
+        Moto::start_with(faketime, &[])
+    }
+
+    /// [`Moto::start`] with environment variables for moto (e.g.
+    /// `MOTO_IAM_LOAD_MANAGED_POLICIES=true`, which gives accounts the AWS managed policies).
+    pub fn start_with(faketime: bool, env: &[(&str, &str)]) -> Moto {
         let mut cmd = Command::new(python());
+        cmd.envs(env.iter().copied());
         cmd.arg("-c")
             .arg(LAUNCHER)
             .stdin(Stdio::piped())

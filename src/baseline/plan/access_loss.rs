@@ -96,6 +96,8 @@ pub fn reduces_access(action: &Action, user: &UserState, cfg: &Config) -> Option
         | Action::CreateGroup { .. }
         | Action::AttachGroupPolicy { .. }
         | Action::UpdatePasswordPolicy { .. } => None,
+        // An expired certificate serves no one: no user loses access.
+        Action::DeleteServerCertificate { .. } => None,
     }
 }
 

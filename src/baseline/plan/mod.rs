@@ -174,6 +174,12 @@ pub enum Action {
         user: String,
         key_id: String,
     },
+    /// Delete a server certificate that has expired (CIS 1.18; opt-in,
+    /// `cis.delete_expired_server_certificates`).
+    DeleteServerCertificate {
+        name: String,
+        arn: String,
+    },
 }
 
 impl Action {
@@ -199,6 +205,7 @@ impl Action {
             Action::DeleteRotatedKey { .. } => "delete_rotated_key",
             Action::SetRotationPhase { .. } => "set_rotation_phase",
             Action::ClearRotationTag { .. } => "clear_rotation_tag",
+            Action::DeleteServerCertificate { .. } => "delete_server_certificate",
         }
     }
 
@@ -246,6 +253,7 @@ impl Action {
             Action::RequirePasswordReset { user, .. } => format!("login profile of {user}"),
             Action::QuarantineAccessKey { key_id, .. } => key_id.clone(),
             Action::ClearRotationTag { key_id, .. } => format!("{ROTATION_TAG_PREFIX}{key_id}"),
+            Action::DeleteServerCertificate { arn, .. } => arn.clone(),
         }
     }
 }
@@ -309,7 +317,8 @@ impl Plan {
 /// Plan the whole account.
 pub fn plan_account(snap: &AccountSnapshot, cfg: &Config, now: DateTime<Utc>) -> Result<Plan> {
     let desired = desired_policies(cfg)?;
-    let (account_actions, account_findings) = plan_account_level(snap, cfg, &desired);
+    let (mut account_actions, account_findings) = plan_account_level(snap, cfg, &desired);
+    account_actions.extend(account::cis_actions(snap, cfg, now));
     let users = snap
         .users
         .iter()

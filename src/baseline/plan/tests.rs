@@ -796,3 +796,51 @@ fn expired_passwords_must_be_reset_once() {
         }
     }
 }
+
+#[test]
+fn expired_server_certificates_are_deleted_only_when_opted_in_and_known_expired() {
+    use crate::inventory::cis::{CisFacts, ServerCertificate};
+    let mut cfg = cfg();
+    let cert = |name: &str, days: Option<i64>| ServerCertificate {
+        name: name.into(),
+        arn: format!("arn:aws:iam::{ACCOUNT}:server-certificate/{name}"),
+        expiration: days.map(|d| now() - chrono::Duration::days(d)),
+    };
+    let mut snap = compliant_account(&cfg);
+    snap.cis = Some(CisFacts {
+        server_certificates: vec![
+            cert("old", Some(3)),
+            cert("valid", Some(-3)),
+            cert("odd", None),
+        ],
+        ..Default::default()
+    });
+    let names = |snap: &AccountSnapshot, cfg: &Config| -> Vec<String> {
+        plan_account(snap, cfg, now())
+            .unwrap()
+            .account_actions
+            .iter()
+            .filter_map(|a| match &a.action {
+                Action::DeleteServerCertificate { name, .. } => Some(name.clone()),
+                _ => None,
+            })
+            .collect()
+    };
+    assert!(names(&snap, &cfg).is_empty(), "off by default");
+    cfg.cis.delete_expired_server_certificates = true;
+    assert_eq!(
+        names(&snap, &cfg),
+        vec!["old"],
+        "never one without an expiry date"
+    );
+    let a = Action::DeleteServerCertificate {
+        name: "old".into(),
+        arn: "arn:x".into(),
+    };
+    assert_eq!(a.name(), "delete_server_certificate");
+    assert_eq!(a.target(), "arn:x");
+    assert_eq!(a.user(), None);
+    // Without the CIS facts (the daemon's account reconcile): nothing.
+    snap.cis = None;
+    assert!(names(&snap, &cfg).is_empty());
+}
