@@ -6,8 +6,8 @@
 pub mod benchmark;
 pub mod breaker;
 pub mod checks;
-pub mod impact;
 pub mod cis;
+pub mod impact;
 pub mod plan;
 pub mod policies;
 #[cfg(test)]

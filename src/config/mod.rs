@@ -13,16 +13,16 @@ use std::str::FromStr;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-mod export;
 mod cis;
+mod export;
 mod lifecycle;
 mod load;
 mod secs;
 mod tags;
 mod validate;
 
-pub use export::{Export, SecurityHubExport};
 pub use cis::Cis;
+pub use export::{Export, SecurityHubExport};
 pub use lifecycle::{Delivery, Notifications, Rotation};
 pub use secs::Secs;
 pub use tags::{
