@@ -303,3 +303,183 @@ async fn batches_of_100_and_paged_reads() {
         .iter()
         .all(|f| f.record_state == Some(aws_sdk_securityhub::types::RecordState::Archived)));
 }
+
+/// Credentials of another session in the same account: the daemon's own identity.
+async fn session(acct: &Account, name: &str) -> aws_credential_types::Credentials {
+    let out = aws_sdk_sts::Client::new(&acct.sdk)
+        .assume_role()
+        .role_arn(format!("arn:aws:iam::{}:role/iam-warden", acct.id))
+        .role_session_name(name)
+        .send()
+        .await
+        .unwrap();
+    let c = out.credentials().unwrap();
+    aws_credential_types::Credentials::from_keys(
+        c.access_key_id(),
+        c.secret_access_key(),
+        Some(c.session_token().to_string()),
+    )
+}
+
+/// An EventBridge envelope with a CloudTrail `event` record for `user` by an admin role.
+fn iam_event(acct: &Account, event: &str, user: &str) -> String {
+    let record = serde_json::json!({
+        "eventVersion": "1.09",
+        "userIdentity": {"type": "AssumedRole", "arn": format!("arn:aws:sts::{}:assumed-role/admin/x", acct.id), "accountId": acct.id},
+        "eventTime": Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        "eventSource": "iam.amazonaws.com",
+        "eventName": event,
+        "awsRegion": "us-east-1",
+        "requestParameters": {"userName": user},
+        "responseElements": null,
+        "eventID": uuid::Uuid::new_v4().to_string(),
+        "readOnly": false,
+        "eventType": "AwsApiCall",
+        "recipientAccountId": acct.id,
+    });
+    serde_json::json!({
+        "version": "0", "id": uuid::Uuid::new_v4().to_string(),
+        "detail-type": "AWS API Call via CloudTrail", "source": "aws.iam",
+        "account": acct.id, "time": record["eventTime"], "region": "us-east-1", "resources": [],
+        "detail": record,
+    })
+    .to_string()
+}
+
+/// The record state of each finding iam-warden exported about `user`.
+async fn states_of(account: &Account, user: &str) -> Vec<(String, String)> {
+    all_findings(account)
+        .await
+        .into_iter()
+        .filter(|f| {
+            f.product_fields
+                .as_ref()
+                .and_then(|m| m.get("iam-warden/user"))
+                .map(String::as_str)
+                == Some(user)
+        })
+        .map(|f| {
+            (
+                f.generator_id.unwrap_or_default(),
+                f.record_state
+                    .map(|s| s.as_str().to_string())
+                    .unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+/// The daemon (dry-run, SQS source only, resync an hour away) with Security Hub export on:
+/// a user made after the first resync is exported by its own reconcile, and resolved by
+/// the reconcile after it is fixed; the export is counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daemon_exports_after_each_reconcile_and_resolves_fixed_users() {
+    use support::daemon::Daemon;
+    use support::{bin, create_queue, eventually};
+    const DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
+
+    let account = Account::new(shared_moto()).await;
+    enable(&account).await;
+    let sqs = aws_sdk_sqs::Client::new(&account.sdk);
+    let url = create_queue(&sqs, &format!("iam-warden-{}", account.id), &[]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let creds = session(&account, "iam-warden").await;
+    let mut cmd = std::process::Command::new(bin());
+    cmd.arg("run")
+        .env_clear()
+        .env("AWS_ACCESS_KEY_ID", creds.access_key_id())
+        .env("AWS_SECRET_ACCESS_KEY", creds.secret_access_key())
+        .env(
+            "AWS_SESSION_TOKEN",
+            creds.session_token().unwrap_or_default(),
+        )
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ENDPOINT_URL", &account.endpoint)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("IAM_WARDEN_LOG_FORMAT", "json")
+        .env("RUST_LOG", "info")
+        .env("IAM_WARDEN_SERVER__LISTEN", "127.0.0.1:0")
+        .env("IAM_WARDEN_STATE_DIR", dir.path())
+        .env("IAM_WARDEN_RESYNC__INTERVAL", "1h")
+        .env("IAM_WARDEN_SOURCES__CLOUDTRAIL__ENABLED", "false")
+        .env("IAM_WARDEN_SOURCES__SQS__QUEUE_URL", &url)
+        .env("IAM_WARDEN_SOURCES__SQS__WAIT_TIME", "1s")
+        .env("IAM_WARDEN_EXPORT__SECURITYHUB__ENABLED", "true");
+    let d = Daemon::spawn(cmd);
+    d.wait_ready().await;
+    let exported = "iam_warden_securityhub_exports_total{outcome=\"exported\"}";
+    // The first resync's whole-account export (nothing violating yet).
+    eventually("the resync's export", DEADLINE, || async {
+        (d.metric(exported).await >= 1.0).then_some(())
+    })
+    .await;
+    assert_eq!(
+        d.metric("iam_warden_securityhub_exports_total{outcome=\"failed\"}")
+            .await,
+        0.0,
+        "{}",
+        d.log()
+    );
+
+    // A console user without MFA, made after the resync: only its reconcile exports it.
+    account.user("carol").await.password("carol").await;
+    send(
+        &sqs,
+        &url,
+        &iam_event(&account, "CreateLoginProfile", "carol"),
+    )
+    .await;
+    let active = eventually("carol's finding in Security Hub", DEADLINE, || async {
+        let s = states_of(&account, "carol").await;
+        (!s.is_empty() && s.iter().all(|(_, st)| st == "ACTIVE")).then_some(s)
+    })
+    .await;
+    assert!(
+        active
+            .iter()
+            .any(|(g, _)| g == "iam-warden/console-without-mfa"),
+        "{active:?}"
+    );
+
+    // Fixed (no console access any more): the next reconcile resolves it.
+    account
+        .iam
+        .delete_login_profile()
+        .user_name("carol")
+        .send()
+        .await
+        .unwrap();
+    send(
+        &sqs,
+        &url,
+        &iam_event(&account, "DeleteLoginProfile", "carol"),
+    )
+    .await;
+    eventually("carol's finding resolved", DEADLINE, || async {
+        let s = states_of(&account, "carol").await;
+        let mine: Vec<_> = s
+            .iter()
+            .filter(|(g, _)| g == "iam-warden/console-without-mfa")
+            .collect();
+        (!mine.is_empty() && mine.iter().all(|(_, st)| st == "ARCHIVED")).then_some(())
+    })
+    .await;
+    assert!(d.metric(exported).await >= 3.0, "{}", d.log());
+    let (code, log) = d.stop().await;
+    assert_eq!(code, 0, "{log}");
+    // Every export journaled its batches.
+    let journal = std::fs::read_to_string(dir.path().join("journal.jsonl")).unwrap_or_default();
+    assert!(
+        journal.contains("securityhub_batch_import_findings"),
+        "{journal}"
+    );
+}
+
+async fn send(sqs: &aws_sdk_sqs::Client, url: &str, body: &str) {
+    sqs.send_message()
+        .queue_url(url)
+        .message_body(body)
+        .send()
+        .await
+        .unwrap();
+}

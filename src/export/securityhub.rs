@@ -305,38 +305,8 @@ pub async fn active_findings(
     user: Option<&str>,
     updated_before: Option<DateTime<Utc>>,
 ) -> Result<BTreeMap<String, AwsSecurityFinding>> {
-    let eq = |v: &str| {
-        StringFilter::builder()
-            .value(v)
-            .comparison(StringFilterComparison::Equals)
-            .build()
-    };
     let product = asff::product_arn(scope);
-    let mut filters = AwsSecurityFindingFilters::builder()
-        .product_arn(eq(&product))
-        .aws_account_id(eq(&scope.account_id))
-        .record_state(eq("ACTIVE"))
-        .generator_id(
-            StringFilter::builder()
-                .value(GENERATOR_PREFIX)
-                .comparison(StringFilterComparison::Prefix)
-                .build(),
-        );
-    if let Some(u) = user {
-        filters = filters.product_fields(
-            MapFilter::builder()
-                .key("iam-warden/user")
-                .value(u)
-                .comparison(MapFilterComparison::Equals)
-                .build(),
-        );
-    }
-    if let Some(t) = updated_before {
-        // The end is inclusive: one millisecond before (ASFF times are whole milliseconds).
-        let end = t.trunc_subsecs(3) - chrono::Duration::milliseconds(1);
-        filters = filters.updated_at(DateFilter::builder().end(asff::timestamp(end)).build());
-    }
-    let filters = filters.build();
+    let filters = filters(scope, user, updated_before);
     let mut out = BTreeMap::new();
     let mut token: Option<String> = None;
     loop {
@@ -374,6 +344,46 @@ pub async fn active_findings(
         }
     }
     Ok(out)
+}
+
+/// The GetFindings filters of [`active_findings`]. Pure.
+pub fn filters(
+    scope: &Scope,
+    user: Option<&str>,
+    updated_before: Option<DateTime<Utc>>,
+) -> AwsSecurityFindingFilters {
+    let eq = |v: &str| {
+        StringFilter::builder()
+            .value(v)
+            .comparison(StringFilterComparison::Equals)
+            .build()
+    };
+    let product = asff::product_arn(scope);
+    let mut filters = AwsSecurityFindingFilters::builder()
+        .product_arn(eq(&product))
+        .aws_account_id(eq(&scope.account_id))
+        .record_state(eq("ACTIVE"))
+        .generator_id(
+            StringFilter::builder()
+                .value(GENERATOR_PREFIX)
+                .comparison(StringFilterComparison::Prefix)
+                .build(),
+        );
+    if let Some(u) = user {
+        filters = filters.product_fields(
+            MapFilter::builder()
+                .key("iam-warden/user")
+                .value(u)
+                .comparison(MapFilterComparison::Equals)
+                .build(),
+        );
+    }
+    if let Some(t) = updated_before {
+        // The end is inclusive: one millisecond before (ASFF times are whole milliseconds).
+        let end = t.trunc_subsecs(3) - chrono::Duration::milliseconds(1);
+        filters = filters.updated_at(DateFilter::builder().end(asff::timestamp(end)).build());
+    }
+    filters.build()
 }
 
 /// Was `f` last updated before `t`? A finding without a readable `UpdatedAt` counts as
