@@ -406,6 +406,7 @@ async fn audit_output_ocsf_prints_compliance_finding_records() {
         assert!(r["finding_info"]["title"].is_string(), "{r}");
         assert!(r["metadata"]["version"].is_string(), "{r}");
         assert!(r["metadata"]["product"]["vendor_name"].is_string(), "{r}");
+        assert!(r["metadata"]["product"]["name"].is_string(), "{r}");
         assert!(r["compliance"]["standards"].is_array(), "{r}");
         assert_eq!(r["cloud"]["provider"], "AWS", "{r}");
     }

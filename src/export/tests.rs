@@ -273,11 +273,19 @@ fn resource_kind_of_arn() {
     }
 }
 
-/// Required attributes of the OCSF 1.1.0 schema (schema.ocsf.io/1.1.0) for the objects the
+/// Required attributes of the OCSF schema (schema.ocsf.io/1.1.0) for the objects the
 /// records use: the class `compliance_finding` (2003, with its `finding` and `base_event`
 /// parents) and the objects `finding_info`, `compliance`, `metadata`, `product`, `cloud`.
 /// `resource_details` and `account` have no required attribute; the records fill their
 /// recommended `uid`, `type`, `name` and `uid`.
+///
+/// Checked against the ocsf-schema repository's own files (events/findings/
+/// compliance_finding.json: `compliance` required; events/findings/finding.json:
+/// `finding_info` required; objects/compliance.json: `standards`; objects/finding_info.json:
+/// `uid` (`title` only recommended in the current schema, required in 1.1.0: kept);
+/// objects/metadata.json: `product`, `version`; objects/cloud.json: `provider`;
+/// objects/product.json: `name` in the current schema where 1.1.0 required `vendor_name`:
+/// both are listed, so the records satisfy either version).
 const OCSF_REQUIRED: &[(&str, &[&str])] = &[
     (
         "compliance_finding",
@@ -296,7 +304,7 @@ const OCSF_REQUIRED: &[(&str, &[&str])] = &[
     ("finding_info", &["title", "uid"]),
     ("compliance", &["standards"]),
     ("metadata", &["product", "version"]),
-    ("product", &["vendor_name"]),
+    ("product", &["name", "vendor_name"]),
     ("cloud", &["provider"]),
 ];
 
