@@ -1,6 +1,7 @@
 //! Findings exported to Security Hub on moto (real SDK clients): the round trip (created
 //! ACTIVE with the CIS requirement, re-export without duplicates, resolved when fixed),
-//! the error when Security Hub is not enabled, and batches of 100.
+//! the error when Security Hub is not enabled, batches of 100 and the calls they take, and
+//! the daemon's exports (after a user's reconcile; a failed export counted and logged).
 
 mod support;
 
@@ -369,22 +370,15 @@ async fn states_of(account: &Account, user: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-/// The daemon (dry-run, SQS source only, resync an hour away) with Security Hub export on:
-/// a user made after the first resync is exported by its own reconcile, and resolved by
-/// the reconcile after it is fixed; the export is counted.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn daemon_exports_after_each_reconcile_and_resolves_fixed_users() {
-    use support::daemon::Daemon;
-    use support::{bin, create_queue, eventually};
-    const DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
-
-    let account = Account::new(shared_moto()).await;
-    enable(&account).await;
-    let sqs = aws_sdk_sqs::Client::new(&account.sdk);
-    let url = create_queue(&sqs, &format!("iam-warden-{}", account.id), &[]).await;
-    let dir = tempfile::tempdir().unwrap();
-    let creds = session(&account, "iam-warden").await;
-    let mut cmd = std::process::Command::new(bin());
+/// The daemon in dry-run with only the SQS source (queue `url`), resync an hour away and
+/// the Security Hub export on.
+async fn start_daemon(
+    account: &Account,
+    url: &str,
+    state_dir: &std::path::Path,
+) -> support::daemon::Daemon {
+    let creds = session(account, "iam-warden").await;
+    let mut cmd = std::process::Command::new(support::bin());
     cmd.arg("run")
         .env_clear()
         .env("AWS_ACCESS_KEY_ID", creds.access_key_id())
@@ -399,13 +393,70 @@ async fn daemon_exports_after_each_reconcile_and_resolves_fixed_users() {
         .env("IAM_WARDEN_LOG_FORMAT", "json")
         .env("RUST_LOG", "info")
         .env("IAM_WARDEN_SERVER__LISTEN", "127.0.0.1:0")
-        .env("IAM_WARDEN_STATE_DIR", dir.path())
+        .env("IAM_WARDEN_STATE_DIR", state_dir)
         .env("IAM_WARDEN_RESYNC__INTERVAL", "1h")
         .env("IAM_WARDEN_SOURCES__CLOUDTRAIL__ENABLED", "false")
-        .env("IAM_WARDEN_SOURCES__SQS__QUEUE_URL", &url)
+        .env("IAM_WARDEN_SOURCES__SQS__QUEUE_URL", url)
         .env("IAM_WARDEN_SOURCES__SQS__WAIT_TIME", "1s")
         .env("IAM_WARDEN_EXPORT__SECURITYHUB__ENABLED", "true");
-    let d = Daemon::spawn(cmd);
+    support::daemon::Daemon::spawn(cmd)
+}
+
+/// Security Hub not enabled: the daemon runs on (ready), each export fails with one
+/// warning naming the fix, counted as failed; nothing is imported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daemon_export_failure_is_counted_and_logged_once() {
+    let account = Account::new(shared_moto()).await;
+    account.user("frank").await.password("frank").await;
+    let sqs = aws_sdk_sqs::Client::new(&account.sdk);
+    let url = support::create_queue(&sqs, &format!("iam-warden-{}", account.id), &[]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = start_daemon(&account, &url, dir.path()).await;
+    d.wait_ready().await;
+    let failed = "iam_warden_securityhub_exports_total{outcome=\"failed\"}";
+    support::eventually(
+        "a failed export counted",
+        std::time::Duration::from_secs(30),
+        || async { (d.metric(failed).await >= 1.0).then_some(()) },
+    )
+    .await;
+    let warnings: Vec<String> = d
+        .log()
+        .lines()
+        .filter(|l| l.contains("findings not exported to Security Hub"))
+        .map(str::to_string)
+        .collect();
+    assert!(!warnings.is_empty(), "{}", d.log());
+    assert!(
+        warnings[0].contains("Security Hub is not enabled in account")
+            && warnings[0].contains("enable-security-hub"),
+        "{}",
+        warnings[0]
+    );
+    assert_eq!(
+        d.metric("iam_warden_securityhub_exports_total{outcome=\"exported\"}")
+            .await,
+        0.0
+    );
+    let (code, log) = d.stop().await;
+    assert_eq!(code, 0, "{log}");
+    assert!(all_findings(&account).await.is_empty());
+}
+
+/// The daemon (dry-run, SQS source only, resync an hour away) with Security Hub export on:
+/// a user made after the first resync is exported by its own reconcile, and resolved by
+/// the reconcile after it is fixed; the export is counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daemon_exports_after_each_reconcile_and_resolves_fixed_users() {
+    use support::{create_queue, eventually};
+    const DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
+
+    let account = Account::new(shared_moto()).await;
+    enable(&account).await;
+    let sqs = aws_sdk_sqs::Client::new(&account.sdk);
+    let url = create_queue(&sqs, &format!("iam-warden-{}", account.id), &[]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = start_daemon(&account, &url, dir.path()).await;
     d.wait_ready().await;
     let exported = "iam_warden_securityhub_exports_total{outcome=\"exported\"}";
     // The first resync's whole-account export (nothing violating yet).
