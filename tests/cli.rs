@@ -1,5 +1,6 @@
 //! The `iam-warden` binary end to end: the one-line errors a person reads, the refused
-//! `enforce --at` and its test-only replacement, and the modes of the files it creates.
+//! `enforce --at` and its test-only replacement, the modes of the files it creates, and
+//! `audit --output ocsf` / `audit --export` (Security Hub on moto).
 
 mod support;
 
@@ -355,4 +356,119 @@ async fn files_are_private_whatever_the_umask() {
     .unwrap();
     enforce(&old);
     assert_eq!(mode(&old.join("journal.jsonl")), 0o600);
+}
+
+/// The account's environment plus a state directory and Security Hub export on.
+fn export_env(acct: &Account, dir: &Path) -> Vec<(String, String)> {
+    acct.env()
+        .into_iter()
+        .chain([
+            ("IAM_WARDEN_STATE_DIR".into(), dir.display().to_string()),
+            (
+                "IAM_WARDEN_EXPORT__SECURITYHUB__ENABLED".into(),
+                "true".into(),
+            ),
+        ])
+        .collect()
+}
+
+/// `audit --output ocsf`: one JSON array of Compliance Finding records (class 2003) with
+/// the schema's required attributes; exit 1 (findings).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_output_ocsf_prints_compliance_finding_records() {
+    let acct = Account::new(shared_moto()).await;
+    acct.user("dora").await.password("dora").await;
+    let dir = tempfile::tempdir().unwrap();
+    let env = export_env(&acct, dir.path());
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let (code, out, err) = run(&["audit", "--output", "ocsf"], &env);
+    assert_eq!(code, 1, "{out}{err}");
+    let records: serde_json::Value = serde_json::from_str(&out).expect("one JSON array");
+    let records = records.as_array().expect("an array");
+    assert!(!records.is_empty());
+    for r in records {
+        for f in [
+            "activity_id",
+            "category_uid",
+            "class_uid",
+            "compliance",
+            "finding_info",
+            "metadata",
+            "severity_id",
+            "time",
+            "type_uid",
+        ] {
+            assert!(!r[f].is_null(), "{f} missing: {r}");
+        }
+        assert_eq!(r["class_uid"], 2003, "{r}");
+        assert_eq!(r["type_uid"], 200301, "{r}");
+        assert!(r["finding_info"]["uid"].is_string(), "{r}");
+        assert!(r["finding_info"]["title"].is_string(), "{r}");
+        assert!(r["metadata"]["version"].is_string(), "{r}");
+        assert!(r["metadata"]["product"]["vendor_name"].is_string(), "{r}");
+        assert!(r["metadata"]["product"]["name"].is_string(), "{r}");
+        assert!(r["compliance"]["standards"].is_array(), "{r}");
+        assert_eq!(r["cloud"]["provider"], "AWS", "{r}");
+    }
+    assert!(
+        records
+            .iter()
+            .any(|r| r["metadata"]["event_code"] == "console-without-mfa"
+                && r.to_string().contains("dora")),
+        "{out}"
+    );
+}
+
+/// `audit --export` with Security Hub enabled: the report printed, the audit's exit code,
+/// the finding in the hub; not enabled: the one-line error on stderr, the report still
+/// printed and the exit code unchanged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_export_through_the_binary() {
+    let acct = Account::new(shared_moto()).await;
+    acct.user("erin").await.password("erin").await;
+    let dir = tempfile::tempdir().unwrap();
+    let env = export_env(&acct, dir.path());
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let hub = aws_sdk_securityhub::Client::new(&acct.sdk);
+
+    // Not enabled: one error line, the report on stdout, exit 1 (the findings).
+    let (code, out, err) = run(&["audit", "--output", "json", "--export"], &env);
+    assert_eq!(code, 1, "{out}{err}");
+    let report: serde_json::Value = serde_json::from_str(&out).expect("the report");
+    assert_eq!(report["summary"]["violating"], 1, "{out}");
+    let lines: Vec<&str> = err
+        .lines()
+        .filter(|l| l.starts_with("iam-warden: error:"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(
+        lines[0].contains("Security Hub is not enabled in account")
+            && lines[0].contains("enable-security-hub"),
+        "{err}"
+    );
+
+    // Enabled: exported, the summary on stderr, the same exit code.
+    hub.enable_security_hub().send().await.unwrap();
+    let (code, out, err) = run(&["audit", "--output", "json", "--export"], &env);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        serde_json::from_str::<serde_json::Value>(&out).is_ok(),
+        "{out}"
+    );
+    assert!(!err.contains("iam-warden: error:"), "{err}");
+    assert!(err.contains("Security Hub: "), "{err}");
+    let found = hub.get_findings().send().await.unwrap();
+    let mine: Vec<_> = found
+        .findings()
+        .iter()
+        .filter(|f| {
+            f.generator_id() == Some("iam-warden/console-without-mfa")
+                && f.product_fields()
+                    .and_then(|m| m.get("iam-warden/user"))
+                    .map(String::as_str)
+                    == Some("erin")
+        })
+        .collect();
+    assert_eq!(mine.len(), 1, "{found:?}");
+    assert_eq!(mine[0].record_state().map(|s| s.as_str()), Some("ACTIVE"));
 }

@@ -1,13 +1,14 @@
 //! Findings exported to Security Hub on moto (real SDK clients): the round trip (created
 //! ACTIVE with the CIS requirement, re-export without duplicates, resolved when fixed),
-//! the error when Security Hub is not enabled, and batches of 100.
+//! the error when Security Hub is not enabled, batches of 100 and the calls they take, and
+//! the daemon's exports (after a user's reconcile; a failed export counted and logged).
 
 mod support;
 
 use chrono::Utc;
 use iam_warden::baseline::checks::{Check, ClassSource, Finding, UserVerdict};
 use iam_warden::config::{AccessClass, Config};
-use iam_warden::export::securityhub::{self, Sweep};
+use iam_warden::export::securityhub::{self, Known, Sweep};
 use iam_warden::export::{self, Scope};
 use iam_warden::journal::Journal;
 use support::{shared_moto, Account};
@@ -235,9 +236,22 @@ async fn batches_of_100_and_paged_reads() {
     let clients = account.clients();
     let hub = clients.securityhub_in("us-east-1");
 
-    let r = securityhub::export(&hub, &scope, &findings, &Sweep::All, Utc::now(), None)
-        .await
-        .unwrap();
+    securityhub::check_hub(&hub, &scope).await.unwrap();
+    assert_eq!(clients.calls.count("DescribeHub"), 1);
+    let mut known = Known::default();
+
+    // Cold (the CLI; the daemon's first export): read back first, then send.
+    let r = securityhub::export(
+        &hub,
+        &scope,
+        &findings,
+        &Sweep::All,
+        Utc::now(),
+        &mut known,
+        None,
+    )
+    .await
+    .unwrap();
     assert_eq!((r.active, r.resolved, r.batches, r.failed), (250, 0, 3, 0));
     assert_eq!(clients.calls.count("BatchImportFindings"), 3);
     assert_eq!(
@@ -245,19 +259,42 @@ async fn batches_of_100_and_paged_reads() {
         1,
         "nothing exported before"
     );
-    assert_eq!(clients.calls.count("DescribeHub"), 1);
     assert_eq!(all_findings(&account).await.len(), 250);
+    assert!(known.is_warm());
+    let first_created = all_findings(&account).await[0].created_at.clone();
 
-    // Again: 3 pages read back, 3 batches sent; 7 calls for 250 findings.
+    // Warm (the daemon's later exports): 3 batches sent first, then the stale ones read.
+    // On AWS the filter (UpdatedAt before this export) makes that 1 page; moto ignores
+    // GetFindings filters and returns all 250 (3 pages), filtered here instead.
     let before = clients.calls.total();
-    let r = securityhub::export(&hub, &scope, &findings, &Sweep::All, Utc::now(), None)
-        .await
-        .unwrap();
+    let (imports, pages) = (
+        clients.calls.count("BatchImportFindings"),
+        clients.calls.count("GetFindings"),
+    );
+    let r = securityhub::export(
+        &hub,
+        &scope,
+        &findings,
+        &Sweep::All,
+        Utc::now(),
+        &mut known,
+        None,
+    )
+    .await
+    .unwrap();
     assert_eq!((r.active, r.resolved, r.batches), (250, 0, 3));
-    assert_eq!(clients.calls.total() - before, 1 + 3 + 3);
+    assert_eq!(clients.calls.count("BatchImportFindings") - imports, 3);
+    assert_eq!(clients.calls.count("GetFindings") - pages, 3);
+    assert_eq!(clients.calls.total() - before, 3 + 3);
+    assert_eq!(clients.calls.count("DescribeHub"), 1, "asked once");
+    assert_eq!(
+        all_findings(&account).await[0].created_at,
+        first_created,
+        "CreatedAt kept without reading it back"
+    );
 
     // Everything fixed: 250 resolved in 3 batches.
-    let r = securityhub::export(&hub, &scope, &[], &Sweep::All, Utc::now(), None)
+    let r = securityhub::export(&hub, &scope, &[], &Sweep::All, Utc::now(), &mut known, None)
         .await
         .unwrap();
     assert_eq!((r.active, r.resolved, r.batches), (0, 250, 3));
@@ -266,4 +303,234 @@ async fn batches_of_100_and_paged_reads() {
         .await
         .iter()
         .all(|f| f.record_state == Some(aws_sdk_securityhub::types::RecordState::Archived)));
+}
+
+/// Credentials of another session in the same account: the daemon's own identity.
+async fn session(acct: &Account, name: &str) -> aws_credential_types::Credentials {
+    let out = aws_sdk_sts::Client::new(&acct.sdk)
+        .assume_role()
+        .role_arn(format!("arn:aws:iam::{}:role/iam-warden", acct.id))
+        .role_session_name(name)
+        .send()
+        .await
+        .unwrap();
+    let c = out.credentials().unwrap();
+    aws_credential_types::Credentials::from_keys(
+        c.access_key_id(),
+        c.secret_access_key(),
+        Some(c.session_token().to_string()),
+    )
+}
+
+/// An EventBridge envelope with a CloudTrail `event` record for `user` by an admin role.
+fn iam_event(acct: &Account, event: &str, user: &str) -> String {
+    let record = serde_json::json!({
+        "eventVersion": "1.09",
+        "userIdentity": {"type": "AssumedRole", "arn": format!("arn:aws:sts::{}:assumed-role/admin/x", acct.id), "accountId": acct.id},
+        "eventTime": Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        "eventSource": "iam.amazonaws.com",
+        "eventName": event,
+        "awsRegion": "us-east-1",
+        "requestParameters": {"userName": user},
+        "responseElements": null,
+        "eventID": uuid::Uuid::new_v4().to_string(),
+        "readOnly": false,
+        "eventType": "AwsApiCall",
+        "recipientAccountId": acct.id,
+    });
+    serde_json::json!({
+        "version": "0", "id": uuid::Uuid::new_v4().to_string(),
+        "detail-type": "AWS API Call via CloudTrail", "source": "aws.iam",
+        "account": acct.id, "time": record["eventTime"], "region": "us-east-1", "resources": [],
+        "detail": record,
+    })
+    .to_string()
+}
+
+/// The record state of each finding iam-warden exported about `user`.
+async fn states_of(account: &Account, user: &str) -> Vec<(String, String)> {
+    all_findings(account)
+        .await
+        .into_iter()
+        .filter(|f| {
+            f.product_fields
+                .as_ref()
+                .and_then(|m| m.get("iam-warden/user"))
+                .map(String::as_str)
+                == Some(user)
+        })
+        .map(|f| {
+            (
+                f.generator_id.unwrap_or_default(),
+                f.record_state
+                    .map(|s| s.as_str().to_string())
+                    .unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+/// The daemon in dry-run with only the SQS source (queue `url`), resync an hour away and
+/// the Security Hub export on.
+async fn start_daemon(
+    account: &Account,
+    url: &str,
+    state_dir: &std::path::Path,
+) -> support::daemon::Daemon {
+    let creds = session(account, "iam-warden").await;
+    let mut cmd = std::process::Command::new(support::bin());
+    cmd.arg("run")
+        .env_clear()
+        .env("AWS_ACCESS_KEY_ID", creds.access_key_id())
+        .env("AWS_SECRET_ACCESS_KEY", creds.secret_access_key())
+        .env(
+            "AWS_SESSION_TOKEN",
+            creds.session_token().unwrap_or_default(),
+        )
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ENDPOINT_URL", &account.endpoint)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("IAM_WARDEN_LOG_FORMAT", "json")
+        .env("RUST_LOG", "info")
+        .env("IAM_WARDEN_SERVER__LISTEN", "127.0.0.1:0")
+        .env("IAM_WARDEN_STATE_DIR", state_dir)
+        .env("IAM_WARDEN_RESYNC__INTERVAL", "1h")
+        .env("IAM_WARDEN_SOURCES__CLOUDTRAIL__ENABLED", "false")
+        .env("IAM_WARDEN_SOURCES__SQS__QUEUE_URL", url)
+        .env("IAM_WARDEN_SOURCES__SQS__WAIT_TIME", "1s")
+        .env("IAM_WARDEN_EXPORT__SECURITYHUB__ENABLED", "true");
+    support::daemon::Daemon::spawn(cmd)
+}
+
+/// Security Hub not enabled: the daemon runs on (ready), each export fails with one
+/// warning naming the fix, counted as failed; nothing is imported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daemon_export_failure_is_counted_and_logged_once() {
+    let account = Account::new(shared_moto()).await;
+    account.user("frank").await.password("frank").await;
+    let sqs = aws_sdk_sqs::Client::new(&account.sdk);
+    let url = support::create_queue(&sqs, &format!("iam-warden-{}", account.id), &[]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = start_daemon(&account, &url, dir.path()).await;
+    d.wait_ready().await;
+    let failed = "iam_warden_securityhub_exports_total{outcome=\"failed\"}";
+    support::eventually(
+        "a failed export counted",
+        std::time::Duration::from_secs(30),
+        || async { (d.metric(failed).await >= 1.0).then_some(()) },
+    )
+    .await;
+    let warnings: Vec<String> = d
+        .log()
+        .lines()
+        .filter(|l| l.contains("findings not exported to Security Hub"))
+        .map(str::to_string)
+        .collect();
+    assert!(!warnings.is_empty(), "{}", d.log());
+    assert!(
+        warnings[0].contains("Security Hub is not enabled in account")
+            && warnings[0].contains("enable-security-hub"),
+        "{}",
+        warnings[0]
+    );
+    assert_eq!(
+        d.metric("iam_warden_securityhub_exports_total{outcome=\"exported\"}")
+            .await,
+        0.0
+    );
+    let (code, log) = d.stop().await;
+    assert_eq!(code, 0, "{log}");
+    assert!(all_findings(&account).await.is_empty());
+}
+
+/// The daemon (dry-run, SQS source only, resync an hour away) with Security Hub export on:
+/// a user made after the first resync is exported by its own reconcile, and resolved by
+/// the reconcile after it is fixed; the export is counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daemon_exports_after_each_reconcile_and_resolves_fixed_users() {
+    use support::{create_queue, eventually};
+    const DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
+
+    let account = Account::new(shared_moto()).await;
+    enable(&account).await;
+    let sqs = aws_sdk_sqs::Client::new(&account.sdk);
+    let url = create_queue(&sqs, &format!("iam-warden-{}", account.id), &[]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = start_daemon(&account, &url, dir.path()).await;
+    d.wait_ready().await;
+    let exported = "iam_warden_securityhub_exports_total{outcome=\"exported\"}";
+    // The first resync's whole-account export (nothing violating yet).
+    eventually("the resync's export", DEADLINE, || async {
+        (d.metric(exported).await >= 1.0).then_some(())
+    })
+    .await;
+    assert_eq!(
+        d.metric("iam_warden_securityhub_exports_total{outcome=\"failed\"}")
+            .await,
+        0.0,
+        "{}",
+        d.log()
+    );
+
+    // A console user without MFA, made after the resync: only its reconcile exports it.
+    account.user("carol").await.password("carol").await;
+    send(
+        &sqs,
+        &url,
+        &iam_event(&account, "CreateLoginProfile", "carol"),
+    )
+    .await;
+    let active = eventually("carol's finding in Security Hub", DEADLINE, || async {
+        let s = states_of(&account, "carol").await;
+        (!s.is_empty() && s.iter().all(|(_, st)| st == "ACTIVE")).then_some(s)
+    })
+    .await;
+    assert!(
+        active
+            .iter()
+            .any(|(g, _)| g == "iam-warden/console-without-mfa"),
+        "{active:?}"
+    );
+
+    // Fixed (no console access any more): the next reconcile resolves it.
+    account
+        .iam
+        .delete_login_profile()
+        .user_name("carol")
+        .send()
+        .await
+        .unwrap();
+    send(
+        &sqs,
+        &url,
+        &iam_event(&account, "DeleteLoginProfile", "carol"),
+    )
+    .await;
+    eventually("carol's finding resolved", DEADLINE, || async {
+        let s = states_of(&account, "carol").await;
+        let mine: Vec<_> = s
+            .iter()
+            .filter(|(g, _)| g == "iam-warden/console-without-mfa")
+            .collect();
+        (!mine.is_empty() && mine.iter().all(|(_, st)| st == "ARCHIVED")).then_some(())
+    })
+    .await;
+    assert!(d.metric(exported).await >= 3.0, "{}", d.log());
+    let (code, log) = d.stop().await;
+    assert_eq!(code, 0, "{log}");
+    // Every export journaled its batches.
+    let journal = std::fs::read_to_string(dir.path().join("journal.jsonl")).unwrap_or_default();
+    assert!(
+        journal.contains("securityhub_batch_import_findings"),
+        "{journal}"
+    );
+}
+
+async fn send(sqs: &aws_sdk_sqs::Client, url: &str, body: &str) {
+    sqs.send_message()
+        .queue_url(url)
+        .message_body(body)
+        .send()
+        .await
+        .unwrap();
 }

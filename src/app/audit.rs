@@ -13,7 +13,7 @@ use crate::baseline::benchmark::{self, ControlResult, Status};
 use crate::baseline::checks::{evaluate_account, evaluate_user, Check, Finding, UserVerdict};
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::export::securityhub::{ExportReport, JournalTo, Sweep};
+use crate::export::securityhub::{ExportReport, JournalTo, Known, Sweep};
 use crate::export::{self, ExportFinding, Scope};
 use crate::inventory;
 use crate::inventory::AccountSnapshot;
@@ -433,12 +433,15 @@ pub async fn export_to_securityhub(
     }
     let scope = report.export_scope(cfg);
     let journal = Journal::open(&cfg.journal_path())?;
+    let hub = clients.securityhub_in(&scope.region);
+    export::securityhub::check_hub(&hub, &scope).await?;
     export::securityhub::export(
-        &clients.securityhub_in(&scope.region),
+        &hub,
         &scope,
         &report.export_findings(&scope),
         &Sweep::All,
         Utc::now(),
+        &mut Known::default(),
         Some(&JournalTo {
             journal: &journal,
             mode: cfg.mode.to_string(),

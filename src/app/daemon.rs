@@ -31,6 +31,9 @@ use crate::controller::quarantine::Quarantiner;
 use crate::controller::queue::{Outcome as QueueOutcome, QueueConfig, WorkQueue};
 use crate::controller::reconcile::{due_before, reconcile, store_view, Clock, Context, Next};
 use crate::error::{Error, Result};
+use crate::export::background::{Exporter, Target};
+use crate::export::securityhub::Sweep;
+use crate::export::{self, Scope};
 use crate::http::{self, Health};
 use crate::inventory;
 use crate::journal::Journal;
@@ -113,6 +116,22 @@ pub async fn run_with_clock(
     tracing::info!(account = %account_id, identity = %caller_arn, "running as");
 
     let journal = Arc::new(Journal::open(&cfg.journal_path())?);
+    let exporter = cfg.export.securityhub.enabled.then(|| {
+        let scope = Scope {
+            account_id: account_id.clone(),
+            partition: partition_of(&caller_arn),
+            region: cfg.export.securityhub.region(&cfg.aws.region).to_string(),
+        };
+        Exporter::start(
+            Target {
+                hub: clients.securityhub_in(&scope.region),
+                scope,
+                journal: journal.clone(),
+                mode: cfg.mode.to_string(),
+            },
+            Some(metrics.clone()),
+        )
+    });
     let notifier = Notifier::start(
         &cfg.notifications,
         channels,
@@ -172,6 +191,7 @@ pub async fn run_with_clock(
         account: RwLock::new(view),
         breaker: Mutex::new(Window::new(clock.now(), 0)),
         clock,
+        exporter: exporter.clone(),
     });
 
     let mut tasks = JoinSet::new();
@@ -222,6 +242,12 @@ pub async fn run_with_clock(
     notifier
         .shutdown(deadline.max(Instant::now() + Duration::from_secs(5)))
         .await;
+    // And the findings they exported (bounded the same way).
+    if let Some(exporter) = &exporter {
+        exporter
+            .shutdown(deadline.max(Instant::now() + Duration::from_secs(5)))
+            .await;
+    }
     server.finish().await
 }
 
@@ -435,6 +461,22 @@ pub async fn resync(ctx: &Context) -> Result<()> {
         .set_compliance(compliant, violating, exempt, &failing);
     ctx.metrics
         .set_key_stats(&rotation::key_stats(&snap.users, &plan.users, now));
+    if let Some(exporter) = &ctx.exporter {
+        // The whole account's findings; the earlier ones that are gone are resolved.
+        let arns: BTreeMap<&str, &str> = snap
+            .users
+            .iter()
+            .map(|u| (u.name.as_str(), u.arn.as_str()))
+            .collect();
+        let findings = export::collect(
+            exporter.scope(),
+            &plan.account_findings,
+            plan.users
+                .iter()
+                .map(|u| (&u.verdict, arns.get(u.verdict.user.as_str()).copied())),
+        );
+        exporter.submit(Sweep::All, findings);
+    }
     let users_total = snap.users.len();
     let changed = plan.users_changed();
     let losing = plan.users_losing_access();

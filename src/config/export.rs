@@ -8,8 +8,8 @@ pub struct Export {
     pub securityhub: SecurityHubExport,
 }
 
-/// `[export.securityhub]`: findings as ASFF into AWS Security Hub (`audit --export`; the
-/// daemon does not export yet).
+/// `[export.securityhub]`: findings as ASFF into AWS Security Hub (`audit --export`, and
+/// the daemon after each resync and user reconcile).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct SecurityHubExport {

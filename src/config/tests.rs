@@ -351,3 +351,40 @@ fn rotation_and_notification_settings_are_checked() {
         Delivery::SecretsManager
     );
 }
+
+#[test]
+fn securityhub_region_must_look_like_a_region() {
+    for (region, ok) in [
+        ("us-east-1", true),
+        ("eu-west-1", true),
+        ("us-gov-west-1", true),
+        ("cn-northwest-1", true),
+        ("ap-southeast-4", true),
+        ("us-isob-east-1", true),
+        ("US-EAST-1", false),
+        ("us-east", false),
+        ("useast1", false),
+        ("us-east-1 ", false),
+        ("us_east_1", false),
+        ("https://securityhub.us-east-1.amazonaws.com", false),
+        ("us--1", false),
+        ("us-east-123", false),
+    ] {
+        assert_eq!(validate::is_region_name(region), ok, "{region:?}");
+    }
+    let e = err_of("[export.securityhub]\nenabled = true\nregion = \"eu west 1\"\n");
+    assert!(
+        e.contains("export.securityhub.region = \"eu west 1\"")
+            && e.contains("eu-west-1")
+            && !e.contains('\n'),
+        "{e}"
+    );
+    // Absent or empty: aws.region.
+    for toml in [
+        "[export.securityhub]\nenabled = true\n",
+        "[export.securityhub]\nregion = \"\"\n",
+        "[export.securityhub]\nregion = \"eu-central-2\"\n",
+    ] {
+        assert!(Config::from_toml_str(toml).is_ok(), "{toml}");
+    }
+}

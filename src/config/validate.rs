@@ -328,6 +328,27 @@ fn endpoints(cfg: &Config, errs: &mut Problems) {
     if cfg.aws.region.trim().is_empty() {
         errs.push("aws.region is empty; IAM lives in us-east-1");
     }
+    if let Some(r) = cfg.export.securityhub.region.as_deref() {
+        if !r.is_empty() && !is_region_name(r) {
+            errs.push(format!(
+                "export.securityhub.region = {r:?} is not an AWS region name; write one like \"eu-west-1\", or leave it out for aws.region"
+            ));
+        }
+    }
+}
+
+/// The shape of an AWS region name: `us-east-1`, `us-gov-west-1`, `cn-northwest-1`: two
+/// lowercase letters, one or more lowercase words, a number, joined by `-`. Pure.
+pub fn is_region_name(r: &str) -> bool {
+    let parts: Vec<&str> = r.split('-').collect();
+    let lower = |p: &&str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase());
+    parts.len() >= 3
+        && parts[0].len() == 2
+        && lower(&parts[0])
+        && parts[1..parts.len() - 1].iter().all(lower)
+        && parts
+            .last()
+            .is_some_and(|n| !n.is_empty() && n.len() <= 2 && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// The `[rotation]` durations and the delivery name template.

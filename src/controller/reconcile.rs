@@ -12,10 +12,12 @@ use super::key::ReconcileKey;
 use crate::apply::{Applier, Outcome};
 use crate::aws::Clients;
 use crate::baseline::breaker::{Admission, Window};
+use crate::baseline::checks::UserVerdict;
 use crate::baseline::plan::{inactive_marks, plan_account_level, plan_user, UserPlan};
 use crate::baseline::policies::desired_policies;
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::export::{self, background::Exporter, securityhub::Sweep};
 use crate::inventory::{live, snapshot, AccountSnapshot, UserState};
 use crate::journal::Entry;
 use crate::metrics::Metrics;
@@ -82,9 +84,24 @@ pub struct Context {
     pub breaker: Mutex<Window>,
     /// "Now" for planning and the breaker window.
     pub clock: Clock,
+    /// Findings to Security Hub (`export.securityhub.enabled`), in the background.
+    pub exporter: Option<Exporter>,
 }
 
 impl Context {
+    /// Hand `user`'s current findings to the exporter (its earlier ones that are gone are
+    /// resolved); returns at once. `verdict` None: the user no longer exists.
+    pub fn export_user(&self, name: &str, arn: Option<&str>, verdict: Option<&UserVerdict>) {
+        let Some(exporter) = &self.exporter else {
+            return;
+        };
+        let findings = match verdict {
+            Some(v) => export::collect(exporter.scope(), &[], [(v, arn)]),
+            None => Vec::new(),
+        };
+        exporter.submit(Sweep::User(name.to_string()), findings);
+    }
+
     pub fn view(&self) -> AccountSnapshot {
         self.account.read().map(|a| a.clone()).unwrap_or_default()
     }
@@ -176,11 +193,14 @@ pub async fn reconcile(key: &ReconcileKey, ctx: &Context) -> Result<Next> {
 async fn reconcile_user(name: &str, ctx: &Context) -> Result<Next> {
     let Some(user) = live::read_user(&ctx.clients.iam, name).await? else {
         tracing::info!(user = name, "user no longer exists; dropped");
+        ctx.export_user(name, None, None);
         return Ok(Next::Dropped);
     };
     let now = ctx.clock.now();
     let view = ctx.view();
     let plan = plan_user(&user, &view, &ctx.cfg, now)?;
+    // The findings as observed now (those the actions below fix go at the next reconcile).
+    ctx.export_user(name, Some(&user.arn), Some(&plan.verdict));
     let requeue =
         requeue_after(&user, &ctx.cfg, plan.next_due, now).map(|wait| Instant::now() + wait);
     if plan.actions.is_empty() {

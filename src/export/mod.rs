@@ -8,6 +8,7 @@
 //! without a resource is about the account (`AWS::::Account:<id>`).
 
 pub mod asff;
+pub mod background;
 pub mod ocsf;
 pub mod securityhub;
 

@@ -1,6 +1,10 @@
 //! OCSF 1.1.0 Compliance Finding records (class 2003, category Findings) of
 //! [`ExportFinding`]s: the format Prowler's `json-ocsf` output and Amazon Security Lake use.
-//! Like Prowler, the output is one JSON array of records.
+//! Like Prowler, the output is one JSON array of records (Prowler's
+//! `prowler/lib/outputs/ocsf/ocsf.py`, `batch_write_data_to_file`, writes `[`, the records
+//! separated by `,`, then `]`; not JSON lines). Prowler's records are Detection Findings
+//! (class 2004); these are Compliance Findings (2003), the class OCSF defines for results
+//! of evaluations against a standard such as the CIS AWS Foundations Benchmark.
 
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};

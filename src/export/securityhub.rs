@@ -3,18 +3,21 @@
 //! in Security Hub itself: the active iam-warden findings are read back with GetFindings.
 //!
 //! Calls for N current and R resolved findings, E of them exported before: 1 DescribeHub
-//! (Security Hub enabled?), ceil(E/100) GetFindings pages, ceil((N+R)/100)
-//! BatchImportFindings. Security Hub's calls use the SDK's standard retries (throttling
+//! per process ([`check_hub`]: Security Hub enabled?); then either (read first: the CLI, a
+//! per-user export, the daemon's first whole-account export) ceil(E/100) GetFindings pages
+//! and ceil((N+R)/100) BatchImportFindings, or (import first: the daemon's later
+//! whole-account exports) ceil(N/100) BatchImportFindings, ceil(R/100) GetFindings pages
+//! of the stale findings (at least one) and ceil(R/100) BatchImportFindings. Security Hub's calls use the SDK's standard retries (throttling
 //! included, `aws.max_attempts`), not the IAM pacer: its quotas are its own.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use aws_sdk_securityhub::types::{
-    AwsSecurityFinding, AwsSecurityFindingFilters, Compliance, ComplianceStatus, RecordState,
-    Resource, Severity, SeverityLabel, StringFilter, StringFilterComparison, Workflow,
-    WorkflowStatus,
+    AwsSecurityFinding, AwsSecurityFindingFilters, Compliance, ComplianceStatus, DateFilter,
+    MapFilter, MapFilterComparison, RecordState, Resource, Severity, SeverityLabel, StringFilter,
+    StringFilterComparison, Workflow, WorkflowStatus,
 };
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 
 use super::asff::{self, AsffFinding};
 use super::{ExportFinding, Scope, GENERATOR_PREFIX};
@@ -82,30 +85,77 @@ fn not_enabled(scope: &Scope) -> Error {
     ))
 }
 
+/// What an export learned about the findings in Security Hub, kept between exports by a
+/// long-running caller (the daemon) so a whole-account export need not read every earlier
+/// finding back first. `warm` once a whole-account export succeeded in this process:
+/// from then on the first-observed time of every current iam-warden finding is here.
+#[derive(Debug, Clone, Default)]
+pub struct Known {
+    warm: bool,
+    /// Finding id → (first observed, the user it names).
+    first: BTreeMap<String, (DateTime<Utc>, Option<String>)>,
+}
+
+impl Known {
+    /// Whether a whole-account export can skip reading every earlier finding first.
+    pub fn is_warm(&self) -> bool {
+        self.warm
+    }
+}
+
+/// Is Security Hub enabled in the scope's account and region? One DescribeHub; a caller
+/// asks once per process (the daemon: until it succeeds once; the CLI: once per run).
+/// On real AWS a disabled hub also fails BatchImportFindings with InvalidAccessException
+/// (mapped to the same error), but moto accepts imports without a hub: this call is what
+/// gives the clear error there, and before anything is sent anywhere.
+pub async fn check_hub(hub: &aws_sdk_securityhub::Client, scope: &Scope) -> Result<()> {
+    // The SDK's futures are large (debug builds overflow a 2 MiB worker stack): boxed.
+    match Box::pin(hub.describe_hub().send()).await {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            let err = aws_error("securityhub", "DescribeHub", e);
+            Err(match err.aws_code() {
+                Some("InvalidAccessException") => not_enabled(scope),
+                _ => err,
+            })
+        }
+    }
+}
+
 /// Send `findings` (the current ones) and resolve the earlier ones `sweep` covers that are
-/// no longer among them.
+/// no longer among them. Call [`check_hub`] first (once per process).
+///
+/// Two orders, the same result:
+/// - read first (a per-user export, or a whole-account one while `known` is cold): the
+///   earlier findings `sweep` covers are read (their first-observed times are kept), then
+///   the current and the resolved ones are sent together;
+/// - import first (a whole-account export with `known` warm): the current findings are
+///   sent, then only iam-warden's ACTIVE findings not updated by this export are read:
+///   exactly the stale ones, normally 0 or 1 page. 10,000 findings: 100 + 1 calls.
 pub async fn export(
     hub: &aws_sdk_securityhub::Client,
     scope: &Scope,
     findings: &[ExportFinding],
     sweep: &Sweep,
     now: DateTime<Utc>,
+    known: &mut Known,
     journal: Option<&JournalTo<'_>>,
 ) -> Result<ExportReport> {
-    // The SDK's futures are large (debug builds overflow a 2 MiB worker stack): boxed.
-    match Box::pin(hub.describe_hub().send()).await {
-        Ok(_) => {}
-        Err(e) => {
-            let err = aws_error("securityhub", "DescribeHub", e);
-            return Err(match err.aws_code() {
-                Some("InvalidAccessException") => not_enabled(scope),
-                _ => err,
-            });
-        }
-    }
-    let earlier = Box::pin(active_findings(hub, scope)).await?;
+    let user = match sweep {
+        Sweep::User(u) => Some(u.as_str()),
+        Sweep::All => None,
+    };
+    // Whole milliseconds, as ASFF timestamps carry: this export's own UpdatedAt is then
+    // exactly `now`, and "updated before `now`" excludes what it sent.
+    let now = now.trunc_subsecs(3);
+    let read_first = user.is_some() || !known.warm;
+    let mut earlier = if read_first {
+        Box::pin(active_findings(hub, scope, user, None)).await?
+    } else {
+        BTreeMap::new()
+    };
     let mut current: Vec<AwsSecurityFinding> = Vec::with_capacity(findings.len());
-    let mut ids = BTreeSet::new();
+    let mut sent: BTreeMap<String, (DateTime<Utc>, Option<String>)> = BTreeMap::new();
     for f in findings {
         let id = asff::finding_id(&scope.account_id, f.check.id(), &f.resource_id);
         let first = earlier
@@ -113,26 +163,60 @@ pub async fn export(
             .and_then(|e| e.first_observed_at.as_deref())
             .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
             .map(|t| t.with_timezone(&Utc))
+            .or_else(|| known.first.get(&id).map(|(t, _)| *t))
             .unwrap_or(now);
         current.push(to_sdk(&asff::finding(f, scope, first, now)));
-        ids.insert(id);
+        sent.insert(id, (first, f.user.clone()));
     }
-    let resolved: Vec<AwsSecurityFinding> = earlier
-        .into_values()
-        .filter(|e| !e.id.as_deref().is_some_and(|id| ids.contains(id)))
-        .filter(|e| match sweep {
-            Sweep::All => true,
-            Sweep::User(u) => user_of(e) == Some(u.as_str()),
-        })
-        .map(|e| resolve(e, now))
-        .collect();
     let mut report = ExportReport {
         active: current.len(),
-        resolved: resolved.len(),
         ..Default::default()
     };
-    let all: Vec<AwsSecurityFinding> = current.into_iter().chain(resolved).collect();
-    for batch in all.chunks(BATCH) {
+    let to_resolve = |earlier: BTreeMap<String, AwsSecurityFinding>| -> Vec<AwsSecurityFinding> {
+        earlier
+            .into_values()
+            .filter(|e| !e.id.as_deref().is_some_and(|id| sent.contains_key(id)))
+            .filter(|e| user.is_none() || user_of(e) == user)
+            .map(|e| resolve(e, now))
+            .collect()
+    };
+    if read_first {
+        let resolved = to_resolve(std::mem::take(&mut earlier));
+        report.resolved = resolved.len();
+        let all: Vec<AwsSecurityFinding> = current.into_iter().chain(resolved).collect();
+        send(hub, scope, &all, user, journal, &mut report).await?;
+    } else {
+        send(hub, scope, &current, user, journal, &mut report).await?;
+        let stale = Box::pin(active_findings(hub, scope, None, Some(now))).await?;
+        let resolved = to_resolve(stale);
+        report.resolved = resolved.len();
+        send(hub, scope, &resolved, user, journal, &mut report).await?;
+    }
+    match user {
+        None => {
+            known.first = sent;
+            known.warm = true;
+        }
+        Some(u) => {
+            known
+                .first
+                .retain(|_, (_, owner)| owner.as_deref() != Some(u));
+            known.first.extend(sent);
+        }
+    }
+    Ok(report)
+}
+
+/// Send `findings` in batches of [`BATCH`], one journal line per batch.
+async fn send(
+    hub: &aws_sdk_securityhub::Client,
+    scope: &Scope,
+    findings: &[AwsSecurityFinding],
+    user: Option<&str>,
+    journal: Option<&JournalTo<'_>>,
+    report: &mut ExportReport,
+) -> Result<()> {
+    for batch in findings.chunks(BATCH) {
         report.batches += 1;
         let n = batch.len();
         let resolving = batch
@@ -168,10 +252,7 @@ pub async fn export(
             let _ = j.journal.record(&Entry {
                 time: Utc::now(),
                 account: scope.account_id.clone(),
-                user: match sweep {
-                    Sweep::User(u) => Some(u.clone()),
-                    Sweep::All => None,
-                },
+                user: user.map(str::to_string),
                 action: "securityhub_batch_import_findings".into(),
                 target: asff::product_arn(scope),
                 reason: format!(
@@ -203,7 +284,7 @@ pub async fn export(
             }
         }
     }
-    Ok(report)
+    Ok(())
 }
 
 /// The user an exported finding names (`ProductFields["iam-warden/user"]`).
@@ -214,30 +295,18 @@ fn user_of(f: &AwsSecurityFinding) -> Option<&str> {
         .map(String::as_str)
 }
 
-/// Every ACTIVE finding iam-warden exported to this account's product, by id. The filter
-/// is sent to Security Hub and applied here as well (moto ignores GetFindings filters).
+/// The ACTIVE findings iam-warden exported to this account's product, by id: all of them,
+/// or only `user`'s, and only those last updated before `updated_before` when given (the
+/// stale ones of an export that started then). The filters are sent to Security Hub and
+/// applied here as well: moto ignores GetFindings filters and returns every finding.
 pub async fn active_findings(
     hub: &aws_sdk_securityhub::Client,
     scope: &Scope,
+    user: Option<&str>,
+    updated_before: Option<DateTime<Utc>>,
 ) -> Result<BTreeMap<String, AwsSecurityFinding>> {
-    let eq = |v: &str| {
-        StringFilter::builder()
-            .value(v)
-            .comparison(StringFilterComparison::Equals)
-            .build()
-    };
     let product = asff::product_arn(scope);
-    let filters = AwsSecurityFindingFilters::builder()
-        .product_arn(eq(&product))
-        .aws_account_id(eq(&scope.account_id))
-        .record_state(eq("ACTIVE"))
-        .generator_id(
-            StringFilter::builder()
-                .value(GENERATOR_PREFIX)
-                .comparison(StringFilterComparison::Prefix)
-                .build(),
-        )
-        .build();
+    let filters = filters(scope, user, updated_before);
     let mut out = BTreeMap::new();
     let mut token: Option<String> = None;
     loop {
@@ -262,7 +331,9 @@ pub async fn active_findings(
                 && f.record_state == Some(RecordState::Active)
                 && f.generator_id
                     .as_deref()
-                    .is_some_and(|g| g.starts_with(GENERATOR_PREFIX));
+                    .is_some_and(|g| g.starts_with(GENERATOR_PREFIX))
+                && user.is_none_or(|u| user_of(&f) == Some(u))
+                && updated_before.is_none_or(|t| updated_before_time(&f, t));
             if let (true, Some(id)) = (ours, f.id.clone()) {
                 out.insert(id, f);
             }
@@ -273,6 +344,55 @@ pub async fn active_findings(
         }
     }
     Ok(out)
+}
+
+/// The GetFindings filters of [`active_findings`]. Pure.
+pub fn filters(
+    scope: &Scope,
+    user: Option<&str>,
+    updated_before: Option<DateTime<Utc>>,
+) -> AwsSecurityFindingFilters {
+    let eq = |v: &str| {
+        StringFilter::builder()
+            .value(v)
+            .comparison(StringFilterComparison::Equals)
+            .build()
+    };
+    let product = asff::product_arn(scope);
+    let mut filters = AwsSecurityFindingFilters::builder()
+        .product_arn(eq(&product))
+        .aws_account_id(eq(&scope.account_id))
+        .record_state(eq("ACTIVE"))
+        .generator_id(
+            StringFilter::builder()
+                .value(GENERATOR_PREFIX)
+                .comparison(StringFilterComparison::Prefix)
+                .build(),
+        );
+    if let Some(u) = user {
+        filters = filters.product_fields(
+            MapFilter::builder()
+                .key("iam-warden/user")
+                .value(u)
+                .comparison(MapFilterComparison::Equals)
+                .build(),
+        );
+    }
+    if let Some(t) = updated_before {
+        // The end is inclusive: one millisecond before (ASFF times are whole milliseconds).
+        let end = t.trunc_subsecs(3) - chrono::Duration::milliseconds(1);
+        filters = filters.updated_at(DateFilter::builder().end(asff::timestamp(end)).build());
+    }
+    filters.build()
+}
+
+/// Was `f` last updated before `t`? A finding without a readable `UpdatedAt` counts as
+/// stale (it was not written by this export, which sets it).
+fn updated_before_time(f: &AwsSecurityFinding, t: DateTime<Utc>) -> bool {
+    f.updated_at
+        .as_deref()
+        .and_then(|u| DateTime::parse_from_rfc3339(u).ok())
+        .is_none_or(|u| u.with_timezone(&Utc) < t)
 }
 
 /// An earlier finding that is gone: PASSED, RESOLVED, ARCHIVED, updated now.

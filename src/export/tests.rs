@@ -273,11 +273,19 @@ fn resource_kind_of_arn() {
     }
 }
 
-/// Required attributes of the OCSF 1.1.0 schema (schema.ocsf.io/1.1.0) for the objects the
+/// Required attributes of the OCSF schema (schema.ocsf.io/1.1.0) for the objects the
 /// records use: the class `compliance_finding` (2003, with its `finding` and `base_event`
 /// parents) and the objects `finding_info`, `compliance`, `metadata`, `product`, `cloud`.
 /// `resource_details` and `account` have no required attribute; the records fill their
 /// recommended `uid`, `type`, `name` and `uid`.
+///
+/// Checked against the ocsf-schema repository's own files (events/findings/
+/// compliance_finding.json: `compliance` required; events/findings/finding.json:
+/// `finding_info` required; objects/compliance.json: `standards`; objects/finding_info.json:
+/// `uid` (`title` only recommended in the current schema, required in 1.1.0: kept);
+/// objects/metadata.json: `product`, `version`; objects/cloud.json: `provider`;
+/// objects/product.json: `name` in the current schema where 1.1.0 required `vendor_name`:
+/// both are listed, so the records satisfy either version).
 const OCSF_REQUIRED: &[(&str, &[&str])] = &[
     (
         "compliance_finding",
@@ -296,7 +304,7 @@ const OCSF_REQUIRED: &[(&str, &[&str])] = &[
     ("finding_info", &["title", "uid"]),
     ("compliance", &["standards"]),
     ("metadata", &["product", "version"]),
-    ("product", &["vendor_name"]),
+    ("product", &["name", "vendor_name"]),
     ("cloud", &["provider"]),
 ];
 
@@ -440,4 +448,101 @@ fn no_output_carries_a_secret() {
         "the key id is named (it is not a secret)"
     );
     assert!(!has_secret_shape(&text), "{text}");
+}
+
+fn job(sweep: securityhub::Sweep, n: usize) -> background::Job {
+    let v = verdict("u", vec![Finding::new(Check::ConsoleWithoutMfa, "no mfa")]);
+    let one = collect(&scope(), &[], [(&v, None)]);
+    background::Job {
+        sweep,
+        findings: one.into_iter().cycle().take(n).collect(),
+    }
+}
+
+#[test]
+fn pending_exports_newer_replaces_older_and_stays_bounded() {
+    use background::{Pending, MAX_PENDING};
+    use securityhub::Sweep;
+    let user = |u: &str| Sweep::User(u.to_string());
+    let sweeps = |p: &mut Pending| {
+        let mut out = Vec::new();
+        while let Some(j) = p.pop() {
+            out.push((j.sweep, j.findings.len()));
+        }
+        out
+    };
+
+    // A newer whole-account export replaces the pending one (and goes last).
+    let mut p = Pending::default();
+    assert!(p.push(job(Sweep::All, 1)).is_empty());
+    assert!(p.push(job(user("a"), 1)).is_empty());
+    let out = p.push(job(Sweep::All, 2));
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].sweep, Sweep::All);
+    assert_eq!(out[0].findings.len(), 1);
+    assert_eq!(sweeps(&mut p), vec![(user("a"), 1), (Sweep::All, 2)]);
+
+    // A newer export of a user replaces that user's, not another's.
+    let mut p = Pending::default();
+    p.push(job(user("a"), 1));
+    p.push(job(user("b"), 1));
+    let out = p.push(job(user("a"), 3));
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].sweep, user("a"));
+    assert_eq!(sweeps(&mut p), vec![(user("b"), 1), (user("a"), 3)]);
+
+    // Full: the oldest per-user export goes, never the whole-account one.
+    let mut p = Pending::default();
+    p.push(job(Sweep::All, 1));
+    for i in 0..MAX_PENDING - 1 {
+        assert!(p.push(job(user(&format!("u{i}")), 1)).is_empty());
+    }
+    assert_eq!(p.len(), MAX_PENDING);
+    let out = p.push(job(user("late"), 1));
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].sweep, user("u0"));
+    assert_eq!(p.len(), MAX_PENDING);
+    let left = sweeps(&mut p);
+    assert_eq!(left[0], (Sweep::All, 1));
+    assert_eq!(left.last(), Some(&(user("late"), 1)));
+    assert!(p.is_empty());
+}
+
+#[test]
+fn getfindings_filters_name_ours_and_only_the_stale_or_one_users() {
+    use aws_sdk_securityhub::types::{MapFilterComparison, StringFilterComparison};
+    let s = scope();
+    let all = securityhub::filters(&s, None, None);
+    assert_eq!(
+        all.product_arn()[0].value(),
+        Some(asff::product_arn(&s).as_str())
+    );
+    assert_eq!(all.aws_account_id()[0].value(), Some(s.account_id.as_str()));
+    assert_eq!(all.record_state()[0].value(), Some("ACTIVE"));
+    assert_eq!(all.generator_id()[0].value(), Some(GENERATOR_PREFIX));
+    assert_eq!(
+        all.generator_id()[0].comparison(),
+        Some(&StringFilterComparison::Prefix)
+    );
+    assert!(all.product_fields().is_empty() && all.updated_at().is_empty());
+
+    // One user's: ProductFields iam-warden/user.
+    let one = securityhub::filters(&s, Some("bob"), None);
+    let m = &one.product_fields()[0];
+    assert_eq!(
+        (m.key(), m.value(), m.comparison()),
+        (
+            Some("iam-warden/user"),
+            Some("bob"),
+            Some(&MapFilterComparison::Equals)
+        )
+    );
+
+    // The stale ones: updated up to 1 ms before the export's own (whole-ms) UpdatedAt.
+    let started = chrono::Utc.with_ymd_and_hms(2026, 5, 1, 12, 0, 0).unwrap()
+        + chrono::Duration::microseconds(123_456);
+    let stale = securityhub::filters(&s, None, Some(started));
+    let d = &stale.updated_at()[0];
+    assert_eq!(d.end(), Some("2026-05-01T12:00:00.122Z"));
+    assert_eq!(d.start(), None);
 }

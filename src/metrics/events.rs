@@ -612,3 +612,52 @@ impl NotificationDelivery<'_> {
         }
     }
 }
+
+/// One Security Hub export by the daemon, counted under
+/// `iam_warden_securityhub_exports_total{outcome}` and logged once (exported at debug, the
+/// rest at warn). `user` is the user of a per-user export (none: the whole account);
+/// `error` is one line.
+#[derive(Debug, Clone, Copy)]
+pub struct SecurityHubExported<'a> {
+    pub outcome: ExportOutcome,
+    pub user: Option<&'a str>,
+    pub active: usize,
+    pub resolved: usize,
+    pub error: Option<&'a str>,
+}
+
+impl SecurityHubExported<'_> {
+    pub fn emit(&self, metrics: Option<&Metrics>) {
+        let outcome = self.outcome.as_str();
+        if let Some(m) = metrics {
+            m.securityhub_exports_total
+                .with_label_values(&[outcome])
+                .inc();
+        }
+        let SecurityHubExported {
+            user,
+            active,
+            resolved,
+            error,
+            ..
+        } = *self;
+        let scope = user.unwrap_or("whole account");
+        match self.outcome {
+            ExportOutcome::Exported => tracing::debug!(
+                outcome,
+                scope,
+                active,
+                resolved,
+                "findings exported to Security Hub"
+            ),
+            _ => tracing::warn!(
+                outcome,
+                scope,
+                active,
+                resolved,
+                error,
+                "findings not exported to Security Hub"
+            ),
+        }
+    }
+}

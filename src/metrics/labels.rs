@@ -457,6 +457,34 @@ impl NotifyOutcome {
     }
 }
 
+/// What became of one Security Hub export (`iam_warden_securityhub_exports_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExportOutcome {
+    /// Every finding was accepted.
+    Exported,
+    /// The export failed, or Security Hub refused some of its findings.
+    Failed,
+    /// Never sent: replaced by a newer export while pending, the queue was full, or
+    /// shutdown came first.
+    Dropped,
+}
+
+impl ExportOutcome {
+    pub const ALL: [ExportOutcome; 3] = [
+        ExportOutcome::Exported,
+        ExportOutcome::Failed,
+        ExportOutcome::Dropped,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExportOutcome::Exported => "exported",
+            ExportOutcome::Failed => "failed",
+            ExportOutcome::Dropped => "dropped",
+        }
+    }
+}
+
 /// The `service` label value: one of [`AWS_SERVICES`], else `other`.
 pub(super) fn service_label(service: &str) -> &str {
     AWS_SERVICES

@@ -30,6 +30,8 @@
 //! - `iam_warden_notices_total{event}`: the 8 [`NOTICE_EVENTS`]; an unknown name is
 //!   counted as `other` (not pre-created). `iam_warden_notifications_total{channel,
 //!   outcome}`: 2 channels × 3 outcomes, all pre-created.
+//! - `iam_warden_securityhub_exports_total{outcome}`: the 3 [`ExportOutcome`]s,
+//!   pre-created.
 //! - `iam_warden_access_keys{phase}`: the 8 phases of `KEY_PHASES`, all pre-created; the
 //!   key age is one unlabelled [`GaugeHistogram`] (no per-user label).
 mod events;
@@ -39,13 +41,13 @@ mod registry;
 
 pub use events::{
     EventMalformed, NoticeRaised, NotificationDelivery, QuarantineEvent, ReconcileDone,
-    RotationEvent, WriteEvent,
+    RotationEvent, SecurityHubExported, WriteEvent,
 };
 pub use gauge_histogram::GaugeHistogram;
 pub use labels::{
-    metric_event_name, write_action_label, EventOutcome, NotifyChannel, NotifyOutcome,
-    QuarantineOutcome, QueueSource, ReconcileResult, Source, WriteOutcome, AWS_OPERATIONS,
-    AWS_SERVICES, KNOWN_EVENT_NAMES, NOTICE_EVENTS, ROTATION_EVENTS, WRITE_ACTIONS,
+    metric_event_name, write_action_label, EventOutcome, ExportOutcome, NotifyChannel,
+    NotifyOutcome, QuarantineOutcome, QueueSource, ReconcileResult, Source, WriteOutcome,
+    AWS_OPERATIONS, AWS_SERVICES, KNOWN_EVENT_NAMES, NOTICE_EVENTS, ROTATION_EVENTS, WRITE_ACTIONS,
 };
 pub use registry::{Metrics, CONTENT_TYPE};
 

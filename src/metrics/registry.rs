@@ -92,6 +92,8 @@ pub struct Metrics {
     pub notices_total: IntCounterVec,
     /// `iam_warden_notifications_total{channel, outcome}`: deliveries per channel.
     pub notifications_total: IntCounterVec,
+    /// `iam_warden_securityhub_exports_total{outcome}`: the daemon's Security Hub exports.
+    pub securityhub_exports_total: IntCounterVec,
     /// `iam_warden_quarantines_total{outcome}`: reports of exposed access keys.
     pub quarantines_total: IntCounterVec,
     /// `iam_warden_access_keys{phase}`: keys of managed users at the last resync.
@@ -350,6 +352,12 @@ impl Metrics {
                 "Owner notification deliveries, by channel (webhook, sns) and outcome (sent, failed, dropped).",
                 &["channel", "outcome"],
             )?,
+            securityhub_exports_total: counter_vec(
+                &r,
+                "iam_warden_securityhub_exports_total",
+                "Security Hub exports of findings by the daemon (after each resync and reconcile), by outcome (exported, failed, dropped).",
+                &["outcome"],
+            )?,
             quarantines_total: counter_vec(
                 &r,
                 "iam_warden_quarantines_total",
@@ -455,6 +463,10 @@ impl Metrics {
                 self.notifications_total
                     .with_label_values(&[c.as_str(), o.as_str()]);
             }
+        }
+        for o in ExportOutcome::ALL {
+            self.securityhub_exports_total
+                .with_label_values(&[o.as_str()]);
         }
     }
 

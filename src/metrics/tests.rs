@@ -39,6 +39,7 @@ const NAMES: &[&str] = &[
     "iam_warden_credential_report_age_seconds",
     "iam_warden_notices_total",
     "iam_warden_notifications_total",
+    "iam_warden_securityhub_exports_total",
     "iam_warden_quarantines_total",
     "iam_warden_access_keys",
     "iam_warden_access_key_age_seconds",
@@ -502,6 +503,43 @@ fn notification_series_are_precreated_and_counted_by_their_emits() {
             "iam_warden_notifications_total{channel=\"sns\",outcome=\"failed\"}"
         ),
         Some(1.0)
+    );
+}
+
+#[test]
+fn securityhub_export_outcomes_are_precreated_and_counted_by_their_emit() {
+    use crate::metrics::{ExportOutcome, SecurityHubExported};
+    let m = metrics();
+    let text = m.render();
+    for o in ExportOutcome::ALL {
+        let series = format!(
+            "iam_warden_securityhub_exports_total{{outcome=\"{}\"}}",
+            o.as_str()
+        );
+        assert_eq!(sample(&text, &series), Some(0.0), "{series}");
+    }
+    SecurityHubExported {
+        outcome: ExportOutcome::Failed,
+        user: Some("alice"),
+        active: 2,
+        resolved: 0,
+        error: Some("Security Hub is not enabled in account 123456789012 region us-east-1"),
+    }
+    .emit(Some(&m));
+    let text = m.render();
+    assert_eq!(
+        sample(
+            &text,
+            "iam_warden_securityhub_exports_total{outcome=\"failed\"}"
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "iam_warden_securityhub_exports_total{outcome=\"exported\"}"
+        ),
+        Some(0.0)
     );
 }
 
