@@ -189,6 +189,75 @@ note "no room for a new key, so plan and enforce report rotation-stuck), keys on
 note "user; exempt users are untouched."
 expect 1 "$WARDEN" audit
 
+step "6a. The same audit as CIS AWS Foundations v5.0 section 1: each control, and what fails it"
+note "moto's credential report has no root row, so the root controls (1.3-1.6) are \"cannot"
+note "check\", never a pass; 1.1, 1.2 and 1.17 are manual (a person checks them)."
+run_to 1 "$WORK/cis.txt" "$WARDEN" audit --benchmark cis-5.0
+grep -E '^ *1\.[0-9]+ |pass|fail' "$WORK/cis.txt" | head -n 30
+
+step "6b. Findings into Security Hub (ASFF), where the security team triages"
+"$VENV_PY" - "$MOTO_URL" <<'PY'
+import sys, boto3
+boto3.client("securityhub", endpoint_url=sys.argv[1], region_name="us-east-1").enable_security_hub()
+PY
+note "Security Hub enabled in the emulated account; one finding per (check, resource), with"
+note "its CIS control in Compliance.RelatedRequirements; findings that went away are archived."
+IAM_WARDEN_EXPORT__SECURITYHUB__ENABLED=true run_to 1 "$WORK/audit-export.txt" "$WARDEN" audit --export
+"$VENV_PY" - "$MOTO_URL" <<'PY'
+import collections, sys, boto3
+hub = boto3.client("securityhub", endpoint_url=sys.argv[1], region_name="us-east-1")
+found = [f for page in hub.get_paginator("get_findings").paginate() for f in page["Findings"]
+         if f["GeneratorId"].startswith("iam-warden/")]
+by = collections.Counter(f["GeneratorId"].split("/", 1)[1] for f in found)
+print(f"{len(found)} iam-warden findings in Security Hub:")
+for check, n in sorted(by.items()):
+    print(f"  {n:3d}  {check}")
+if not found:
+    sys.exit("no findings reached Security Hub")
+PY
+
+step "6c. Before switching the policies on: what would they have denied? (impact --from)"
+note "A copy of the account's CloudTrail files (as a trail delivers them to S3, .json.gz) is"
+note "replayed against the MFA and source-IP policies as configured."
+TRAIL="$WORK/trail"
+mkdir -p "$TRAIL"
+"$VENV_PY" - "$TRAIL" <<'PY'
+import datetime, gzip, json, sys
+acct = "123456789012"
+now = datetime.datetime.now(datetime.timezone.utc)
+def rec(i, user, ip, action="DescribeInstances", source="ec2.amazonaws.com", console=None, vpce=None, invoked=None):
+    key = ("ASIA" if console is not None else "AKIA") + "DEMODEMODEMO%04d" % (i % 10000)
+    ident = {"type": "IAMUser", "userName": user, "accountId": acct,
+             "arn": f"arn:aws:iam::{acct}:user/{user}", "accessKeyId": key}
+    if console is not None:
+        ident["sessionContext"] = {"attributes": {"mfaAuthenticated": "true" if console else "false"}}
+    if invoked:
+        ident["invokedBy"] = invoked
+    r = {"eventVersion": "1.09", "eventTime": (now - datetime.timedelta(hours=i)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+         "eventSource": source, "eventName": action, "eventType": "AwsApiCall", "awsRegion": "us-east-1",
+         "sourceIPAddress": invoked or ip, "recipientAccountId": acct, "userIdentity": ident}
+    if vpce:
+        r["vpcEndpointId"] = vpce
+    return r
+records = []
+for i in range(6):   # a console user with MFA, from the office network: allowed
+    records.append(rec(i, "alice.nguyen@example.com", "192.0.2.15", console=True))
+for i in range(3):   # the same user from a hotel: outside allowed_cidrs
+    records.append(rec(10 + i, "alice.nguyen@example.com", "203.0.113.40", console=True))
+for i in range(4):   # a console user without MFA: denied by the MFA policy
+    records.append(rec(20 + i, "carol.diaz@example.com", "192.0.2.16", console=False))
+for i in range(5):   # a pipeline from a CI runner network nobody listed
+    records.append(rec(30 + i, "svc-ci-deployer", "198.51.100.%d" % (20 + i), "PutObject", "s3.amazonaws.com"))
+for i in range(3):   # through a VPC endpoint: no aws:SourceIp, the deny applies
+    records.append(rec(40 + i, "svc-metrics-exporter", "10.0.1.7", "PutMetricData", "monitoring.amazonaws.com", vpce="vpce-0a1b2c3d4e5f60718"))
+for i in range(2):   # AWS acting for the user: not judged by aws:SourceIp
+    records.append(rec(50 + i, "svc-log-shipper", "", "PutObject", "s3.amazonaws.com", invoked="cloudformation.amazonaws.com"))
+with gzip.open(f"{sys.argv[1]}/{acct}_CloudTrail_us-east-1_demo.json.gz", "wt") as f:
+    json.dump({"Records": records}, f)
+print(f"{len(records)} records written")
+PY
+expect 1 "$WARDEN" impact --from "$TRAIL" --suggest-networks
+
 step "7. Under pressure: drift, then one enforce pass while 30 % of IAM calls fail"
 note "Someone takes 8 users out of the baseline groups and detaches the MFA policy from its group."
 "$VENV_PY" - "$MOTO_URL" <<'PY'
