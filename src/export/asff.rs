@@ -189,7 +189,11 @@ pub fn finding(
         description: truncate(&f.description(), MAX_DESCRIPTION),
         resources,
         compliance: AsffCompliance {
-            status: "FAILED",
+            status: if f.cannot_check {
+                "NOT_AVAILABLE"
+            } else {
+                "FAILED"
+            },
             related_requirements: requirements,
         },
         workflow: AsffWorkflow { status: "NEW" },

@@ -84,6 +84,9 @@ pub struct ExportFinding {
     /// The user the finding is about, when it is about a user or one of its keys.
     pub user: Option<String>,
     pub user_arn: Option<String>,
+    /// The check could not be made (e.g. no root row in the credential report): not a
+    /// failure, not a pass (ASFF `NOT_AVAILABLE`, OCSF compliance `Unknown`).
+    pub cannot_check: bool,
 }
 
 impl ExportFinding {
@@ -133,7 +136,10 @@ pub fn collect<'a>(
                 resource_id: id,
                 user: user.as_ref().map(|(n, _)| n.to_string()),
                 user_arn: user.as_ref().map(|(_, a)| a.clone()),
+                cannot_check: true,
             });
+        // One real failure among the merged findings makes the whole one a failure.
+        e.cannot_check &= f.cannot_check;
         e.severity = e.severity.max(f.severity);
         if !e.reasons.contains(&f.reason) {
             e.reasons.push(f.reason.clone());

@@ -34,9 +34,15 @@ pub fn record(f: &ExportFinding, scope: &Scope, now: DateTime<Utc>, version: &st
     let a = asff::finding(f, scope, now, now);
     let (sev_id, sev) = severity_id(f.severity);
     let controls = f.check.cis_controls();
+    // OCSF compliance status_id: 0 Unknown, 1 Pass, 2 Warning, 3 Fail.
+    let (status_id, status) = if f.cannot_check {
+        (0, "Unknown")
+    } else {
+        (3, "Fail")
+    };
     let mut compliance = json!({
-        "status": "Fail",
-        "status_id": 3,
+        "status": status,
+        "status_id": status_id,
         "standards": [CIS_STANDARD],
         "requirements": controls,
     });

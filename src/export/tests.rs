@@ -146,6 +146,34 @@ fn findings_on_one_resource_merge_into_one() {
 }
 
 #[test]
+fn a_check_that_could_not_be_made_is_not_available_never_failed_or_passed() {
+    let root = "arn:aws:iam::123456789012:root";
+    let account = [Finding::cannot_check(Check::RootWithoutMfa, "no root row").with_resource(root)];
+    let got = collect(&scope(), &account, []);
+    assert_eq!(got.len(), 1, "{got:#?}");
+    assert!(got[0].cannot_check);
+    let a = serde_json::to_value(asff::finding(&got[0], &scope(), now(), now())).unwrap();
+    assert_eq!(a["Compliance"]["Status"], "NOT_AVAILABLE");
+    let o = ocsf::record(&got[0], &scope(), now(), "0.1.0");
+    assert_eq!(
+        (
+            o["compliance"]["status_id"].as_i64(),
+            o["compliance"]["status"].as_str()
+        ),
+        (Some(0), Some("Unknown"))
+    );
+    // Merged with a real failure on the same resource, it is a failure.
+    let both = [
+        Finding::cannot_check(Check::RootWithoutMfa, "no root row").with_resource(root),
+        Finding::new(Check::RootWithoutMfa, "root has no MFA").with_resource(root),
+    ];
+    let got = collect(&scope(), &both, []);
+    assert!(!got[0].cannot_check, "{got:#?}");
+    let a = serde_json::to_value(asff::finding(&got[0], &scope(), now(), now())).unwrap();
+    assert_eq!(a["Compliance"]["Status"], "FAILED");
+}
+
+#[test]
 fn asff_fields() {
     let v = verdict(
         "alice",
