@@ -38,7 +38,7 @@ mod labels;
 mod registry;
 
 pub use events::{
-    EventMalformed, NoticeRaised, NotificationDelivery, QuarantineEvent, ReconcileDone,
+    ChangeHeld, EventMalformed, NoticeRaised, NotificationDelivery, QuarantineEvent, ReconcileDone,
     RotationEvent, WriteEvent,
 };
 pub use gauge_histogram::GaugeHistogram;
