@@ -992,7 +992,8 @@ mod tests {
                 "server-certificate-expired",
                 "access-analyzer-disabled",
                 "no-identity-federation",
-                "cloudshell-full-access"
+                "cloudshell-full-access",
+                "baseline-would-deny"
             ]
         );
         assert_eq!(
