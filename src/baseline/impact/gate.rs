@@ -173,7 +173,16 @@ mod tests {
         );
         let only_mfa = tally(5, &[(Reason::NoMfa, 5)]);
         // (policy, preview, accepted) -> (holds, denied, calls, reason contains)
-        let cases: Vec<(BaselinePolicy, Preview, Option<&str>, bool, u64, u64, &str)> = vec![
+        type Case<'a> = (
+            BaselinePolicy,
+            Preview<'a>,
+            Option<&'a str>,
+            bool,
+            u64,
+            u64,
+            &'a str,
+        );
+        let cases: Vec<Case> = vec![
             (SourceIp, Preview::Calls(&quiet), None, false, 0, 0, ""),
             (Mfa, Preview::Calls(&quiet), None, false, 0, 0, ""),
             (SourceIp, Preview::Calls(&mixed), None, true, 3, 10, "3 of 10 calls of u in the last 24h would have been denied by P (outside-networks 2, ipv6 1)"),
