@@ -572,6 +572,23 @@ async fn preflight_gate_holds_a_user_whose_traffic_would_break() {
         f[0]
     );
     assert!(findings(&plan, "fine").is_empty() && findings(&plan, "quiet").is_empty());
+    let cfg = dir.path().join("impact.toml");
+    let o = spawn_warden(
+        &["--config", cfg.to_str().unwrap(), "plan"],
+        &acct,
+        dir.path(),
+        &acct.endpoint,
+        &[],
+        None,
+    )
+    .wait_with_output()
+    .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains("held by the pre-flight gate (safety.preview_window), not applied:\n  loud: add_user_to_group")
+            && text.contains("2 of 3 calls of loud"),
+        "{text}"
+    );
 
     // enforce --once: loud held, fine and quiet put under the policy.
     let (code, _, stderr) = impact_cli(
