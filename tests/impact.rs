@@ -503,3 +503,140 @@ async fn report_counts_what_the_users_did() {
         "{err}"
     );
 }
+
+/// The pre-flight gate (`safety.preview_window`): a user whose recent calls would be
+/// denied by the source-IP policy is held by `enforce --once` (not in the group, a journal
+/// line, a finding in `plan`); a quiet user and a user with only allowed calls are put
+/// under it; the held user goes through once tagged `iam-warden/accept-impact=true`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn preflight_gate_holds_a_user_whose_traffic_would_break() {
+    let rec = Recorder::start_with(shared_moto(), "0", &["--record-reads"]);
+    let acct = Account::new(shared_moto()).await;
+    for u in ["loud", "fine", "quiet"] {
+        acct.user_at(u, "/", &[("iam-warden/access", "programmatic")])
+            .await;
+    }
+    let (loud, fine) = (
+        Caller::new(&rec, &acct, "loud").await,
+        Caller::new(&rec, &acct, "fine").await,
+    );
+    const IP: &str = "x-test-source-ip";
+    loud.call(2, &[(IP, "198.51.100.7")]).await; // outside: denied
+    loud.call(1, &[(IP, "203.0.113.5")]).await; // allowed
+    fine.call(2, &[(IP, "203.0.113.9")]).await; // allowed only
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("impact.toml"),
+        format!(
+            "[baseline.source_ip_policy]\nenabled = true\nallowed_cidrs = [\"203.0.113.0/24\"]\n\
+             [safety]\npreview_window = \"1h\"\n\
+             [sources.cloudtrail]\nendpoint_url = \"{}\"\n",
+            rec.url
+        ),
+    )
+    .unwrap();
+    let group = Config::default().baseline.source_ip_policy.group;
+    let started = std::time::Instant::now();
+
+    // plan: the held change with its counts, and the finding.
+    let (code, plan, stderr) = impact_cli(&acct, dir.path(), &["plan", "--output", "json"]);
+    assert_eq!(code, 1, "{stderr}");
+    let held = plan["held"].as_array().unwrap();
+    assert_eq!(held.len(), 1, "{plan}");
+    assert_eq!(held[0]["user"], "loud");
+    assert_eq!(held[0]["policy"], "source-ip");
+    assert_eq!(
+        (held[0]["denied"].as_u64(), held[0]["calls"].as_u64()),
+        (Some(2), Some(3))
+    );
+    assert_eq!(held[0]["planned"]["action"], "add_user_to_group");
+    let findings = |v: &Value, user: &str| -> Vec<String> {
+        v["plan"]["users"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|u| u["verdict"]["user"] == user)
+            .flat_map(|u| u["verdict"]["findings"].as_array().unwrap().clone())
+            .filter(|f| f["check"] == "baseline-would-deny")
+            .map(|f| f["reason"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let f = findings(&plan, "loud");
+    assert_eq!(f.len(), 1, "{plan}");
+    assert!(
+        f[0].contains("2 of 3 calls of loud in the last 1h")
+            && f[0].contains("outside-networks 2")
+            && f[0].contains("iam-warden/accept-impact=true"),
+        "{}",
+        f[0]
+    );
+    assert!(findings(&plan, "fine").is_empty() && findings(&plan, "quiet").is_empty());
+    let cfg = dir.path().join("impact.toml");
+    let o = spawn_warden(
+        &["--config", cfg.to_str().unwrap(), "plan"],
+        &acct,
+        dir.path(),
+        &acct.endpoint,
+        &[],
+        None,
+    )
+    .wait_with_output()
+    .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains("held by the pre-flight gate (safety.preview_window), not applied:\n  loud: add_user_to_group")
+            && text.contains("2 of 3 calls of loud"),
+        "{text}"
+    );
+
+    // enforce --once: loud held, fine and quiet put under the policy.
+    let (code, _, stderr) = impact_cli(
+        &acct,
+        dir.path(),
+        &["enforce", "--once", "--output", "json"],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let groups_of = |user: &'static str| {
+        let iam = acct.iam.clone();
+        async move {
+            iam.list_groups_for_user()
+                .user_name(user)
+                .send()
+                .await
+                .unwrap()
+                .groups()
+                .iter()
+                .map(|g| g.group_name().to_string())
+                .collect::<Vec<_>>()
+        }
+    };
+    assert!(!groups_of("loud").await.contains(&group));
+    assert!(groups_of("fine").await.contains(&group));
+    assert!(groups_of("quiet").await.contains(&group));
+    let journal = std::fs::read_to_string(dir.path().join("journal.jsonl")).unwrap();
+    let lines: Vec<Value> = journal
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|e: &Value| e["user"] == "loud" && e["action"] == "add_user_to_group")
+        .collect();
+    assert_eq!(lines.len(), 1, "{journal}");
+    assert_eq!(lines[0]["outcome"], "skipped");
+    let why = lines[0]["error"].as_str().unwrap();
+    assert!(
+        why.contains("2 of 3 calls") && why.contains("accept-impact"),
+        "{why}"
+    );
+
+    // Accepted by the tag: the next pass puts loud under the policy.
+    acct.tag("loud", "iam-warden/accept-impact", "true").await;
+    let (code, report, stderr) = impact_cli(
+        &acct,
+        dir.path(),
+        &["enforce", "--once", "--output", "json"],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(report["held"], json!([]), "{report}");
+    assert!(groups_of("loud").await.contains(&group));
+    assert!(started.elapsed().as_secs() < 20);
+}

@@ -25,6 +25,9 @@ pub struct EnforceReport {
     /// Outcomes, in the order applied (empty for `plan`; when the breaker blocks, the
     /// users who would lose access have none).
     pub results: Vec<crate::apply::ActionResult>,
+    /// Changes the pre-flight gate (`safety.preview_window`) held: not in `plan`, not
+    /// applied (journaled as skipped by `enforce`).
+    pub held: Vec<crate::app::preflight::HeldChange>,
     pub aws_calls: u64,
     pub aws_write_calls: u64,
 }
@@ -43,7 +46,7 @@ impl EnforceReport {
         if self.breaker.blocks() {
             3
         } else if self.command == "plan" || self.mode == crate::config::Mode::DryRun {
-            u8::from(!self.plan.is_empty())
+            u8::from(!self.plan.is_empty() || !self.held.is_empty())
         } else {
             u8::from(self.failed() > 0)
         }
@@ -134,6 +137,22 @@ impl EnforceReport {
                 line(&mut out, pa, held);
             }
         }
+        if !self.held.is_empty() {
+            let _ = writeln!(
+                out,
+                "\nheld by the pre-flight gate (safety.preview_window), not applied:"
+            );
+            for h in &self.held {
+                let _ = writeln!(
+                    out,
+                    "  {}: {} {}: {}",
+                    h.user,
+                    h.planned.action.name(),
+                    h.planned.action.target(),
+                    h.reason
+                );
+            }
+        }
         let quota: Vec<_> = self
             .plan
             .users
@@ -213,7 +232,9 @@ pub async fn enforce(
     } else {
         inventory::read_account(clients).await?
     };
-    let plan = crate::baseline::plan::plan_account(&snap, cfg, now)?;
+    let mut plan = crate::baseline::plan::plan_account(&snap, cfg, now)?;
+    // The pre-flight gate (opt-in) takes the held changes out before the breaker counts.
+    let held = crate::app::preflight::gate_plan(cfg, clients, &snap, &mut plan, now, None).await?;
     let breaker = Breaker::evaluate(
         plan.users_losing_access(),
         plan.users_changed(),
@@ -261,6 +282,21 @@ pub async fn enforce(
         .collect()
         .await;
         results.extend(per_user.into_iter().flatten());
+        for h in &held {
+            let outcome = crate::apply::Outcome::Skipped(h.reason.clone());
+            let pa = &h.planned;
+            applier.record(
+                pa.action.name(),
+                pa.action.user(),
+                &pa.action.target(),
+                &pa.reason,
+                &outcome,
+            );
+            results.push(crate::apply::ActionResult {
+                planned: pa.clone(),
+                outcome,
+            });
+        }
         // The last notices are delivered before the command exits (bounded).
         let drain = crate::notify::Channels::worst_case(&cfg.notifications);
         notifier.shutdown(tokio::time::Instant::now() + drain).await;
@@ -274,6 +310,7 @@ pub async fn enforce(
         breaker,
         plan,
         results,
+        held,
         aws_calls: clients.calls.total() - calls0,
         aws_write_calls: clients.calls.writes() - writes0,
     })

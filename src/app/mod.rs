@@ -7,6 +7,7 @@ pub mod audit;
 pub mod daemon;
 pub mod enforce;
 pub mod impact;
+pub mod preflight;
 
 pub use audit::{audit, audit_with, AuditReport};
 pub use enforce::{enforce, reactivate, Breaker, EnforceOptions, EnforceReport};

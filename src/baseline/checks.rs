@@ -54,10 +54,14 @@ pub enum Check {
     /// CIS 1.21: AWSCloudShellFullAccess attached to a user, group or role.
     #[serde(rename = "cloudshell-full-access")]
     CloudShellFullAccess,
+    /// Not a CIS check: the pre-flight gate (`safety.preview_window`) held putting the
+    /// user under the MFA or source-IP policy, because calls of the user in the window
+    /// would have been denied.
+    BaselineWouldDeny,
 }
 
 impl Check {
-    pub const ALL: [Check; 24] = [
+    pub const ALL: [Check; 25] = [
         Check::ConsoleWithoutMfa,
         Check::MfaPolicyMissing,
         Check::SourceIpPolicyMissing,
@@ -82,6 +86,7 @@ impl Check {
         Check::AccessAnalyzerDisabled,
         Check::NoIdentityFederation,
         Check::CloudShellFullAccess,
+        Check::BaselineWouldDeny,
     ];
 
     /// The checks whose findings are about the account, not a user
@@ -130,6 +135,7 @@ impl Check {
             Check::AccessAnalyzerDisabled => "access-analyzer-disabled",
             Check::NoIdentityFederation => "no-identity-federation",
             Check::CloudShellFullAccess => "cloudshell-full-access",
+            Check::BaselineWouldDeny => "baseline-would-deny",
         }
     }
 
@@ -160,7 +166,8 @@ impl Check {
             | Check::ConsoleOnProgrammaticUser
             | Check::KeysOnConsoleUser
             | Check::QuotaReached
-            | Check::RotationStuck => &[],
+            | Check::RotationStuck
+            | Check::BaselineWouldDeny => &[],
         }
     }
 
@@ -174,7 +181,8 @@ impl Check {
             | Check::KeyTooOld
             | Check::ConsoleOnProgrammaticUser
             | Check::RootVirtualMfa
-            | Check::RootUsed => Severity::High,
+            | Check::RootUsed
+            | Check::BaselineWouldDeny => Severity::High,
             Check::UserPolicyAttached
             | Check::KeyFromInitialSetup
             | Check::ServerCertificateExpired
@@ -984,7 +992,8 @@ mod tests {
                 "server-certificate-expired",
                 "access-analyzer-disabled",
                 "no-identity-federation",
-                "cloudshell-full-access"
+                "cloudshell-full-access",
+                "baseline-would-deny"
             ]
         );
         assert_eq!(

@@ -26,8 +26,8 @@ pub use export::{Export, SecurityHubExport};
 pub use lifecycle::{Delivery, Notifications, Rotation};
 pub use secs::Secs;
 pub use tags::{
-    ACCESS_TAG, EXEMPT_TAG, INACTIVE_SINCE_TAG_PREFIX, OWNER_TAG, PASSWORD_RESET_TAG,
-    ROTATION_TAG_PREFIX,
+    ACCEPT_IMPACT_TAG, ACCESS_TAG, EXEMPT_TAG, INACTIVE_SINCE_TAG_PREFIX, OWNER_TAG,
+    PASSWORD_RESET_TAG, ROTATION_TAG_PREFIX,
 };
 pub use validate::{delivery_name, valid_iam_name};
 
@@ -317,6 +317,14 @@ pub struct Safety {
     /// A user created less than this long ago (by its CreateDate) is brought onto the
     /// baseline without counting toward the breaker.
     pub new_user_grace: Secs,
+    /// The pre-flight gate (opt-in; unset = off): before a user is first put under the
+    /// MFA or source-IP policy, its CloudTrail calls of this window are judged against
+    /// the policy; if any would have been denied, the change is held.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub preview_window: Option<Secs>,
+    /// Users whose held changes go through anyway (as the user tag
+    /// `iam-warden/accept-impact=true` does).
+    pub accept_impact_users: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -511,6 +519,8 @@ impl Default for Safety {
             max_users_changed_percent: 10.0,
             confirm_large_change: false,
             new_user_grace: Secs::from_secs(3600),
+            preview_window: None,
+            accept_impact_users: Vec::new(),
         }
     }
 }

@@ -25,3 +25,8 @@ pub const OWNER_TAG: &str = "iam-warden/owner";
 /// password whose last change is the one recorded is not reset again; a newer password
 /// that grows too old is.
 pub const PASSWORD_RESET_TAG: &str = "iam-warden/password-reset";
+
+/// The user tag that lets a change held by the pre-flight gate (`safety.preview_window`)
+/// through when its value is `true`: the operator accepts that the user's recent calls
+/// would have been denied.
+pub const ACCEPT_IMPACT_TAG: &str = "iam-warden/accept-impact";

@@ -231,6 +231,7 @@ fn example_config_file_is_valid_and_lists_every_key() {
         "notifications.webhook_url",
         "notifications.webhook_secret_file",
         "notifications.sns_topic_arn",
+        "safety.preview_window",
     ];
     let missing: Vec<_> = want.iter().filter(|k| !have.contains(k)).collect();
     assert!(
@@ -386,5 +387,30 @@ fn securityhub_region_must_look_like_a_region() {
         "[export.securityhub]\nregion = \"eu-central-2\"\n",
     ] {
         assert!(Config::from_toml_str(toml).is_ok(), "{toml}");
+    }
+}
+
+#[test]
+fn preview_window_is_off_by_default_and_bounded() {
+    let mut cfg = Config::default();
+    assert_eq!(cfg.safety.preview_window, None);
+    for (window, ok) in [
+        (0, false),
+        (1, true),
+        (86_400, true),
+        (90 * 86_400, true),
+        (90 * 86_400 + 1, false),
+    ] {
+        cfg.safety.preview_window = Some(Secs::from_secs(window));
+        let r = cfg.validate();
+        assert_eq!(r.is_ok(), ok, "{window}: {r:?}");
+        if let Err(e) = r {
+            let e = e.to_string();
+            assert!(
+                e.contains("safety.preview_window") && e.contains("90d"),
+                "{e}"
+            );
+            assert_eq!(e.lines().count(), 1, "{e}");
+        }
     }
 }

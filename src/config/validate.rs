@@ -183,6 +183,14 @@ fn safety_ranges(s: &Safety, errs: &mut Problems) {
         0,
         1_000_000,
     );
+    if let Some(w) = s.preview_window {
+        let secs = w.0.as_secs();
+        if secs == 0 || secs > 90 * 86_400 {
+            errs.push(format!(
+                "safety.preview_window = \"{w}\" is out of range; allowed more than 0 up to 90d (CloudTrail keeps 90 days of event history), e.g. \"24h\"; leave it unset to turn the gate off"
+            ));
+        }
+    }
 }
 
 /// The token-bucket rates and their floor: finite, positive, bounded.

@@ -321,6 +321,41 @@ impl WriteEvent<'_> {
     }
 }
 
+/// The pre-flight gate held a change that would first put `user` under `policy`: counted
+/// in `iam_warden_baseline_changes_held_total{policy}` and logged at warn (the user name
+/// and the counts go to the log line only).
+#[derive(Debug, Clone, Copy)]
+pub struct ChangeHeld<'a> {
+    pub policy: crate::baseline::policies::BaselinePolicy,
+    pub user: &'a str,
+    pub denied: u64,
+    pub calls: u64,
+    /// One line: the counts, the policy, how to accept.
+    pub reason: &'a str,
+}
+
+impl ChangeHeld<'_> {
+    pub fn emit(&self, metrics: Option<&Metrics>) {
+        let policy = match self.policy {
+            crate::baseline::policies::BaselinePolicy::Mfa => "mfa",
+            crate::baseline::policies::BaselinePolicy::SourceIp => "source-ip",
+        };
+        if let Some(m) = metrics {
+            m.baseline_changes_held_total
+                .with_label_values(&[policy])
+                .inc();
+        }
+        tracing::warn!(
+            policy,
+            user = self.user,
+            denied = self.denied,
+            calls = self.calls,
+            reason = self.reason,
+            "baseline change held by the pre-flight gate"
+        );
+    }
+}
+
 /// What became of one report of an exposed access key: counted in
 /// `iam_warden_quarantines_total{outcome}` and logged once (a key that is left active, for
 /// whatever reason, at warn: it is a finding a person must act on).

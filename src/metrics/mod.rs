@@ -40,7 +40,7 @@ mod labels;
 mod registry;
 
 pub use events::{
-    EventMalformed, NoticeRaised, NotificationDelivery, QuarantineEvent, ReconcileDone,
+    ChangeHeld, EventMalformed, NoticeRaised, NotificationDelivery, QuarantineEvent, ReconcileDone,
     RotationEvent, SecurityHubExported, WriteEvent,
 };
 pub use gauge_histogram::GaugeHistogram;

@@ -96,6 +96,8 @@ pub struct Metrics {
     pub securityhub_exports_total: IntCounterVec,
     /// `iam_warden_quarantines_total{outcome}`: reports of exposed access keys.
     pub quarantines_total: IntCounterVec,
+    /// `iam_warden_baseline_changes_held_total{policy}`: changes the pre-flight gate held.
+    pub baseline_changes_held_total: IntCounterVec,
     /// `iam_warden_access_keys{phase}`: keys of managed users at the last resync.
     pub access_keys: IntGaugeVec,
     /// `iam_warden_access_key_age_seconds`: the age distribution of the active keys at the
@@ -364,6 +366,12 @@ impl Metrics {
                 "Reports of exposed access keys (AWS Health events, AWS quarantine policies), by what became of them.",
                 &["outcome"],
             )?,
+            baseline_changes_held_total: counter_vec(
+                &r,
+                "iam_warden_baseline_changes_held_total",
+                "Changes that would first put a user under a baseline policy, held by the pre-flight gate (safety.preview_window) because the user's recent calls would have been denied or could not be read, by policy (mfa, source-ip).",
+                &["policy"],
+            )?,
             access_keys: gauge_vec(
                 &r,
                 "iam_warden_access_keys",
@@ -440,6 +448,9 @@ impl Metrics {
         for c in Check::ACCOUNT {
             self.account_check_failing.with_label_values(&[c.id()]);
             self.account_check_cannot_check.with_label_values(&[c.id()]);
+        }
+        for p in ["mfa", "source-ip"] {
+            self.baseline_changes_held_total.with_label_values(&[p]);
         }
         for o in QuarantineOutcome::ALL {
             self.quarantines_total.with_label_values(&[o.as_str()]);

@@ -41,6 +41,7 @@ const NAMES: &[&str] = &[
     "iam_warden_notifications_total",
     "iam_warden_securityhub_exports_total",
     "iam_warden_quarantines_total",
+    "iam_warden_baseline_changes_held_total",
     "iam_warden_access_keys",
     "iam_warden_access_key_age_seconds",
     "iam_warden_oldest_access_key_age_seconds",

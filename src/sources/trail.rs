@@ -180,20 +180,56 @@ pub struct LookupStats {
 
 /// Read the account's management events from `start` to `end` (newest first), at most
 /// [`LOOKUP_REQUESTS_PER_SECOND`], calling `each` for every record and `progress` after
-/// every page.
+/// every page. `username`: only the events of that user (the lookup attribute `Username`).
 pub async fn replay_lookup(
     client: &aws_sdk_cloudtrail::Client,
+    username: Option<&str>,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+    each: impl FnMut(&Record),
+    progress: impl FnMut(&LookupProgress),
+) -> Result<LookupStats> {
+    let mut tick = lookup_pacer();
+    replay_lookup_paced(client, &mut tick, username, start, end, each, progress).await
+}
+
+/// A pacer for `LookupEvents` at [`LOOKUP_REQUESTS_PER_SECOND`]; share one between
+/// several [`replay_lookup_paced`] calls so that together they stay within the limit.
+pub fn lookup_pacer() -> tokio::time::Interval {
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / LOOKUP_REQUESTS_PER_SECOND));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick
+}
+
+/// [`replay_lookup`] with the caller's pacer.
+pub async fn replay_lookup_paced(
+    client: &aws_sdk_cloudtrail::Client,
+    tick: &mut tokio::time::Interval,
+    username: Option<&str>,
     start: DateTime<Utc>,
     end: DateTime<Utc>,
     mut each: impl FnMut(&Record),
     mut progress: impl FnMut(&LookupProgress),
 ) -> Result<LookupStats> {
     let began = Instant::now();
-    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / LOOKUP_REQUESTS_PER_SECOND));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut stats = LookupStats::default();
     let mut token: Option<String> = None;
     let window = (end - start).num_milliseconds().max(1) as f64;
+    let attribute = username.map(|u| {
+        aws_sdk_cloudtrail::types::LookupAttribute::builder()
+            .attribute_key(aws_sdk_cloudtrail::types::LookupAttributeKey::Username)
+            .attribute_value(u)
+            .build()
+    });
+    let attribute = match attribute {
+        Some(Ok(a)) => Some(a),
+        Some(Err(e)) => {
+            return Err(Error::Other(format!(
+                "cannot build the LookupEvents Username attribute: {e}"
+            )))
+        }
+        None => None,
+    };
     loop {
         tick.tick().await;
         let out = client
@@ -201,6 +237,7 @@ pub async fn replay_lookup(
             .start_time(AwsDateTime::from_millis(start.timestamp_millis()))
             .end_time(AwsDateTime::from_millis(end.timestamp_millis()))
             .max_results(PAGE_SIZE)
+            .set_lookup_attributes(attribute.clone().map(|a| vec![a]))
             .set_next_token(token.take())
             .send()
             .await

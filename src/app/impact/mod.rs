@@ -145,6 +145,7 @@ pub async fn impact(cfg: &Config, clients: &Clients, opts: &ImpactOptions) -> Re
             let mut show = Progress::new();
             let stats = replay_lookup(
                 &clients.cloudtrail,
+                None,
                 start,
                 opts.now,
                 |r| tally.add(&evaluate(r, &users, &rules)),
