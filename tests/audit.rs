@@ -1,6 +1,6 @@
 //! `iam-warden audit` against a real moto server with the real aws-sdk clients.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::process::Command;

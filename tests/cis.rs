@@ -9,7 +9,7 @@
 //! "cannot check"), an ACTIVE Access Analyzer (moto has no Access Analyzer: "cannot
 //! check"), a policy document that is not JSON (moto refuses it).
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::process::Command;

@@ -2,7 +2,7 @@
 //! `enforce --at` and its test-only replacement, the modes of the files it creates, and
 //! `audit --output ocsf` / `audit --export` (Security Hub on moto).
 
-mod support;
+use crate::support;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;

@@ -13,7 +13,7 @@
 //! reference measured alone. `WARDEN_CRASH_SEEDS` (default 20) sets the number of kill
 //! seeds per mode; `WARDEN_CRASH_PARALLEL` (default 4) how many of them run at once.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 use std::process::Child;

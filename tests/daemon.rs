@@ -1,7 +1,7 @@
 //! End-to-end: the `iam-warden run` process against moto, with the CloudTrail recorder in
 //! front of it (LookupEvents) and a moto SQS queue (EventBridge path).
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 use std::process::Command;
@@ -33,7 +33,13 @@ async fn session(acct: &Account, name: &str) -> Credentials {
     )
 }
 
-impl Daemon {
+/// How this file's tests start the daemon (a trait, not an inherent method: other test
+/// modules of the binary start it their own way).
+trait Start {
+    fn start(creds: &Credentials, moto: &str, env: &[(&str, String)]) -> Daemon;
+}
+
+impl Start for Daemon {
     fn start(creds: &Credentials, moto: &str, env: &[(&str, String)]) -> Daemon {
         let mut cmd = Command::new(bin());
         cmd.arg("run")

@@ -1,6 +1,6 @@
 //! `plan` / `enforce --once` against a real moto server with the real aws-sdk clients.
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -2,7 +2,7 @@
 //! answers of applied writes, cut and foreign answers, hangs) against a real moto server
 //! with the real aws-sdk clients.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -3,7 +3,7 @@
 //! as users from chosen addresses, with and without MFA, through a VPC endpoint, invoked by
 //! a service, over IPv6. The report's numbers must be the ones the test made.
 
-mod support;
+use crate::support;
 
 use std::collections::HashMap;
 use std::io::Write as _;

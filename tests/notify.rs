@@ -3,7 +3,7 @@
 //! SNS on moto (a topic with an SQS subscription, a missing topic), and the CLI's handling
 //! of the signing-key file.
 
-mod support;
+use crate::support;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -666,9 +666,14 @@ async fn a_missing_topic_fails_at_once_with_the_fix() {
     let logs = capture_logs();
     // A topic nobody created.
     let topic = "arn:aws:sns:us-east-1:123456789012:iam-warden-no-such-topic".to_string();
-    let s = setup(None, Some(topic.clone()), |_| {}).await;
+    // A generous timeout: the point is that the NotFound answer is not retried, and on a
+    // busy machine the first call of a fresh client may take longer than the default 1 s.
+    let s = setup(None, Some(topic.clone()), |n| {
+        n.timeout = Secs::from_secs(20)
+    })
+    .await;
     s.notify("gina", NoticeEvent::KeyRotated);
-    s.wait_count("sns", "failed", 1, Duration::from_secs(10))
+    s.wait_count("sns", "failed", 1, Duration::from_secs(60))
         .await;
     let e = s
         .journal()

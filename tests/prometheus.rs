@@ -7,7 +7,7 @@
 //! Tools: `prometheus` (Debian package `prometheus`, which `make test` installs through
 //! `scripts/setup.sh`). A missing binary FAILS the test; it is never skipped.
 
-mod support;
+use crate::support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};

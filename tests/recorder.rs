@@ -1,7 +1,7 @@
 //! `cloudtrail-recorder` (src/bin/cloudtrail-recorder/) against a real moto server, driven
 //! by the real aws-sdk-iam / aws-sdk-cloudtrail clients.
 
-mod support;
+use crate::support;
 
 use std::collections::{BTreeSet, HashSet};
 use std::path::PathBuf;

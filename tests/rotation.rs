@@ -6,7 +6,7 @@
 //! Crashes are injected with the test-only `IAM_WARDEN_TEST_CRASH_AFTER=<step>`, which
 //! aborts the process right after that step's AWS call succeeded.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

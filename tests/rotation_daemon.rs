@@ -14,7 +14,7 @@
 //!   topic (an SQS queue subscribed to it: message attributes `user` and `event`).
 //! - Logs, journal, /metrics, webhook bodies and SNS messages never contain a secret.
 
-mod support;
+use crate::support;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -110,7 +110,13 @@ impl Received {
 
 // ---- the daemon ----
 
-impl Daemon {
+/// How this file's tests start the daemon (a trait, not an inherent method: other test
+/// modules of the binary start it their own way).
+trait Start {
+    fn start(env: &[(String, String)], clock: Option<DateTime<Utc>>) -> Daemon;
+}
+
+impl Start for Daemon {
     fn start(env: &[(String, String)], clock: Option<DateTime<Utc>>) -> Daemon {
         let mut cmd = Command::new(bin());
         cmd.arg("run")
@@ -123,10 +129,6 @@ impl Daemon {
             cmd.env("IAM_WARDEN_TEST_CLOCK", at.to_rfc3339());
         }
         Daemon::spawn(cmd)
-    }
-
-    async fn metrics(&self) -> String {
-        self.get("/metrics").await.1
     }
 }
 

@@ -3,7 +3,7 @@
 //! the error when Security Hub is not enabled, batches of 100 and the calls they take, and
 //! the daemon's exports (after a user's reconcile; a failed export counted and logged).
 
-mod support;
+use crate::support;
 
 use chrono::Utc;
 use iam_warden::baseline::checks::{Check, ClassSource, Finding, UserVerdict};

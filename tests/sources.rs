@@ -2,7 +2,7 @@
 //! real moto server and the `cloudtrail-recorder` proxy. Each test uses its own account; the
 //! test plays the worker (lease, starting, finished, done) so that no reconcile logic runs.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -12,7 +12,8 @@ use super::eventually;
 
 const DEADLINE: Duration = Duration::from_secs(60);
 
-/// A running daemon. Each test binary adds its own `start` (its environment).
+/// A running daemon. Each test module adds its own `start` (its environment) through a
+/// trait of its own.
 pub struct Daemon {
     pub child: Child,
     addr: Arc<Mutex<Option<String>>>,
@@ -68,6 +69,11 @@ impl Daemon {
             async move { (http_get(&addr, "/readyz").0 == 200).then_some(()) }
         })
         .await;
+    }
+
+    /// The whole /metrics exposition.
+    pub async fn metrics(&self) -> String {
+        self.get("/metrics").await.1
     }
 
     /// The value of the first /metrics line starting with `needle` (0 when absent).

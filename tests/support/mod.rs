@@ -173,7 +173,7 @@ impl Drop for Moto {
     }
 }
 
-/// One moto server shared by all tests of this test binary.
+/// One moto server shared by all tests of the integration test binary.
 pub fn shared_moto() -> &'static Moto {
     static MOTO: OnceLock<Moto> = OnceLock::new();
     MOTO.get_or_init(|| Moto::start(false))
