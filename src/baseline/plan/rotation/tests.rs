@@ -49,6 +49,23 @@ struct Case {
     next_due: Option<chrono::DateTime<chrono::Utc>>,
 }
 
+/// Run each case and check its actions, findings (`dedup`: each check once) and next due.
+fn assert_cases(cases: Vec<Case>, dedup: bool) {
+    for c in cases {
+        let p = run(&c.user, &c.cfg);
+        assert_eq!(names(&p), c.actions, "{}: {:#?}", c.name, p.actions);
+        let mut got = checks(&p);
+        got.sort_unstable();
+        if dedup {
+            got.dedup();
+        }
+        let mut want = c.findings.clone();
+        want.sort_unstable();
+        assert_eq!(got, want, "{}: {:#?}", c.name, p.verdict.findings);
+        assert_eq!(p.next_due, c.next_due, "{}", c.name);
+    }
+}
+
 #[test]
 fn lifecycle_table() {
     let d = cfg(); // max 90, warn 14, quiet 1 d, grace 14, recovery 7, unused 45
@@ -419,16 +436,7 @@ fn lifecycle_table() {
             next_due: None,
         },
     ];
-    for c in cases {
-        let p = run(&c.user, &c.cfg);
-        assert_eq!(names(&p), c.actions, "{}: {:#?}", c.name, p.actions);
-        let mut got = checks(&p);
-        got.sort_unstable();
-        let mut want = c.findings.clone();
-        want.sort_unstable();
-        assert_eq!(got, want, "{}: {:#?}", c.name, p.verdict.findings);
-        assert_eq!(p.next_due, c.next_due, "{}", c.name);
-    }
+    assert_cases(cases, false);
 }
 
 #[test]
@@ -496,6 +504,7 @@ fn report_keys_match_tags_by_creation_time() {
                 created: Some(created),
                 new_key: Some(NEW.into()),
                 wall: None,
+                failed: None,
             }
             .value(),
         )
@@ -538,6 +547,7 @@ fn tags_round_trip_and_reject_nonsense() {
         created: Some(days_ago(90)),
         new_key: Some(NEW.into()),
         wall: None,
+        failed: None,
     };
     let v = t.value();
     assert!(v.len() <= 256);
@@ -736,6 +746,7 @@ fn tag_at(
         created: None,
         new_key: new.map(str::to_string),
         wall,
+        failed: None,
     };
     (RotationTag::tag_key(OLD), t.value())
 }
@@ -890,17 +901,7 @@ fn quarantined_keys_and_the_orphan_window() {
             next_due: Some(days_ago(0) + Duration::days(76)),
         },
     ];
-    for c in cases {
-        let p = run(&c.user, &c.cfg);
-        assert_eq!(names(&p), c.actions, "{}: {:#?}", c.name, p.actions);
-        let mut got = checks(&p);
-        got.sort_unstable();
-        got.dedup();
-        let mut want = c.findings.clone();
-        want.sort_unstable();
-        assert_eq!(got, want, "{}: {:#?}", c.name, p.verdict.findings);
-        assert_eq!(p.next_due, c.next_due, "{}", c.name);
-    }
+    assert_cases(cases, true);
 }
 
 #[test]
@@ -975,4 +976,180 @@ fn a_quarantined_key_of_a_report_user_is_matched_by_its_create_date() {
         }
         other => panic!("{other:?}"),
     }
+}
+
+/// The rotation tag of `OLD` whose new key could not be stored `failed_h` hours ago.
+fn failed_tag(
+    phase: Phase,
+    since: chrono::DateTime<chrono::Utc>,
+    failed_h: i64,
+) -> (String, String) {
+    let t = RotationTag {
+        key_id: OLD.into(),
+        phase,
+        since,
+        created: None,
+        new_key: None,
+        wall: None,
+        failed: Some(hours_ago(failed_h)),
+    };
+    (RotationTag::tag_key(OLD), t.value())
+}
+
+#[test]
+fn a_store_that_failed_waits_for_its_retry() {
+    let d = cfg(); // recovery 7, store retry 1 d
+    let none = {
+        let mut c = cfg();
+        c.rotation.delivery = Delivery::None;
+        c
+    };
+    let q = Phase::Quarantined;
+    let exposed = || inactive(key(OLD, 10, Some(0)));
+    let cases = vec![
+        Case {
+            name: "quarantined, its replacement's store failed 2 h ago: no new key, a finding",
+            user: with_tag(user("u"), failed_tag(q, hours_ago(3), 2))
+                .keys(&[exposed()])
+                .build(),
+            cfg: d.clone(),
+            actions: vec![],
+            findings: vec!["rotation-stuck"],
+            next_due: Some(hours_ago(2) + STORE_RETRY),
+        },
+        Case {
+            name: "quarantined, the store failed over a day ago: replaced again",
+            user: with_tag(user("u"), failed_tag(q, hours_ago(30), 25))
+                .keys(&[exposed()])
+                .build(),
+            cfg: d.clone(),
+            actions: vec!["rotate_access_key"],
+            findings: vec![],
+            next_due: Some(hours_ago(30) + Duration::days(7)),
+        },
+        Case {
+            name: "quarantined, the store failed, delivery now none: the user must make a key",
+            user: with_tag(user("u"), failed_tag(q, hours_ago(3), 2))
+                .keys(&[exposed()])
+                .build(),
+            cfg: none.clone(),
+            actions: vec![],
+            findings: vec!["rotation-stuck"],
+            next_due: Some(hours_ago(3) + Duration::days(7)),
+        },
+        Case {
+            name: "quarantined, the store failed, past the recovery window: deleted",
+            user: with_tag(user("u"), failed_tag(q, days_ago(8), 2))
+                .keys(&[exposed()])
+                .build(),
+            cfg: d.clone(),
+            actions: vec!["delete_rotated_key"],
+            findings: vec![],
+            next_due: None,
+        },
+        Case {
+            name: "quarantined, the store failed, active again: never reactivated, a finding",
+            user: with_tag(user("u"), failed_tag(q, hours_ago(3), 2))
+                .keys(&[key(OLD, 10, Some(0))])
+                .build(),
+            cfg: d.clone(),
+            actions: vec![],
+            findings: vec!["rotation-stuck"],
+            next_due: None,
+        },
+        Case {
+            name: "stuck since 3 days, the store failed again 2 h ago: the failure counts",
+            user: with_tag(user("u"), failed_tag(Phase::Stuck, days_ago(3), 2))
+                .keys(&[key(OLD, 93, Some(1))])
+                .build(),
+            cfg: d.clone(),
+            actions: vec![],
+            findings: vec!["key-too-old", "rotation-stuck"],
+            next_due: Some(hours_ago(2) + STORE_RETRY),
+        },
+        Case {
+            name: "stuck, the store failed 25 h ago: rotated again",
+            user: with_tag(user("u"), failed_tag(Phase::Stuck, hours_ago(25), 25))
+                .keys(&[key(OLD, 93, Some(1))])
+                .build(),
+            cfg: d.clone(),
+            actions: vec!["rotate_access_key"],
+            findings: vec!["key-too-old"],
+            next_due: None,
+        },
+    ];
+    assert_cases(cases, true);
+}
+
+#[test]
+fn a_failed_store_finding_names_the_key_the_store_and_the_fix() {
+    let u = with_tag(user("app"), failed_tag(Phase::Quarantined, hours_ago(3), 2))
+        .keys(&[inactive(key(OLD, 10, Some(0)))])
+        .build();
+    let p = run(&u, &cfg());
+    let f = p
+        .verdict
+        .findings
+        .iter()
+        .find(|f| f.check.id() == "rotation-stuck")
+        .expect("a rotation-stuck finding");
+    assert_eq!(f.key_id.as_deref(), Some(OLD));
+    let retry = (hours_ago(2) + STORE_RETRY)
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
+    for want in [
+        "the replacement of the quarantined",
+        OLD,
+        "secretsmanager iam-warden/app/access-key",
+        "stays inactive and quarantined",
+        retry.as_str(),
+        "rotation.kms_key_id",
+    ] {
+        assert!(f.reason.contains(want), "{want:?} in {}", f.reason);
+    }
+    assert!(!f.reason.contains('\n'), "one line: {}", f.reason);
+}
+
+#[test]
+fn a_failed_store_is_recorded_in_the_tag() {
+    let key = RotationTag::tag_key(OLD);
+    let q = RotationTag::parse(&key, &failed_tag(Phase::Quarantined, days_ago(1), 2).1)
+        .unwrap()
+        .unwrap();
+    assert_eq!(q.phase, Phase::Quarantined);
+    assert!(
+        !q.quarantine_replacing(),
+        "a failed replacement is not in progress"
+    );
+    assert!(crate::apply::is_quarantine_tag(&q.value()));
+    assert_eq!(RotationTag::parse(&key, &q.value()), Some(Ok(q.clone())));
+    let table = [
+        ("phase=quarantined since=2026-12-01T00:00:00Z", None),
+        (
+            "phase=quarantined since=2026-12-01T00:00:00Z failed=2026-12-02T00:00:00Z",
+            Some("2026-12-02T00:00:00Z"),
+        ),
+        (
+            "phase=quarantined since=2026-12-01T00:00:00Z new=AKIANEW000000000002 failed=2026-12-02T00:00:00Z",
+            None,
+        ),
+        // A stuck tag written before failed= existed: the failure is its since.
+        ("phase=stuck since=2026-12-01T00:00:00Z", Some("2026-12-01T00:00:00Z")),
+        (
+            "phase=stuck since=2026-12-01T00:00:00Z failed=2026-12-03T00:00:00Z",
+            Some("2026-12-03T00:00:00Z"),
+        ),
+        ("phase=stuck since=2026-12-01T00:00:00Z new=AKIANEW000000000002", None),
+        ("phase=warned since=2026-12-01T00:00:00Z failed=2026-12-03T00:00:00Z", None),
+    ];
+    for (value, want) in table {
+        let t = RotationTag::parse(&key, value).unwrap().unwrap();
+        let want = want.map(|w| w.parse::<chrono::DateTime<chrono::Utc>>().unwrap());
+        assert_eq!(t.store_failed_at(), want, "{value}");
+    }
+    assert!(
+        RotationTag::parse(&key, "phase=stuck since=2026-12-01T00:00:00Z failed=never")
+            .unwrap()
+            .is_err()
+    );
 }
