@@ -967,7 +967,7 @@ async fn a_failed_store_deletes_the_new_key_and_the_rotation_retries() {
         .send()
         .await
         .unwrap();
-    // Not retried at every pass: a day after the failure (STORE_RETRY).
+    // Not retried at every pass: a day after the failure (rotation.store_retry).
     let out = lab.enforce(2.6, &[]);
     assert!(out.contains("rotation-stuck"), "{out}");
     assert_eq!(lab.keys("app").await.len(), 1);
@@ -1107,8 +1107,8 @@ async fn a_missing_kms_key_is_one_clear_error_and_a_stuck_rotation() {
 /// and the fix. The quarantined key stays inactive and quarantined, and the next pass
 /// before the retry makes no key: exactly one CreateAccessKey across two passes (counted
 /// by the CloudTrail recorder in front of moto's IAM). Once the KMS key is fixed (no
-/// proxy) the retry a day later replaces the key with one new key. Nothing printed or
-/// journaled holds a secret.
+/// proxy) the retry `rotation.store_retry` (12 h here) later replaces the key with one new
+/// key. Nothing printed or journaled holds a secret.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_quarantined_keys_replacement_whose_store_fails_is_stuck_until_the_retry() {
     use support::faults::FaultProxy;
@@ -1116,7 +1116,11 @@ async fn a_quarantined_keys_replacement_whose_store_fails_is_stuck_until_the_ret
     let proxy = FaultProxy::start(shared_moto(), 1, 0.0, &[]);
     let rec = Recorder::start(shared_moto(), "0");
     let missing = MISSING_KMS_KEY;
-    let lab = Lab::new(&[("AWS_ENDPOINT_URL_IAM", rec.url.as_str())]).await;
+    let lab = Lab::new(&[
+        ("AWS_ENDPOINT_URL_IAM", rec.url.as_str()),
+        ("IAM_WARDEN_ROTATION__STORE_RETRY", "12h"),
+    ])
+    .await;
     let ep = lab.acct.endpoint.clone();
     lab.acct
         .user_at("app", "/", &[("iam-warden/owner", "alice@example.com")])
@@ -1169,6 +1173,11 @@ async fn a_quarantined_keys_replacement_whose_store_fails_is_stuck_until_the_ret
         &via_proxy,
     );
     assert_eq!(code, 1, "the failed replacement is reported: {all}");
+    // rotation.store_retry = 12h after the failure (at +0.1 d).
+    let retry_after = format!(
+        "retried after {}",
+        (lab.t0 + Duration::seconds(8640) + Duration::hours(12)).format("%Y-%m-%dT%H:%M:%SZ")
+    );
     assert_eq!(
         faults_of(&proxy, "CreateSecret", "kms-encryption-failure").await,
         faults_before + 1,
@@ -1182,7 +1191,7 @@ async fn a_quarantined_keys_replacement_whose_store_fails_is_stuck_until_the_ret
             "rotation.kms_key_id",
             "deleted",
             "stays inactive and quarantined",
-            "retried after",
+            &retry_after,
         ],
     );
     assert_eq!(
@@ -1240,7 +1249,7 @@ async fn a_quarantined_keys_replacement_whose_store_fails_is_stuck_until_the_ret
         .find(|l| l.contains("rotation-stuck") && l.contains(&k1))
         .unwrap_or_else(|| panic!("a rotation-stuck finding for {k1}: {text}"));
     for want in [
-        "retried after",
+        retry_after.as_str(),
         "iam-warden/app/access-key",
         "rotation.kms_key_id",
     ] {
@@ -1257,8 +1266,8 @@ async fn a_quarantined_keys_replacement_whose_store_fails_is_stuck_until_the_ret
         1,
         "one notice"
     );
-    // Fixed (no proxy): a day after the failure the replacement is retried, one new key.
-    lab.enforce(1.3, &[]);
+    // Fixed (no proxy): 12 h after the failure the replacement is retried, one new key.
+    lab.enforce(0.7, &[]);
     assert_eq!(creates().await, 2);
     let keys = lab.keys("app").await;
     assert_eq!(keys.len(), 2, "{keys:?}");

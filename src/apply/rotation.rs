@@ -32,8 +32,6 @@ use crate::metrics::RotationEvent;
 
 static CRASH_AFTER: OnceLock<Option<String>> = OnceLock::new();
 
-pub use crate::baseline::plan::STORE_RETRY;
-
 /// Tests only: make the process stop (exit 86) right after the named rotation step succeeds
 /// (`intent`, `CreateAccessKey`, `store`, `draining`, `UpdateAccessKey`), to prove that
 /// the next pass recovers. Set once, from `main` (`IAM_WARDEN_TEST_CRASH_AFTER`).
@@ -58,6 +56,8 @@ pub struct RotateRequest<'a> {
     pub secret_name: &'a str,
     pub kms_key_id: Option<&'a str>,
     pub owner: Option<&'a str>,
+    /// `rotation.store_retry`: after a failed store, no new key before this long.
+    pub store_retry: chrono::Duration,
 }
 
 pub(super) fn find<'k>(keys: &'k [AccessKeyState], key: &KeyRef) -> Option<&'k AccessKeyState> {
@@ -318,7 +318,7 @@ impl Applier {
             .as_ref()
             .and_then(|c| c.as_ref().ok())
             .and_then(RotationTag::store_failed_at)
-            .map(|f| f + STORE_RETRY)
+            .map(|f| f + req.store_retry)
             .filter(|r| now < *r)
         {
             return Ok(Outcome::Skipped(format!(
@@ -552,7 +552,7 @@ impl Applier {
             // rotation is stuck until the retry: a store that failed once, e.g. for a
             // missing KMS key, fails again at once (no new key every pass). The owner and
             // the metrics hear of it.
-            let retry = now + STORE_RETRY;
+            let retry = now + req.store_retry;
             let marked = store_failed_tag(&old_id, old, quarantine.as_ref(), now);
             let (left, what) = if quarantine.is_some() {
                 ("stays inactive and quarantined", "replacement")

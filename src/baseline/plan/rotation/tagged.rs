@@ -6,8 +6,8 @@ use std::collections::BTreeSet;
 
 use super::quarantined::{foreign_key, plan_quarantined};
 use super::{
-    days, delivery_name, drained, new_key_index, plan_age, rotation_tags, KeyCtx, Phase,
-    RotationPlan, RotationTag, STORE_RETRY,
+    days, delivery_name, drained, new_key_index, plan_age, rotation_tags, to_duration, KeyCtx,
+    Phase, RotationPlan, RotationTag,
 };
 use crate::baseline::checks::Check;
 use crate::baseline::plan::{Action, PlannedAction};
@@ -180,7 +180,7 @@ pub(super) fn plan_tagged(
 }
 
 /// A rotation (or the replacement of a quarantined key) whose new key could not be stored
-/// (the new key deleted at once) waits `STORE_RETRY` after the failure: a missing KMS key or
+/// (the new key deleted at once) waits `rotation.store_retry` after the failure: a missing KMS key or
 /// a denied store fails the same way until a person fixes it, and each attempt creates and
 /// deletes a key. While it waits: a `rotation-stuck` finding naming the key, the store and
 /// the fix, and the retry is when the user is due. Returns whether it waits.
@@ -192,7 +192,7 @@ pub(super) fn waits_for_store_retry(
     let Some(failed) = t.store_failed_at() else {
         return false;
     };
-    let retry = failed + STORE_RETRY;
+    let retry = failed + to_duration(ctx.cfg.rotation.store_retry.get());
     if ctx.now >= retry {
         return false;
     }

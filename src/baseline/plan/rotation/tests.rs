@@ -5,7 +5,7 @@ use chrono::Duration;
 use super::*;
 use crate::baseline::plan::{plan_user, UserPlan};
 use crate::baseline::testkit::*;
-use crate::config::{Config, Delivery, ROTATION_TAG_PREFIX};
+use crate::config::{Config, Delivery, ROTATION_TAG_PREFIX, STORE_RETRY};
 use crate::inventory::{Observed, UserState};
 
 const OLD: &str = "AKIAOLD000000000001";
@@ -30,6 +30,11 @@ fn tag(phase: &str, since: i64, new: Option<&str>) -> (String, String) {
         v.push_str(&format!(" new={n}"));
     }
     (format!("{ROTATION_TAG_PREFIX}{OLD}"), v)
+}
+
+/// The default `rotation.store_retry`.
+fn retry() -> Duration {
+    to_duration(STORE_RETRY.get())
 }
 
 fn hours_ago(h: i64) -> chrono::DateTime<chrono::Utc> {
@@ -174,7 +179,7 @@ fn lifecycle_table() {
             cfg: d.clone(),
             actions: vec![],
             findings: vec!["key-too-old", "rotation-stuck"],
-            next_due: Some(hours_ago(2) + STORE_RETRY),
+            next_due: Some(hours_ago(2) + retry()),
         },
         Case {
             name: "store failed over a day ago: the rotation is retried",
@@ -444,6 +449,7 @@ fn actions_carry_what_apply_needs() {
     let mut c = cfg();
     c.rotation.kms_key_id = Some("alias/rot".into());
     c.notifications.default_owner = Some("team@example.com".into());
+    c.rotation.store_retry = "6h".parse().unwrap();
     let u = user("svc").keys(&[key(OLD, 95, Some(1))]).build();
     let p = run(&u, &c);
     match &p.actions[0].action {
@@ -454,7 +460,9 @@ fn actions_carry_what_apply_needs() {
             secret_name,
             kms_key_id,
             owner,
+            store_retry_secs,
         } => {
+            assert_eq!(*store_retry_secs, 6 * 3600);
             assert_eq!(user, "svc");
             assert_eq!(key.id.as_deref(), Some(OLD));
             assert_eq!(*delivery, Delivery::SecretsManager);
@@ -1004,6 +1012,12 @@ fn a_store_that_failed_waits_for_its_retry() {
         c.rotation.delivery = Delivery::None;
         c
     };
+    let with_retry = |r: &str| {
+        let mut c = cfg();
+        c.rotation.store_retry = r.parse().unwrap();
+        c
+    };
+    let (hour, two_days) = (with_retry("1h"), with_retry("2d"));
     let q = Phase::Quarantined;
     let exposed = || inactive(key(OLD, 10, Some(0)));
     let cases = vec![
@@ -1015,7 +1029,7 @@ fn a_store_that_failed_waits_for_its_retry() {
             cfg: d.clone(),
             actions: vec![],
             findings: vec!["rotation-stuck"],
-            next_due: Some(hours_ago(2) + STORE_RETRY),
+            next_due: Some(hours_ago(2) + retry()),
         },
         Case {
             name: "quarantined, the store failed over a day ago: replaced again",
@@ -1065,7 +1079,37 @@ fn a_store_that_failed_waits_for_its_retry() {
             cfg: d.clone(),
             actions: vec![],
             findings: vec!["key-too-old", "rotation-stuck"],
-            next_due: Some(hours_ago(2) + STORE_RETRY),
+            next_due: Some(hours_ago(2) + retry()),
+        },
+        Case {
+            name: "quarantined, the store failed 2 h ago, store_retry = 1h: replaced again",
+            user: with_tag(user("u"), failed_tag(q, hours_ago(3), 2))
+                .keys(&[exposed()])
+                .build(),
+            cfg: hour.clone(),
+            actions: vec!["rotate_access_key"],
+            findings: vec![],
+            next_due: Some(hours_ago(3) + Duration::days(7)),
+        },
+        Case {
+            name: "stuck, the store failed 2 h ago, store_retry = 1h: rotated again",
+            user: with_tag(user("u"), failed_tag(Phase::Stuck, hours_ago(2), 2))
+                .keys(&[key(OLD, 93, Some(1))])
+                .build(),
+            cfg: hour.clone(),
+            actions: vec!["rotate_access_key"],
+            findings: vec!["key-too-old"],
+            next_due: None,
+        },
+        Case {
+            name: "stuck, the store failed 25 h ago, store_retry = 2d: still waits",
+            user: with_tag(user("u"), failed_tag(Phase::Stuck, hours_ago(25), 25))
+                .keys(&[key(OLD, 93, Some(1))])
+                .build(),
+            cfg: two_days.clone(),
+            actions: vec![],
+            findings: vec!["key-too-old", "rotation-stuck"],
+            next_due: Some(hours_ago(25) + Duration::days(2)),
         },
         Case {
             name: "stuck, the store failed 25 h ago: rotated again",
@@ -1094,7 +1138,7 @@ fn a_failed_store_finding_names_the_key_the_store_and_the_fix() {
         .find(|f| f.check.id() == "rotation-stuck")
         .expect("a rotation-stuck finding");
     assert_eq!(f.key_id.as_deref(), Some(OLD));
-    let retry = (hours_ago(2) + STORE_RETRY)
+    let retry = (hours_ago(2) + retry())
         .format("%Y-%m-%dT%H:%M:%SZ")
         .to_string();
     for want in [
