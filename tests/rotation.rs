@@ -1285,3 +1285,74 @@ async fn a_quarantined_keys_replacement_whose_store_fails_is_stuck_until_the_ret
     let s2 = str_of(&v, "SecretAccessKey").to_string();
     lab.assert_no_secret_leaked(&[&s1, &s2]);
 }
+
+/// A store that fails and a delete of the new key that fails too (the fault proxy in front
+/// of Secrets Manager and IAM): the rotation is not marked stuck, since a new key whose
+/// secret is lost is still active; its intent stays, so the next pass takes that key for
+/// the interrupted rotation's, deletes it and rotates, with exactly one new key left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_key_that_cannot_be_deleted_after_a_failed_store_is_deleted_next_pass() {
+    use support::faults::FaultProxy;
+    let proxy = FaultProxy::start(shared_moto(), 1, 0.0, &[]);
+    let lab = Lab::new(&[]).await;
+    let ep = lab.acct.endpoint.clone();
+    lab.acct.user("app").await;
+    let (k1, s1) = lab.key_with_secret("app").await;
+    use_key(&ep, &k1, &s1).await;
+    let deletes_before = faults_of(&proxy, "DeleteAccessKey", "non-xml").await;
+    proxy.script("CreateSecret", "kms-encryption-failure").await;
+    proxy.script("DeleteAccessKey", "non-xml").await;
+    let via_proxy = [
+        ("AWS_ENDPOINT_URL_SECRETS_MANAGER", proxy.url.as_str()),
+        ("AWS_ENDPOINT_URL_IAM", proxy.url.as_str()),
+        ("IAM_WARDEN_ROTATION__KMS_KEY_ID", MISSING_KMS_KEY),
+    ];
+    let (code, out, all) = lab.run(
+        &["enforce", "--once", "--confirm-large-change"],
+        Some(2.5),
+        &via_proxy,
+    );
+    assert_eq!(code, 1, "{all}");
+    assert_eq!(
+        faults_of(&proxy, "DeleteAccessKey", "non-xml").await,
+        deletes_before + 1,
+        "the delete met the fault"
+    );
+    assert_failed_rotation_line(
+        &out,
+        &[
+            MISSING_KMS_KEY,
+            "deleting it failed too",
+            "the next pass deletes it",
+        ],
+    );
+    let keys = lab.keys("app").await;
+    assert_eq!(keys.len(), 2, "the new key is still there: {keys:?}");
+    let orphan = keys[1].0.clone();
+    assert_ne!(orphan, k1);
+    let tag = lab.tags("app").await[&format!("{PREFIX}{k1}")].clone();
+    assert!(
+        tag.contains("phase=rotating") && tag.contains("wall="),
+        "the intent stays: {tag}"
+    );
+    assert!(
+        !journal_actions(&lab.journal_path())
+            .iter()
+            .any(|a| a.contains("-> stuck")),
+        "not marked stuck"
+    );
+    // The next pass (the store and IAM work again): the orphan is deleted, one new key.
+    lab.enforce(2.6, &[]);
+    let keys = lab.keys("app").await;
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    assert_eq!(keys[0], (k1.clone(), "Active".into()));
+    assert_ne!(keys[1].0, orphan, "the orphan was deleted");
+    assert_eq!(lab.phase("app", &k1).await.as_deref(), Some("draining"));
+    let v = lab.secret("app", "AWSCURRENT").await;
+    assert_eq!(str_of(&v, "AccessKeyId"), keys[1].0);
+    assert!(journal_actions(&lab.journal_path())
+        .iter()
+        .any(|a| a.starts_with(&format!("rotation_phase {orphan} -> discarded"))));
+    let s2 = str_of(&v, "SecretAccessKey").to_string();
+    lab.assert_no_secret_leaked(&[&s1, &s2]);
+}
