@@ -20,6 +20,10 @@ use support::{bin, shared_moto, Account};
 
 const PREFIX: &str = "iam-warden/rotation/";
 
+/// A KMS key that does not exist (the fault proxy answers the stores' KMS errors for it).
+const MISSING_KMS_KEY: &str =
+    "arn:aws:kms:us-east-1:123456789012:key/11111111-2222-3333-4444-555555555555";
+
 /// One account, one state directory, and everything the binary printed.
 struct Lab {
     acct: Account,
@@ -227,6 +231,24 @@ impl Lab {
 
 fn str_of<'a>(v: &'a serde_json::Value, k: &str) -> &'a str {
     v[k].as_str().unwrap_or_else(|| panic!("{k} in {v}"))
+}
+
+/// How often the fault proxy answered `operation` with `fault`.
+async fn faults_of(proxy: &support::faults::FaultProxy, operation: &str, fault: &str) -> u64 {
+    proxy.stats().await["by_action"][operation][fault]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+/// The pass's one failed `rotate_access_key` line holds each of `wants`.
+fn assert_failed_rotation_line(out: &str, wants: &[&str]) {
+    let line = out
+        .lines()
+        .find(|l| l.contains("rotate_access_key") && l.contains("FAILED"))
+        .unwrap_or_else(|| panic!("a failed rotation line: {out}"));
+    for want in wants {
+        assert!(line.contains(want), "{want:?} in {line}");
+    }
 }
 
 fn journal_actions(p: &Path) -> Vec<String> {
@@ -945,7 +967,7 @@ async fn a_failed_store_deletes_the_new_key_and_the_rotation_retries() {
         .send()
         .await
         .unwrap();
-    // Not retried at every pass: a day after the failure (STORE_RETRY).
+    // Not retried at every pass: a day after the failure (rotation.store_retry).
     let out = lab.enforce(2.6, &[]);
     assert!(out.contains("rotation-stuck"), "{out}");
     assert_eq!(lab.keys("app").await.len(), 1);
@@ -978,7 +1000,7 @@ async fn a_failed_store_deletes_the_new_key_and_the_rotation_retries() {
 async fn a_missing_kms_key_is_one_clear_error_and_a_stuck_rotation() {
     use support::faults::FaultProxy;
     let proxy = FaultProxy::start(shared_moto(), 1, 0.0, &[]);
-    let missing = "arn:aws:kms:us-east-1:123456789012:key/11111111-2222-3333-4444-555555555555";
+    let missing = MISSING_KMS_KEY;
     for (delivery, template, env, operation, fault) in [
         (
             "secretsmanager",
@@ -1006,9 +1028,7 @@ async fn a_missing_kms_key_is_one_clear_error_and_a_stuck_rotation() {
             .await;
         let (k1, s1) = lab.key_with_secret("app").await;
         use_key(&ep, &k1, &s1).await;
-        let faults_before = proxy.stats().await["by_action"][operation][fault]
-            .as_u64()
-            .unwrap_or(0);
+        let faults_before = faults_of(&proxy, operation, fault).await;
         proxy.script(operation, fault).await;
         let via_proxy = [
             (env, proxy.url.as_str()),
@@ -1021,23 +1041,20 @@ async fn a_missing_kms_key_is_one_clear_error_and_a_stuck_rotation() {
         );
         assert_eq!(code, 1, "{delivery}: the failed write is reported: {all}");
         assert_eq!(
-            proxy.stats().await["by_action"][operation][fault].as_u64(),
-            Some(faults_before + 1),
+            faults_of(&proxy, operation, fault).await,
+            faults_before + 1,
             "{delivery}: the store went through the proxy and met the KMS error"
         );
-        let line = out
-            .lines()
-            .find(|l| l.contains("rotate_access_key") && l.contains("FAILED"))
-            .unwrap_or_else(|| panic!("{delivery}: a failed rotation line: {out}"));
-        for want in [
-            missing,
-            "rotation.kms_key_id",
-            "exists",
-            "deleted",
-            "stays active",
-        ] {
-            assert!(line.contains(want), "{delivery}: {want:?} in {line}");
-        }
+        assert_failed_rotation_line(
+            &out,
+            &[
+                missing,
+                "rotation.kms_key_id",
+                "exists",
+                "deleted",
+                "stays active",
+            ],
+        );
         assert_eq!(
             lab.keys("app").await,
             vec![(k1.clone(), "Active".into())],
@@ -1081,4 +1098,261 @@ async fn a_missing_kms_key_is_one_clear_error_and_a_stuck_rotation() {
         );
         lab.assert_no_secret_leaked(&[&s1]);
     }
+}
+
+/// The twin of the test above for the replacement of a quarantined (exposed) key: its
+/// store fails (a KMS key that does not exist, answered by the fault proxy), the new key is
+/// deleted at once, and the failure is recorded like a stuck rotation's: one
+/// `rotation-stuck` journal line, metric event and owner notice naming the key, the store
+/// and the fix. The quarantined key stays inactive and quarantined, and the next pass
+/// before the retry makes no key: exactly one CreateAccessKey across two passes (counted
+/// by the CloudTrail recorder in front of moto's IAM). Once the KMS key is fixed (no
+/// proxy) the retry `rotation.store_retry` (12 h here) later replaces the key with one new
+/// key. Nothing printed or journaled holds a secret.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quarantined_keys_replacement_whose_store_fails_is_stuck_until_the_retry() {
+    use support::faults::FaultProxy;
+    use support::recorder::Recorder;
+    let proxy = FaultProxy::start(shared_moto(), 1, 0.0, &[]);
+    let rec = Recorder::start(shared_moto(), "0");
+    let missing = MISSING_KMS_KEY;
+    let lab = Lab::new(&[
+        ("AWS_ENDPOINT_URL_IAM", rec.url.as_str()),
+        ("IAM_WARDEN_ROTATION__STORE_RETRY", "12h"),
+    ])
+    .await;
+    let ep = lab.acct.endpoint.clone();
+    lab.acct
+        .user_at("app", "/", &[("iam-warden/owner", "alice@example.com")])
+        .await;
+    let (k1, s1) = lab.key_with_secret("app").await;
+    use_key(&ep, &k1, &s1).await;
+    // Exposed: deactivated and tagged as the quarantine does.
+    lab.acct
+        .iam
+        .update_access_key()
+        .user_name("app")
+        .access_key_id(&k1)
+        .status(aws_sdk_iam::types::StatusType::Inactive)
+        .send()
+        .await
+        .unwrap();
+    let created = lab
+        .acct
+        .iam
+        .list_access_keys()
+        .user_name("app")
+        .send()
+        .await
+        .unwrap()
+        .access_key_metadata()[0]
+        .create_date()
+        .map(|d| DateTime::<Utc>::from_timestamp(d.secs(), 0).unwrap())
+        .unwrap();
+    let quarantined = iam_warden::apply::quarantine_tag_value_of(lab.t0, created);
+    lab.acct
+        .tag("app", &format!("{PREFIX}{k1}"), &quarantined)
+        .await;
+    let creates = || async {
+        rec.recorded(&lab.acct.id)
+            .await
+            .1
+            .iter()
+            .filter(|r| r["eventName"] == "CreateAccessKey")
+            .count()
+    };
+    let faults_before = faults_of(&proxy, "CreateSecret", "kms-encryption-failure").await;
+    proxy.script("CreateSecret", "kms-encryption-failure").await;
+    let via_proxy = [
+        ("AWS_ENDPOINT_URL_SECRETS_MANAGER", proxy.url.as_str()),
+        ("IAM_WARDEN_ROTATION__KMS_KEY_ID", missing),
+    ];
+    let (code, out, all) = lab.run(
+        &["enforce", "--once", "--confirm-large-change"],
+        Some(0.1),
+        &via_proxy,
+    );
+    assert_eq!(code, 1, "the failed replacement is reported: {all}");
+    // rotation.store_retry = 12h after the failure (at +0.1 d).
+    let retry_after = format!(
+        "retried after {}",
+        (lab.t0 + Duration::seconds(8640) + Duration::hours(12)).format("%Y-%m-%dT%H:%M:%SZ")
+    );
+    assert_eq!(
+        faults_of(&proxy, "CreateSecret", "kms-encryption-failure").await,
+        faults_before + 1,
+        "the store went through the proxy and met the KMS error"
+    );
+    assert_failed_rotation_line(
+        &out,
+        &[
+            k1.as_str(),
+            missing,
+            "rotation.kms_key_id",
+            "deleted",
+            "stays inactive and quarantined",
+            &retry_after,
+        ],
+    );
+    assert_eq!(
+        lab.keys("app").await,
+        vec![(k1.clone(), "Inactive".into())],
+        "the new key was deleted at once, the exposed key stays inactive"
+    );
+    assert_eq!(creates().await, 1, "one CreateAccessKey in the first pass");
+    let tags = lab.tags("app").await;
+    let tag = &tags[&format!("{PREFIX}{k1}")];
+    assert!(
+        tag.starts_with(&quarantined) && tag.contains(" failed=") && !tag.contains("new="),
+        "still quarantined, the failure recorded: {tag}"
+    );
+    let j = Journal::read_all(&lab.journal_path()).unwrap();
+    let stuck: Vec<_> = j
+        .iter()
+        .filter(|e| e.action == "rotation_phase" && e.target == format!("{k1} -> stuck"))
+        .collect();
+    assert_eq!(stuck.len(), 1, "one stuck journal line: {j:#?}");
+    for want in [
+        missing,
+        "rotation.kms_key_id",
+        "stays inactive and quarantined",
+    ] {
+        assert!(
+            stuck[0].reason.contains(want),
+            "{want:?} in {:?}",
+            stuck[0].reason
+        );
+    }
+    let actions = journal_actions(&lab.journal_path());
+    for want in ["notify rotation-stuck", "delete_access_key"] {
+        assert_eq!(
+            actions.iter().filter(|a| a.starts_with(want)).count(),
+            1,
+            "{want} once: {actions:#?}"
+        );
+    }
+    let stuck_events = |all: &str| {
+        all.lines()
+            .filter(|l| {
+                l.contains("access-key rotation")
+                    && l.contains("\"event\":\"stuck\"")
+                    && l.contains(&k1)
+            })
+            .count()
+    };
+    assert_eq!(stuck_events(&all), 1, "the stuck metric event once: {all}");
+    // The next pass, the KMS key still missing: no key made, the finding says when.
+    let (code, text, all) = lab.run(&["enforce", "--once"], Some(0.2), &via_proxy);
+    assert_eq!(code, 0, "{all}");
+    let finding = text
+        .lines()
+        .find(|l| l.contains("rotation-stuck") && l.contains(&k1))
+        .unwrap_or_else(|| panic!("a rotation-stuck finding for {k1}: {text}"));
+    for want in [
+        retry_after.as_str(),
+        "iam-warden/app/access-key",
+        "rotation.kms_key_id",
+    ] {
+        assert!(finding.contains(want), "{want:?} in {finding}");
+    }
+    assert_eq!(creates().await, 1, "no CreateAccessKey in the second pass");
+    assert_eq!(stuck_events(&all), 0, "no second stuck event: {all}");
+    assert_eq!(lab.keys("app").await, vec![(k1.clone(), "Inactive".into())]);
+    assert_eq!(
+        journal_actions(&lab.journal_path())
+            .iter()
+            .filter(|a| a.starts_with("notify rotation-stuck"))
+            .count(),
+        1,
+        "one notice"
+    );
+    // Fixed (no proxy): 12 h after the failure the replacement is retried, one new key.
+    lab.enforce(0.7, &[]);
+    assert_eq!(creates().await, 2);
+    let keys = lab.keys("app").await;
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    assert_eq!(keys[0], (k1.clone(), "Inactive".into()));
+    assert_eq!(keys[1].1, "Active");
+    let tag = &lab.tags("app").await[&format!("{PREFIX}{k1}")];
+    assert!(
+        tag.contains("phase=quarantined")
+            && tag.contains(&format!("new={}", keys[1].0))
+            && !tag.contains("failed="),
+        "{tag}"
+    );
+    let v = lab.secret("app", "AWSCURRENT").await;
+    assert_eq!(str_of(&v, "AccessKeyId"), keys[1].0);
+    let s2 = str_of(&v, "SecretAccessKey").to_string();
+    lab.assert_no_secret_leaked(&[&s1, &s2]);
+}
+
+/// A store that fails and a delete of the new key that fails too (the fault proxy in front
+/// of Secrets Manager and IAM): the rotation is not marked stuck, since a new key whose
+/// secret is lost is still active; its intent stays, so the next pass takes that key for
+/// the interrupted rotation's, deletes it and rotates, with exactly one new key left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_key_that_cannot_be_deleted_after_a_failed_store_is_deleted_next_pass() {
+    use support::faults::FaultProxy;
+    let proxy = FaultProxy::start(shared_moto(), 1, 0.0, &[]);
+    let lab = Lab::new(&[]).await;
+    let ep = lab.acct.endpoint.clone();
+    lab.acct.user("app").await;
+    let (k1, s1) = lab.key_with_secret("app").await;
+    use_key(&ep, &k1, &s1).await;
+    let deletes_before = faults_of(&proxy, "DeleteAccessKey", "non-xml").await;
+    proxy.script("CreateSecret", "kms-encryption-failure").await;
+    proxy.script("DeleteAccessKey", "non-xml").await;
+    let via_proxy = [
+        ("AWS_ENDPOINT_URL_SECRETS_MANAGER", proxy.url.as_str()),
+        ("AWS_ENDPOINT_URL_IAM", proxy.url.as_str()),
+        ("IAM_WARDEN_ROTATION__KMS_KEY_ID", MISSING_KMS_KEY),
+    ];
+    let (code, out, all) = lab.run(
+        &["enforce", "--once", "--confirm-large-change"],
+        Some(2.5),
+        &via_proxy,
+    );
+    assert_eq!(code, 1, "{all}");
+    assert_eq!(
+        faults_of(&proxy, "DeleteAccessKey", "non-xml").await,
+        deletes_before + 1,
+        "the delete met the fault"
+    );
+    assert_failed_rotation_line(
+        &out,
+        &[
+            MISSING_KMS_KEY,
+            "deleting it failed too",
+            "the next pass deletes it",
+        ],
+    );
+    let keys = lab.keys("app").await;
+    assert_eq!(keys.len(), 2, "the new key is still there: {keys:?}");
+    let orphan = keys[1].0.clone();
+    assert_ne!(orphan, k1);
+    let tag = lab.tags("app").await[&format!("{PREFIX}{k1}")].clone();
+    assert!(
+        tag.contains("phase=rotating") && tag.contains("wall="),
+        "the intent stays: {tag}"
+    );
+    assert!(
+        !journal_actions(&lab.journal_path())
+            .iter()
+            .any(|a| a.contains("-> stuck")),
+        "not marked stuck"
+    );
+    // The next pass (the store and IAM work again): the orphan is deleted, one new key.
+    lab.enforce(2.6, &[]);
+    let keys = lab.keys("app").await;
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    assert_eq!(keys[0], (k1.clone(), "Active".into()));
+    assert_ne!(keys[1].0, orphan, "the orphan was deleted");
+    assert_eq!(lab.phase("app", &k1).await.as_deref(), Some("draining"));
+    let v = lab.secret("app", "AWSCURRENT").await;
+    assert_eq!(str_of(&v, "AccessKeyId"), keys[1].0);
+    assert!(journal_actions(&lab.journal_path())
+        .iter()
+        .any(|a| a.starts_with(&format!("rotation_phase {orphan} -> discarded"))));
+    let s2 = str_of(&v, "SecretAccessKey").to_string();
+    lab.assert_no_secret_leaked(&[&s1, &s2]);
 }

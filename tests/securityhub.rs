@@ -305,48 +305,6 @@ async fn batches_of_100_and_paged_reads() {
         .all(|f| f.record_state == Some(aws_sdk_securityhub::types::RecordState::Archived)));
 }
 
-/// Credentials of another session in the same account: the daemon's own identity.
-async fn session(acct: &Account, name: &str) -> aws_credential_types::Credentials {
-    let out = aws_sdk_sts::Client::new(&acct.sdk)
-        .assume_role()
-        .role_arn(format!("arn:aws:iam::{}:role/iam-warden", acct.id))
-        .role_session_name(name)
-        .send()
-        .await
-        .unwrap();
-    let c = out.credentials().unwrap();
-    aws_credential_types::Credentials::from_keys(
-        c.access_key_id(),
-        c.secret_access_key(),
-        Some(c.session_token().to_string()),
-    )
-}
-
-/// An EventBridge envelope with a CloudTrail `event` record for `user` by an admin role.
-fn iam_event(acct: &Account, event: &str, user: &str) -> String {
-    let record = serde_json::json!({
-        "eventVersion": "1.09",
-        "userIdentity": {"type": "AssumedRole", "arn": format!("arn:aws:sts::{}:assumed-role/admin/x", acct.id), "accountId": acct.id},
-        "eventTime": Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
-        "eventSource": "iam.amazonaws.com",
-        "eventName": event,
-        "awsRegion": "us-east-1",
-        "requestParameters": {"userName": user},
-        "responseElements": null,
-        "eventID": uuid::Uuid::new_v4().to_string(),
-        "readOnly": false,
-        "eventType": "AwsApiCall",
-        "recipientAccountId": acct.id,
-    });
-    serde_json::json!({
-        "version": "0", "id": uuid::Uuid::new_v4().to_string(),
-        "detail-type": "AWS API Call via CloudTrail", "source": "aws.iam",
-        "account": acct.id, "time": record["eventTime"], "region": "us-east-1", "resources": [],
-        "detail": record,
-    })
-    .to_string()
-}
-
 /// The record state of each finding iam-warden exported about `user`.
 async fn states_of(account: &Account, user: &str) -> Vec<(String, String)> {
     all_findings(account)
@@ -377,23 +335,9 @@ async fn start_daemon(
     url: &str,
     state_dir: &std::path::Path,
 ) -> support::daemon::Daemon {
-    let creds = session(account, "iam-warden").await;
-    let mut cmd = std::process::Command::new(support::bin());
-    cmd.arg("run")
-        .env_clear()
-        .env("AWS_ACCESS_KEY_ID", creds.access_key_id())
-        .env("AWS_SECRET_ACCESS_KEY", creds.secret_access_key())
-        .env(
-            "AWS_SESSION_TOKEN",
-            creds.session_token().unwrap_or_default(),
-        )
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_ENDPOINT_URL", &account.endpoint)
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("IAM_WARDEN_LOG_FORMAT", "json")
-        .env("RUST_LOG", "info")
-        .env("IAM_WARDEN_SERVER__LISTEN", "127.0.0.1:0")
-        .env("IAM_WARDEN_STATE_DIR", state_dir)
+    let creds = support::daemon::session(account, "iam-warden").await;
+    let mut cmd = support::daemon::run_command(&creds, &account.endpoint);
+    cmd.env("IAM_WARDEN_STATE_DIR", state_dir)
         .env("IAM_WARDEN_RESYNC__INTERVAL", "1h")
         .env("IAM_WARDEN_SOURCES__CLOUDTRAIL__ENABLED", "false")
         .env("IAM_WARDEN_SOURCES__SQS__QUEUE_URL", url)
@@ -477,7 +421,7 @@ async fn daemon_exports_after_each_reconcile_and_resolves_fixed_users() {
     send(
         &sqs,
         &url,
-        &iam_event(&account, "CreateLoginProfile", "carol"),
+        &support::daemon::iam_event(&account, "CreateLoginProfile", "carol"),
     )
     .await;
     let active = eventually("carol's finding in Security Hub", DEADLINE, || async {
@@ -503,7 +447,7 @@ async fn daemon_exports_after_each_reconcile_and_resolves_fixed_users() {
     send(
         &sqs,
         &url,
-        &iam_event(&account, "DeleteLoginProfile", "carol"),
+        &support::daemon::iam_event(&account, "DeleteLoginProfile", "carol"),
     )
     .await;
     eventually("carol's finding resolved", DEADLINE, || async {

@@ -511,6 +511,7 @@ impl Applier {
                 secret_name,
                 kms_key_id,
                 owner,
+                store_retry_secs,
             } => {
                 let req = RotateRequest {
                     user,
@@ -519,6 +520,10 @@ impl Applier {
                     secret_name,
                     kms_key_id: kms_key_id.as_deref(),
                     owner: owner.as_deref(),
+                    store_retry: chrono::Duration::from_std(std::time::Duration::from_secs(
+                        *store_retry_secs,
+                    ))
+                    .unwrap_or(chrono::Duration::MAX),
                 };
                 self.rotate(&req, now).await
             }

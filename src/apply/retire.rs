@@ -81,6 +81,7 @@ impl Applier {
             phase: Phase::Deactivated,
             since: now,
             created: Some(old.created),
+            failed: None,
             ..tag
         };
         let why = if force {
@@ -157,6 +158,7 @@ impl Applier {
             created: Some(k.created),
             new_key: new_key.map(str::to_string),
             wall: None,
+            failed: None,
         };
         self.write_phase(user, &tag, phase.as_str(), reason).await?;
         Ok(Outcome::Applied)
@@ -229,6 +231,7 @@ impl Applier {
                     Phase::Warned
                 },
                 since: now,
+                failed: None,
                 ..tag.clone()
             };
             self.write_phase(user, &next, "reactivated", reason).await

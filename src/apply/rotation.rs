@@ -32,8 +32,6 @@ use crate::metrics::RotationEvent;
 
 static CRASH_AFTER: OnceLock<Option<String>> = OnceLock::new();
 
-pub use crate::baseline::plan::STORE_RETRY;
-
 /// Tests only: make the process stop (exit 86) right after the named rotation step succeeds
 /// (`intent`, `CreateAccessKey`, `store`, `draining`, `UpdateAccessKey`), to prove that
 /// the next pass recovers. Set once, from `main` (`IAM_WARDEN_TEST_CRASH_AFTER`).
@@ -58,6 +56,8 @@ pub struct RotateRequest<'a> {
     pub secret_name: &'a str,
     pub kms_key_id: Option<&'a str>,
     pub owner: Option<&'a str>,
+    /// `rotation.store_retry`: after a failed store, no new key before this long.
+    pub store_retry: chrono::Duration,
 }
 
 pub(super) fn find<'k>(keys: &'k [AccessKeyState], key: &KeyRef) -> Option<&'k AccessKeyState> {
@@ -91,6 +91,7 @@ fn stored_tag(
             RotationTag {
                 new_key: Some(new_id.to_string()),
                 wall: None,
+                failed: None,
                 ..q.clone()
             },
             "replaced",
@@ -103,9 +104,37 @@ fn stored_tag(
                 created: Some(old.created),
                 new_key: Some(new_id.to_string()),
                 wall: None,
+                failed: None,
             },
             "draining",
         ),
+    }
+}
+
+/// The old key's tag once the new key could not be stored (and was deleted): the
+/// rotation `stuck` without a new key, or (an exposed key) still quarantined; both record
+/// the failure (`failed=`) so that no new key is made before `rotation.store_retry`.
+fn store_failed_tag(
+    old_id: &str,
+    old: &AccessKeyState,
+    quarantine: Option<&RotationTag>,
+    now: DateTime<Utc>,
+) -> RotationTag {
+    match quarantine {
+        Some(q) => RotationTag {
+            wall: None,
+            failed: Some(now),
+            ..q.clone()
+        },
+        None => RotationTag {
+            key_id: old_id.to_string(),
+            phase: Phase::Stuck,
+            since: now,
+            created: Some(old.created),
+            new_key: None,
+            wall: None,
+            failed: Some(now),
+        },
     }
 }
 
@@ -283,6 +312,20 @@ impl Applier {
                 format!("{old_id} is inactive; not rotated")
             }));
         }
+        // A store that failed waits for its retry, here too (a plan made before the
+        // failure was recorded must not make another key).
+        if let Some(retry) = current
+            .as_ref()
+            .and_then(|c| c.as_ref().ok())
+            .and_then(RotationTag::store_failed_at)
+            .map(|f| f + req.store_retry)
+            .filter(|r| now < *r)
+        {
+            return Ok(Outcome::Skipped(format!(
+                "storing a new key for {old_id} failed before; retried after {}",
+                retry.format("%Y-%m-%dT%H:%M:%SZ")
+            )));
+        }
         let (intent_since, wall) = match current {
             Some(Err(e)) => return Ok(Outcome::Skipped(e)),
             Some(Ok(t)) if t.phase == Phase::Rotating || t.quarantine_replacing() => {
@@ -393,6 +436,7 @@ impl Applier {
             let tag = match &quarantine {
                 Some(q) => RotationTag {
                     wall: Some(Utc::now()),
+                    failed: None,
                     ..q.clone()
                 },
                 None => RotationTag {
@@ -402,6 +446,7 @@ impl Applier {
                     created: Some(old.created),
                     new_key: None,
                     wall: Some(Utc::now()),
+                    failed: None,
                 },
             };
             let why = if intent_since.is_some() {
@@ -437,6 +482,7 @@ impl Applier {
                             created: Some(old.created),
                             new_key: None,
                             wall: None,
+                            failed: None,
                         },
                     };
                     let withdrawn = if quarantine.is_some() {
@@ -493,38 +539,32 @@ impl Applier {
         if let Err(e) = stored {
             // Never leave an active key whose secret is lost.
             let why = format!("its secret could not be stored in {}: {e}", req.secret_name);
-            match self.delete_key_journaled(user, &new_id, &why).await {
-                Ok(()) => {
-                    self.phase_changed(user, PhaseKey::id(&new_id), "discarded", &why, None)
-                        .await
-                }
-                Err(d) => {
-                    tracing::warn!(user, key = %new_id, error = %d, "could not delete the new key; the next pass does")
-                }
-            }
-            if quarantine.is_some() {
+            if let Err(d) = self.delete_key_journaled(user, &new_id, &why).await {
+                // The intent stays: the next pass finds the new key as this interrupted
+                // rotation's, deletes it, and tries again.
                 return Err(Error::Other(format!(
-                    "{new_id} created but {why}; it was deleted and the replacement retries next pass"
+                    "{new_id} of {user} was created but {why}; deleting it failed too ({d}): the next pass deletes it"
                 )));
             }
-            // The old key stays active and untouched; the rotation is stuck until the retry
-            // (a store that failed once, e.g. for a missing KMS key, would fail again at
-            // once: no new key every pass). The owner and the metrics hear of it.
-            let retry = now + STORE_RETRY;
-            let stuck = RotationTag {
-                key_id: old_id.clone(),
-                phase: Phase::Stuck,
-                since: now,
-                created: Some(old.created),
-                new_key: None,
-                wall: None,
+            self.phase_changed(user, PhaseKey::id(&new_id), "discarded", &why, None)
+                .await;
+            // The old key stays as it was (active; or inactive and quarantined) and the
+            // rotation is stuck until the retry: a store that failed once, e.g. for a
+            // missing KMS key, fails again at once (no new key every pass). The owner and
+            // the metrics hear of it.
+            let retry = now + req.store_retry;
+            let marked = store_failed_tag(&old_id, old, quarantine.as_ref(), now);
+            let (left, what) = if quarantine.is_some() {
+                ("stays inactive and quarantined", "replacement")
+            } else {
+                ("stays active", "rotation")
             };
             let reason = format!(
-                "the new key {new_id} was deleted at once, {old_id} stays active and the rotation is retried after {}, because {why}",
+                "the new key {new_id} was deleted at once, {old_id} {left} and the {what} is retried after {}, because {why}",
                 retry.format("%Y-%m-%dT%H:%M:%SZ")
             );
             if let Err(t) = self
-                .write_phase_with(user, &stuck, "stuck", &reason, Some(&user_tags))
+                .write_phase_with(user, &marked, "stuck", &reason, Some(&user_tags))
                 .await
             {
                 tracing::warn!(user, key = %old_id, error = %t, "could not mark the failed rotation; the next pass retries it");

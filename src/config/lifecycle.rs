@@ -7,6 +7,9 @@ use serde::{Deserialize, Serialize};
 
 use super::{Secs, OWNER_TAG};
 
+/// The default of `rotation.store_retry`.
+pub const STORE_RETRY: Secs = Secs::from_secs(86_400);
+
 /// Where a rotated access key's secret is delivered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -56,6 +59,11 @@ pub struct Rotation {
     pub name_template: String,
     /// KMS key for the secret or parameter (id, ARN or alias); empty: the AWS-managed key.
     pub kms_key_id: Option<String>,
+    /// A rotation (or the replacement of a quarantined key) whose new key could not be
+    /// stored is retried this long after the failure, not at every pass: a missing KMS key
+    /// or a denied store fails the same way until a person fixes it, and each attempt
+    /// creates and deletes a key.
+    pub store_retry: Secs,
     /// Exposed keys of exempt users are deactivated too (off: finding and notification only).
     pub quarantine_exempt_users: bool,
 }
@@ -98,6 +106,7 @@ impl Default for Rotation {
             delivery: Delivery::SecretsManager,
             name_template: "iam-warden/{user}/access-key".into(),
             kms_key_id: None,
+            store_retry: STORE_RETRY,
             quarantine_exempt_users: false,
         }
     }

@@ -23,7 +23,7 @@ mod validate;
 
 pub use cis::Cis;
 pub use export::{Export, SecurityHubExport};
-pub use lifecycle::{Delivery, Notifications, Rotation};
+pub use lifecycle::{Delivery, Notifications, Rotation, STORE_RETRY};
 pub use secs::Secs;
 pub use tags::{
     ACCEPT_IMPACT_TAG, ACCESS_TAG, EXEMPT_TAG, INACTIVE_SINCE_TAG_PREFIX, OWNER_TAG,

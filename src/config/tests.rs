@@ -354,6 +354,52 @@ fn rotation_and_notification_settings_are_checked() {
 }
 
 #[test]
+fn store_retry_is_a_checked_duration() {
+    assert_eq!(Config::default().rotation.store_retry, STORE_RETRY);
+    assert_eq!(STORE_RETRY.get().as_secs(), 86_400);
+    for (value, want) in [
+        ("\"1m\"", Ok(60)),
+        ("\"12h\"", Ok(12 * 3600)),
+        ("\"30d\"", Ok(30 * 86_400)),
+        ("3600", Ok(3600)),
+        ("0", Err("rotation.store_retry = \"0s\" is out of range")),
+        (
+            "\"0d\"",
+            Err("rotation.store_retry = \"0s\" is out of range"),
+        ),
+        (
+            "\"59s\"",
+            Err("rotation.store_retry = \"59s\" is out of range"),
+        ),
+        (
+            "\"31d\"",
+            Err("rotation.store_retry = \"31d\" is out of range"),
+        ),
+        ("\"soon\"", Err("rotation.store_retry")),
+        ("-5", Err("rotation.store_retry")),
+    ] {
+        let toml = format!("[rotation]\nstore_retry = {value}");
+        match want {
+            Ok(secs) => {
+                let c = Config::from_toml_str(&toml).unwrap_or_else(|e| panic!("{toml}: {e}"));
+                assert_eq!(c.rotation.store_retry.get().as_secs(), secs, "{toml}");
+            }
+            Err(fragment) => {
+                let e = err_of(&toml);
+                assert!(e.contains(fragment), "{toml}: {e}");
+                assert!(!e.contains('\n'), "one line: {e}");
+            }
+        }
+    }
+    // The range error says how to fix it.
+    let e = err_of("[rotation]\nstore_retry = 0");
+    assert!(
+        e.contains("from \"1m\" to \"30d\"") && e.contains("\"1d\""),
+        "{e}"
+    );
+}
+
+#[test]
 fn securityhub_region_must_look_like_a_region() {
     for (region, ok) in [
         ("us-east-1", true),

@@ -373,6 +373,13 @@ fn rotation(r: &Rotation, c: &Credentials, errs: &mut Problems) {
         60,
         90 * 86_400,
     );
+    let retry = r.store_retry.get().as_secs();
+    if !(60..=30 * 86_400).contains(&retry) {
+        errs.push(format!(
+            "rotation.store_retry = \"{}\" is out of range: a rotation whose new key could not be stored is retried this long after the failure (each attempt creates and deletes a key); write a duration from \"1m\" to \"30d\", e.g. \"1d\" (the default)",
+            r.store_retry
+        ));
+    }
     errs.range("rotation.grace_days", r.grace_days.into(), 1, 365);
     errs.range("rotation.recovery_days", r.recovery_days.into(), 0, 365);
     if r.delivery != Delivery::None {

@@ -1,6 +1,8 @@
 //! A spawned `iam-warden run` process (its JSON log lines from stderr collected, the
 //! address of its HTTP server read from the `listening` line, killed on drop), a plain HTTP
-//! GET for its endpoints, and access keys used the way a consumer would use them.
+//! GET for its endpoints, and access keys used the way a consumer would use them; the
+//! daemon's own session, its base command, and the CloudTrail event of an IAM call as
+//! EventBridge delivers it to the SQS source.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -180,4 +182,68 @@ pub async fn caller_arn(endpoint: &str, id: &str, secret: &str) -> String {
         .arn()
         .unwrap_or_default()
         .to_string()
+}
+
+/// Credentials of another session in `acct` (role `iam-warden`, session `name`): the
+/// daemon's own identity.
+pub async fn session(acct: &super::Account, name: &str) -> aws_credential_types::Credentials {
+    let out = aws_sdk_sts::Client::new(&acct.sdk)
+        .assume_role()
+        .role_arn(format!("arn:aws:iam::{}:role/iam-warden", acct.id))
+        .role_session_name(name)
+        .send()
+        .await
+        .expect("AssumeRole for the daemon");
+    let c = out.credentials().expect("credentials");
+    aws_credential_types::Credentials::from_keys(
+        c.access_key_id(),
+        c.secret_access_key(),
+        Some(c.session_token().to_string()),
+    )
+}
+
+/// `iam-warden run` with a clean environment: `creds` at the moto `endpoint`, JSON logs at
+/// info, the HTTP server on a free port. Each test adds its own settings.
+pub fn run_command(creds: &aws_credential_types::Credentials, endpoint: &str) -> Command {
+    let mut cmd = Command::new(super::bin());
+    cmd.arg("run")
+        .env_clear()
+        .env("AWS_ACCESS_KEY_ID", creds.access_key_id())
+        .env("AWS_SECRET_ACCESS_KEY", creds.secret_access_key())
+        .env(
+            "AWS_SESSION_TOKEN",
+            creds.session_token().unwrap_or_default(),
+        )
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ENDPOINT_URL", endpoint)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("IAM_WARDEN_LOG_FORMAT", "json")
+        .env("RUST_LOG", "info")
+        .env("IAM_WARDEN_SERVER__LISTEN", "127.0.0.1:0");
+    cmd
+}
+
+/// An EventBridge envelope with a CloudTrail `event` record for `user` by an admin role.
+pub fn iam_event(acct: &super::Account, event: &str, user: &str) -> String {
+    let record = serde_json::json!({
+        "eventVersion": "1.09",
+        "userIdentity": {"type": "AssumedRole", "arn": format!("arn:aws:sts::{}:assumed-role/admin/x", acct.id), "accountId": acct.id},
+        "eventTime": chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        "eventSource": "iam.amazonaws.com",
+        "eventName": event,
+        "awsRegion": "us-east-1",
+        "requestParameters": {"userName": user},
+        "responseElements": null,
+        "eventID": uuid::Uuid::new_v4().to_string(),
+        "readOnly": false,
+        "eventType": "AwsApiCall",
+        "recipientAccountId": acct.id,
+    });
+    serde_json::json!({
+        "version": "0", "id": uuid::Uuid::new_v4().to_string(),
+        "detail-type": "AWS API Call via CloudTrail", "source": "aws.iam",
+        "account": acct.id, "time": record["eventTime"], "region": "us-east-1", "resources": [],
+        "detail": record,
+    })
+    .to_string()
 }

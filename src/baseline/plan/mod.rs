@@ -18,9 +18,7 @@ mod user;
 
 pub use access_loss::{is_new_user, reduces_access, AccessLoss, BreakerNote};
 pub use account::{plan_account_level, stronger_password_policy};
-pub use rotation::{
-    orphan_candidate, Phase, RotationTag, ORPHAN_AFTER, ORPHAN_BEFORE, STORE_RETRY,
-};
+pub use rotation::{orphan_candidate, Phase, RotationTag, ORPHAN_AFTER, ORPHAN_BEFORE};
 use user::plan_user_with;
 pub use user::{inactive_marks, InactiveMark};
 
@@ -144,6 +142,8 @@ pub enum Action {
         /// The owner to tag the secret with.
         #[serde(skip_serializing_if = "Option::is_none")]
         owner: Option<String>,
+        /// `rotation.store_retry`: after a failed store, no new key before this long.
+        store_retry_secs: u64,
     },
     /// Deactivate a rotated key once drained (checked live again: the new key used, this
     /// key quiet for `drain_quiet_secs`), or forced after grace.

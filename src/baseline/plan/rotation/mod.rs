@@ -48,12 +48,6 @@ pub use stats::{key_stats, KeyStats, KEY_AGE_BUCKETS_DAYS, KEY_PHASES};
 pub use tag::{is_access_key_id, rotation_tags, Phase, RotationTag};
 use tagged::plan_tagged;
 
-/// A rotation whose new key could not be stored (the new key deleted at once, the old key
-/// left active: `phase=stuck` without `new=`) is retried this long after the failure, not
-/// at every pass: a missing KMS key or a denied store fails the same way until a person
-/// fixes it, and each attempt creates and deletes a key.
-pub const STORE_RETRY: Duration = Duration::days(1);
-
 /// The old and new key of a rotation in progress (draining or stuck, both keys active):
 /// the `two-active-keys` check reports such a user as rotating, not as a violation.
 pub fn rotating_pair(user: &UserState) -> Option<(String, String)> {
@@ -274,6 +268,7 @@ impl KeyCtx<'_> {
                 secret_name,
                 kms_key_id: r.kms_key_id.clone(),
                 owner: owner_of(self.user, self.cfg),
+                store_retry_secs: r.store_retry.get().as_secs(),
             },
             reason,
             check: Some(Check::KeyTooOld),

@@ -106,6 +106,9 @@ pub(super) fn plan_quarantined(
         }
         return;
     }
+    if super::tagged::waits_for_store_retry(ctx, t, rp) {
+        return;
+    }
     if t.quarantine_replacing() {
         if let Some(f) = foreign_key(ctx, t) {
             rp.findings.push(f);

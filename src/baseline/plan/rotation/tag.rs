@@ -86,6 +86,10 @@ pub struct RotationTag {
     /// clock): a key is taken for this rotation's orphan new key only if AWS created it
     /// shortly after. Set while rotating (and on a quarantined key being replaced).
     pub wall: Option<DateTime<Utc>>,
+    /// When the store of the new key last failed (the new key was deleted at once): the
+    /// rotation, or the replacement of a quarantined key, waits `rotation.store_retry`
+    /// after it. See [`RotationTag::store_failed_at`].
+    pub failed: Option<DateTime<Utc>>,
 }
 
 fn rfc3339(t: DateTime<Utc>) -> String {
@@ -116,6 +120,9 @@ impl RotationTag {
         if let Some(w) = self.wall {
             v.push_str(&format!(" wall={}", rfc3339(w)));
         }
+        if let Some(f) = self.failed {
+            v.push_str(&format!(" failed={}", rfc3339(f)));
+        }
         v
     }
 
@@ -136,14 +143,15 @@ impl RotationTag {
                 .map(|d| d.with_timezone(&Utc))
                 .map_err(|_| format!("{s:?} is not an RFC 3339 time"))
         };
-        let (mut phase, mut since, mut created, mut new_key, mut wall) =
-            (None, None, None, None, None);
+        let (mut phase, mut since, mut created, mut new_key, mut wall, mut failed) =
+            (None, None, None, None, None, None);
         for part in value.split_whitespace() {
             match part.split_once('=') {
                 Some(("phase", p)) => phase = Some(p.parse::<Phase>()?),
                 Some(("since", t)) => since = Some(time(t)?),
                 Some(("created", t)) => created = Some(time(t)?),
                 Some(("wall", t)) => wall = Some(time(t)?),
+                Some(("failed", t)) => failed = Some(time(t)?),
                 Some(("new", n)) if is_access_key_id(n) => new_key = Some(n.to_string()),
                 Some(("new", n)) => return Err(format!("new={n:?} is not an AccessKeyId")),
                 _ => return Err(format!("unexpected {part:?}")),
@@ -161,7 +169,22 @@ impl RotationTag {
             created,
             new_key,
             wall,
+            failed,
         })
+    }
+
+    /// When the store of this key's new key last failed, if that is what the tag records:
+    /// a rotation `stuck` without a new key (`failed=`, or for a tag written before it
+    /// existed, `since`), or a quarantined key whose replacement could not be stored.
+    /// Both wait `rotation.store_retry` after it, the key left as it was (active, or
+    /// inactive and quarantined).
+    pub fn store_failed_at(&self) -> Option<DateTime<Utc>> {
+        match self.phase {
+            _ if self.new_key.is_some() => None,
+            Phase::Stuck => Some(self.failed.unwrap_or(self.since)),
+            Phase::Quarantined => self.failed,
+            _ => None,
+        }
     }
 
     /// A quarantined key whose replacement was started (intent written) but not stored.

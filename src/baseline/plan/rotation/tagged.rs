@@ -6,8 +6,8 @@ use std::collections::BTreeSet;
 
 use super::quarantined::{foreign_key, plan_quarantined};
 use super::{
-    days, delivery_name, drained, new_key_index, plan_age, rotation_tags, KeyCtx, Phase,
-    RotationPlan, RotationTag, STORE_RETRY,
+    days, delivery_name, drained, new_key_index, plan_age, rotation_tags, to_duration, KeyCtx,
+    Phase, RotationPlan, RotationTag,
 };
 use crate::baseline::checks::Check;
 use crate::baseline::plan::{Action, PlannedAction};
@@ -60,17 +60,7 @@ pub(super) fn plan_tagged(
             }
         }
         Phase::Stuck if t.new_key.is_none() && r.delivery != Delivery::None && k.active => {
-            let retry = t.since + STORE_RETRY;
-            if now < retry {
-                rp.findings.push(ctx.stuck_finding(format!(
-                    "the rotation of {} failed on {}: its new key could not be stored (the journal has the error) and was deleted; {} stays active and the rotation is retried after {}",
-                    k.label(),
-                    t.since.format("%Y-%m-%dT%H:%M:%SZ"),
-                    k.label(),
-                    retry.format("%Y-%m-%dT%H:%M:%SZ")
-                )));
-                rp.due(retry);
-            } else {
+            if !waits_for_store_retry(ctx, t, rp) {
                 plan_age(ctx, Some(t), unused, deleting, rp);
             }
         }
@@ -187,4 +177,44 @@ pub(super) fn plan_tagged(
             }
         }
     }
+}
+
+/// A rotation (or the replacement of a quarantined key) whose new key could not be stored
+/// (the new key deleted at once) waits `rotation.store_retry` after the failure: a missing KMS key or
+/// a denied store fails the same way until a person fixes it, and each attempt creates and
+/// deletes a key. While it waits: a `rotation-stuck` finding naming the key, the store and
+/// the fix, and the retry is when the user is due. Returns whether it waits.
+pub(super) fn waits_for_store_retry(
+    ctx: &KeyCtx<'_>,
+    t: &RotationTag,
+    rp: &mut RotationPlan,
+) -> bool {
+    let Some(failed) = t.store_failed_at() else {
+        return false;
+    };
+    let retry = failed + to_duration(ctx.cfg.rotation.store_retry.get());
+    if ctx.now >= retry {
+        return false;
+    }
+    let r = &ctx.cfg.rotation;
+    let (what, left) = if t.phase == Phase::Quarantined {
+        (
+            "the replacement of the quarantined",
+            "stays inactive and quarantined",
+        )
+    } else {
+        ("the rotation of", "stays active")
+    };
+    let store = delivery_name(&r.name_template, &ctx.user.name, r.delivery)
+        .map(|n| format!("{} {n}", r.delivery.as_str()))
+        .unwrap_or_else(|_| r.delivery.as_str().to_string());
+    // The key's id (learnt from the tag for a credential-report user).
+    let k = ctx.key.to_string();
+    rp.findings.push(ctx.stuck_finding(format!(
+        "{what} {k} failed on {}: its new key could not be stored in {store} and was deleted; {k} {left} and it is retried after {}; fix the cause the journal and the rotation-stuck notice name (e.g. a KMS key in rotation.kms_key_id that does not exist)",
+        failed.format("%Y-%m-%dT%H:%M:%SZ"),
+        retry.format("%Y-%m-%dT%H:%M:%SZ")
+    )));
+    rp.due(retry);
+    true
 }

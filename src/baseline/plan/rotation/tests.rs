@@ -5,7 +5,7 @@ use chrono::Duration;
 use super::*;
 use crate::baseline::plan::{plan_user, UserPlan};
 use crate::baseline::testkit::*;
-use crate::config::{Config, Delivery, ROTATION_TAG_PREFIX};
+use crate::config::{Config, Delivery, ROTATION_TAG_PREFIX, STORE_RETRY};
 use crate::inventory::{Observed, UserState};
 
 const OLD: &str = "AKIAOLD000000000001";
@@ -32,6 +32,11 @@ fn tag(phase: &str, since: i64, new: Option<&str>) -> (String, String) {
     (format!("{ROTATION_TAG_PREFIX}{OLD}"), v)
 }
 
+/// The default `rotation.store_retry`.
+fn retry() -> Duration {
+    to_duration(STORE_RETRY.get())
+}
+
 fn hours_ago(h: i64) -> chrono::DateTime<chrono::Utc> {
     now() - Duration::hours(h)
 }
@@ -47,6 +52,23 @@ struct Case {
     actions: Vec<&'static str>,
     findings: Vec<&'static str>,
     next_due: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// Run each case and check its actions, findings (`dedup`: each check once) and next due.
+fn assert_cases(cases: Vec<Case>, dedup: bool) {
+    for c in cases {
+        let p = run(&c.user, &c.cfg);
+        assert_eq!(names(&p), c.actions, "{}: {:#?}", c.name, p.actions);
+        let mut got = checks(&p);
+        got.sort_unstable();
+        if dedup {
+            got.dedup();
+        }
+        let mut want = c.findings.clone();
+        want.sort_unstable();
+        assert_eq!(got, want, "{}: {:#?}", c.name, p.verdict.findings);
+        assert_eq!(p.next_due, c.next_due, "{}", c.name);
+    }
 }
 
 #[test]
@@ -157,7 +179,7 @@ fn lifecycle_table() {
             cfg: d.clone(),
             actions: vec![],
             findings: vec!["key-too-old", "rotation-stuck"],
-            next_due: Some(hours_ago(2) + STORE_RETRY),
+            next_due: Some(hours_ago(2) + retry()),
         },
         Case {
             name: "store failed over a day ago: the rotation is retried",
@@ -419,16 +441,7 @@ fn lifecycle_table() {
             next_due: None,
         },
     ];
-    for c in cases {
-        let p = run(&c.user, &c.cfg);
-        assert_eq!(names(&p), c.actions, "{}: {:#?}", c.name, p.actions);
-        let mut got = checks(&p);
-        got.sort_unstable();
-        let mut want = c.findings.clone();
-        want.sort_unstable();
-        assert_eq!(got, want, "{}: {:#?}", c.name, p.verdict.findings);
-        assert_eq!(p.next_due, c.next_due, "{}", c.name);
-    }
+    assert_cases(cases, false);
 }
 
 #[test]
@@ -436,6 +449,7 @@ fn actions_carry_what_apply_needs() {
     let mut c = cfg();
     c.rotation.kms_key_id = Some("alias/rot".into());
     c.notifications.default_owner = Some("team@example.com".into());
+    c.rotation.store_retry = "6h".parse().unwrap();
     let u = user("svc").keys(&[key(OLD, 95, Some(1))]).build();
     let p = run(&u, &c);
     match &p.actions[0].action {
@@ -446,7 +460,9 @@ fn actions_carry_what_apply_needs() {
             secret_name,
             kms_key_id,
             owner,
+            store_retry_secs,
         } => {
+            assert_eq!(*store_retry_secs, 6 * 3600);
             assert_eq!(user, "svc");
             assert_eq!(key.id.as_deref(), Some(OLD));
             assert_eq!(*delivery, Delivery::SecretsManager);
@@ -496,6 +512,7 @@ fn report_keys_match_tags_by_creation_time() {
                 created: Some(created),
                 new_key: Some(NEW.into()),
                 wall: None,
+                failed: None,
             }
             .value(),
         )
@@ -538,6 +555,7 @@ fn tags_round_trip_and_reject_nonsense() {
         created: Some(days_ago(90)),
         new_key: Some(NEW.into()),
         wall: None,
+        failed: None,
     };
     let v = t.value();
     assert!(v.len() <= 256);
@@ -736,6 +754,7 @@ fn tag_at(
         created: None,
         new_key: new.map(str::to_string),
         wall,
+        failed: None,
     };
     (RotationTag::tag_key(OLD), t.value())
 }
@@ -890,17 +909,7 @@ fn quarantined_keys_and_the_orphan_window() {
             next_due: Some(days_ago(0) + Duration::days(76)),
         },
     ];
-    for c in cases {
-        let p = run(&c.user, &c.cfg);
-        assert_eq!(names(&p), c.actions, "{}: {:#?}", c.name, p.actions);
-        let mut got = checks(&p);
-        got.sort_unstable();
-        got.dedup();
-        let mut want = c.findings.clone();
-        want.sort_unstable();
-        assert_eq!(got, want, "{}: {:#?}", c.name, p.verdict.findings);
-        assert_eq!(p.next_due, c.next_due, "{}", c.name);
-    }
+    assert_cases(cases, true);
 }
 
 #[test]
@@ -975,4 +984,216 @@ fn a_quarantined_key_of_a_report_user_is_matched_by_its_create_date() {
         }
         other => panic!("{other:?}"),
     }
+}
+
+/// The rotation tag of `OLD` whose new key could not be stored `failed_h` hours ago.
+fn failed_tag(
+    phase: Phase,
+    since: chrono::DateTime<chrono::Utc>,
+    failed_h: i64,
+) -> (String, String) {
+    let t = RotationTag {
+        key_id: OLD.into(),
+        phase,
+        since,
+        created: None,
+        new_key: None,
+        wall: None,
+        failed: Some(hours_ago(failed_h)),
+    };
+    (RotationTag::tag_key(OLD), t.value())
+}
+
+#[test]
+fn a_store_that_failed_waits_for_its_retry() {
+    let d = cfg(); // recovery 7, store retry 1 d
+    let none = {
+        let mut c = cfg();
+        c.rotation.delivery = Delivery::None;
+        c
+    };
+    let with_retry = |r: &str| {
+        let mut c = cfg();
+        c.rotation.store_retry = r.parse().unwrap();
+        c
+    };
+    let (hour, two_days) = (with_retry("1h"), with_retry("2d"));
+    let q = Phase::Quarantined;
+    let exposed = || inactive(key(OLD, 10, Some(0)));
+    let cases = vec![
+        Case {
+            name: "quarantined, its replacement's store failed 2 h ago: no new key, a finding",
+            user: with_tag(user("u"), failed_tag(q, hours_ago(3), 2))
+                .keys(&[exposed()])
+                .build(),
+            cfg: d.clone(),
+            actions: vec![],
+            findings: vec!["rotation-stuck"],
+            next_due: Some(hours_ago(2) + retry()),
+        },
+        Case {
+            name: "quarantined, the store failed over a day ago: replaced again",
+            user: with_tag(user("u"), failed_tag(q, hours_ago(30), 25))
+                .keys(&[exposed()])
+                .build(),
+            cfg: d.clone(),
+            actions: vec!["rotate_access_key"],
+            findings: vec![],
+            next_due: Some(hours_ago(30) + Duration::days(7)),
+        },
+        Case {
+            name: "quarantined, the store failed, delivery now none: the user must make a key",
+            user: with_tag(user("u"), failed_tag(q, hours_ago(3), 2))
+                .keys(&[exposed()])
+                .build(),
+            cfg: none.clone(),
+            actions: vec![],
+            findings: vec!["rotation-stuck"],
+            next_due: Some(hours_ago(3) + Duration::days(7)),
+        },
+        Case {
+            name: "quarantined, the store failed, past the recovery window: deleted",
+            user: with_tag(user("u"), failed_tag(q, days_ago(8), 2))
+                .keys(&[exposed()])
+                .build(),
+            cfg: d.clone(),
+            actions: vec!["delete_rotated_key"],
+            findings: vec![],
+            next_due: None,
+        },
+        Case {
+            name: "quarantined, the store failed, active again: never reactivated, a finding",
+            user: with_tag(user("u"), failed_tag(q, hours_ago(3), 2))
+                .keys(&[key(OLD, 10, Some(0))])
+                .build(),
+            cfg: d.clone(),
+            actions: vec![],
+            findings: vec!["rotation-stuck"],
+            next_due: None,
+        },
+        Case {
+            name: "stuck since 3 days, the store failed again 2 h ago: the failure counts",
+            user: with_tag(user("u"), failed_tag(Phase::Stuck, days_ago(3), 2))
+                .keys(&[key(OLD, 93, Some(1))])
+                .build(),
+            cfg: d.clone(),
+            actions: vec![],
+            findings: vec!["key-too-old", "rotation-stuck"],
+            next_due: Some(hours_ago(2) + retry()),
+        },
+        Case {
+            name: "quarantined, the store failed 2 h ago, store_retry = 1h: replaced again",
+            user: with_tag(user("u"), failed_tag(q, hours_ago(3), 2))
+                .keys(&[exposed()])
+                .build(),
+            cfg: hour.clone(),
+            actions: vec!["rotate_access_key"],
+            findings: vec![],
+            next_due: Some(hours_ago(3) + Duration::days(7)),
+        },
+        Case {
+            name: "stuck, the store failed 2 h ago, store_retry = 1h: rotated again",
+            user: with_tag(user("u"), failed_tag(Phase::Stuck, hours_ago(2), 2))
+                .keys(&[key(OLD, 93, Some(1))])
+                .build(),
+            cfg: hour.clone(),
+            actions: vec!["rotate_access_key"],
+            findings: vec!["key-too-old"],
+            next_due: None,
+        },
+        Case {
+            name: "stuck, the store failed 25 h ago, store_retry = 2d: still waits",
+            user: with_tag(user("u"), failed_tag(Phase::Stuck, hours_ago(25), 25))
+                .keys(&[key(OLD, 93, Some(1))])
+                .build(),
+            cfg: two_days.clone(),
+            actions: vec![],
+            findings: vec!["key-too-old", "rotation-stuck"],
+            next_due: Some(hours_ago(25) + Duration::days(2)),
+        },
+        Case {
+            name: "stuck, the store failed 25 h ago: rotated again",
+            user: with_tag(user("u"), failed_tag(Phase::Stuck, hours_ago(25), 25))
+                .keys(&[key(OLD, 93, Some(1))])
+                .build(),
+            cfg: d.clone(),
+            actions: vec!["rotate_access_key"],
+            findings: vec!["key-too-old"],
+            next_due: None,
+        },
+    ];
+    assert_cases(cases, true);
+}
+
+#[test]
+fn a_failed_store_finding_names_the_key_the_store_and_the_fix() {
+    let u = with_tag(user("app"), failed_tag(Phase::Quarantined, hours_ago(3), 2))
+        .keys(&[inactive(key(OLD, 10, Some(0)))])
+        .build();
+    let p = run(&u, &cfg());
+    let f = p
+        .verdict
+        .findings
+        .iter()
+        .find(|f| f.check.id() == "rotation-stuck")
+        .expect("a rotation-stuck finding");
+    assert_eq!(f.key_id.as_deref(), Some(OLD));
+    let retry = (hours_ago(2) + retry())
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
+    for want in [
+        "the replacement of the quarantined",
+        OLD,
+        "secretsmanager iam-warden/app/access-key",
+        "stays inactive and quarantined",
+        retry.as_str(),
+        "rotation.kms_key_id",
+    ] {
+        assert!(f.reason.contains(want), "{want:?} in {}", f.reason);
+    }
+    assert!(!f.reason.contains('\n'), "one line: {}", f.reason);
+}
+
+#[test]
+fn a_failed_store_is_recorded_in_the_tag() {
+    let key = RotationTag::tag_key(OLD);
+    let q = RotationTag::parse(&key, &failed_tag(Phase::Quarantined, days_ago(1), 2).1)
+        .unwrap()
+        .unwrap();
+    assert_eq!(q.phase, Phase::Quarantined);
+    assert!(
+        !q.quarantine_replacing(),
+        "a failed replacement is not in progress"
+    );
+    assert!(crate::apply::is_quarantine_tag(&q.value()));
+    assert_eq!(RotationTag::parse(&key, &q.value()), Some(Ok(q.clone())));
+    let table = [
+        ("phase=quarantined since=2026-12-01T00:00:00Z", None),
+        (
+            "phase=quarantined since=2026-12-01T00:00:00Z failed=2026-12-02T00:00:00Z",
+            Some("2026-12-02T00:00:00Z"),
+        ),
+        (
+            "phase=quarantined since=2026-12-01T00:00:00Z new=AKIANEW000000000002 failed=2026-12-02T00:00:00Z",
+            None,
+        ),
+        // A stuck tag written before failed= existed: the failure is its since.
+        ("phase=stuck since=2026-12-01T00:00:00Z", Some("2026-12-01T00:00:00Z")),
+        (
+            "phase=stuck since=2026-12-01T00:00:00Z failed=2026-12-03T00:00:00Z",
+            Some("2026-12-03T00:00:00Z"),
+        ),
+        ("phase=stuck since=2026-12-01T00:00:00Z new=AKIANEW000000000002", None),
+        ("phase=warned since=2026-12-01T00:00:00Z failed=2026-12-03T00:00:00Z", None),
+    ];
+    for (value, want) in table {
+        let t = RotationTag::parse(&key, value).unwrap().unwrap();
+        let want = want.map(|w| w.parse::<chrono::DateTime<chrono::Utc>>().unwrap());
+        assert_eq!(t.store_failed_at(), want, "{value}");
+    }
+    assert!(
+        RotationTag::parse(&key, "phase=stuck since=2026-12-01T00:00:00Z failed=never")
+            .unwrap()
+            .is_err()
+    );
 }
