@@ -242,8 +242,17 @@ impl From<OutputArg> for Output {
     }
 }
 
+/// The runtime threads' stack: 8 MiB, not tokio's 2 MiB. Unoptimised (a debug build),
+/// Security Hub's finding (de)serialisers need more than 2 MiB; only touched pages are
+/// resident, so the optimised daemon's memory does not change.
+const RUNTIME_STACK: usize = 8 * 1024 * 1024;
+
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Runtime::new().context("cannot start the async runtime")
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_stack_size(RUNTIME_STACK)
+        .build()
+        .context("cannot start the async runtime")
 }
 
 fn enforce(cfg: &Config, output: OutputArg, opts: app::EnforceOptions) -> anyhow::Result<u8> {
