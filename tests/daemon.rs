@@ -1236,3 +1236,79 @@ async fn resync_publishes_the_access_key_gauges() {
     assert_eq!(code, 0, "{log}");
     assert!(log.contains("\"message\":\"access keys\""), "{log}");
 }
+
+/// The daemon judges the CIS account checks (`cis.enabled`, the default): a `*:*` policy
+/// and an expired server certificate show in `account_check_failing{check}`; with
+/// `cis.delete_expired_server_certificates` its account reconcile deletes the certificate
+/// (journaled) and publishes the gauge from what it observed afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daemon_judges_the_cis_account_checks_and_applies_the_opt_in_action() {
+    let moto = shared_moto();
+    let acct = Account::new(moto).await;
+    let dir = tempfile::tempdir().unwrap();
+    let sqs = aws_sdk_sqs::Client::new(&acct.sdk);
+    let url = create_queue(&sqs, &format!("iam-warden-cis-{}", acct.id), &[]).await;
+    acct.iam
+        .create_policy()
+        .policy_name("god")
+        .policy_document(
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#,
+        )
+        .send()
+        .await
+        .unwrap();
+    // moto reports every server certificate as expired in 2012.
+    acct.iam
+        .upload_server_certificate()
+        .server_certificate_name("old-tls")
+        .certificate_body("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----")
+        .private_key("-----BEGIN PRIVATE KEY-----\nMIIB\n-----END PRIVATE KEY-----")
+        .send()
+        .await
+        .unwrap();
+    let creds = session(&acct, "iam-warden-daemon").await;
+    let mut env = sqs_only_env(dir.path(), &url, "100");
+    env.push(("IAM_WARDEN_MODE", "enforce".to_string()));
+    env.push((
+        "IAM_WARDEN_CIS__DELETE_EXPIRED_SERVER_CERTIFICATES",
+        "true".to_string(),
+    ));
+    let d = Daemon::start(&creds, &moto.endpoint, &env);
+    d.wait_ready().await;
+    wait_metric(
+        &d,
+        "iam_warden_account_check_failing{check=\"policy-full-admin\"}",
+        1.0,
+    )
+    .await;
+    eventually("the expired certificate deleted", DEADLINE, || async {
+        let out = acct.iam.list_server_certificates().send().await.unwrap();
+        out.server_certificate_metadata_list()
+            .is_empty()
+            .then_some(())
+    })
+    .await;
+    eventually("server-certificate-expired back to 0", DEADLINE, || async {
+        let fails = d
+            .metric("iam_warden_account_check_failing{check=\"server-certificate-expired\"}")
+            .await;
+        let admin = d
+            .metric("iam_warden_account_check_failing{check=\"policy-full-admin\"}")
+            .await;
+        (fails == 0.0 && admin == 1.0).then_some(())
+    })
+    .await;
+    let lines = journal_lines(dir.path());
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["action"] == "delete_server_certificate"
+                && l["outcome"] == "applied"
+                && l["target"]
+                    .as_str()
+                    .is_some_and(|t| t.ends_with(":server-certificate/old-tls"))),
+        "{lines:?}"
+    );
+    let (code, log) = d.stop().await;
+    assert_eq!(code, 0, "{log}");
+}

@@ -433,8 +433,9 @@ pub async fn resync(ctx: &Context) -> Result<()> {
         inventory::read_account(&ctx.clients).await?
     };
     let plan = plan_account(&snap, &ctx.cfg, now)?;
-    ctx.metrics
-        .set_account_checks(&evaluate_account(&snap, &ctx.cfg, now));
+    // The password policy and, with `cis.enabled`, the CIS account checks.
+    let account_findings = evaluate_account(&snap, &ctx.cfg, now);
+    ctx.metrics.set_account_checks(&account_findings);
     if let Some(generated) = snap.report_generated {
         ctx.metrics.credential_report_age(generated, Utc::now());
     }
@@ -470,7 +471,7 @@ pub async fn resync(ctx: &Context) -> Result<()> {
             .collect();
         let findings = export::collect(
             exporter.scope(),
-            &plan.account_findings,
+            &account_findings,
             plan.users
                 .iter()
                 .map(|u| (&u.verdict, arns.get(u.verdict.user.as_str()).copied())),

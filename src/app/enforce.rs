@@ -121,10 +121,22 @@ impl EnforceReport {
                 pa.reason
             );
         };
-        if !self.plan.account_actions.is_empty() {
+        if !self.plan.account_actions.is_empty() || !self.plan.account_skipped.is_empty() {
             let _ = writeln!(out, "\naccount:");
+            let blocks = self.command == "enforce" && self.breaker.blocks();
             for pa in &self.plan.account_actions {
-                line(&mut out, pa, false);
+                let held = blocks && !pa.action.members_losing_access().is_empty();
+                line(&mut out, pa, held);
+            }
+            for s in &self.plan.account_skipped {
+                let _ = writeln!(
+                    out,
+                    "  {} {}: {} -> skipped: {}",
+                    s.planned.action.name(),
+                    s.planned.action.target(),
+                    s.planned.reason,
+                    s.skipped
+                );
             }
         }
         for u in self.plan.users.iter().filter(|u| !u.actions.is_empty()) {
@@ -265,7 +277,17 @@ pub async fn enforce(
                 "blast-radius breaker tripped; the users who would lose access are not changed",
             );
         }
-        results.extend(applier.apply_all(&snap, &plan.account_actions, now).await);
+        // Tripped: not the account actions that take access away (a group's policy).
+        let account: Vec<_> = plan
+            .account_actions
+            .iter()
+            .filter(|a| !blocks || a.action.members_losing_access().is_empty())
+            .cloned()
+            .collect();
+        results.extend(applier.apply_all(&snap, &account, now).await);
+        for s in &plan.account_skipped {
+            results.push(applier.record_skipped(&s.planned, &s.skipped));
+        }
         // Tripped: only the users whose changes take nothing away. Users are independent
         // (each user's actions stay in order): up to `controller.workers` at once, as in
         // the daemon, so the write limiter rather than each call's latency bounds the pass.
@@ -283,19 +305,7 @@ pub async fn enforce(
         .await;
         results.extend(per_user.into_iter().flatten());
         for h in &held {
-            let outcome = crate::apply::Outcome::Skipped(h.reason.clone());
-            let pa = &h.planned;
-            applier.record(
-                pa.action.name(),
-                pa.action.user(),
-                &pa.action.target(),
-                &pa.reason,
-                &outcome,
-            );
-            results.push(crate::apply::ActionResult {
-                planned: pa.clone(),
-                outcome,
-            });
+            results.push(applier.record_skipped(&h.planned, &h.reason));
         }
         // The last notices are delivered before the command exits (bounded).
         let drain = crate::notify::Channels::worst_case(&cfg.notifications);

@@ -4,6 +4,7 @@
 //! only touched by its AccessKeyId after it was resolved live and, for revocations,
 //! after its last use was checked live; a user or key that vanished is skipped.
 
+mod cis;
 mod keys;
 mod notices;
 mod password;
@@ -566,6 +567,25 @@ impl Applier {
                     .map_err(|e| aws_error("iam", "DeleteServerCertificate", e))?;
                 Ok(Outcome::Applied)
             }
+            Action::DetachUserPolicy { user, policy_arn } => {
+                self.detach_policy(cis::Principal::User(user), policy_arn)
+                    .await
+            }
+            Action::DetachGroupPolicy {
+                group, policy_arn, ..
+            } => {
+                self.detach_policy(cis::Principal::Group(group), policy_arn)
+                    .await
+            }
+            Action::DetachRolePolicy { role, policy_arn } => {
+                self.detach_policy(cis::Principal::Role(role), policy_arn)
+                    .await
+            }
+            Action::MoveUserPolicyToGroup {
+                user,
+                policy_arn,
+                group,
+            } => self.move_user_policy(user, policy_arn, group, reason).await,
         }
     }
 }

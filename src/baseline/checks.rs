@@ -60,53 +60,36 @@ pub enum Check {
     BaselineWouldDeny,
 }
 
+mod scope;
+pub use scope::CheckScope;
+use scope::{count, of_scope, TABLE};
+
 impl Check {
-    pub const ALL: [Check; 25] = [
-        Check::ConsoleWithoutMfa,
-        Check::MfaPolicyMissing,
-        Check::SourceIpPolicyMissing,
-        Check::KeyTooOld,
-        Check::KeyUnused,
-        Check::ConsoleUnused,
-        Check::TwoActiveKeys,
-        Check::ConsoleOnProgrammaticUser,
-        Check::KeysOnConsoleUser,
-        Check::PasswordPolicyWeak,
-        Check::QuotaReached,
-        Check::RotationStuck,
-        Check::UserPolicyAttached,
-        Check::KeyFromInitialSetup,
-        Check::RootAccessKey,
-        Check::RootWithoutMfa,
-        Check::RootVirtualMfa,
-        Check::RootUsed,
-        Check::PolicyFullAdmin,
-        Check::NoSupportRole,
-        Check::ServerCertificateExpired,
-        Check::AccessAnalyzerDisabled,
-        Check::NoIdentityFederation,
-        Check::CloudShellFullAccess,
-        Check::BaselineWouldDeny,
-    ];
+    /// Every check, in table order.
+    pub const ALL: [Check; TABLE.len()] = {
+        let mut out = [Check::ConsoleWithoutMfa; TABLE.len()];
+        let mut i = 0;
+        while i < TABLE.len() {
+            out[i] = TABLE[i].0;
+            i += 1;
+        }
+        out
+    };
 
     /// The checks whose findings are about the account, not a user
     /// (`account_check_failing{check}`).
-    pub const ACCOUNT: [Check; 11] = [
-        Check::PasswordPolicyWeak,
-        Check::RootAccessKey,
-        Check::RootWithoutMfa,
-        Check::RootVirtualMfa,
-        Check::RootUsed,
-        Check::PolicyFullAdmin,
-        Check::NoSupportRole,
-        Check::ServerCertificateExpired,
-        Check::AccessAnalyzerDisabled,
-        Check::NoIdentityFederation,
-        Check::CloudShellFullAccess,
-    ];
+    pub const ACCOUNT: [Check; count(CheckScope::Account)] = of_scope(CheckScope::Account);
+
+    /// The check's scope, from the table.
+    pub fn scope(self) -> CheckScope {
+        TABLE
+            .iter()
+            .find(|(c, _)| *c == self)
+            .map_or(CheckScope::User, |(_, s)| *s)
+    }
 
     pub fn is_account_level(self) -> bool {
-        Check::ACCOUNT.contains(&self)
+        self.scope() == CheckScope::Account
     }
 
     pub fn id(self) -> &'static str {
@@ -623,6 +606,49 @@ mod tests {
         let mut ids: Vec<_> = v.findings.iter().map(|f| f.check.id()).collect();
         ids.sort();
         ids
+    }
+
+    #[test]
+    fn account_checks_are_derived_from_the_one_table() {
+        let ids: std::collections::BTreeSet<&str> = Check::ALL.iter().map(|c| c.id()).collect();
+        assert_eq!(ids.len(), Check::ALL.len(), "duplicate ids");
+        let derived: Vec<Check> = Check::ALL
+            .iter()
+            .copied()
+            .filter(|c| c.is_account_level())
+            .collect();
+        assert_eq!(derived, Check::ACCOUNT.to_vec());
+        // (check, account-level): the table's scopes.
+        let table = [
+            (Check::PasswordPolicyWeak, true),
+            (Check::RootAccessKey, true),
+            (Check::RootUsed, true),
+            (Check::PolicyFullAdmin, true),
+            (Check::ServerCertificateExpired, true),
+            (Check::AccessAnalyzerDisabled, true),
+            (Check::NoIdentityFederation, true),
+            (Check::CloudShellFullAccess, true),
+            (Check::ConsoleWithoutMfa, false),
+            (Check::KeyTooOld, false),
+            (Check::UserPolicyAttached, false),
+            (Check::KeyFromInitialSetup, false),
+            (Check::QuotaReached, false),
+            (Check::BaselineWouldDeny, false),
+        ];
+        for (c, account) in table {
+            assert_eq!(c.is_account_level(), account, "{c}");
+            assert_eq!(Check::ACCOUNT.contains(&c), account, "{c}");
+            assert_eq!(
+                c.scope(),
+                if account {
+                    CheckScope::Account
+                } else {
+                    CheckScope::User
+                }
+            );
+        }
+        assert_eq!(Check::ACCOUNT.len(), 11);
+        assert_eq!(Check::ALL.len(), 25);
     }
 
     #[test]

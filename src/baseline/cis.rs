@@ -36,7 +36,7 @@ pub fn account_arn(snap: &AccountSnapshot) -> String {
 }
 
 /// `arn:PARTITION:iam::aws:policy/NAME` (any path) is the AWS managed policy `name`.
-fn is_aws_policy(arn: &str, name: &str) -> bool {
+pub(crate) fn is_aws_policy(arn: &str, name: &str) -> bool {
     arn.split(':').nth(4) == Some("aws") && arn.contains(":policy/") && arn_name(arn) == name
 }
 
@@ -58,6 +58,17 @@ pub fn initial_setup_keys(user: &UserState, findings: &mut Vec<Finding>) {
     }
 }
 
+/// The baseline's own policy `arn`, attached to users in `attach = "user"` mode: the
+/// operator's choice, neither a CIS 1.14 finding nor moved into a group.
+pub(crate) fn is_baseline_attachment(arn: &str, cfg: &Config) -> bool {
+    let b = &cfg.baseline;
+    let n = arn_name(arn);
+    b.attach == Attach::User
+        && ((b.mfa_policy.enabled && n == b.mfa_policy.name)
+            || (b.source_ip_policy.enabled && n == b.source_ip_policy.name))
+        && !is_aws_policy(arn, n)
+}
+
 /// CIS 1.14 for one user: managed policies attached to the user and inline policies. The
 /// baseline's own policies attached in `attach = "user"` mode are the operator's choice: a
 /// note, not a finding.
@@ -68,16 +79,10 @@ pub fn direct_policies(
     findings: &mut Vec<Finding>,
     notes: &mut Vec<String>,
 ) {
-    let b = &cfg.baseline;
-    let own = |arn: &str| {
-        let n = arn_name(arn);
-        (b.mfa_policy.enabled && n == b.mfa_policy.name)
-            || (b.source_ip_policy.enabled && n == b.source_ip_policy.name)
-    };
     let (mine, other): (Vec<&String>, Vec<&String>) = user
         .attached_policies
         .iter()
-        .partition(|a| b.attach == Attach::User && own(a) && !is_aws_policy(a, arn_name(a)));
+        .partition(|a| is_baseline_attachment(a, cfg));
     if !mine.is_empty() {
         let names: Vec<&str> = mine.iter().map(|a| arn_name(a)).collect();
         notes.push(format!(

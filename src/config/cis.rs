@@ -19,6 +19,16 @@ pub struct Cis {
     /// CIS 1.18, opt-in: `enforce` deletes server certificates whose expiry date is past
     /// (dry-run journals it only; a certificate without an expiry date is never deleted).
     pub delete_expired_server_certificates: bool,
+    /// CIS 1.21, opt-in: `enforce` detaches `AWSCloudShellFullAccess` from users, groups
+    /// and roles (dry-run journals it only). Never from an exempt user, a group with an
+    /// exempt member, or iam-warden's own user or role. A user losing it counts toward
+    /// the blast-radius breaker (through a group: each member).
+    pub detach_cloudshell_full_access: bool,
+    /// CIS 1.14 / Security Hub IAM.2, opt-in: `enforce` moves each managed policy attached
+    /// to a user directly into a group `iam-warden-direct-<policy>` (made by iam-warden
+    /// under `baseline.path`), adds the user, and only then detaches the policy from the
+    /// user: access never drops. Inline policies are reported, not moved.
+    pub move_direct_policies_to_groups: bool,
 }
 
 impl Default for Cis {
@@ -28,6 +38,8 @@ impl Default for Cis {
             root_used_days: 1,
             access_analyzer_regions: Vec::new(),
             delete_expired_server_certificates: false,
+            detach_cloudshell_full_access: false,
+            move_direct_policies_to_groups: false,
         }
     }
 }
@@ -44,7 +56,10 @@ impl Cis {
 
     /// `enforce` needs the CIS account facts: an opt-in CIS action is on.
     pub fn enforces(&self) -> bool {
-        self.enabled && self.delete_expired_server_certificates
+        self.enabled
+            && (self.delete_expired_server_certificates
+                || self.detach_cloudshell_full_access
+                || self.move_direct_policies_to_groups)
     }
 
     /// Problems with the values, one message each.
@@ -85,7 +100,7 @@ mod tests {
             enabled: true,
             root_used_days: 0,
             access_analyzer_regions: vec!["us-east-1".into(), "US East".into(), "".into()],
-            delete_expired_server_certificates: false,
+            ..Cis::default()
         };
         assert_eq!(
             c.analyzer_regions("eu-west-1"),

@@ -12,7 +12,8 @@ use super::key::ReconcileKey;
 use crate::apply::{Applier, Outcome};
 use crate::aws::Clients;
 use crate::baseline::breaker::{Admission, Window};
-use crate::baseline::checks::UserVerdict;
+use crate::baseline::checks::{evaluate_account, UserVerdict};
+use crate::baseline::plan::cis as cis_plan;
 use crate::baseline::plan::{inactive_marks, plan_account_level, plan_user, UserPlan};
 use crate::baseline::policies::desired_policies;
 use crate::config::Config;
@@ -227,35 +228,80 @@ async fn reconcile_user(name: &str, ctx: &Context) -> Result<Next> {
     Ok(Next::Requeue(requeue))
 }
 
+/// The account key: the baseline's policies and groups, the password policy, and, with
+/// an opt-in CIS action on (`cis.enforces()`), the CIS account actions. Those need the
+/// whole account with its CIS facts (a group's members, the certificates, the roles):
+/// then the account reconcile reads what a resync reads, and publishes
+/// `account_check_failing` from what it observed after its writes. Without one, it reads
+/// the account level only (the resync reads the CIS facts once per interval).
 async fn reconcile_account(ctx: &Context) -> Result<Next> {
-    let snap = snapshot::read_account_level(&ctx.clients).await?;
+    let cis = ctx.cfg.cis.enforces();
+    let read = || async {
+        if cis {
+            let regions = ctx.cfg.cis.analyzer_regions(&ctx.cfg.aws.region);
+            snapshot::read_account_cis(&ctx.clients, &regions).await
+        } else {
+            snapshot::read_account_level(&ctx.clients).await
+        }
+    };
+    let snap = read().await?;
+    let now = ctx.clock.now();
     let desired = desired_policies(&ctx.cfg)?;
-    let (actions, _) = plan_account_level(&snap, &ctx.cfg, &desired);
+    let (mut actions, _) = plan_account_level(&snap, &ctx.cfg, &desired);
+    let (cis_actions, skipped) = cis_plan::account_actions(&snap, &ctx.cfg, now);
+    let mut retry = None;
+    for a in cis_actions {
+        // A group losing a policy: each member is counted in the breaker's window.
+        let members = a.action.members_losing_access();
+        if members.iter().all(|m| ctx.breaker_admits(m, true)) {
+            actions.push(a);
+        } else {
+            ctx.applier.record_skipped(
+                &a,
+                "blast-radius breaker: its members would lose access; retried in the next window",
+            );
+            retry = Some(ctx.breaker_retry_at(now));
+        }
+    }
+    for s in &skipped {
+        ctx.applier.record_skipped(&s.planned, &s.skipped);
+    }
     let mut fresh = snap;
     if !actions.is_empty() {
-        let results = ctx
-            .applier
-            .apply_all(&fresh, &actions, ctx.clock.now())
-            .await;
+        let results = ctx.applier.apply_all(&fresh, &actions, now).await;
         let failed = results
             .iter()
             .filter(|r| matches!(r.outcome, Outcome::Failed(_)))
             .count();
         // Observe what the writes made, for the user reconciles that follow.
-        fresh = snapshot::read_account_level(&ctx.clients).await?;
+        fresh = read().await?;
         if failed > 0 {
+            publish_account(ctx, &fresh, now);
             store_view(ctx, fresh);
             return Err(Error::Other(format!("account: {failed} write(s) failed")));
         }
     }
+    publish_account(ctx, &fresh, now);
     store_view(ctx, fresh);
-    Ok(Next::Requeue(None))
+    Ok(Next::Requeue(retry))
+}
+
+/// With the CIS facts read: `account_check_failing{check}` from them.
+fn publish_account(ctx: &Context, snap: &AccountSnapshot, now: DateTime<Utc>) {
+    if snap.cis.is_some() {
+        ctx.metrics
+            .set_account_checks(&evaluate_account(snap, &ctx.cfg, now));
+    }
 }
 
 pub(crate) fn store_view(ctx: &Context, mut snap: AccountSnapshot) {
     snap.users.clear();
     snap.users_read_live.clear();
     if let Ok(mut v) = ctx.account.write() {
+        // An account-level read has no CIS facts: keep the last resync's.
+        if snap.cis.is_none() {
+            snap.cis = v.cis.take();
+        }
         *v = snap;
     }
 }

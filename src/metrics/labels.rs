@@ -83,6 +83,10 @@ pub const WRITE_ACTIONS: &[&str] = &[
     "clear_rotation_tag",
     "reactivate_access_key",
     "delete_server_certificate",
+    "detach_user_policy",
+    "detach_group_policy",
+    "detach_role_policy",
+    "move_user_policy_to_group",
 ];
 
 /// The `event` label values of `iam_warden_rotation_events_total`: the rotation phases a
@@ -158,6 +162,10 @@ pub const AWS_OPERATIONS: &[(&str, &str)] = &[
     ("iam", "ListUserTags"),
     ("iam", "UpdateLoginProfile"),
     ("iam", "DeleteServerCertificate"),
+    ("iam", "DetachUserPolicy"),
+    ("iam", "DetachGroupPolicy"),
+    ("iam", "DetachRolePolicy"),
+    ("iam", "ListAttachedGroupPolicies"),
     // rotation
     ("iam", "CreateAccessKey"),
     ("secretsmanager", "CreateSecret"),

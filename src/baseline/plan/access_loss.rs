@@ -26,6 +26,8 @@ pub enum AccessLoss {
     RestrictsSourceIp,
     /// A group or policy that is not one of the baseline's: counted to be safe.
     UnknownPolicy,
+    /// A managed policy detached from the user (CIS 1.21: AWSCloudShellFullAccess).
+    DetachesPolicy,
 }
 
 impl AccessLoss {
@@ -39,6 +41,7 @@ impl AccessLoss {
             }
             AccessLoss::RestrictsSourceIp => "restricts the user to the allowed source IPs",
             AccessLoss::UnknownPolicy => "adds a group or policy that is not the baseline's",
+            AccessLoss::DetachesPolicy => "detaches a managed policy from the user",
         }
     }
 }
@@ -98,6 +101,13 @@ pub fn reduces_access(action: &Action, user: &UserState, cfg: &Config) -> Option
         | Action::UpdatePasswordPolicy { .. } => None,
         // An expired certificate serves no one: no user loses access.
         Action::DeleteServerCertificate { .. } => None,
+        Action::DetachUserPolicy { .. } => Some(AccessLoss::DetachesPolicy),
+        // Account-level: the group's members are counted through
+        // `Action::members_losing_access`; a role is not a user.
+        Action::DetachGroupPolicy { .. } | Action::DetachRolePolicy { .. } => None,
+        // The policy moves to a group the user joins before it is detached: the same
+        // access throughout.
+        Action::MoveUserPolicyToGroup { .. } => None,
     }
 }
 

@@ -131,38 +131,3 @@ pub fn stronger_password_policy(
         hard_expiry: w.hard_expiry || h.hard_expiry,
     }
 }
-
-/// The opt-in CIS actions on account resources: delete each server certificate whose
-/// expiry date is known and past (`cis.delete_expired_server_certificates`). A certificate
-/// without an expiry date is never deleted (the check says it cannot tell).
-pub fn cis_actions(
-    snap: &AccountSnapshot,
-    cfg: &Config,
-    now: chrono::DateTime<chrono::Utc>,
-) -> Vec<PlannedAction> {
-    let Some(facts) = snap.cis.as_ref() else {
-        return Vec::new();
-    };
-    if !cfg.cis.delete_expired_server_certificates {
-        return Vec::new();
-    }
-    facts
-        .server_certificates
-        .iter()
-        .filter_map(|c| {
-            let expired = c.expiration.filter(|t| *t <= now)?;
-            Some(PlannedAction {
-                action: Action::DeleteServerCertificate {
-                    name: c.name.clone(),
-                    arn: c.arn.clone(),
-                },
-                reason: format!(
-                    "server certificate {} expired {} (CIS 1.18)",
-                    c.name,
-                    expired.format("%Y-%m-%d")
-                ),
-                check: Some(crate::baseline::Check::ServerCertificateExpired),
-            })
-        })
-        .collect()
-}

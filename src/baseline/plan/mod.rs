@@ -13,6 +13,7 @@ use crate::error::Result;
 use crate::inventory::{AccountSnapshot, PasswordPolicyState, UserState};
 mod access_loss;
 mod account;
+pub mod cis;
 pub mod rotation;
 mod user;
 
@@ -180,6 +181,33 @@ pub enum Action {
         name: String,
         arn: String,
     },
+    /// Detach a managed policy from a user (CIS 1.21: `AWSCloudShellFullAccess`; opt-in,
+    /// `cis.detach_cloudshell_full_access`). Takes the policy's access away: counted.
+    DetachUserPolicy {
+        user: String,
+        policy_arn: String,
+    },
+    /// Detach a managed policy from a group (CIS 1.21). `members`: the group's existing
+    /// members who lose the policy's access, counted by the breaker.
+    DetachGroupPolicy {
+        group: String,
+        policy_arn: String,
+        members: Vec<String>,
+    },
+    /// Detach a managed policy from a role (CIS 1.21). A role is not a user: not counted.
+    DetachRolePolicy {
+        role: String,
+        policy_arn: String,
+    },
+    /// Move a managed policy attached to a user directly into `group` (CIS 1.14; opt-in,
+    /// `cis.move_direct_policies_to_groups`): ensure the group (made by iam-warden), attach
+    /// the policy to it, add the user, and only then detach the policy from the user. Each
+    /// step is idempotent; access never drops, so it is not counted.
+    MoveUserPolicyToGroup {
+        user: String,
+        policy_arn: String,
+        group: String,
+    },
 }
 
 impl Action {
@@ -206,6 +234,10 @@ impl Action {
             Action::SetRotationPhase { .. } => "set_rotation_phase",
             Action::ClearRotationTag { .. } => "clear_rotation_tag",
             Action::DeleteServerCertificate { .. } => "delete_server_certificate",
+            Action::DetachUserPolicy { .. } => "detach_user_policy",
+            Action::DetachGroupPolicy { .. } => "detach_group_policy",
+            Action::DetachRolePolicy { .. } => "detach_role_policy",
+            Action::MoveUserPolicyToGroup { .. } => "move_user_policy_to_group",
         }
     }
 
@@ -225,6 +257,9 @@ impl Action {
             | Action::DeleteRotatedKey { user, .. }
             | Action::SetRotationPhase { user, .. }
             | Action::ClearRotationTag { user, .. } => Some(user),
+            Action::DetachUserPolicy { user, .. } | Action::MoveUserPolicyToGroup { user, .. } => {
+                Some(user)
+            }
             _ => None,
         }
     }
@@ -254,8 +289,34 @@ impl Action {
             Action::QuarantineAccessKey { key_id, .. } => key_id.clone(),
             Action::ClearRotationTag { key_id, .. } => format!("{ROTATION_TAG_PREFIX}{key_id}"),
             Action::DeleteServerCertificate { arn, .. } => arn.clone(),
+            Action::DetachUserPolicy { policy_arn, .. } => policy_arn.clone(),
+            Action::DetachGroupPolicy {
+                group, policy_arn, ..
+            } => format!("{group} -> {policy_arn}"),
+            Action::DetachRolePolicy { role, policy_arn } => format!("{role} -> {policy_arn}"),
+            Action::MoveUserPolicyToGroup {
+                policy_arn, group, ..
+            } => format!("{policy_arn} -> {group}"),
         }
     }
+
+    /// The users an account-level action takes access away from (what the breaker counts
+    /// beyond the users' own plans): the members of a group losing a policy.
+    pub fn members_losing_access(&self) -> &[String] {
+        match self {
+            Action::DetachGroupPolicy { members, .. } => members.as_slice(),
+            _ => &[],
+        }
+    }
+}
+
+/// A planned action that is not applied, and why (iam-warden's own identity, a group with
+/// an exempt member): journaled as skipped by `enforce` and the daemon's account reconcile.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SkippedAction {
+    #[serde(flatten)]
+    pub planned: PlannedAction,
+    pub skipped: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -292,6 +353,10 @@ pub struct Plan {
     pub account_actions: Vec<PlannedAction>,
     pub account_findings: Vec<Finding>,
     pub users: Vec<UserPlan>,
+    /// Opt-in CIS actions left out on purpose (iam-warden's own role, a group with an
+    /// exempt member), each with the reason: journaled as skipped, never applied.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub account_skipped: Vec<SkippedAction>,
 }
 
 impl Plan {
@@ -300,9 +365,19 @@ impl Plan {
         self.users.iter().filter(|u| !u.actions.is_empty()).count()
     }
 
-    /// Users whose existing access the plan reduces (what the blast-radius breaker counts).
+    /// Users whose existing access the plan reduces (what the blast-radius breaker
+    /// counts): those whose own plan does, and the members of a group losing a policy.
     pub fn users_losing_access(&self) -> usize {
-        self.users.iter().filter(|u| u.breaker.counts).count()
+        let mut names: std::collections::BTreeSet<&str> = self
+            .users
+            .iter()
+            .filter(|u| u.breaker.counts)
+            .map(|u| u.verdict.user.as_str())
+            .collect();
+        for a in &self.account_actions {
+            names.extend(a.action.members_losing_access().iter().map(String::as_str));
+        }
+        names.len()
     }
 
     pub fn action_count(&self) -> usize {
@@ -318,7 +393,8 @@ impl Plan {
 pub fn plan_account(snap: &AccountSnapshot, cfg: &Config, now: DateTime<Utc>) -> Result<Plan> {
     let desired = desired_policies(cfg)?;
     let (mut account_actions, account_findings) = plan_account_level(snap, cfg, &desired);
-    account_actions.extend(account::cis_actions(snap, cfg, now));
+    let (cis, account_skipped) = cis::account_actions(snap, cfg, now);
+    account_actions.extend(cis);
     let users = snap
         .users
         .iter()
@@ -328,6 +404,7 @@ pub fn plan_account(snap: &AccountSnapshot, cfg: &Config, now: DateTime<Utc>) ->
         account_actions,
         account_findings,
         users,
+        account_skipped,
     })
 }
 

@@ -641,6 +641,7 @@ fn breaker_note_per_user_plan() {
     let plan = Plan {
         account_actions: vec![],
         account_findings: vec![],
+        account_skipped: vec![],
         users: vec![
             plan_user(
                 &user("x").password(Some(60), 100).build(),

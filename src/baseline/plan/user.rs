@@ -32,6 +32,7 @@ pub(super) fn plan_user_with(
         };
     }
     plan_groups_and_policies(user, snap, cfg, desired, &mut verdict, &mut actions);
+    super::cis::user_actions(user, cfg, &mut verdict, &mut actions);
     plan_console_access(user, cfg, &verdict, &mut actions);
     plan_password_reset(user, cfg, &verdict, now, &mut actions);
     let cred = &cfg.baseline.credentials;
