@@ -1906,10 +1906,19 @@ fn configmap_config_agrees_with_the_manifests_alerts_and_policy() {
     // The IAM policy scopes writes to the configured path.
     let path = cfg["baseline"]["path"].as_str().expect("baseline.path");
     let policy = iam_policy();
+    // A statement that only detaches one named policy (CIS 1.21: AWSCloudShellFullAccess)
+    // may name any group: it takes that policy away, it grants nothing.
+    let detaches_one_policy = |s: &Value| {
+        one_or_many(&s["Action"])
+            .iter()
+            .all(|a| a.starts_with("iam:Detach"))
+            && s.pointer("/Condition/ArnEquals/iam:PolicyARN").is_some()
+    };
     let resources: Vec<String> = policy["Statement"]
         .as_array()
         .unwrap()
         .iter()
+        .filter(|s| !detaches_one_policy(s))
         .flat_map(|s| one_or_many(&s["Resource"]))
         .collect();
     for kind in ["policy", "group"] {
@@ -1992,6 +2001,13 @@ const WRITE_API: &[(&str, &str)] = &[
     ("clear_rotation_tag", "iam:UntagUser"),
     ("reactivate_access_key", "iam:UpdateAccessKey"),
     ("delete_server_certificate", "iam:DeleteServerCertificate"),
+    ("detach_user_policy", "iam:DetachUserPolicy"),
+    ("detach_group_policy", "iam:DetachGroupPolicy"),
+    ("detach_role_policy", "iam:DetachRolePolicy"),
+    ("move_user_policy_to_group", "iam:CreateGroup"),
+    ("move_user_policy_to_group", "iam:AttachGroupPolicy"),
+    ("move_user_policy_to_group", "iam:AddUserToGroup"),
+    ("move_user_policy_to_group", "iam:DetachUserPolicy"),
 ];
 
 // ---- The AWS calls the code makes, read from src/ (the other source of truth) ----
@@ -2413,6 +2429,19 @@ fn iam_policy_is_valid_and_least_privilege() {
         }
         if action.starts_with("iam:Attach") {
             for st in statements {
+                // The one exception, opt-in (cis.move_direct_policies_to_groups): a user's
+                // directly attached policy moves to a group under the baseline path, so
+                // any policy may be attached there (the README says so).
+                if st["Sid"] == "MoveDirectUserPoliciesToGroupsOptIn" {
+                    assert!(
+                        one_or_many(&st["Resource"])
+                            .iter()
+                            .filter(|r| r.contains(":group/"))
+                            .all(|r| r == "arn:aws:iam::*:group/iam-warden/*"),
+                        "{action} for moved policies must be limited to the baseline path's groups"
+                    );
+                    continue;
+                }
                 assert!(
                     st.pointer("/Condition/ArnLike/iam:PolicyARN").is_some(),
                     "{action} must be limited to the baseline policies with iam:PolicyARN"
