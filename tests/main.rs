@@ -4,6 +4,10 @@
 //! mostly wait (daemons at their due times, crash and fault runs) overlap with the others.
 //! The shared moto server (`support::shared_moto`) is started once for all of them; each
 //! test still makes its own fresh account. `fuzz` and `fuzz_env` are binaries of their own.
+//!
+//! Tests start in the order of their names, two at a time (one per core): a test that
+//! waits long (`daemon_rotation::the_daemon_takes_a_key_through_every_phase`, about 100 s
+//! of due times) belongs in a module whose name sorts early, or it runs alone at the end.
 
 mod support;
 
@@ -12,6 +16,7 @@ mod cis;
 mod cli;
 mod convergence;
 mod daemon;
+mod daemon_rotation;
 mod deploy;
 mod enforce;
 mod faults;
@@ -21,6 +26,5 @@ mod notify;
 mod prometheus;
 mod recorder;
 mod rotation;
-mod rotation_daemon;
 mod securityhub;
 mod sources;
