@@ -13,7 +13,8 @@ fn include_and_exclude_by_account_and_ou() {
     let dev = v(&["ou-ab12-dev00001", "ou-ab12-prod0001", "r-ab12"]);
     let under_dev = dev.as_slice();
     // (case, ancestors, include, exclude, selected)
-    let cases: &[(&str, &[String], Vec<String>, Vec<String>, bool)] = &[
+    type Case<'a> = (&'a str, &'a [String], Vec<String>, Vec<String>, bool);
+    let cases: &[Case] = &[
         ("no filters", under_prod, v(&[]), v(&[]), true),
         ("included by id", none, v(&[a]), v(&[]), true),
         (
