@@ -299,6 +299,22 @@ async fn audit_covers_the_accounts_in_scope_and_isolates_the_failing_one() {
     // (one refused; the caller's own account needs none).
     assert_eq!(caller.calls.count("ListAccounts"), 1);
     assert_eq!(caller.calls.count("AssumeRole"), 3);
+    // No account's own calls (not even the caller's account's) land on the caller's counter.
+    let discovery_ops: u64 = [
+        "GetCallerIdentity",
+        "ListAccounts",
+        "ListParents",
+        "AssumeRole",
+    ]
+    .iter()
+    .map(|op| caller.calls.count(op))
+    .sum();
+    assert_eq!(
+        report.discovery_aws_calls,
+        discovery_ops,
+        "{:?}",
+        caller.calls.snapshot()
+    );
     eprintln!(
         "audit of 3 accounts + 1 refused: {} calls ({} discovery)",
         report.aws_calls, report.discovery_aws_calls
