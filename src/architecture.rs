@@ -13,7 +13,7 @@ const LAYERS: &[&[&str]] = &[
     &["config"],
     &["pacing", "journal"],
     &["aws"],
-    &["inventory", "delivery"],
+    &["inventory", "delivery", "accounts"],
     &["baseline"],
     &["metrics"],
     &["notify", "export"],

@@ -205,10 +205,16 @@ pub struct Clients {
     /// IAM Access Analyzer (CIS 1.19), in `aws.region`; [`Clients::accessanalyzer_in`]
     /// for another region.
     pub accessanalyzer: aws_sdk_accessanalyzer::Client,
+    /// AWS Organizations (`accounts.source = "organization"`: ListAccounts, ListParents).
+    pub organizations: aws_sdk_organizations::Client,
     pub calls: CallStats,
     pub pacer: Arc<Pacer>,
     /// The HTTP client under the pacing layer (to re-pace with other settings).
     base_http: Option<aws_smithy_runtime_api::client::http::SharedHttpClient>,
+    /// The SDK config the clients were built from, and the CloudTrail endpoint override:
+    /// to build the same clients with other credentials ([`Clients::with_credentials`]).
+    shared: aws_types::SdkConfig,
+    cloudtrail_endpoint: Option<String>,
 }
 
 impl Clients {
@@ -376,6 +382,11 @@ impl Clients {
                 .retry_config(RetryConfig::disabled())
                 .build(),
         );
+        let organizations = aws_sdk_organizations::Client::from_conf(
+            aws_sdk_organizations::config::Builder::from(shared)
+                .interceptor(counter("organizations"))
+                .build(),
+        );
         Clients {
             iam,
             sts,
@@ -386,10 +397,36 @@ impl Clients {
             sns,
             securityhub,
             accessanalyzer,
+            organizations,
             calls,
             pacer,
             base_http: Some(base_http),
+            shared: shared.clone(),
+            cloudtrail_endpoint: cloudtrail_endpoint.map(str::to_owned),
         }
+    }
+
+    /// The same clients (region, endpoint, timeouts, HTTP client) acting with
+    /// `credentials` (another account's assumed role; `None`: these clients' own), with
+    /// their own call counter and their own pacing of IAM and STS by `settings` (IAM's
+    /// rate limits are per account). Credentials that expire are fetched again 5 minutes
+    /// before they do.
+    pub fn with_credentials(
+        &self,
+        credentials: Option<aws_credential_types::provider::SharedCredentialsProvider>,
+        calls: CallStats,
+        settings: &PacingSettings,
+    ) -> Result<Clients, Error> {
+        let mut sdk = self.shared.to_builder();
+        if let Some(c) = credentials {
+            sdk = sdk.credentials_provider(c).identity_cache(
+                aws_config::identity::IdentityCache::lazy()
+                    .buffer_time(std::time::Duration::from_secs(300))
+                    .build(),
+            );
+        }
+        Clients::from_sdk_config(&sdk.build(), self.cloudtrail_endpoint.as_deref(), calls)
+            .paced(settings)
     }
 
     /// The Security Hub client for `region` (the same credentials, endpoint, retries and

@@ -17,7 +17,8 @@
 //!   emit = one log line + one metric).
 //! - [`baseline`]: pure logic: findings and planned actions from (state, baseline, now).
 //! - [`inventory`]: observing the account (whole-account snapshot, single-user reads).
-//!   [`delivery`]: storing a rotated key in Secrets Manager or SSM.
+//!   [`delivery`]: storing a rotated key in Secrets Manager or SSM. [`accounts`]: the
+//!   accounts in scope (self, a list, an organization) and each one's assumed-role clients.
 //! - [`aws`]: AWS client construction (the only place clients are built) and the call counter.
 //! - [`pacing`]: adaptive pacing and retries of every IAM and STS call.
 //!   [`journal`]: the append-only JSON-lines journal.
@@ -25,6 +26,7 @@
 //! - [`error`], [`memory`], [`private_fs`] (the journal's and checkpoint's files are
 //!   private, 0600/0700).
 
+pub mod accounts;
 pub mod app;
 pub mod apply;
 #[cfg(test)]

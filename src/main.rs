@@ -107,6 +107,9 @@ enum Command {
         /// section 1). Exit 0 = no control fails or cannot be checked, 1 = some do.
         #[arg(long, value_parser = ["cis-5.0"])]
         benchmark: Option<String>,
+        /// Only this account (12 digits): one of the accounts in scope (`[accounts]`).
+        #[arg(long)]
+        account: Option<String>,
     },
     /// Show, per user, every change enforcement would make and why. Writes nothing.
     /// Exit 0 = nothing to change, 1 = changes planned, 2 = error, 3 = breaker would trip.
@@ -116,6 +119,9 @@ enum Command {
         /// Evaluate as if now were this RFC 3339 time.
         #[arg(long, value_parser = parse_time)]
         at: Option<DateTime<Utc>>,
+        /// Only this account (12 digits): one of the accounts in scope (`[accounts]`).
+        #[arg(long)]
+        account: Option<String>,
     },
     /// Apply one enforcement pass (mode = "enforce"; in dry-run it journals would-be
     /// writes only). Exit 0 = done, 1 = writes failed (or, in dry-run, changes pending),
@@ -134,6 +140,9 @@ enum Command {
         /// safety.max_users_changed(_percent) allows.
         #[arg(long)]
         confirm_large_change: bool,
+        /// Only this account (12 digits): one of the accounts in scope (`[accounts]`).
+        #[arg(long)]
+        account: Option<String>,
     },
     /// Read-only: replay the account's CloudTrail calls against the baseline as configured
     /// and report what its MFA and source-IP policies would have denied, for whom and why.
@@ -255,9 +264,27 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
-fn enforce(cfg: &Config, output: OutputArg, opts: app::EnforceOptions) -> anyhow::Result<u8> {
+fn enforce(
+    cfg: &Config,
+    output: OutputArg,
+    opts: app::EnforceOptions,
+    account: Option<&str>,
+) -> anyhow::Result<u8> {
+    use iam_warden::config::AccountSource;
     runtime()?.block_on(async {
         let clients = app::clients(cfg).await?;
+        if cfg.accounts.source != AccountSource::Caller {
+            let scope = app::scope(cfg, &clients, account).await?;
+            let report = app::multi::enforce(cfg, &clients, &scope, &opts).await?;
+            match Output::from(output) {
+                Output::Json => println!("{}", report.to_json()),
+                Output::Text => print!("{}", report.to_text()),
+            }
+            return Ok(report.exit_code());
+        }
+        if let Some(id) = account {
+            app::check_own_account(&clients, id).await?;
+        }
         let report = app::enforce(cfg, &clients, &opts).await?;
         match Output::from(output) {
             Output::Json => println!("{}", report.to_json()),
@@ -377,20 +404,27 @@ fn real_main(cli: Cli, test_clock_env: Option<std::ffi::OsString>) -> anyhow::Re
             eprintln!("configuration is valid");
             Ok(0)
         }
-        Command::Plan { output, at } => enforce(
+        Command::Plan {
+            output,
+            at,
+            account,
+        } => enforce(
             &cfg,
             output,
             app::EnforceOptions {
                 at,
                 confirm_large_change: false,
                 plan_only: true,
+                journal: None,
             },
+            account.as_deref(),
         ),
         Command::Enforce {
             once,
             output,
             at,
             confirm_large_change,
+            account,
         } => {
             if !once {
                 anyhow::bail!("`enforce` runs one pass and needs --once; for continuous enforcement run `iam-warden run`");
@@ -410,7 +444,9 @@ fn real_main(cli: Cli, test_clock_env: Option<std::ffi::OsString>) -> anyhow::Re
                     at: test_clock(test_clock_env.as_deref(), "enforce")?,
                     confirm_large_change,
                     plan_only: false,
+                    journal: None,
                 },
+                account.as_deref(),
             )
         }
         Command::Impact {
@@ -446,9 +482,43 @@ fn real_main(cli: Cli, test_clock_env: Option<std::ffi::OsString>) -> anyhow::Re
             at,
             export,
             benchmark,
+            account,
         } => runtime()?.block_on(async {
             let clients = app::clients(&cfg).await?;
             let now = at.unwrap_or_else(Utc::now);
+            if cfg.accounts.source != iam_warden::config::AccountSource::Caller {
+                let calls0 = clients.calls.total();
+                let scope = app::scope(&cfg, &clients, account.as_deref()).await?;
+                let report =
+                    app::multi::audit(&cfg, &clients, &scope, now, benchmark.is_some(), calls0)
+                        .await;
+                match output {
+                    AuditOutput::Json => println!("{}", report.to_json()),
+                    AuditOutput::Ocsf => println!("{}", report.to_ocsf(&cfg)),
+                    AuditOutput::Text => print!("{}", report.to_text()),
+                }
+                if export {
+                    for a in &report.accounts {
+                        let (Some(r), Some(c)) = (&a.report, &a.clients) else {
+                            continue;
+                        };
+                        match app::audit::export_to_securityhub(&cfg, c, r).await {
+                            Ok(x) => eprintln!("iam-warden: account {}: {}", a.id, x.summary()),
+                            Err(e) => eprintln!(
+                                "iam-warden: error: account {}: Security Hub export failed: {e}",
+                                a.id
+                            ),
+                        }
+                    }
+                }
+                for e in &report.errors {
+                    eprintln!("iam-warden: error: account {}: {}", e.id, e.error);
+                }
+                return Ok(report.exit_code());
+            }
+            if let Some(id) = &account {
+                app::check_own_account(&clients, id).await?;
+            }
             let report = app::audit_with(&cfg, &clients, now, benchmark.is_some()).await?;
             match (&report.benchmark, output) {
                 (_, AuditOutput::Json) => println!("{}", report.to_json()),

@@ -2028,6 +2028,7 @@ const CLIENT_NAMES: &[(&str, &str)] = &[
     ("hub", "securityhub"),
     ("securityhub", "securityhub"),
     ("accessanalyzer", "access-analyzer"),
+    ("organizations", "organizations"),
 ];
 
 /// Non-test Rust sources under src/ (path, text): `tests.rs`, `testkit.rs` and inline

@@ -23,6 +23,7 @@ mod faults;
 mod http;
 mod impact;
 mod notify;
+mod org;
 mod prometheus;
 mod recorder;
 mod rotation;

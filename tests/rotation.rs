@@ -782,6 +782,7 @@ async fn rotation_calls_are_proportional_to_the_keys_due() {
         at: Some(Utc::now() + Duration::days(days)),
         confirm_large_change: true,
         plan_only: false,
+        journal: None,
     };
     // +2 days: nothing due (the warning is at 9 days).
     let clients = acct.clients();

@@ -1,6 +1,8 @@
 //! `iam-warden plan` and `enforce --once`: one pass (read, plan, breaker, apply or
 //! journal would-be writes) and its report with the text renderer.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 
 use crate::aws::Clients;
@@ -219,6 +221,9 @@ pub struct EnforceOptions {
     pub confirm_large_change: bool,
     /// `plan`: show only, no journal.
     pub plan_only: bool,
+    /// The journal to write to (one for every account of a multi-account pass); `None`:
+    /// `cfg`'s journal file, opened by the pass.
+    pub journal: Option<Arc<crate::journal::Journal>>,
 }
 
 /// One pass: read, plan, check the breaker, then apply (enforce) or journal would-be
@@ -228,7 +233,6 @@ pub async fn enforce(
     clients: &Clients,
     opts: &EnforceOptions,
 ) -> Result<EnforceReport> {
-    use std::sync::Arc;
     let (calls0, writes0) = (clients.calls.total(), clients.calls.writes());
     let now = opts.at.unwrap_or_else(Utc::now);
     // A missing webhook signing key stops the pass before anything is read or written.
@@ -256,7 +260,10 @@ pub async fn enforce(
     );
     let mut results = Vec::new();
     if let Some(channels) = channels {
-        let journal = Arc::new(crate::journal::Journal::open(&cfg.journal_path())?);
+        let journal = match &opts.journal {
+            Some(j) => j.clone(),
+            None => Arc::new(crate::journal::Journal::open(&cfg.journal_path())?),
+        };
         let notifier = crate::notify::Notifier::start(
             &cfg.notifications,
             channels,
@@ -334,7 +341,6 @@ pub async fn reactivate(
     user: &str,
     key_id: &str,
 ) -> Result<crate::apply::Outcome> {
-    use std::sync::Arc;
     let (caller_arn, account_id) = clients.caller_identity().await?;
     let snap = inventory::AccountSnapshot {
         account_id,

@@ -7,6 +7,7 @@ pub mod audit;
 pub mod daemon;
 pub mod enforce;
 pub mod impact;
+pub mod multi;
 pub mod preflight;
 
 pub use audit::{audit, audit_with, AuditReport};
@@ -33,4 +34,34 @@ pub async fn clients(cfg: &Config) -> Result<Clients> {
     )
     .await
     .paced(&crate::pacing::PacingSettings::from_config(cfg))
+}
+
+/// The accounts in scope for a multi-account command (`accounts.source` = `list` or
+/// `organization`), narrowed to `only` (`--account ID`) when given.
+pub async fn scope(
+    cfg: &Config,
+    clients: &Clients,
+    only: Option<&str>,
+) -> Result<crate::accounts::Scope> {
+    let mut scope = crate::accounts::discover(cfg, clients).await?;
+    if let Some(id) = only {
+        scope.narrow(id)?;
+    }
+    Ok(scope)
+}
+
+/// `--account ID` with `accounts.source = "self"`: the caller's account must be `id`.
+pub async fn check_own_account(clients: &Clients, id: &str) -> Result<()> {
+    if !crate::config::is_account_id(id) {
+        return Err(crate::error::Error::Config(format!(
+            "--account {id:?} is not an account id; write its 12 digits"
+        )));
+    }
+    let (_, own) = clients.caller_identity().await?;
+    if own != id {
+        return Err(crate::error::Error::Config(format!(
+            "--account {id}: iam-warden's credentials are of account {own} and accounts.source = \"self\"; use credentials of {id}, or set accounts.source = \"list\" with it in [[accounts.list]]"
+        )));
+    }
+    Ok(())
 }

@@ -13,6 +13,7 @@ use std::str::FromStr;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
+mod accounts;
 mod cis;
 mod export;
 mod lifecycle;
@@ -21,6 +22,10 @@ mod secs;
 mod tags;
 mod validate;
 
+pub use accounts::{
+    is_account_id, is_ou_id, parse_role_arn, partition_of_region, AccountEntry, AccountSource,
+    Accounts,
+};
 pub use cis::Cis;
 pub use export::{Export, SecurityHubExport};
 pub use lifecycle::{Delivery, Notifications, Rotation, STORE_RETRY};
@@ -101,6 +106,8 @@ pub struct Config {
     pub export: Export,
     /// The CIS AWS Foundations v5.0 section 1 account checks.
     pub cis: Cis,
+    /// The accounts covered: the caller's (default), a list, or an organization's.
+    pub accounts: Accounts,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -402,6 +409,7 @@ impl Default for Config {
             notifications: Notifications::default(),
             export: Export::default(),
             cis: Cis::default(),
+            accounts: Accounts::default(),
         }
     }
 }

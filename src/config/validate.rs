@@ -36,6 +36,9 @@ impl Config {
         for p in self.cis.problems() {
             errs.push(p);
         }
+        for p in self.accounts.problems(&self.aws.region) {
+            errs.push(p);
+        }
         errs.into_result()
     }
 }

@@ -115,6 +115,7 @@ pub const AWS_SERVICES: &[&str] = &[
     "ssm",
     "sns",
     "securityhub",
+    "organizations",
 ];
 
 /// AWS operations whose `iam_warden_aws_calls_total` series are pre-created at zero
@@ -176,6 +177,10 @@ pub const AWS_OPERATIONS: &[(&str, &str)] = &[
     ("ssm", "GetParameter"),
     // identity
     ("sts", "GetCallerIdentity"),
+    // several accounts: discovery and the role assumed in each
+    ("organizations", "ListAccounts"),
+    ("organizations", "ListParents"),
+    ("sts", "AssumeRole"),
     // sources
     ("cloudtrail", "LookupEvents"),
     ("sqs", "ReceiveMessage"),

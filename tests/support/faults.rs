@@ -73,6 +73,18 @@ impl FaultProxy {
         assert_eq!(status, 200, "{body}");
     }
 
+    /// From now on, every request of `action` whose body contains `text` is refused with
+    /// AccessDenied (e.g. `AssumeRole` of one account's role).
+    pub async fn refuse(&self, action: &str, text: &str) {
+        let (status, body) = http(
+            "POST",
+            &format!("{}/fault-proxy/refuse", self.url),
+            Some(format!("{action} {text}\n")),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+    }
+
     /// Change the probability of random faults.
     pub async fn set_rate(&self, rate: f64) {
         let (status, body) = http(

@@ -19,6 +19,7 @@ pub(crate) enum Fault {
     Hang,
     KmsEncryptionFailure,
     KmsInvalidKeyId,
+    AccessDenied,
 }
 
 const FAULTS: &[(&str, Fault)] = &[
@@ -35,6 +36,7 @@ const FAULTS: &[(&str, Fault)] = &[
     ("hang", Fault::Hang),
     ("kms-encryption-failure", Fault::KmsEncryptionFailure),
     ("kms-invalid-key-id", Fault::KmsInvalidKeyId),
+    ("access-denied", Fault::AccessDenied),
 ];
 
 impl Fault {
@@ -71,6 +73,9 @@ pub(crate) struct Shared {
     pub(crate) rate: f64,
     pub(crate) kinds: Vec<Fault>,
     pub(crate) scripts: VecDeque<(String, Fault)>,
+    /// Refusals: every request of the operation whose body contains the text is answered
+    /// `access-denied` (e.g. `AssumeRole` of one account's role).
+    pub(crate) refusals: Vec<(String, String)>,
     pub(crate) stats: Stats,
 }
 
@@ -86,11 +91,18 @@ impl Proxy {
     }
 
     /// The fault for this request, if any, and count it.
-    pub(crate) fn decide(&self, action: Option<&str>) -> Option<Fault> {
+    pub(crate) fn decide(&self, action: Option<&str>, body: &[u8]) -> Option<Fault> {
         let mut s = self.lock();
         s.stats.requests += 1;
         let action = action?;
-        let fault = if let Some(i) = s.scripts.iter().position(|(a, _)| a == action) {
+        let body = String::from_utf8_lossy(body);
+        let refused = s
+            .refusals
+            .iter()
+            .any(|(a, text)| a == action && body.contains(text.as_str()));
+        let fault = if refused {
+            Some(Fault::AccessDenied)
+        } else if let Some(i) = s.scripts.iter().position(|(a, _)| a == action) {
             s.scripts.remove(i).map(|(_, f)| f)
         } else if !s.kinds.is_empty() && s.rng.f64() < s.rate {
             let n = s.kinds.len();

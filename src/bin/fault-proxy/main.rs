@@ -22,6 +22,7 @@
 //! | `hang`                | nothing, until the client gives up                 | no       |
 //! | `kms-encryption-failure` | 400 `EncryptionFailure` (Secrets Manager: the KMS key is missing) | no |
 //! | `kms-invalid-key-id`  | 400 `InvalidKeyId` (SSM: the KMS key is missing)   | no       |
+//! | `access-denied`       | 403 `AccessDenied` (JSON: `AccessDeniedException`) | no       |
 //!
 //! Random faults: each request carrying an operation gets, with probability `--rate`, one of
 //! the `--faults` kinds chosen uniformly, from one `fastrand` generator seeded with `--seed`
@@ -32,7 +33,9 @@
 //! `ACTION FAULT`; each hits the next request of that operation once), `POST
 //! /fault-proxy/rate` (body: the new probability, e.g. `0`), `GET /fault-proxy/stats` (JSON:
 //! `requests`, `forwarded`, `faults` by kind, `by_action` of faults by operation and kind,
-//! `scripts_pending`).
+//! `scripts_pending`); `POST /fault-proxy/refuse` (body: lines `ACTION TEXT`; from then on every
+//! request of that operation whose body contains TEXT is answered `access-denied`, e.g.
+//! `AssumeRole 123456789012`: one account's role cannot be assumed).
 //!
 //! Usage: `fault-proxy --upstream http://127.0.0.1:PORT [--listen 127.0.0.1:0] [--seed N]
 //! [--rate 0.3] [--faults throttle,500,...] [--slow-ms 300] [--retry-after 1]
@@ -145,6 +148,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             rate: cli.rate,
             kinds,
             scripts: VecDeque::new(),
+            refusals: Vec::new(),
             stats: Stats::default(),
         }),
         slow: Duration::from_millis(cli.slow_ms),

@@ -41,7 +41,7 @@ async fn handle(proxy: &Proxy, conn: &mut TcpStream, req: Message) -> Result<Nex
     }
     let action = action_of(&req);
     let json = is_json(&req);
-    let fault = proxy.decide(action.as_deref());
+    let fault = proxy.decide(action.as_deref(), &req.body);
     let upstream = proxy.lock().upstream.clone();
     let send_upstream = || async {
         let r = forward(&upstream, &req).await;
@@ -129,6 +129,15 @@ async fn handle(proxy: &Proxy, conn: &mut TcpStream, req: Message) -> Result<Nex
             None,
             json,
         ),
+        // What STS answers when the role's trust policy does not allow the caller (or the
+        // role does not exist), and Organizations when the caller may not list accounts.
+        Some(Fault::AccessDenied) => error_answer(
+            "403 Forbidden",
+            if json { "AccessDeniedException" } else { "AccessDenied" },
+            "User is not authorized to perform this operation",
+            None,
+            json,
+        ),
         Some(Fault::Hang) => {
             // Never answer; wait until the client gives up and closes.
             let mut sink = [0u8; 1024];
@@ -176,6 +185,18 @@ fn admin_answer(proxy: &Proxy, admin: &str, body: &[u8]) -> Vec<u8> {
             let n = parsed.len();
             proxy.lock().scripts.extend(parsed);
             ok("text/plain", format!("{n} scripted\n"))
+        }
+        "refuse" => {
+            let mut parsed = Vec::new();
+            for line in text.lines().filter(|l| !l.trim().is_empty()) {
+                let Some((action, needle)) = line.trim().split_once(' ') else {
+                    return bad(format!("refuse line {line:?} is not `ACTION TEXT`"));
+                };
+                parsed.push((action.to_string(), needle.trim().to_string()));
+            }
+            let n = parsed.len();
+            proxy.lock().refusals.extend(parsed);
+            ok("text/plain", format!("{n} refusals\n"))
         }
         "rate" => match text.trim().parse::<f64>() {
             Ok(r) if (0.0..=1.0).contains(&r) => {
