@@ -282,21 +282,11 @@ pub async fn enforce(
         .collect()
         .await;
         results.extend(per_user.into_iter().flatten());
-        for h in &held {
-            let outcome = crate::apply::Outcome::Skipped(h.reason.clone());
-            let pa = &h.planned;
-            applier.record(
-                pa.action.name(),
-                pa.action.user(),
-                &pa.action.target(),
-                &pa.reason,
-                &outcome,
-            );
-            results.push(crate::apply::ActionResult {
-                planned: pa.clone(),
-                outcome,
-            });
-        }
+        crate::controller::reconcile::journal_held(&applier, &held);
+        results.extend(held.iter().map(|h| crate::apply::ActionResult {
+            planned: h.planned.clone(),
+            outcome: crate::apply::Outcome::Skipped(h.reason.clone()),
+        }));
         // The last notices are delivered before the command exits (bounded).
         let drain = crate::notify::Channels::worst_case(&cfg.notifications);
         notifier.shutdown(tokio::time::Instant::now() + drain).await;
