@@ -175,10 +175,13 @@ mod tests {
     use crate::baseline::testkit::*;
     use crate::config::{Secs, ACCEPT_IMPACT_TAG};
 
-    /// A reader answering `answer` and noting each read (user, window); no AWS.
+    /// One read: the user and the window.
+    type Read = (String, DateTime<Utc>, DateTime<Utc>);
+
+    /// A reader answering `answer` and noting each read; no AWS.
     struct Notes {
         answer: std::result::Result<UserTally, String>,
-        reads: Mutex<Vec<(String, DateTime<Utc>, DateTime<Utc>)>>,
+        reads: Mutex<Vec<Read>>,
     }
 
     impl TrafficReader for Notes {
