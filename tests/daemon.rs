@@ -1312,3 +1312,205 @@ async fn daemon_judges_the_cis_account_checks_and_applies_the_opt_in_action() {
     let (code, log) = d.stop().await;
     assert_eq!(code, 0, "{log}");
 }
+
+// ---- the pre-flight gate (safety.preview_window) in the daemon ----
+
+/// `user`'s IAM client through the recorder, with a new access key of its own.
+async fn as_user(rec: &Recorder, acct: &Account, user: &str) -> aws_sdk_iam::Client {
+    let out = acct
+        .iam
+        .create_access_key()
+        .user_name(user)
+        .send()
+        .await
+        .unwrap();
+    let k = out.access_key().unwrap();
+    rec.iam_with(
+        acct,
+        Credentials::from_keys(k.access_key_id(), k.secret_access_key(), None),
+    )
+}
+
+/// Tag `user` with `admin` (a client through the recorder: the daemon's poller sees the
+/// TagUser event and reconciles the user).
+async fn tag_user(admin: &aws_sdk_iam::Client, user: &str, k: &str, v: &str) {
+    let tag = aws_sdk_iam::types::Tag::builder()
+        .key(k)
+        .value(v)
+        .build()
+        .unwrap();
+    admin
+        .tag_user()
+        .user_name(user)
+        .tags(tag)
+        .send()
+        .await
+        .unwrap();
+}
+
+/// The journal entries of `user`'s add_user_to_group with `outcome`.
+fn group_adds(dir: &Path, user: &str, outcome: &str) -> Vec<serde_json::Value> {
+    journal_lines(dir)
+        .into_iter()
+        .filter(|e| e["user"] == user && e["action"] == "add_user_to_group")
+        .filter(|e| e["outcome"] == outcome)
+        .collect()
+}
+
+/// The record state of `user`'s `baseline-would-deny` finding in Security Hub, if any.
+async fn would_deny_finding(acct: &Account, user: &str) -> Option<String> {
+    let out = aws_sdk_securityhub::Client::new(&acct.sdk)
+        .get_findings()
+        .max_results(100)
+        .send()
+        .await
+        .unwrap();
+    out.findings()
+        .iter()
+        .filter(|f| f.generator_id() == Some("iam-warden/baseline-would-deny"))
+        .find(|f| {
+            f.product_fields()
+                .and_then(|m| m.get("iam-warden/user"))
+                .map(String::as_str)
+                == Some(user)
+        })
+        .and_then(|f| f.record_state())
+        .map(|s| s.as_str().to_string())
+}
+
+/// Issue 13, the daemon half of the pre-flight gate (`safety.preview_window = 1h`; the
+/// source-IP policy on, programmatic users). While CloudTrail cannot be read (LookupEvents
+/// answers AccessDenied) no policy-adding change is applied: each is held with the reason
+/// and the fix. Once it can be read, at the next pass (the reconcile a TagUser event brings;
+/// the resync is an hour away) a quiet user is put under the policy, while a user whose 2
+/// calls of the window came from outside the allowed network stays held (journal line
+/// with the counts, metric, log line, Security Hub finding `baseline-would-deny`); tagged
+/// `iam-warden/accept-impact=true`, it is put under the policy and its finding resolved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn preflight_gate_in_the_daemon_holds_until_accepted_and_never_applies_blind() {
+    let moto = shared_moto();
+    let acct = Account::new(moto).await;
+    let rec = Recorder::start_with(moto, "0", &["--record-reads"]);
+    let admin = rec.iam(&acct);
+    aws_sdk_securityhub::Client::new(&acct.sdk)
+        .enable_security_hub()
+        .send()
+        .await
+        .unwrap();
+    for u in ["loud", "quiet"] {
+        acct.user_at(u, "/", &[("iam-warden/access", "programmatic")])
+            .await;
+    }
+    let loud = as_user(&rec, &acct, "loud").await;
+    for _ in 0..2 {
+        loud.list_groups()
+            .customize()
+            .mutate_request(|r| {
+                r.headers_mut().insert("x-test-source-ip", "198.51.100.7");
+            })
+            .send()
+            .await
+            .unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("warden.toml");
+    std::fs::write(
+        &cfg,
+        "[baseline.source_ip_policy]\nenabled = true\nallowed_cidrs = [\"203.0.113.0/24\"]\n\
+         [safety]\npreview_window = \"1h\"\n",
+    )
+    .unwrap();
+    let group = iam_warden::config::Config::default()
+        .baseline
+        .source_ip_policy
+        .group;
+    rec.deny_lookups(true).await;
+    let mut env = state_env(dir.path(), &rec.url);
+    env.push(("IAM_WARDEN_CONFIG", cfg.display().to_string()));
+    env.push(("IAM_WARDEN_EXPORT__SECURITYHUB__ENABLED", "true".into()));
+    let creds = session(&acct, "iam-warden-daemon").await;
+    let d = Daemon::start(&creds, &moto.endpoint, &env);
+    d.wait_ready().await;
+    let started = std::time::Instant::now();
+
+    // CloudTrail unreadable: both held, never applied blind.
+    eventually("both changes held", DEADLINE, || async {
+        let n = group_adds(dir.path(), "loud", "skipped").len()
+            + group_adds(dir.path(), "quiet", "skipped").len();
+        (n >= 2).then_some(())
+    })
+    .await;
+    for u in ["loud", "quiet"] {
+        let e = &group_adds(dir.path(), u, "skipped")[0];
+        let why = e["error"].as_str().unwrap_or_default();
+        assert!(
+            why.contains("cannot read CloudTrail: AWS cloudtrail LookupEvents failed")
+                && why.contains("not authorized to perform: cloudtrail:LookupEvents")
+                && why.contains("allow cloudtrail:LookupEvents")
+                && why.contains(&format!("tag {u} iam-warden/accept-impact=true"))
+                && !why.contains('\n'),
+            "{why}"
+        );
+        assert!(!groups_of(&acct.iam, u).await.contains(&group), "{u}");
+        assert!(group_adds(dir.path(), u, "applied").is_empty(), "{u}");
+    }
+    wait_metric(
+        &d,
+        "iam_warden_baseline_changes_held_total{policy=\"source-ip\"}",
+        2.0,
+    )
+    .await;
+
+    // Readable again; the next pass of each user judges its traffic.
+    rec.deny_lookups(false).await;
+    for u in ["loud", "quiet"] {
+        tag_user(&admin, u, "team", "payments").await;
+    }
+    wait_in_group(&acct.iam, "quiet", &group).await;
+    eventually("loud held for its traffic", DEADLINE, || async {
+        group_adds(dir.path(), "loud", "skipped")
+            .into_iter()
+            .filter_map(|e| e["error"].as_str().map(str::to_string))
+            .find(|why| why.contains("2 of 2 calls of loud in the last 1h"))
+    })
+    .await;
+    assert!(!groups_of(&acct.iam, "loud").await.contains(&group));
+    let log = d.log();
+    assert!(
+        log.contains("baseline change held by the pre-flight gate")
+            && log.contains("outside-networks 2"),
+        "{log}"
+    );
+    eventually("loud's finding exported", DEADLINE, || async {
+        (would_deny_finding(&acct, "loud").await.as_deref() == Some("ACTIVE")).then_some(())
+    })
+    .await;
+    eventually("quiet's finding resolved", DEADLINE, || async {
+        (would_deny_finding(&acct, "quiet").await.as_deref() == Some("ARCHIVED")).then_some(())
+    })
+    .await;
+
+    // Accepted by the tag: the next pass puts loud under the policy.
+    tag_user(&admin, "loud", "iam-warden/accept-impact", "true").await;
+    wait_in_group(&acct.iam, "loud", &group).await;
+    let applied = group_adds(dir.path(), "loud", "applied");
+    assert_eq!(applied.len(), 1, "{applied:?}");
+    assert!(
+        applied[0]["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("accepted by tag iam-warden/accept-impact=true"),
+        "{applied:?}"
+    );
+    eventually("loud's finding resolved", DEADLINE, || async {
+        (would_deny_finding(&acct, "loud").await.as_deref() == Some("ARCHIVED")).then_some(())
+    })
+    .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+    let (code, log) = d.stop().await;
+    assert_eq!(code, 0, "{log}");
+}

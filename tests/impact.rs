@@ -640,3 +640,92 @@ async fn preflight_gate_holds_a_user_whose_traffic_would_break() {
     assert!(groups_of("loud").await.contains(&group));
     assert!(started.elapsed().as_secs() < 20);
 }
+
+/// CloudTrail unreadable (the recorder answers `LookupEvents` with AccessDeniedException):
+/// `enforce --once` applies no policy-adding change; each is held (0 of 0 calls), journaled
+/// as skipped with one line saying why and how to fix it, and shown by `plan` with its
+/// `baseline-would-deny` finding.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn preflight_gate_holds_when_cloudtrail_cannot_be_read() {
+    let rec = Recorder::start(shared_moto(), "0");
+    let acct = Account::new(shared_moto()).await;
+    for u in ["ann", "bob"] {
+        acct.user_at(u, "/", &[("iam-warden/access", "programmatic")])
+            .await;
+    }
+    rec.deny_lookups(true).await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("impact.toml"),
+        format!(
+            "[baseline.source_ip_policy]\nenabled = true\nallowed_cidrs = [\"203.0.113.0/24\"]\n\
+             [safety]\npreview_window = \"24h\"\n\
+             [sources.cloudtrail]\nendpoint_url = \"{}\"\n",
+            rec.url
+        ),
+    )
+    .unwrap();
+    let group = Config::default().baseline.source_ip_policy.group;
+    let one_line_why = |why: &str, user: &str| {
+        assert!(
+            why.contains("held: cannot read CloudTrail: AWS cloudtrail LookupEvents failed")
+                && why.contains("not authorized to perform: cloudtrail:LookupEvents")
+                && why.contains("allow cloudtrail:LookupEvents")
+                && why.contains(&format!("tag {user} iam-warden/accept-impact=true"))
+                && !why.contains('\n'),
+            "{why}"
+        );
+    };
+
+    let (code, plan, stderr) = impact_cli(&acct, dir.path(), &["plan", "--output", "json"]);
+    assert_eq!(code, 1, "{stderr}");
+    let held = plan["held"].as_array().unwrap();
+    assert_eq!(held.len(), 2, "{plan}");
+    for h in held {
+        assert_eq!(
+            (h["denied"].as_u64(), h["calls"].as_u64()),
+            (Some(0), Some(0))
+        );
+        one_line_why(h["reason"].as_str().unwrap(), h["user"].as_str().unwrap());
+    }
+    let would_deny = plan["plan"]["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|u| u["verdict"]["findings"].as_array().unwrap().clone())
+        .filter(|f| f["check"] == "baseline-would-deny")
+        .count();
+    assert_eq!(would_deny, 2, "{plan}");
+
+    let (code, report, stderr) = impact_cli(
+        &acct,
+        dir.path(),
+        &["enforce", "--once", "--output", "json"],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(report["held"].as_array().map(Vec::len), Some(2), "{report}");
+    let journal = std::fs::read_to_string(dir.path().join("journal.jsonl")).unwrap();
+    let adds: Vec<Value> = journal
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|e: &Value| e["action"] == "add_user_to_group")
+        .collect();
+    assert_eq!(adds.len(), 2, "{journal}");
+    for e in &adds {
+        assert_eq!(e["outcome"], "skipped", "{e}");
+        one_line_why(e["error"].as_str().unwrap(), e["user"].as_str().unwrap());
+    }
+    for u in ["ann", "bob"] {
+        let groups = acct
+            .iam
+            .list_groups_for_user()
+            .user_name(u)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            !groups.groups().iter().any(|g| g.group_name() == group),
+            "{u} was put under the policy blind"
+        );
+    }
+}

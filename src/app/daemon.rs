@@ -18,6 +18,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use crate::app::preflight::LookupReader;
 use crate::apply::{partition_of, Applier};
 use crate::aws::Clients;
 use crate::baseline::breaker::{Verdict, Window};
@@ -27,6 +28,7 @@ use crate::config::Config;
 use crate::controller::dispatch::Dispatch;
 use crate::controller::key::ReconcileKey;
 use crate::controller::mapping::BaselineNames;
+use crate::controller::preflight::TrafficReader;
 use crate::controller::quarantine::Quarantiner;
 use crate::controller::queue::{Outcome as QueueOutcome, QueueConfig, WorkQueue};
 use crate::controller::reconcile::{due_before, reconcile, store_view, Clock, Context, Next};
@@ -182,6 +184,18 @@ pub async fn run_with_clock(
         max_key_age_days: cfg.baseline.credentials.max_key_age_days,
         notifier: Some(notifier.clone()),
     };
+    // One pace for every LookupEvents call (AWS allows 2 per second per account and
+    // region): the CloudTrail poller and the pre-flight gate share it.
+    let lookup_pacer = crate::sources::trail::LookupPacer::new();
+    let preflight: Option<Arc<dyn TrafficReader>> = match cfg.safety.preview_window {
+        Some(_) => Some(Arc::new(LookupReader::new(
+            &cfg,
+            &clients,
+            &applier.account_id,
+            lookup_pacer.clone(),
+        )?)),
+        None => None,
+    };
     let ctx = Arc::new(Context {
         cfg: cfg.clone(),
         clients: clients.clone(),
@@ -192,6 +206,8 @@ pub async fn run_with_clock(
         breaker: Mutex::new(Window::new(clock.now(), 0)),
         clock,
         exporter: exporter.clone(),
+        preflight,
+        held: Mutex::new(Default::default()),
     });
 
     let mut tasks = JoinSet::new();
@@ -206,7 +222,8 @@ pub async fn run_with_clock(
             &cfg.sources.cloudtrail,
             &cfg.state_dir,
             dispatch.clone(),
-        )?;
+        )?
+        .with_pacer(lookup_pacer.clone());
         sources.spawn(named("cloudtrail", poller.run(stop_rx.clone())));
     }
     // Set once the drain is over: the SQS consumer then deletes or releases what it holds.
@@ -439,17 +456,23 @@ pub async fn resync(ctx: &Context) -> Result<()> {
     if let Some(generated) = snap.report_generated {
         ctx.metrics.credential_report_age(generated, Utc::now());
     }
+    // The findings of changes the pre-flight gate holds come from the users' reconciles.
+    let verdicts: Vec<_> = plan
+        .users
+        .iter()
+        .map(|u| ctx.with_held(&u.verdict, &u.actions))
+        .collect();
     let (mut compliant, mut violating, mut exempt) = (0, 0, 0);
     let mut failing: BTreeMap<&str, usize> = BTreeMap::new();
-    for u in &plan.users {
-        if u.verdict.exempt.is_some() {
+    for v in &verdicts {
+        if v.exempt.is_some() {
             exempt += 1;
-        } else if u.verdict.findings.is_empty() {
+        } else if v.findings.is_empty() {
             compliant += 1;
         } else {
             violating += 1;
         }
-        let mut checks: Vec<&str> = u.verdict.findings.iter().map(|f| f.check.id()).collect();
+        let mut checks: Vec<&str> = v.findings.iter().map(|f| f.check.id()).collect();
         checks.dedup();
         for c in checks {
             *failing.entry(c).or_insert(0) += 1;
@@ -472,9 +495,9 @@ pub async fn resync(ctx: &Context) -> Result<()> {
         let findings = export::collect(
             exporter.scope(),
             &account_findings,
-            plan.users
+            verdicts
                 .iter()
-                .map(|u| (&u.verdict, arns.get(u.verdict.user.as_str()).copied())),
+                .map(|v| (v.as_ref(), arns.get(v.user.as_str()).copied())),
         );
         exporter.submit(Sweep::All, findings);
     }

@@ -4,6 +4,7 @@
 pub mod dispatch;
 pub mod key;
 pub mod mapping;
+pub mod preflight;
 pub mod quarantine;
 pub mod queue;
 pub mod reconcile;

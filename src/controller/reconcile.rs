@@ -1,6 +1,8 @@
 //! `reconcile(key, ctx)`: observe one key live, plan, apply: the same planner and applier
 //! as `enforce`, so the daemon and the one-shot commands can never disagree.
 
+use std::borrow::Cow;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -9,12 +11,16 @@ use tokio::time::Instant;
 
 use super::dispatch::Dispatch;
 use super::key::ReconcileKey;
+use super::preflight::{gate_user, HeldChange, TrafficReader};
 use crate::apply::{Applier, Outcome};
 use crate::aws::Clients;
 use crate::baseline::breaker::{Admission, Window};
-use crate::baseline::checks::{evaluate_account, UserVerdict};
+use crate::baseline::checks::{evaluate_account, Check, Finding, UserVerdict};
+use crate::baseline::impact::gate::gated_policy;
 use crate::baseline::plan::cis as cis_plan;
-use crate::baseline::plan::{inactive_marks, plan_account_level, plan_user, UserPlan};
+use crate::baseline::plan::{
+    inactive_marks, plan_account_level, plan_user, PlannedAction, UserPlan,
+};
 use crate::baseline::policies::desired_policies;
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -87,6 +93,12 @@ pub struct Context {
     pub clock: Clock,
     /// Findings to Security Hub (`export.securityhub.enabled`), in the background.
     pub exporter: Option<Exporter>,
+    /// Reads a user's recent calls for the pre-flight gate (`safety.preview_window`); None
+    /// with the gate on holds every gated change (never applied blind).
+    pub preflight: Option<Arc<dyn TrafficReader>>,
+    /// The `baseline-would-deny` findings of the users whose changes the gate held at their
+    /// last reconcile, so that the resync's export and compliance keep them.
+    pub held: Mutex<HashMap<String, Vec<Finding>>>,
 }
 
 impl Context {
@@ -101,6 +113,42 @@ impl Context {
             None => Vec::new(),
         };
         exporter.submit(Sweep::User(name.to_string()), findings);
+    }
+
+    /// Remember the findings of `user`'s held changes (empty: forget the user).
+    fn remember_held(&self, user: &str, findings: Vec<Finding>) {
+        if let Ok(mut h) = self.held.lock() {
+            if findings.is_empty() {
+                h.remove(user);
+            } else {
+                h.insert(user.to_string(), findings);
+            }
+        }
+    }
+
+    /// `verdict` with the findings of its user's changes held at the last reconcile, while
+    /// `actions` (the resync's plan of the user) still has such a change.
+    pub fn with_held<'a>(
+        &self,
+        verdict: &'a UserVerdict,
+        actions: &[PlannedAction],
+    ) -> Cow<'a, UserVerdict> {
+        if !actions.iter().any(|a| gated_policy(a).is_some()) {
+            return Cow::Borrowed(verdict);
+        }
+        let held = self
+            .held
+            .lock()
+            .ok()
+            .and_then(|h| h.get(&verdict.user).cloned());
+        match held {
+            Some(findings) => {
+                let mut v = verdict.clone();
+                v.findings.extend(findings);
+                Cow::Owned(v)
+            }
+            None => Cow::Borrowed(verdict),
+        }
     }
 
     pub fn view(&self) -> AccountSnapshot {
@@ -183,6 +231,13 @@ pub fn journal_breaker(applier: &Applier, user: Option<&str>, reason: &str, deta
     }
 }
 
+/// Journal each held change as a skipped write with the gate's reason (as `enforce` does).
+pub fn journal_held(applier: &Applier, held: &[HeldChange]) {
+    for h in held {
+        applier.record_skipped(&h.planned, &h.reason);
+    }
+}
+
 /// Reconcile one key.
 pub async fn reconcile(key: &ReconcileKey, ctx: &Context) -> Result<Next> {
     match key {
@@ -194,12 +249,35 @@ pub async fn reconcile(key: &ReconcileKey, ctx: &Context) -> Result<Next> {
 async fn reconcile_user(name: &str, ctx: &Context) -> Result<Next> {
     let Some(user) = live::read_user(&ctx.clients.iam, name).await? else {
         tracing::info!(user = name, "user no longer exists; dropped");
+        ctx.remember_held(name, Vec::new());
         ctx.export_user(name, None, None);
         return Ok(Next::Dropped);
     };
     let now = ctx.clock.now();
     let view = ctx.view();
-    let plan = plan_user(&user, &view, &ctx.cfg, now)?;
+    let mut plan = plan_user(&user, &view, &ctx.cfg, now)?;
+    // The pre-flight gate (opt-in): a change that would break the user's recent calls is
+    // held (finding, metric, journal line) and judged again at the next pass.
+    let held = gate_user(
+        &ctx.cfg,
+        ctx.preflight.as_deref(),
+        &user,
+        &view.caller_arn,
+        &mut plan,
+        now,
+        Some(&ctx.metrics),
+    )
+    .await?;
+    journal_held(&ctx.applier, &held);
+    ctx.remember_held(
+        name,
+        plan.verdict
+            .findings
+            .iter()
+            .filter(|f| matches!(f.check, Check::BaselineWouldDeny))
+            .cloned()
+            .collect(),
+    );
     // The findings as observed now (those the actions below fix go at the next reconcile).
     ctx.export_user(name, Some(&user.arn), Some(&plan.verdict));
     let requeue =

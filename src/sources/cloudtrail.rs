@@ -9,7 +9,8 @@
 //! are recognised by their `EventId` and skipped (counted as `duplicate`).
 //!
 //! - **Rate.** `LookupEvents` allows 2 requests per second per account and region; the
-//!   poller spaces its calls (pages included) by at least 500 ms.
+//!   poller spaces its calls (pages included) by at least 500 ms, on a pace it shares with
+//!   the other `LookupEvents` callers of the daemon ([`CloudTrailPoller::with_pacer`]).
 //! - **Bounded memory.** Seen ids are kept with their `eventTime` and forgotten once they
 //!   are older than the window start minus one minute (no later window can return them), with
 //!   a hard cap of [`MAX_SEEN`] ids (oldest forgotten first).
@@ -35,6 +36,7 @@ use tokio::time::Instant;
 
 use super::checkpoint::{Checkpoint, SeenEvent};
 use super::event::{metric_event_name, parse_record_str, IAM_EVENT_SOURCE};
+use super::trail::LookupPacer;
 use crate::aws::{aws_error, Clients};
 use crate::config::CloudTrailSource;
 use crate::controller::dispatch::Dispatch;
@@ -148,7 +150,7 @@ pub struct CloudTrailPoller {
     initial_lookback: chrono::Duration,
     polled_until: Option<DateTime<Utc>>,
     seen: SeenIds,
-    last_call: Option<Instant>,
+    pacer: LookupPacer,
     recent_calls: VecDeque<Instant>,
 }
 
@@ -198,7 +200,7 @@ impl CloudTrailPoller {
             initial_lookback,
             polled_until,
             seen,
-            last_call: None,
+            pacer: LookupPacer::with_spacing(MIN_CALL_SPACING),
             recent_calls: VecDeque::with_capacity(CALL_LOG),
         })
     }
@@ -235,13 +237,16 @@ impl CloudTrailPoller {
         }
     }
 
+    /// Share `pacer` with the other `LookupEvents` callers of the process (the daemon's
+    /// pre-flight gate), so that together they stay within AWS's limit.
+    pub fn with_pacer(mut self, pacer: LookupPacer) -> Self {
+        self.pacer = pacer;
+        self
+    }
+
     /// Waits until the next `LookupEvents` call is allowed, and records it.
     async fn gate(&mut self) {
-        if let Some(last) = self.last_call {
-            tokio::time::sleep_until(last + MIN_CALL_SPACING).await;
-        }
-        let now = Instant::now();
-        self.last_call = Some(now);
+        let now = self.pacer.wait().await;
         if self.recent_calls.len() == CALL_LOG {
             self.recent_calls.pop_front();
         }

@@ -6,7 +6,7 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use aws_sdk_cloudtrail::primitives::DateTime as AwsDateTime;
@@ -189,22 +189,64 @@ pub async fn replay_lookup(
     each: impl FnMut(&Record),
     progress: impl FnMut(&LookupProgress),
 ) -> Result<LookupStats> {
-    let mut tick = lookup_pacer();
-    replay_lookup_paced(client, &mut tick, username, start, end, each, progress).await
+    replay_lookup_paced(
+        client,
+        &LookupPacer::new(),
+        username,
+        start,
+        end,
+        each,
+        progress,
+    )
+    .await
 }
 
-/// A pacer for `LookupEvents` at [`LOOKUP_REQUESTS_PER_SECOND`]; share one between
-/// several [`replay_lookup_paced`] calls so that together they stay within the limit.
-pub fn lookup_pacer() -> tokio::time::Interval {
-    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / LOOKUP_REQUESTS_PER_SECOND));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tick
+/// The pace of every `LookupEvents` call of the process: AWS allows
+/// [`LOOKUP_REQUESTS_PER_SECOND`] per account and region for all callers together, so the
+/// daemon's CloudTrail poller and its pre-flight gate share one (clones share the pace).
+/// Callers wait in turn (first come, first served).
+#[derive(Debug, Clone)]
+pub struct LookupPacer {
+    last: Arc<tokio::sync::Mutex<Option<tokio::time::Instant>>>,
+    spacing: Duration,
+}
+
+impl Default for LookupPacer {
+    fn default() -> LookupPacer {
+        LookupPacer::new()
+    }
+}
+
+impl LookupPacer {
+    /// Calls spaced by 1 / [`LOOKUP_REQUESTS_PER_SECOND`] (500 ms).
+    pub fn new() -> LookupPacer {
+        LookupPacer::with_spacing(Duration::from_secs_f64(1.0 / LOOKUP_REQUESTS_PER_SECOND))
+    }
+
+    pub fn with_spacing(spacing: Duration) -> LookupPacer {
+        LookupPacer {
+            last: Arc::new(tokio::sync::Mutex::new(None)),
+            spacing,
+        }
+    }
+
+    /// Wait until the next call is allowed; returns the instant it was allowed at (the
+    /// call is to be made now).
+    pub async fn wait(&self) -> tokio::time::Instant {
+        let mut last = self.last.lock().await;
+        if let Some(l) = *last {
+            tokio::time::sleep_until(l + self.spacing).await;
+        }
+        let now = tokio::time::Instant::now();
+        *last = Some(now);
+        now
+    }
 }
 
 /// [`replay_lookup`] with the caller's pacer.
 pub async fn replay_lookup_paced(
     client: &aws_sdk_cloudtrail::Client,
-    tick: &mut tokio::time::Interval,
+    pacer: &LookupPacer,
     username: Option<&str>,
     start: DateTime<Utc>,
     end: DateTime<Utc>,
@@ -231,7 +273,7 @@ pub async fn replay_lookup_paced(
         None => None,
     };
     loop {
-        tick.tick().await;
+        pacer.wait().await;
         let out = client
             .lookup_events()
             .start_time(AwsDateTime::from_millis(start.timestamp_millis()))
@@ -278,4 +320,42 @@ pub async fn replay_lookup_paced(
         }
     }
     Ok(stats)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Clones share one pace: calls from two tasks through two clones are spaced by at
+    /// least the spacing, all together, and the first call does not wait.
+    #[tokio::test]
+    async fn clones_of_a_pacer_share_one_pace() {
+        let spacing = Duration::from_millis(40);
+        let pacer = LookupPacer::with_spacing(spacing);
+        let began = tokio::time::Instant::now();
+        let first = pacer.wait().await;
+        assert!(first - began < spacing, "the first call waits for nothing");
+        let (a, b) = (pacer.clone(), pacer.clone());
+        let ta = tokio::spawn(async move {
+            let mut v = Vec::new();
+            for _ in 0..3 {
+                v.push(a.wait().await);
+            }
+            v
+        });
+        let tb = tokio::spawn(async move {
+            let mut v = Vec::new();
+            for _ in 0..3 {
+                v.push(b.wait().await);
+            }
+            v
+        });
+        let mut all = vec![first];
+        all.extend(ta.await.expect("task a"));
+        all.extend(tb.await.expect("task b"));
+        all.sort();
+        for w in all.windows(2) {
+            assert!(w[1] - w[0] >= spacing, "{:?} apart", w[1] - w[0]);
+        }
+    }
 }

@@ -99,6 +99,20 @@ impl Recorder {
     }
 }
 
+impl Recorder {
+    /// POST /recorder/lookup-denied: from now on answer `LookupEvents` with
+    /// `AccessDeniedException` (`true`) or normally again (`false`).
+    pub async fn deny_lookups(&self, denied: bool) {
+        let (status, body) = http(
+            "POST",
+            &format!("{}/recorder/lookup-denied", self.url),
+            Some(denied.to_string()),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+    }
+}
+
 impl Drop for Recorder {
     fn drop(&mut self) {
         let _ = self.child.kill();

@@ -215,6 +215,12 @@ pub(crate) async fn lookup_events(
     body: &Bytes,
 ) -> Response<Body> {
     let bad = |kind: &str, msg: &str| aws_error(StatusCode::BAD_REQUEST, kind, msg);
+    if st.lookup_denied.load(std::sync::atomic::Ordering::SeqCst) {
+        return bad(
+            "AccessDeniedException",
+            "User is not authorized to perform: cloudtrail:LookupEvents because no identity-based policy allows the cloudtrail:LookupEvents action",
+        );
+    }
     let req: Value = if body.is_empty() {
         json!({})
     } else {

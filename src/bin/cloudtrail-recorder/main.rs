@@ -13,7 +13,9 @@
 //! - admin endpoints, never forwarded: `POST /recorder/events?account=ID` (body: a JSON array
 //!   of raw CloudTrail records, appended as they are), `GET /recorder/events[?account=ID]`
 //!   (all records recorded for that account, or for every account, oldest first, regardless
-//!   of the delay) and `POST /recorder/reset` (forget everything).
+//!   of the delay), `POST /recorder/reset` (forget everything) and
+//!   `POST /recorder/lookup-denied` (body `true` / `false`: answer `LookupEvents` with
+//!   `AccessDeniedException`, as for an identity without `cloudtrail:LookupEvents`).
 //!
 //! Usage: `cloudtrail-recorder --upstream http://127.0.0.1:PORT [--listen 127.0.0.1:0]
 //! [--delay 2s] [--exit-on-stdin-eof]`. It prints one line, `Listening on http://ADDR`, then
@@ -275,6 +277,9 @@ struct AppState {
     record_reads: bool,
     store: Mutex<Store>,
     identities: Mutex<HashMap<String, Identity>>,
+    /// `POST /recorder/lookup-denied` (`true` / `false`): answer every `LookupEvents` with
+    /// `AccessDeniedException`, as AWS does for an identity without `cloudtrail:LookupEvents`.
+    lookup_denied: std::sync::atomic::AtomicBool,
 }
 
 impl AppState {
@@ -340,6 +345,7 @@ async fn run(cli: Cli) -> Result<(), String> {
         record_reads: cli.record_reads,
         store: Mutex::new(Store::default()),
         identities: Mutex::new(HashMap::new()),
+        lookup_denied: std::sync::atomic::AtomicBool::new(false),
     });
     let listener = tokio::net::TcpListener::bind(cli.listen)
         .await
@@ -459,9 +465,24 @@ fn admin(st: &AppState, method: &Method, uri: &Uri, body: &Bytes) -> Response<Bo
             }
             json_response(StatusCode::OK, &json!({ "appended": n }))
         }
+        (&Method::POST, "/recorder/lookup-denied") => {
+            let denied = match std::str::from_utf8(body).map(str::trim) {
+                Ok("true") => true,
+                Ok("false") => false,
+                _ => {
+                    return plain(
+                        StatusCode::BAD_REQUEST,
+                        "expected the body true or false".into(),
+                    )
+                }
+            };
+            st.lookup_denied
+                .store(denied, std::sync::atomic::Ordering::SeqCst);
+            json_response(StatusCode::OK, &json!({ "lookup_denied": denied }))
+        }
         _ => plain(
             StatusCode::NOT_FOUND,
-            "cloudtrail-recorder admin endpoints: POST /recorder/events?account=ID, GET /recorder/events?account=ID, POST /recorder/reset".into(),
+            "cloudtrail-recorder admin endpoints: POST /recorder/events?account=ID, GET /recorder/events?account=ID, POST /recorder/reset, POST /recorder/lookup-denied (true|false)".into(),
         ),
     }
 }
