@@ -258,6 +258,43 @@ print(f"{len(records)} records written")
 PY
 expect 1 "$WARDEN" impact --from "$TRAIL" --suggest-networks
 
+step "6d. Several accounts: one audit over a list of accounts (accounts.source = \"list\")"
+note "Two more emulated accounts, each read through its role iam-warden (STS AssumeRole); the"
+note "demo account itself with iam-warden's own credentials. One text section per account."
+"$VENV_PY" - "$MOTO_URL" <<'PY'
+import sys, boto3
+ep = sys.argv[1]
+sts = boto3.client("sts", endpoint_url=ep, region_name="us-east-1")
+for acct, users in (("111122223333", 3), ("444455556666", 2)):
+    c = sts.assume_role(RoleArn=f"arn:aws:iam::{acct}:role/iam-warden", RoleSessionName="demo-seed")["Credentials"]
+    iam = boto3.client("iam", endpoint_url=ep, region_name="us-east-1", aws_access_key_id=c["AccessKeyId"],
+                       aws_secret_access_key=c["SecretAccessKey"], aws_session_token=c["SessionToken"])
+    for i in range(users):
+        iam.create_user(UserName=f"team{i}")
+        iam.create_login_profile(UserName=f"team{i}", Password="Correct-Horse-Battery-9!")
+    print(f"account {acct}: {users} console users without MFA")
+PY
+ORG_CONFIG="$WORK/iam-warden-accounts.toml"
+cat "$CONFIG" >"$ORG_CONFIG"
+cat >>"$ORG_CONFIG" <<'EOF'
+
+[accounts]
+source = "list"
+
+[[accounts.list]]
+id = "123456789012"
+
+[[accounts.list]]
+id = "111122223333"
+
+[[accounts.list]]
+id = "444455556666"
+EOF
+note "\$ tail -n 11 $ORG_CONFIG"
+tail -n 11 "$ORG_CONFIG"
+IAM_WARDEN_CONFIG="$ORG_CONFIG" run_to 1 "$WORK/accounts.txt" "$WARDEN" audit
+grep -E '^iam-warden audit of [0-9]+ accounts|audited, .* not readable|^=== |^[0-9]+ users: ' "$WORK/accounts.txt"
+
 step "7. Under pressure: drift, then one enforce pass while 30 % of IAM calls fail"
 note "Someone takes 8 users out of the baseline groups and detaches the MFA policy from its group."
 "$VENV_PY" - "$MOTO_URL" <<'PY'
