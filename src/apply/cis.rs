@@ -18,23 +18,6 @@ pub(super) enum Principal<'a> {
 }
 
 impl Applier {
-    /// Journal a planned action that is not applied, and why (held by the pre-flight
-    /// gate, iam-warden's own identity, a group with an exempt member).
-    pub fn record_skipped(&self, pa: &PlannedAction, why: &str) -> ActionResult {
-        let outcome = Outcome::Skipped(why.to_string());
-        self.record(
-            pa.action.name(),
-            pa.action.user(),
-            &pa.action.target(),
-            &pa.reason,
-            &outcome,
-        );
-        ActionResult {
-            planned: pa.clone(),
-            outcome,
-        }
-    }
-
     /// DetachUserPolicy / DetachGroupPolicy / DetachRolePolicy. Already detached (or the
     /// principal gone): NoSuchEntity, reported as skipped by [`Applier::apply`].
     pub(super) async fn detach_policy(

@@ -162,6 +162,17 @@ impl Applier {
                 Err(e) => Outcome::Failed(e.to_string()),
             }
         };
+        self.recorded(pa, outcome)
+    }
+
+    /// Journal a planned action that is not applied, and why (held by the pre-flight
+    /// gate, iam-warden's own identity, a group with an exempt member).
+    pub fn record_skipped(&self, pa: &PlannedAction, why: &str) -> ActionResult {
+        self.recorded(pa, Outcome::Skipped(why.to_string()))
+    }
+
+    /// Record what became of `pa` (log line, metric, journal) and report it.
+    fn recorded(&self, pa: &PlannedAction, outcome: Outcome) -> ActionResult {
         self.record(
             pa.action.name(),
             pa.action.user(),
