@@ -116,6 +116,7 @@ pub const AWS_SERVICES: &[&str] = &[
     "sns",
     "securityhub",
     "organizations",
+    "accessanalyzer",
 ];
 
 /// AWS operations whose `iam_warden_aws_calls_total` series are pre-created at zero

@@ -710,3 +710,16 @@ fn account_checks_are_set_failing_or_cannot_check_and_reset() {
         Some(0.0)
     );
 }
+
+#[test]
+fn every_pre_created_operation_is_of_a_known_service() {
+    // A call is counted under `service_label(service)`: an operation pre-created under a
+    // service missing from AWS_SERVICES would stay at zero while its calls count as `other`.
+    for (service, op) in super::AWS_OPERATIONS {
+        assert_eq!(
+            super::labels::service_label(service),
+            *service,
+            "{service}:{op} is pre-created but {service} is not in AWS_SERVICES"
+        );
+    }
+}
