@@ -39,22 +39,7 @@ fn journal(dir: &Path) -> Vec<Entry> {
 }
 
 async fn key_status(acct: &Account, user: &str) -> Vec<(String, String)> {
-    let out = acct
-        .iam
-        .list_access_keys()
-        .user_name(user)
-        .send()
-        .await
-        .unwrap();
-    out.access_key_metadata()
-        .iter()
-        .map(|m| {
-            (
-                m.access_key_id().unwrap().to_string(),
-                m.status().unwrap().as_str().to_string(),
-            )
-        })
-        .collect()
+    acct.access_keys(user).await
 }
 
 async fn has_login(acct: &Account, user: &str) -> bool {

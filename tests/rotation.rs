@@ -153,33 +153,11 @@ impl Lab {
 
     /// (id, status) of the user's keys, oldest first.
     async fn keys(&self, user: &str) -> Vec<(String, String)> {
-        let out = self
-            .acct
-            .iam
-            .list_access_keys()
-            .user_name(user)
-            .send()
-            .await
-            .unwrap();
-        let mut m: Vec<_> = out.access_key_metadata().to_vec();
-        m.sort_by_key(|k| k.create_date().map(|d| (d.secs(), d.subsec_nanos())));
-        m.iter()
-            .map(|k| {
-                (
-                    k.access_key_id().unwrap().to_string(),
-                    k.status().unwrap().as_str().to_string(),
-                )
-            })
-            .collect()
+        self.acct.access_keys(user).await
     }
 
     async fn status(&self, user: &str, key: &str) -> String {
-        self.keys(user)
-            .await
-            .into_iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, s)| s)
-            .unwrap_or_else(|| "gone".into())
+        self.acct.access_key_status(user, key).await
     }
 
     fn sm(&self) -> aws_sdk_secretsmanager::Client {

@@ -305,6 +305,39 @@ impl Account {
     }
 
     /// A virtual MFA device enabled for the user.
+    /// (id, status) of the user's access keys, oldest first.
+    pub async fn access_keys(&self, user: &str) -> Vec<(String, String)> {
+        let out = self
+            .iam
+            .list_access_keys()
+            .user_name(user)
+            .send()
+            .await
+            .expect("ListAccessKeys on moto");
+        let mut m: Vec<_> = out.access_key_metadata().to_vec();
+        m.sort_by_key(|k| k.create_date().map(|d| (d.secs(), d.subsec_nanos())));
+        m.iter()
+            .map(|k| {
+                (
+                    k.access_key_id().unwrap_or_default().to_string(),
+                    k.status()
+                        .map(|s| s.as_str().to_string())
+                        .unwrap_or_default(),
+                )
+            })
+            .collect()
+    }
+
+    /// The status of one access key of `user` (`gone` when it no longer exists).
+    pub async fn access_key_status(&self, user: &str, key: &str) -> String {
+        self.access_keys(user)
+            .await
+            .into_iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, s)| s)
+            .unwrap_or_else(|| "gone".into())
+    }
+
     pub async fn mfa(&self, name: &str) -> &Self {
         let dev = self
             .iam
