@@ -229,9 +229,14 @@ pub async fn run_with_clock(
     // Set once the drain is over: the SQS consumer then deletes or releases what it holds.
     let (drained_tx, drained_rx) = watch::channel(false);
     if cfg.sources.sqs.queue_url.is_some() {
-        let consumer =
-            crate::sources::sqs::SqsConsumer::new(&clients, &cfg.sources.sqs, dispatch.clone())?
-                .release_unsettled_on(drained_rx);
+        // One account in scope: another account's event is skipped, never acted on here.
+        let router = crate::controller::router::Router::single(
+            metrics.clone(),
+            &ctx.applier.account_id,
+            dispatch.clone(),
+        );
+        let consumer = crate::sources::sqs::SqsConsumer::new(&clients, &cfg.sources.sqs, router)?
+            .release_unsettled_on(drained_rx);
         sources.spawn(named("sqs", consumer.run(stop_rx.clone())));
     }
 
