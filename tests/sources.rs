@@ -21,6 +21,7 @@ use iam_warden::sources::checkpoint::Checkpoint;
 use iam_warden::sources::cloudtrail::{CloudTrailPoller, PollStats};
 use iam_warden::sources::event::{BaselineNames, ReconcileKey};
 use iam_warden::sources::sqs::SqsConsumer;
+use iam_warden::sources::trail::LookupLimit;
 use serde_json::{json, Value};
 use support::recorder::Recorder;
 use support::{create_queue, eventually, shared_moto, Account};
@@ -95,7 +96,7 @@ fn ct_cfg(overlap_secs: u64) -> CloudTrailSource {
         poll_interval: Secs::from_secs(1),
         overlap: Secs::from_secs(overlap_secs),
         initial_lookback: Secs::from_secs(3600),
-        endpoint_url: None,
+        ..CloudTrailSource::default()
     }
 }
 
@@ -447,6 +448,66 @@ async fn cloudtrail_run_loop_polls_until_shutdown_and_saves() {
     let cp = Checkpoint::load(dir.path()).unwrap().expect("saved");
     assert!(cp.seen.iter().any(|s| !s.id.is_empty()));
     assert!(cp.polled_until <= Utc::now());
+}
+
+/// Two accounts' pollers share one limit of one poll at a time: while account A's poll
+/// holds the permit, account B's waits before its first `LookupEvents` call, and makes it
+/// as soon as the permit is free (each keeps its own pace).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cloudtrail_polls_of_several_accounts_share_the_lookup_limit() {
+    let rec = Recorder::start(shared_moto(), "0");
+    let (a, b) = (
+        Account::new(shared_moto()).await,
+        Account::new(shared_moto()).await,
+    );
+    rec.iam(&b)
+        .create_user()
+        .user_name("limited")
+        .send()
+        .await
+        .unwrap();
+    let limit = LookupLimit::new(1);
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (da, db) = (dispatch(), dispatch());
+    let clients_b = rec.clients(&b);
+    let mut poller_a = CloudTrailPoller::new(&rec.clients(&a), &ct_cfg(900), dir_a.path(), da)
+        .unwrap()
+        .with_limit(limit.clone());
+    let mut poller_b = CloudTrailPoller::new(&clients_b, &ct_cfg(900), dir_b.path(), db.clone())
+        .unwrap()
+        .with_limit(limit.clone());
+    poller_a.poll_once().await.unwrap();
+    assert_eq!(limit.in_use(), 0, "a finished poll gives its permit back");
+
+    // A poll in progress (its permit held here, as A's poll would).
+    let held = limit.acquire().await;
+    assert_eq!(limit.in_use(), 1);
+    let task = tokio::spawn(async move { poller_b.poll_once().await });
+    eventually(
+        "B's poll waits for the permit",
+        Duration::from_secs(10),
+        || {
+            let waiting = limit.waiting();
+            async move { (waiting == 1).then_some(()) }
+        },
+    )
+    .await;
+    assert_eq!(
+        clients_b.calls.count("LookupEvents"),
+        0,
+        "no call before the permit"
+    );
+    assert!(!task.is_finished());
+    drop(held);
+    let stats = tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("B polls once the permit is free")
+        .expect("no panic")
+        .expect("the poll succeeds");
+    assert_eq!(stats.dispatched, 1);
+    assert!(clients_b.calls.count("LookupEvents") >= 1);
+    assert_eq!((limit.in_use(), limit.waiting()), (0, 0));
+    assert_eq!(drain_keys(&db).await, keys(&["limited"]));
 }
 
 // ---------------------------------------------------------------------------------------

@@ -223,7 +223,10 @@ pub async fn run_with_clock(
             &cfg.state_dir,
             dispatch.clone(),
         )?
-        .with_pacer(lookup_pacer.clone());
+        .with_pacer(lookup_pacer.clone())
+        .with_limit(crate::sources::trail::LookupLimit::from_config(
+            &cfg.sources.cloudtrail,
+        ));
         sources.spawn(named("cloudtrail", poller.run(stop_rx.clone())));
     }
     // Set once the drain is over: the SQS consumer then deletes or releases what it holds.
