@@ -96,8 +96,9 @@ fn bad_values_name_key_value_and_range() {
             "[sources.cloudtrail]\nmax_concurrent_accounts = {bad}\n"
         ));
         assert!(
-            e.contains(&format!("sources.cloudtrail.max_concurrent_accounts = {bad}"))
-                && e.contains("1..=100"),
+            e.contains(&format!(
+                "sources.cloudtrail.max_concurrent_accounts = {bad}"
+            )) && e.contains("1..=100"),
             "{e}"
         );
     }
