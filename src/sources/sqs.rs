@@ -106,7 +106,7 @@ pub struct SqsConsumer {
     /// Each account's dispatch; a message is routed by the account it is about.
     router: Router,
     /// Accounts out of scope already warned about (bounded).
-    warned: Mutex<HashSet<String>>,
+    warned: Warned,
     /// Becomes true once the controller has drained after shutdown: unsettled messages
     /// are released then.
     drained: Option<watch::Receiver<bool>>,
@@ -122,6 +122,25 @@ enum Settled {
     /// Not finished before its hold ended (or the release failed): SQS delivers it again
     /// after its visibility timeout.
     Left,
+}
+
+/// The accounts out of scope already warned about: at most [`MAX_WARNED_ACCOUNTS`], then
+/// the memory starts over.
+#[derive(Debug, Default)]
+struct Warned(Mutex<HashSet<String>>);
+
+impl Warned {
+    /// Whether this is the first skip of `account` to warn about; remembers it.
+    fn first(&self, account: &str) -> bool {
+        let mut seen = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if seen.contains(account) {
+            return false;
+        }
+        if seen.len() >= MAX_WARNED_ACCOUNTS {
+            seen.clear();
+        }
+        seen.insert(account.to_owned())
+    }
 }
 
 /// How long to wait for the reconciles of a message received with this visibility timeout.
@@ -175,7 +194,7 @@ impl SqsConsumer {
             max_messages: cfg.max_messages.clamp(1, 10),
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             router,
-            warned: Mutex::default(),
+            warned: Warned::default(),
             drained: None,
         })
     }
@@ -199,19 +218,6 @@ impl SqsConsumer {
     /// The queue consumed.
     pub fn queue_url(&self) -> &str {
         &self.queue_url
-    }
-
-    /// Whether this is the first skip of `account` to warn about (remembered, bounded).
-    fn first_warning(&self, account: &str) -> bool {
-        let mut warned = self.warned.lock().unwrap_or_else(PoisonError::into_inner);
-        if warned.contains(account) {
-            return false;
-        }
-        if warned.len() >= MAX_WARNED_ACCOUNTS {
-            warned.clear();
-        }
-        warned.insert(account.to_owned());
-        true
     }
 
     /// The queue's visibility timeout (default 30 s if it cannot be read); warns when the
@@ -393,7 +399,7 @@ impl SqsConsumer {
             Route::Dispatch { to, event, .. } => (to, event),
             Route::Skip(skip) => {
                 let repeat =
-                    skip.reason == SqsSkipReason::NotInScope && !self.first_warning(&skip.account);
+                    skip.reason == SqsSkipReason::NotInScope && !self.warned.first(&skip.account);
                 SqsMessageSkipped {
                     reason: skip.reason,
                     account: &skip.account,
@@ -600,6 +606,22 @@ mod tests {
             seen.push(b.as_secs());
         }
         assert_eq!(seen, [1, 2, 4, 8, 16, 30, 30, 30]);
+    }
+
+    #[test]
+    fn each_account_out_of_scope_is_warned_about_once_in_bounded_memory() {
+        let w = Warned::default();
+        assert!(w.first("444455556666"));
+        assert!(!w.first("444455556666"));
+        assert!(w.first("777788889999"));
+        for i in 2..MAX_WARNED_ACCOUNTS {
+            assert!(w.first(&format!("{i:012}")));
+        }
+        assert!(!w.first("444455556666"), "still remembered at the cap");
+        // One more account: the memory starts over, so the first one is warned about again.
+        assert!(w.first("000000000000-new"));
+        assert!(w.first("444455556666"));
+        assert!(w.0.lock().unwrap().len() <= MAX_WARNED_ACCOUNTS);
     }
 
     #[test]
