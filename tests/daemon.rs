@@ -941,9 +941,11 @@ async fn exposed_keys_are_quarantined_at_once_past_the_write_limiter() {
         1.0,
     )
     .await;
+    // Another account's event never reaches this account's quarantine: the SQS source
+    // skips it (one account in scope) and deletes it.
     wait_metric(
         &d,
-        "iam_warden_quarantines_total{outcome=\"other_account\"}",
+        "iam_warden_sqs_messages_skipped_total{reason=\"not_in_scope\"}",
         1.0,
     )
     .await;
@@ -976,6 +978,12 @@ async fn exposed_keys_are_quarantined_at_once_past_the_write_limiter() {
         d.metric("iam_warden_quarantines_total{outcome=\"failed\"}")
             .await,
         0.0
+    );
+    assert_eq!(
+        d.metric("iam_warden_quarantines_total{outcome=\"other_account\"}")
+            .await,
+        0.0,
+        "routed away before the quarantine"
     );
 
     // Journal: the two deactivations with reason `exposed` (intent, then applied), each

@@ -24,6 +24,7 @@ use iam_warden::controller::dispatch::Dispatch;
 use iam_warden::controller::queue::WorkQueue;
 use iam_warden::inventory::credential_report;
 use iam_warden::inventory::decode_policy_document;
+use iam_warden::metrics::SqsSkipReason;
 use iam_warden::metrics::{Metrics, Source};
 use iam_warden::sources::checkpoint::{Checkpoint, SeenEvent, VERSION};
 use iam_warden::sources::event::{
@@ -31,6 +32,8 @@ use iam_warden::sources::event::{
     user_name_from_arn, BaselineNames, IamEvent, ReconcileKey, Target, EVENTBRIDGE_DETAIL_TYPE,
     EVENTBRIDGE_SOURCE, KNOWN_EVENT_NAMES,
 };
+use iam_warden::sources::health::parse_sqs_message;
+use iam_warden::sources::route::{route, Route};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use proptest::prelude::*;
 use proptest::test_runner::{FileFailurePersistence, RngAlgorithm};
@@ -741,7 +744,7 @@ proptest! {
                 Err(e) => assert_one_line("arbitrary text", &e.to_string())?,
             }
         }
-        match iam_warden::sources::health::parse_sqs_message(&s) {
+        match parse_sqs_message(&s) {
             Ok(_) => prop_assert!(s.trim_start().starts_with('{'), "accepted {:?}", s),
             Err(e) => assert_one_line("arbitrary SQS body", &e.to_string())?,
         }
@@ -775,6 +778,139 @@ proptest! {
                 prop_assert!(users.contains(u), "dispatched {:?}, not in the record", u);
             }
         }
+    }
+}
+
+/// The account in scope in the routing targets (the envelopes' own account).
+const IN_SCOPE: &str = "123456789012";
+
+/// An `account` field: the one in scope, another well-formed id, or anything else.
+fn account_field() -> BoxedStrategy<Option<Value>> {
+    prop_oneof![
+        4 => Just(Some(json!(IN_SCOPE))),
+        2 => chars("0123456789", 12..=12).prop_map(|s| Some(Value::String(s))),
+        1 => chars("0123456789", 0..=14).prop_map(|s| Some(Value::String(s))),
+        1 => Just(Some(json!(123_456_789_012u64))),
+        1 => Just(Some(json!(format!(" {IN_SCOPE}")))),
+        3 => field(text().prop_map(Value::String)),
+    ]
+    .boxed()
+}
+
+/// What the router must decide from the `account` field alone: `Ok(id)` for a 12-digit
+/// string, else the skip reason.
+fn expected_account(v: Option<&Value>) -> Result<&str, SqsSkipReason> {
+    match v {
+        None | Some(Value::Null) => Err(SqsSkipReason::Missing),
+        Some(Value::String(s)) if s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit()) => Ok(s),
+        Some(Value::String(_)) => Err(SqsSkipReason::BadShape),
+        Some(_) => Err(SqsSkipReason::NotAString),
+    }
+}
+
+/// Checks one routing decision against the body it came from.
+fn check_route(body: &str, r: &Route<()>) -> Result<(), TestCaseError> {
+    let v = serde_json::from_str::<Value>(body).ok();
+    let account = v
+        .as_ref()
+        .filter(|v| v.is_object())
+        .map(|v| expected_account(v.get("account")));
+    match r {
+        Route::Dispatch {
+            account: got,
+            event,
+            ..
+        } => {
+            prop_assert_eq!(account, Some(Ok(IN_SCOPE)), "dispatched {}", body);
+            prop_assert_eq!(got.as_str(), IN_SCOPE);
+            let direct = parse_sqs_message(body);
+            prop_assert!(
+                direct.as_ref().is_ok_and(|d| d == event),
+                "route {:?} but parse {:?}",
+                event,
+                direct
+            );
+        }
+        Route::Skip(skip) => {
+            prop_assert!(
+                skip.account.chars().count() <= 83,
+                "account not cut: {}",
+                skip.account.len()
+            );
+            prop_assert!(
+                skip.event.chars().count() <= 83,
+                "event not cut: {}",
+                skip.event.len()
+            );
+            match account {
+                Some(Ok(id)) => {
+                    prop_assert_eq!(skip.reason, SqsSkipReason::NotInScope);
+                    prop_assert_ne!(id, IN_SCOPE);
+                    prop_assert_eq!(skip.account.as_str(), id);
+                }
+                Some(Err(reason)) => prop_assert_eq!(skip.reason, reason),
+                None => prop_assert!(false, "skipped a body that is not a JSON object: {}", body),
+            }
+        }
+        Route::Malformed(e) => {
+            assert_one_line("routing", &e.to_string())?;
+            prop_assert!(e.to_string().len() < 1_500);
+            // Malformed only before the account is read, or in the account in scope.
+            prop_assert!(
+                matches!(account, None | Some(Ok(IN_SCOPE))),
+                "malformed instead of skipped ({:?}): {}",
+                account,
+                body
+            );
+        }
+    }
+    Ok(())
+}
+
+fn route_one(body: &str) -> Route<()> {
+    route(body, |a| (a == IN_SCOPE).then_some(()))
+}
+
+proptest! {
+    #![proptest_config(fuzz_config(1))]
+
+    /// SQS bodies of many accounts: dispatched only for the account in scope (as the body
+    /// names it, parsed as the body says), every other account a skip with the reason its
+    /// `account` field gives, never a panic; Health events and mutated text too.
+    #[test]
+    fn sqs_bodies_are_routed_by_their_account(
+        env in envelope(),
+        account in account_field(),
+        health in any::<bool>(),
+        m in prop::option::of(mutation()),
+    ) {
+        let mut env = env;
+        if let Some(o) = env.as_object_mut() {
+            match account {
+                Some(a) => o.insert("account".into(), a),
+                None => o.remove("account"),
+            };
+            if health {
+                o.insert("source".into(), json!("aws.health"));
+                o.insert("detail-type".into(), json!("AWS Health Event"));
+                o.insert("detail".into(), json!({
+                    "eventTypeCode": "AWS_RISK_CREDENTIALS_EXPOSED",
+                    "affectedEntities": [{"entityValue": concat!("AKIA", "IOSFODNN7EXAMPLE")}],
+                }));
+            }
+        }
+        let mut body = env.to_string();
+        if let Some((op, at, len, insert)) = m {
+            body = mutate(&body, op, at, len, &insert);
+        }
+        check_route(&body, &route_one(&body))?;
+    }
+
+    /// Arbitrary text through the router: never a panic, never dispatched unless it is a
+    /// JSON object naming the account in scope.
+    #[test]
+    fn arbitrary_sqs_bodies_are_routed_safely(s in prop_oneof![any::<String>(), json_any().prop_map(|v| v.to_string())]) {
+        check_route(&s, &route_one(&s))?;
     }
 }
 

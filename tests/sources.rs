@@ -15,11 +15,13 @@ use iam_warden::aws::{CallStats, Clients};
 use iam_warden::config::{CloudTrailSource, Secs, SqsSource};
 use iam_warden::controller::dispatch::Dispatch;
 use iam_warden::controller::queue::{Outcome, WorkQueue};
+use iam_warden::controller::router::Router;
 use iam_warden::metrics::Metrics;
 use iam_warden::sources::checkpoint::Checkpoint;
 use iam_warden::sources::cloudtrail::{CloudTrailPoller, PollStats};
 use iam_warden::sources::event::{BaselineNames, ReconcileKey};
 use iam_warden::sources::sqs::SqsConsumer;
+use iam_warden::sources::trail::LookupLimit;
 use serde_json::{json, Value};
 use support::recorder::Recorder;
 use support::{create_queue, eventually, shared_moto, Account};
@@ -35,6 +37,11 @@ fn dispatch() -> Dispatch {
         BaselineNames::default(),
         "",
     )
+}
+
+/// A router with one account in scope: `acct`, to `d`.
+fn router(acct: &Account, d: &Dispatch) -> Router {
+    Router::single(d.metrics().clone(), &acct.id, d.clone())
 }
 
 fn user(name: &str) -> ReconcileKey {
@@ -89,7 +96,7 @@ fn ct_cfg(overlap_secs: u64) -> CloudTrailSource {
         poll_interval: Secs::from_secs(1),
         overlap: Secs::from_secs(overlap_secs),
         initial_lookback: Secs::from_secs(3600),
-        endpoint_url: None,
+        ..CloudTrailSource::default()
     }
 }
 
@@ -443,6 +450,66 @@ async fn cloudtrail_run_loop_polls_until_shutdown_and_saves() {
     assert!(cp.polled_until <= Utc::now());
 }
 
+/// Two accounts' pollers share one limit of one poll at a time: while account A's poll
+/// holds the permit, account B's waits before its first `LookupEvents` call, and makes it
+/// as soon as the permit is free (each keeps its own pace).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cloudtrail_polls_of_several_accounts_share_the_lookup_limit() {
+    let rec = Recorder::start(shared_moto(), "0");
+    let (a, b) = (
+        Account::new(shared_moto()).await,
+        Account::new(shared_moto()).await,
+    );
+    rec.iam(&b)
+        .create_user()
+        .user_name("limited")
+        .send()
+        .await
+        .unwrap();
+    let limit = LookupLimit::new(1);
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (da, db) = (dispatch(), dispatch());
+    let clients_b = rec.clients(&b);
+    let mut poller_a = CloudTrailPoller::new(&rec.clients(&a), &ct_cfg(900), dir_a.path(), da)
+        .unwrap()
+        .with_limit(limit.clone());
+    let mut poller_b = CloudTrailPoller::new(&clients_b, &ct_cfg(900), dir_b.path(), db.clone())
+        .unwrap()
+        .with_limit(limit.clone());
+    poller_a.poll_once().await.unwrap();
+    assert_eq!(limit.in_use(), 0, "a finished poll gives its permit back");
+
+    // A poll in progress (its permit held here, as A's poll would).
+    let held = limit.acquire().await;
+    assert_eq!(limit.in_use(), 1);
+    let task = tokio::spawn(async move { poller_b.poll_once().await });
+    eventually(
+        "B's poll waits for the permit",
+        Duration::from_secs(10),
+        || {
+            let waiting = limit.waiting();
+            async move { (waiting == 1).then_some(()) }
+        },
+    )
+    .await;
+    assert_eq!(
+        clients_b.calls.count("LookupEvents"),
+        0,
+        "no call before the permit"
+    );
+    assert!(!task.is_finished());
+    drop(held);
+    let stats = tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("B polls once the permit is free")
+        .expect("no panic")
+        .expect("the poll succeeds");
+    assert_eq!(stats.dispatched, 1);
+    assert!(clients_b.calls.count("LookupEvents") >= 1);
+    assert_eq!((limit.in_use(), limit.waiting()), (0, 0));
+    assert_eq!(drain_keys(&db).await, keys(&["limited"]));
+}
+
 // ---------------------------------------------------------------------------------------
 // SQS
 
@@ -572,7 +639,7 @@ async fn sqs_deletes_a_message_only_after_its_reconcile_finished() {
     q.send(&envelope(&acct.id, &recorded[0])).await;
 
     let d = dispatch();
-    let consumer = SqsConsumer::new(&acct.clients(), &sqs_cfg(&q.url), d.clone()).unwrap();
+    let consumer = SqsConsumer::new(&acct.clients(), &sqs_cfg(&q.url), router(&acct, &d)).unwrap();
     let (tx, rx) = watch::channel(false);
     let task = tokio::spawn(consumer.run(rx));
 
@@ -644,7 +711,7 @@ async fn sqs_leaves_malformed_messages_for_the_dead_letter_queue() {
     q.send(&wrong.to_string()).await;
 
     let d = dispatch();
-    let consumer = SqsConsumer::new(&acct.clients(), &sqs_cfg(&q.url), d.clone()).unwrap();
+    let consumer = SqsConsumer::new(&acct.clients(), &sqs_cfg(&q.url), router(&acct, &d)).unwrap();
     let (tx, rx) = watch::channel(false);
     let task = tokio::spawn(consumer.run(rx));
     eventually(
@@ -682,7 +749,7 @@ async fn sqs_stops_receiving_at_the_in_flight_bound() {
     .await;
 
     let d = dispatch();
-    let consumer = SqsConsumer::new(&acct.clients(), &sqs_cfg(&q.url), d.clone())
+    let consumer = SqsConsumer::new(&acct.clients(), &sqs_cfg(&q.url), router(&acct, &d))
         .unwrap()
         .with_max_in_flight(1);
     let (tx, rx) = watch::channel(false);
@@ -735,7 +802,7 @@ async fn sqs_shutdown_deletes_finished_messages_and_releases_the_others() {
     let d = dispatch();
     let clients = acct.clients();
     let (drained_tx, drained_rx) = watch::channel(false);
-    let consumer = SqsConsumer::new(&clients, &sqs_cfg(&q.url), d.clone())
+    let consumer = SqsConsumer::new(&clients, &sqs_cfg(&q.url), router(&acct, &d))
         .unwrap()
         .release_unsettled_on(drained_rx);
     let (tx, rx) = watch::channel(false);
@@ -806,7 +873,7 @@ async fn sqs_consumer_survives_receive_errors() {
     );
     let clients = acct.clients();
     let d = dispatch();
-    let consumer = SqsConsumer::new(&clients, &sqs_cfg(&url), d.clone()).unwrap();
+    let consumer = SqsConsumer::new(&clients, &sqs_cfg(&url), router(&acct, &d)).unwrap();
     let (tx, rx) = watch::channel(false);
     let task = tokio::spawn(consumer.run(rx));
     eventually("two failed receives", Duration::from_secs(20), || {
@@ -825,8 +892,146 @@ async fn sqs_consumer_survives_receive_errors() {
     stop(tx, task).await;
 
     // And a consumer needs a queue.
-    let err = SqsConsumer::new(&clients, &SqsSource::default(), d.clone())
+    let err = SqsConsumer::new(&clients, &SqsSource::default(), router(&acct, &d))
         .err()
         .expect("no queue_url");
     assert!(err.to_string().contains("sources.sqs.queue_url"), "{err}");
+}
+
+/// One queue for two accounts in scope, each with its own dispatch and work queue (as an
+/// organization-wide EventBridge rule feeds it), plus events of an account out of scope and
+/// with an account that cannot be read: each event reaches the work queue of the account it
+/// names (the same user name in both accounts is two keys, one per account), the others are
+/// counted by reason and never reach a queue, and every message is deleted. An account
+/// dropped from the router (discovery) is out of scope from then on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqs_routes_each_event_to_the_dispatch_of_its_account() {
+    let a = Account::new(shared_moto()).await;
+    let b = Account::new(shared_moto()).await;
+    let outside = loop {
+        let id = format!("{:012}", fastrand::u64(100_000_000_000..999_999_999_999));
+        if id != a.id && id != b.id {
+            break id;
+        }
+    };
+    let q = queues(&a, 30).await;
+    let metrics = Metrics::new("test").unwrap();
+    let account_dispatch = || {
+        Dispatch::new(
+            WorkQueue::default(),
+            metrics.clone(),
+            BaselineNames::default(),
+            "",
+        )
+    };
+    let (da, db) = (account_dispatch(), account_dispatch());
+    let router = Router::new(metrics.clone());
+    router.insert(&a.id, da.clone());
+    router.insert(&b.id, db.clone());
+
+    let now = rfc3339(Utc::now());
+    q.send(&envelope(
+        &a.id,
+        &record("a-1", "CreateUser", "alice", &now),
+    ))
+    .await;
+    q.send(&envelope(&b.id, &record("b-1", "CreateUser", "bob", &now)))
+        .await;
+    q.send(&envelope(&b.id, &record("b-2", "TagUser", "alice", &now)))
+        .await;
+    q.send(&envelope(
+        &outside,
+        &record("o-1", "CreateUser", "mallory", &now),
+    ))
+    .await;
+    // A's event for user eve, with its account field replaced (None: removed).
+    let with_account = |account: Option<Value>| {
+        let mut v: Value =
+            serde_json::from_str(&envelope(&a.id, &record("x", "CreateUser", "eve", &now)))
+                .unwrap();
+        let o = v.as_object_mut().unwrap();
+        match account {
+            None => o.remove("account"),
+            Some(x) => o.insert("account".into(), x),
+        };
+        v.to_string()
+    };
+    q.send(&with_account(None)).await;
+    q.send(&with_account(Some(Value::Null))).await;
+    q.send(&with_account(Some(json!(a.id.parse::<u64>().unwrap()))))
+        .await;
+    q.send(&with_account(Some(json!(format!("{}x", &a.id[..11])))))
+        .await;
+
+    let consumer = SqsConsumer::new(&a.clients(), &sqs_cfg(&q.url), router.clone()).unwrap();
+    let (tx, rx) = watch::channel(false);
+    let task = tokio::spawn(consumer.run(rx));
+    let skipped = |reason: &str| {
+        sample(
+            &da,
+            &format!("iam_warden_sqs_messages_skipped_total{{reason=\"{reason}\"}}"),
+        )
+    };
+    eventually(
+        "every message routed or skipped",
+        Duration::from_secs(30),
+        || {
+            let done = da.queue().depth() == 1
+                && db.queue().depth() == 2
+                && ["not_in_scope", "missing", "not_a_string", "bad_shape"]
+                    .iter()
+                    .map(|r| skipped(r))
+                    .sum::<f64>()
+                    == 5.0;
+            async move { done.then_some(()) }
+        },
+    )
+    .await;
+    assert_eq!(skipped("not_in_scope"), 1.0);
+    assert_eq!(skipped("missing"), 2.0, "no account field, and null");
+    assert_eq!(skipped("not_a_string"), 1.0);
+    assert_eq!(skipped("bad_shape"), 1.0);
+    // The skipped messages are deleted at once; the routed ones once reconciled.
+    assert_eq!(q.counts(&q.url).await, (0, 3));
+    assert_eq!(drain_keys(&da).await, keys(&["alice"]));
+    assert_eq!(drain_keys(&db).await, keys(&["alice", "bob"]));
+    eventually("every message deleted", Duration::from_secs(20), || {
+        let q = &q;
+        async move { (q.counts(&q.url).await == (0, 0)).then_some(()) }
+    })
+    .await;
+    assert_eq!(
+        q.counts(&q.dlq_url).await,
+        (0, 0),
+        "nothing left to redrive"
+    );
+    assert_eq!(events_total(&da, "CreateUser", "enqueued"), 2.0);
+    assert_eq!(events_total(&da, "other", "malformed"), 0.0);
+
+    // B leaves the scope: its next event is skipped and deleted, A's still routed.
+    assert!(router.remove(&b.id).is_some());
+    q.send(&envelope(
+        &b.id,
+        &record("b-3", "CreateUser", "carol", &now),
+    ))
+    .await;
+    q.send(&envelope(&a.id, &record("a-2", "CreateUser", "dave", &now)))
+        .await;
+    eventually(
+        "B's event skipped, A's routed",
+        Duration::from_secs(20),
+        || {
+            let done = skipped("not_in_scope") == 2.0 && da.queue().depth() == 1;
+            async move { done.then_some(()) }
+        },
+    )
+    .await;
+    assert_eq!(db.queue().depth(), 0);
+    assert_eq!(drain_keys(&da).await, keys(&["dave"]));
+    eventually("deleted", Duration::from_secs(20), || {
+        let q = &q;
+        async move { (q.counts(&q.url).await == (0, 0)).then_some(()) }
+    })
+    .await;
+    stop(tx, task).await;
 }

@@ -223,15 +223,23 @@ pub async fn run_with_clock(
             &cfg.state_dir,
             dispatch.clone(),
         )?
-        .with_pacer(lookup_pacer.clone());
+        .with_pacer(lookup_pacer.clone())
+        .with_limit(crate::sources::trail::LookupLimit::from_config(
+            &cfg.sources.cloudtrail,
+        ));
         sources.spawn(named("cloudtrail", poller.run(stop_rx.clone())));
     }
     // Set once the drain is over: the SQS consumer then deletes or releases what it holds.
     let (drained_tx, drained_rx) = watch::channel(false);
     if cfg.sources.sqs.queue_url.is_some() {
-        let consumer =
-            crate::sources::sqs::SqsConsumer::new(&clients, &cfg.sources.sqs, dispatch.clone())?
-                .release_unsettled_on(drained_rx);
+        // One account in scope: another account's event is skipped, never acted on here.
+        let router = crate::controller::router::Router::single(
+            metrics.clone(),
+            &ctx.applier.account_id,
+            dispatch.clone(),
+        );
+        let consumer = crate::sources::sqs::SqsConsumer::new(&clients, &cfg.sources.sqs, router)?
+            .release_unsettled_on(drained_rx);
         sources.spawn(named("sqs", consumer.run(stop_rx.clone())));
     }
 

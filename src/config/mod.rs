@@ -356,6 +356,8 @@ pub struct CloudTrailSource {
     pub overlap: Secs,
     /// On a first start without checkpoint, look back this far.
     pub initial_lookback: Secs,
+    /// How many accounts' polls run at once (each account keeps its own 2/s pace).
+    pub max_concurrent_accounts: u32,
     /// Separate endpoint for CloudTrail (e.g. a recorder in tests); defaults to aws.endpoint_url.
     pub endpoint_url: Option<String>,
 }
@@ -548,6 +550,7 @@ impl Default for CloudTrailSource {
             poll_interval: Secs::from_secs(60),
             overlap: Secs::from_secs(900),
             initial_lookback: Secs::from_secs(3600),
+            max_concurrent_accounts: 4,
             endpoint_url: None,
         }
     }

@@ -91,6 +91,19 @@ fn bad_values_name_key_value_and_range() {
     assert!(e.contains("max_users_changed_percent"), "{e}");
     let e = err_of("[resync]\ninterval = \"soon\"\n");
     assert!(e.contains("resync.interval") && e.contains("soon"), "{e}");
+    for bad in ["0", "101"] {
+        let e = err_of(&format!(
+            "[sources.cloudtrail]\nmax_concurrent_accounts = {bad}\n"
+        ));
+        assert!(
+            e.contains(&format!(
+                "sources.cloudtrail.max_concurrent_accounts = {bad}"
+            )) && e.contains("1..=100"),
+            "{e}"
+        );
+    }
+    let e = err_of("[sources.cloudtrail]\nmax_concurrent_accounts = \"four\"\n");
+    assert!(e.contains("max_concurrent_accounts"), "{e}");
 }
 
 #[test]

@@ -154,6 +154,12 @@ fn sources(s: &Sources, errs: &mut Problems) {
         90 * 86_400,
     );
     errs.range(
+        "sources.cloudtrail.max_concurrent_accounts",
+        ct.max_concurrent_accounts.into(),
+        1,
+        100,
+    );
+    errs.range(
         "sources.sqs.wait_time (seconds)",
         s.sqs.wait_time.0.as_secs(),
         0,

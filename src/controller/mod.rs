@@ -8,3 +8,4 @@ pub mod preflight;
 pub mod quarantine;
 pub mod queue;
 pub mod reconcile;
+pub mod router;

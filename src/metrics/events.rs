@@ -696,3 +696,70 @@ impl SecurityHubExported<'_> {
         }
     }
 }
+
+/// An SQS message skipped because of the account it is about (not in scope, or its
+/// `account` field cannot be read): counted under
+/// `iam_warden_sqs_messages_skipped_total{reason}` and logged once, naming the account and
+/// how to fix it. The message is deleted (a skip never retries). `repeat`: the consumer has
+/// already warned about this account, so the line drops to debug (an organization-wide rule
+/// can send many events of accounts out of scope).
+#[derive(Debug, Clone, Copy)]
+pub struct SqsMessageSkipped<'a> {
+    pub reason: SqsSkipReason,
+    /// The `account` value as found (a string cut short, or the JSON type of another value).
+    pub account: &'a str,
+    pub message_id: &'a str,
+    /// What the message is (its event name, or the envelope's `detail-type`; cut short).
+    pub event: &'a str,
+    /// How many accounts are in scope now.
+    pub in_scope: usize,
+    pub repeat: bool,
+}
+
+impl SqsMessageSkipped<'_> {
+    pub fn emit(&self, metrics: &Metrics) {
+        let reason = self.reason.as_str();
+        metrics
+            .sqs_messages_skipped_total
+            .with_label_values(&[reason])
+            .inc();
+        let SqsMessageSkipped {
+            account,
+            message_id,
+            event,
+            in_scope,
+            ..
+        } = *self;
+        macro_rules! log {
+            ($($msg:tt)+) => {
+                if self.repeat {
+                    tracing::debug!(reason, account, message_id, event, accounts_in_scope = in_scope, $($msg)+)
+                } else {
+                    tracing::warn!(reason, account, message_id, event, accounts_in_scope = in_scope, $($msg)+)
+                }
+            };
+        }
+        match self.reason {
+            SqsSkipReason::NotInScope => log!(
+                "SQS event of an account iam-warden does not cover; deleted unhandled. To \
+                 enforce that account add it to [accounts] (accounts.list, or the \
+                 organization's include filter); otherwise narrow the EventBridge rule (or the \
+                 central event bus's rule) to the accounts in scope"
+            ),
+            SqsSkipReason::Missing => log!(
+                "SQS message without an `account` field; deleted unhandled. Feed the queue \
+                 only from an EventBridge rule: its events name the account they are about"
+            ),
+            SqsSkipReason::NotAString => log!(
+                "SQS message whose `account` field is not a string; deleted unhandled. Feed \
+                 the queue only from an EventBridge rule: its events name the account as a \
+                 12-digit string"
+            ),
+            SqsSkipReason::BadShape => log!(
+                "SQS message whose `account` field is not a 12-digit account id; deleted \
+                 unhandled. Feed the queue only from an EventBridge rule: its events name \
+                 the account as a 12-digit string"
+            ),
+        }
+    }
+}

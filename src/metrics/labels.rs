@@ -529,3 +529,36 @@ pub fn write_action_label(action: &str) -> &'static str {
         .find(|a| *a == action)
         .unwrap_or("other")
 }
+
+/// Why the SQS source skipped (and deleted) a message without acting on it: the account it
+/// is about (the EventBridge envelope's `account`) is not one iam-warden covers, or cannot
+/// be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SqsSkipReason {
+    /// A well-formed account id that is not in scope (`[accounts]`).
+    NotInScope,
+    /// No `account` field (or null).
+    Missing,
+    /// `account` is a JSON number, boolean, array or object.
+    NotAString,
+    /// `account` is a string, but not 12 digits.
+    BadShape,
+}
+
+impl SqsSkipReason {
+    pub const ALL: [SqsSkipReason; 4] = [
+        SqsSkipReason::NotInScope,
+        SqsSkipReason::Missing,
+        SqsSkipReason::NotAString,
+        SqsSkipReason::BadShape,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SqsSkipReason::NotInScope => "not_in_scope",
+            SqsSkipReason::Missing => "missing",
+            SqsSkipReason::NotAString => "not_a_string",
+            SqsSkipReason::BadShape => "bad_shape",
+        }
+    }
+}

@@ -34,16 +34,21 @@
 //!   pre-created.
 //! - `iam_warden_access_keys{phase}`: the 8 phases of `KEY_PHASES`, all pre-created; the
 //!   key age is one unlabelled [`GaugeHistogram`] (no per-user label).
+//! - `iam_warden_sqs_messages_skipped_total{reason}`: the 4 [`SqsSkipReason`]s,
+//!   pre-created; the account skipped is in the log line only (never a label: an
+//!   organization-wide rule can send events of any number of accounts).
 mod events;
 mod gauge_histogram;
 mod labels;
 mod registry;
 
+pub use events::SqsMessageSkipped;
 pub use events::{
     ChangeHeld, EventMalformed, NoticeRaised, NotificationDelivery, QuarantineEvent, ReconcileDone,
     RotationEvent, SecurityHubExported, WriteEvent,
 };
 pub use gauge_histogram::GaugeHistogram;
+pub use labels::SqsSkipReason;
 pub use labels::{
     metric_event_name, write_action_label, EventOutcome, ExportOutcome, NotifyChannel,
     NotifyOutcome, QuarantineOutcome, QueueSource, ReconcileResult, Source, WriteOutcome,

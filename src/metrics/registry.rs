@@ -107,6 +107,9 @@ pub struct Metrics {
     pub oldest_access_key_age_seconds: Gauge,
     /// `iam_warden_rotation_next_due_timestamp_seconds` (0: nothing due).
     pub rotation_next_due_timestamp_seconds: Gauge,
+    /// `iam_warden_sqs_messages_skipped_total{reason}`: SQS messages about an account
+    /// iam-warden does not cover (or whose account cannot be read), deleted unhandled.
+    pub sqs_messages_skipped_total: IntCounterVec,
 }
 
 fn reg_err(e: prometheus::Error) -> Error {
@@ -400,6 +403,12 @@ impl Metrics {
                 "iam_warden_rotation_next_due_timestamp_seconds",
                 "Unix time at which the next rotation step becomes due by time alone, as of the last resync (0: none).",
             )?,
+            sqs_messages_skipped_total: counter_vec(
+                &r,
+                "iam_warden_sqs_messages_skipped_total",
+                "SQS messages deleted without being acted on because of the account they are about, by reason (not_in_scope: an account iam-warden does not cover; missing, not_a_string, bad_shape: the EventBridge envelope's account field cannot be read).",
+                &["reason"],
+            )?,
             registry: r,
         };
         m.precreate(version);
@@ -478,6 +487,10 @@ impl Metrics {
         for o in ExportOutcome::ALL {
             self.securityhub_exports_total
                 .with_label_values(&[o.as_str()]);
+        }
+        for r in SqsSkipReason::ALL {
+            self.sqs_messages_skipped_total
+                .with_label_values(&[r.as_str()]);
         }
     }
 

@@ -46,6 +46,7 @@ const NAMES: &[&str] = &[
     "iam_warden_access_key_age_seconds",
     "iam_warden_oldest_access_key_age_seconds",
     "iam_warden_rotation_next_due_timestamp_seconds",
+    "iam_warden_sqs_messages_skipped_total",
 ];
 
 fn metrics() -> Arc<Metrics> {
@@ -722,4 +723,48 @@ fn every_pre_created_operation_is_of_a_known_service() {
             "{service}:{op} is pre-created but {service} is not in AWS_SERVICES"
         );
     }
+}
+
+#[test]
+fn sqs_skip_reasons_are_precreated_and_counted_by_their_emit() {
+    use crate::metrics::{SqsMessageSkipped, SqsSkipReason};
+    let m = metrics();
+    let text = m.render();
+    for r in SqsSkipReason::ALL {
+        let series = format!(
+            "iam_warden_sqs_messages_skipped_total{{reason=\"{}\"}}",
+            r.as_str()
+        );
+        assert_eq!(sample(&text, &series), Some(0.0), "{series}");
+    }
+    for repeat in [false, true] {
+        SqsMessageSkipped {
+            reason: SqsSkipReason::NotInScope,
+            account: "444455556666",
+            message_id: "m-1",
+            event: "CreateUser",
+            in_scope: 1,
+            repeat,
+        }
+        .emit(&m);
+    }
+    SqsMessageSkipped {
+        reason: SqsSkipReason::BadShape,
+        account: "12345",
+        message_id: "m-2",
+        event: "CreateUser",
+        in_scope: 1,
+        repeat: false,
+    }
+    .emit(&m);
+    let text = m.render();
+    let got = |r: &str| {
+        sample(
+            &text,
+            &format!("iam_warden_sqs_messages_skipped_total{{reason=\"{r}\"}}"),
+        )
+    };
+    assert_eq!(got("not_in_scope"), Some(2.0), "a repeat is still counted");
+    assert_eq!(got("bad_shape"), Some(1.0));
+    assert_eq!(got("missing"), Some(0.0));
 }

@@ -11,6 +11,9 @@
 //! - **Rate.** `LookupEvents` allows 2 requests per second per account and region; the
 //!   poller spaces its calls (pages included) by at least 500 ms, on a pace it shares with
 //!   the other `LookupEvents` callers of the daemon ([`CloudTrailPoller::with_pacer`]).
+//!   With many accounts, each account's poller keeps its own pace (the limit is per
+//!   account) and all of them share one [`LookupLimit`] on how many accounts poll at once
+//!   (`sources.cloudtrail.max_concurrent_accounts`, [`CloudTrailPoller::with_limit`]).
 //! - **Bounded memory.** Seen ids are kept with their `eventTime` and forgotten once they
 //!   are older than the window start minus one minute (no later window can return them), with
 //!   a hard cap of [`MAX_SEEN`] ids (oldest forgotten first).
@@ -36,7 +39,7 @@ use tokio::time::Instant;
 
 use super::checkpoint::{Checkpoint, SeenEvent};
 use super::event::{metric_event_name, parse_record_str, IAM_EVENT_SOURCE};
-use super::trail::LookupPacer;
+use super::trail::{LookupLimit, LookupPacer};
 use crate::aws::{aws_error, Clients};
 use crate::config::CloudTrailSource;
 use crate::controller::dispatch::Dispatch;
@@ -151,6 +154,8 @@ pub struct CloudTrailPoller {
     polled_until: Option<DateTime<Utc>>,
     seen: SeenIds,
     pacer: LookupPacer,
+    /// Shared with the other accounts' pollers: how many poll at once.
+    limit: Option<LookupLimit>,
     recent_calls: VecDeque<Instant>,
 }
 
@@ -201,6 +206,7 @@ impl CloudTrailPoller {
             polled_until,
             seen,
             pacer: LookupPacer::with_spacing(MIN_CALL_SPACING),
+            limit: None,
             recent_calls: VecDeque::with_capacity(CALL_LOG),
         })
     }
@@ -244,6 +250,13 @@ impl CloudTrailPoller {
         self
     }
 
+    /// Poll only while holding a permit of `limit`, shared with the other accounts'
+    /// pollers (each keeps its own pacer).
+    pub fn with_limit(mut self, limit: LookupLimit) -> Self {
+        self.limit = Some(limit);
+        self
+    }
+
     /// Waits until the next `LookupEvents` call is allowed, and records it.
     async fn gate(&mut self) {
         let now = self.pacer.wait().await;
@@ -257,6 +270,11 @@ impl CloudTrailPoller {
     /// checkpoint advances to the window end and is saved (a failed save is logged, not
     /// returned: the poll itself worked). On a failed call the checkpoint stays.
     pub async fn poll_once(&mut self) -> Result<PollStats> {
+        // Held from the first page to the last (the window starts once it is granted).
+        let permit = match self.limit.clone() {
+            Some(limit) => limit.acquire().await,
+            None => None,
+        };
         let now = Utc::now();
         let base = self
             .polled_until
@@ -308,6 +326,7 @@ impl CloudTrailPoller {
             }
         }
 
+        drop(permit);
         self.polled_until = Some(end);
         self.dispatch
             .metrics()

@@ -157,10 +157,15 @@ pub fn parse_health(v: &Value) -> Result<HealthExposure, ParseError> {
 /// [`super::event::parse_eventbridge`]).
 pub fn parse_sqs_message(body: &str) -> Result<SqsEvent, ParseError> {
     let v: Value = serde_json::from_str(body)?;
+    parse_sqs_value(&v)
+}
+
+/// [`parse_sqs_message`] of an already parsed body.
+pub fn parse_sqs_value(v: &Value) -> Result<SqsEvent, ParseError> {
     if v.get("source").and_then(Value::as_str) == Some(HEALTH_SOURCE) {
-        return parse_health(&v).map(SqsEvent::Exposed);
+        return parse_health(v).map(SqsEvent::Exposed);
     }
-    parse_eventbridge_value(&v).map(SqsEvent::CloudTrail)
+    parse_eventbridge_value(v).map(SqsEvent::CloudTrail)
 }
 
 #[cfg(test)]

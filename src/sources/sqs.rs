@@ -4,7 +4,19 @@
 //! An EventBridge rule with the pattern
 //! `{"source":["aws.iam"],"detail-type":["AWS API Call via CloudTrail"]}` (in us-east-1,
 //! where IAM's events are recorded) sends each IAM API call to an SQS queue; this consumer
-//! long-polls the queue and hands each event to the work queue.
+//! long-polls the queue and hands each event to the work queue of the account it is about.
+//!
+//! # Many accounts, one queue
+//!
+//! The queue may carry the events of many accounts (an organization-wide rule, or every
+//! account's rule sending to a central event bus). Each message is routed by the
+//! EventBridge envelope's `account` field ([`super::route`]) to that account's
+//! [`Dispatch`] in the [`Router`]. A message about an account that is not in scope, or
+//! whose `account` is missing, not a string or not 12 digits, is counted
+//! (`iam_warden_sqs_messages_skipped_total{reason}`), logged with the account and how to
+//! fix it, and **deleted**: it is never acted on in another account, and retrying it would
+//! not change that. An account not in scope is warned about once (then at debug), so an
+//! organization-wide rule does not flood the log.
 //!
 //! The same queue may also receive AWS Health exposed-credentials events (a second rule,
 //! `{"source":["aws.health"],"detail-type":["AWS Health Event"],"detail":{"eventTypeCode":
@@ -25,6 +37,7 @@
 //!   SQS delivers it again and it is dispatched again. A redelivered event costs at most one
 //!   more reconcile (the controller is level-triggered), a lost one would leave a user off
 //!   the baseline until the next full resync: so the consumer errs on redelivery.
+//! - a message skipped because of its account (above) is deleted at once;
 //! - a message that cannot be parsed is counted as `malformed`, logged (its first 200
 //!   characters at most) and **left in the queue**: the queue's redrive policy moves it to
 //!   the dead-letter queue after `maxReceiveCount` receives, where an operator can look at it.
@@ -47,7 +60,8 @@
 //! backoff (1 s, 2 s, 4 s, … at most 30 s, reset after a successful receive); they never stop
 //! the consumer.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use aws_sdk_sqs::types::{Message, MessageSystemAttributeName, QueueAttributeName};
@@ -57,12 +71,14 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::cloudtrail::stopped;
-use super::health::{parse_sqs_message, SqsEvent};
+use super::health::SqsEvent;
+use super::route::{route, Route};
 use crate::aws::{aws_error, Clients};
 use crate::config::SqsSource;
 use crate::controller::dispatch::{Dispatch, Dispatched};
+use crate::controller::router::Router;
 use crate::error::{Error, Result};
-use crate::metrics::{EventMalformed, Source};
+use crate::metrics::{EventMalformed, Source, SqsMessageSkipped, SqsSkipReason};
 
 /// Default bound on messages waited on at once.
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 100;
@@ -76,6 +92,10 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// At most this many characters of an unparseable message body reach the log.
 const LOG_BODY_CHARS: usize = 200;
 
+/// At most this many accounts out of scope are remembered as warned about (then the
+/// memory starts over, and each is warned about once more).
+const MAX_WARNED_ACCOUNTS: usize = 1_000;
+
 /// Consumes EventBridge IAM events from an SQS queue.
 pub struct SqsConsumer {
     sqs: aws_sdk_sqs::Client,
@@ -83,7 +103,10 @@ pub struct SqsConsumer {
     wait_time: Duration,
     max_messages: u32,
     max_in_flight: usize,
-    dispatch: Dispatch,
+    /// Each account's dispatch; a message is routed by the account it is about.
+    router: Router,
+    /// Accounts out of scope already warned about (bounded).
+    warned: Warned,
     /// Becomes true once the controller has drained after shutdown: unsettled messages
     /// are released then.
     drained: Option<watch::Receiver<bool>>,
@@ -99,6 +122,25 @@ enum Settled {
     /// Not finished before its hold ended (or the release failed): SQS delivers it again
     /// after its visibility timeout.
     Left,
+}
+
+/// The accounts out of scope already warned about: at most [`MAX_WARNED_ACCOUNTS`], then
+/// the memory starts over.
+#[derive(Debug, Default)]
+struct Warned(Mutex<HashSet<String>>);
+
+impl Warned {
+    /// Whether this is the first skip of `account` to warn about; remembers it.
+    fn first(&self, account: &str) -> bool {
+        let mut seen = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if seen.contains(account) {
+            return false;
+        }
+        if seen.len() >= MAX_WARNED_ACCOUNTS {
+            seen.clear();
+        }
+        seen.insert(account.to_owned())
+    }
 }
 
 /// How long to wait for the reconciles of a message received with this visibility timeout.
@@ -129,8 +171,9 @@ fn prefix(s: &str, n: usize) -> &str {
 }
 
 impl SqsConsumer {
-    /// A consumer of `cfg.queue_url` using `clients.sqs`. Fails when no queue is configured.
-    pub fn new(clients: &Clients, cfg: &SqsSource, dispatch: Dispatch) -> Result<Self> {
+    /// A consumer of `cfg.queue_url` using `clients.sqs`, routing each message to the
+    /// dispatch of its account in `router`. Fails when no queue is configured.
+    pub fn new(clients: &Clients, cfg: &SqsSource, router: Router) -> Result<Self> {
         let queue_url = cfg
             .queue_url
             .as_deref()
@@ -150,7 +193,8 @@ impl SqsConsumer {
             wait_time: cfg.wait_time.get(),
             max_messages: cfg.max_messages.clamp(1, 10),
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
-            dispatch,
+            router,
+            warned: Warned::default(),
             drained: None,
         })
     }
@@ -277,7 +321,7 @@ impl SqsConsumer {
             match result {
                 Ok(out) => {
                     backoff = Duration::ZERO;
-                    self.dispatch.metrics().poll_ok(Source::Sqs, Utc::now());
+                    self.router.metrics().poll_ok(Source::Sqs, Utc::now());
                     for m in out.messages() {
                         self.handle(m, hold, &permits, &mut settling).await;
                     }
@@ -351,9 +395,24 @@ impl SqsConsumer {
             return;
         };
         let body = m.body().unwrap_or("");
-        let parsed = match parse_sqs_message(body) {
-            Ok(p) => p,
-            Err(e) => {
+        let (dispatch, parsed) = match route(body, |account| self.router.get(account)) {
+            Route::Dispatch { to, event, .. } => (to, event),
+            Route::Skip(skip) => {
+                let repeat =
+                    skip.reason == SqsSkipReason::NotInScope && !self.warned.first(&skip.account);
+                SqsMessageSkipped {
+                    reason: skip.reason,
+                    account: &skip.account,
+                    message_id,
+                    event: &skip.event,
+                    in_scope: self.router.len(),
+                    repeat,
+                }
+                .emit(self.router.metrics());
+                delete(&self.sqs, &self.queue_url, receipt, message_id).await;
+                return;
+            }
+            Route::Malformed(e) => {
                 EventMalformed {
                     source: Source::Sqs,
                     event_name: "other",
@@ -362,12 +421,12 @@ impl SqsConsumer {
                     receive_count: Some(receive_count),
                     body_start: Some(prefix(body, LOG_BODY_CHARS)),
                 }
-                .emit(self.dispatch.metrics());
+                .emit(self.router.metrics());
                 return;
             }
         };
         let dispatched = match parsed {
-            SqsEvent::CloudTrail(ev) => self.dispatch.dispatch_all(&ev, Source::Sqs, received),
+            SqsEvent::CloudTrail(ev) => dispatch.dispatch_all(&ev, Source::Sqs, received),
             SqsEvent::Exposed(health) => {
                 if !health.rejected.is_empty() {
                     tracing::warn!(
@@ -381,7 +440,7 @@ impl SqsConsumer {
                     quarantines: health
                         .exposures
                         .into_iter()
-                        .filter_map(|ex| self.dispatch.quarantine(ex))
+                        .filter_map(|ex| dispatch.quarantine(ex))
                         .collect(),
                 }
             }
@@ -399,7 +458,7 @@ impl SqsConsumer {
             },
         };
         settling.spawn(settle(
-            self.dispatch.clone(),
+            dispatch,
             self.sqs.clone(),
             self.queue_url.clone(),
             receipt.to_string(),
@@ -547,6 +606,22 @@ mod tests {
             seen.push(b.as_secs());
         }
         assert_eq!(seen, [1, 2, 4, 8, 16, 30, 30, 30]);
+    }
+
+    #[test]
+    fn each_account_out_of_scope_is_warned_about_once_in_bounded_memory() {
+        let w = Warned::default();
+        assert!(w.first("444455556666"));
+        assert!(!w.first("444455556666"));
+        assert!(w.first("777788889999"));
+        for i in 2..MAX_WARNED_ACCOUNTS {
+            assert!(w.first(&format!("{i:012}")));
+        }
+        assert!(!w.first("444455556666"), "still remembered at the cap");
+        // One more account: the memory starts over, so the first one is warned about again.
+        assert!(w.first("000000000000-new"));
+        assert!(w.first("444455556666"));
+        assert!(w.0.lock().unwrap().len() <= MAX_WARNED_ACCOUNTS);
     }
 
     #[test]

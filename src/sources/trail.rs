@@ -243,6 +243,66 @@ impl LookupPacer {
     }
 }
 
+/// A limit on how many accounts' CloudTrail polls run at once, shared by every account's
+/// [`super::cloudtrail::CloudTrailPoller`] (clones share it). Each account keeps its own
+/// [`LookupPacer`] (AWS's 2 requests per second are per account and region); this bounds
+/// the process as a whole: the connections, memory and CPU of many accounts polling at the
+/// same instant. A poll holds one permit from its first page to its last.
+#[derive(Debug, Clone)]
+pub struct LookupLimit {
+    permits: Arc<tokio::sync::Semaphore>,
+    max: usize,
+    waiting: Arc<AtomicUsize>,
+}
+
+impl Default for LookupLimit {
+    /// The default of `sources.cloudtrail.max_concurrent_accounts`.
+    fn default() -> LookupLimit {
+        LookupLimit::from_config(&crate::config::CloudTrailSource::default())
+    }
+}
+
+impl LookupLimit {
+    /// `sources.cloudtrail.max_concurrent_accounts` polls at once.
+    pub fn from_config(cfg: &crate::config::CloudTrailSource) -> LookupLimit {
+        LookupLimit::new(usize::try_from(cfg.max_concurrent_accounts).unwrap_or(usize::MAX))
+    }
+
+    /// At most `max` polls at once (at least 1).
+    pub fn new(max: usize) -> LookupLimit {
+        let max = max.clamp(1, tokio::sync::Semaphore::MAX_PERMITS);
+        LookupLimit {
+            permits: Arc::new(tokio::sync::Semaphore::new(max)),
+            max,
+            waiting: Arc::default(),
+        }
+    }
+
+    /// The limit.
+    pub fn max(&self) -> usize {
+        self.max
+    }
+
+    /// Polls running now.
+    pub fn in_use(&self) -> usize {
+        self.max - self.permits.available_permits()
+    }
+
+    /// Polls waiting for a permit now.
+    pub fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::Relaxed)
+    }
+
+    /// Wait for a permit; the poll runs while it is held. (`None` only if the semaphore
+    /// were closed, which it never is: the poll then runs unlimited rather than never.)
+    pub async fn acquire(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        self.waiting.fetch_add(1, Ordering::Relaxed);
+        let permit = self.permits.clone().acquire_owned().await.ok();
+        self.waiting.fetch_sub(1, Ordering::Relaxed);
+        permit
+    }
+}
+
 /// [`replay_lookup`] with the caller's pacer.
 pub async fn replay_lookup_paced(
     client: &aws_sdk_cloudtrail::Client,
@@ -325,6 +385,61 @@ pub async fn replay_lookup_paced(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Ten polls through clones of a limit of 3: never more than 3 at once, every one runs,
+    /// and the waiting are counted.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn lookup_limit_bounds_concurrent_polls() {
+        let limit = LookupLimit::new(3);
+        assert_eq!((limit.max(), limit.in_use(), limit.waiting()), (3, 0, 0));
+        let running = Arc::new(AtomicUsize::new(0));
+        let peak = Arc::new(AtomicUsize::new(0));
+        let (release, gate) = tokio::sync::watch::channel(false);
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..10 {
+            let (limit, running, peak) = (limit.clone(), running.clone(), peak.clone());
+            let mut gate = gate.clone();
+            tasks.spawn(async move {
+                let _permit = limit.acquire().await;
+                let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                peak.fetch_max(now, Ordering::SeqCst);
+                let _ = gate.wait_for(|open| *open).await;
+                running.fetch_sub(1, Ordering::SeqCst);
+            });
+        }
+        // Three hold a permit, seven wait for one.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while (limit.in_use(), limit.waiting()) != (3, 7) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "in use {}, waiting {}",
+                limit.in_use(),
+                limit.waiting()
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        assert_eq!(running.load(Ordering::SeqCst), 3);
+        release.send(true).expect("gate open");
+        let mut done = 0;
+        while let Some(r) = tasks.join_next().await {
+            r.expect("no panic");
+            done += 1;
+        }
+        assert_eq!(done, 10);
+        assert_eq!(peak.load(Ordering::SeqCst), 3, "never more than the limit");
+        assert_eq!((limit.in_use(), limit.waiting()), (0, 0));
+    }
+
+    #[test]
+    fn lookup_limit_is_at_least_one() {
+        assert_eq!(LookupLimit::new(0).max(), 1);
+        assert_eq!(LookupLimit::default().max(), 4);
+        let cfg = crate::config::CloudTrailSource {
+            max_concurrent_accounts: 9,
+            ..Default::default()
+        };
+        assert_eq!(LookupLimit::from_config(&cfg).max(), 9);
+    }
 
     /// Clones share one pace: calls from two tasks through two clones are spaced by at
     /// least the spacing, all together, and the first call does not wait.
