@@ -172,13 +172,12 @@ pub async fn export(
             .or_else(|| known.first.get(&id).map(|(t, _)| *t))
             .unwrap_or(now);
         let a = asff::finding(f, scope, first, now);
-        let fate = match read_first {
-            true => {
-                let print = a.product_fields.get(asff::FINGERPRINT_FIELD);
-                fate(&id, print.map_or("", String::as_str), before, now)
-            }
+        let fate = if read_first {
+            let print = a.product_fields.get(asff::FINGERPRINT_FIELD);
+            fate(&id, print.map_or("", String::as_str), before, now)
+        } else {
             // Import first sends every current finding: the stale ones are found by that.
-            false => Fate::Changed,
+            Fate::Changed
         };
         match fate {
             Fate::New | Fate::Changed => current.push(to_sdk(&a)),
