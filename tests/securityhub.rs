@@ -5,7 +5,7 @@
 
 use crate::support;
 
-use chrono::Utc;
+use chrono::{SubsecRound, Utc};
 use iam_warden::baseline::checks::{Check, ClassSource, Finding, UserVerdict};
 use iam_warden::config::{AccessClass, Config};
 use iam_warden::export::securityhub::{self, Known, Sweep};
@@ -111,12 +111,17 @@ async fn audit_export_round_trip_creates_updates_and_resolves() {
     );
     let created = f.created_at.clone();
 
-    // Again: the same ids are updated, nothing duplicated, the first sighting kept.
+    // Again: nothing changed, so nothing is sent; nothing duplicated, the first sighting kept.
     let before = found.len();
     let again = iam_warden::app::audit::export_to_securityhub(&cfg, &clients, &report)
         .await
         .unwrap();
     assert_eq!((again.active, again.resolved), (sent.active, 0));
+    assert_eq!(
+        (again.unchanged, again.batches),
+        (sent.active, 0),
+        "{again:?}"
+    );
     let found = all_findings(&account).await;
     assert_eq!(found.len(), before, "a re-export duplicates nothing");
     let f = found
@@ -163,18 +168,21 @@ async fn audit_export_round_trip_creates_updates_and_resolves() {
         .unwrap();
     assert_eq!(next.resolved, 0);
 
-    // One journal line per batch, with the counts.
+    // One journal line per batch, with the counts: the first export's and the resolving
+    // one's (the unchanged re-exports sent nothing).
     let lines: Vec<_> = Journal::read_all(&cfg.journal_path())
         .unwrap()
         .into_iter()
         .filter(|e| e.action == "securityhub_batch_import_findings")
         .collect();
-    assert_eq!(lines.len(), 4, "{lines:?}");
+    assert_eq!(lines.len(), 2, "{lines:?}");
     assert!(lines.iter().all(|e| e.outcome == "applied"));
     assert!(
-        lines[2].reason.contains("1 resolved"),
+        lines[1]
+            .reason
+            .contains("1 findings (0 active, 1 resolved)"),
         "{}",
-        lines[2].reason
+        lines[1].reason
     );
 }
 
@@ -188,6 +196,7 @@ async fn security_hub_not_enabled_is_one_clear_error() {
     let report = iam_warden::app::audit(&cfg, &clients, Utc::now())
         .await
         .unwrap();
+    let before = clients.calls.total();
     let e = iam_warden::app::audit::export_to_securityhub(&cfg, &clients, &report)
         .await
         .unwrap_err()
@@ -199,6 +208,14 @@ async fn security_hub_not_enabled_is_one_clear_error() {
         "{e}"
     );
     assert_eq!(clients.calls.count("BatchImportFindings"), 0);
+    assert_eq!(
+        (
+            clients.calls.total() - before,
+            clients.calls.count("GetFindings")
+        ),
+        (1, 1),
+        "one GetFindings, which answers it: no DescribeHub"
+    );
     // The audit itself is unchanged.
     assert!(!report.compliant());
 
@@ -236,11 +253,9 @@ async fn batches_of_100_and_paged_reads() {
     let clients = account.clients();
     let hub = clients.securityhub_in("us-east-1");
 
-    securityhub::check_hub(&hub, &scope).await.unwrap();
-    assert_eq!(clients.calls.count("DescribeHub"), 1);
     let mut known = Known::default();
 
-    // Cold (the CLI; the daemon's first export): read back first, then send.
+    // Cold (the CLI; the daemon's first export): read back first (one empty page), then send.
     let r = securityhub::export(
         &hub,
         &scope,
@@ -259,6 +274,7 @@ async fn batches_of_100_and_paged_reads() {
         1,
         "nothing exported before"
     );
+    assert_eq!(clients.calls.total(), 1 + 3);
     assert_eq!(all_findings(&account).await.len(), 250);
     assert!(known.is_warm());
     let first_created = all_findings(&account).await[0].created_at.clone();
@@ -286,7 +302,7 @@ async fn batches_of_100_and_paged_reads() {
     assert_eq!(clients.calls.count("BatchImportFindings") - imports, 3);
     assert_eq!(clients.calls.count("GetFindings") - pages, 3);
     assert_eq!(clients.calls.total() - before, 3 + 3);
-    assert_eq!(clients.calls.count("DescribeHub"), 1, "asked once");
+    assert_eq!(clients.calls.count("DescribeHub"), 0, "never asked");
     assert_eq!(
         all_findings(&account).await[0].created_at,
         first_created,
@@ -303,6 +319,222 @@ async fn batches_of_100_and_paged_reads() {
         .await
         .iter()
         .all(|f| f.record_state == Some(aws_sdk_securityhub::types::RecordState::Archived)));
+}
+
+/// 250 console users without MFA, one finding each; `reason` of user `i`.
+fn console_findings(
+    scope: &Scope,
+    n: usize,
+    reason: impl Fn(usize) -> String,
+) -> Vec<export::ExportFinding> {
+    let verdicts: Vec<UserVerdict> = (0..n)
+        .map(|i| UserVerdict {
+            user: format!("user-{i:03}"),
+            class: AccessClass::Console,
+            class_source: ClassSource::Derived,
+            exempt: None,
+            findings: vec![Finding::new(Check::ConsoleWithoutMfa, reason(i))],
+            notes: vec![],
+        })
+        .collect();
+    export::collect(scope, &[], verdicts.iter().map(|v| (v, None)))
+}
+
+/// Read first (as `audit --export` does every time) sends only what changed, on moto with
+/// the call counter: 250 findings first 1 + 3 calls; unchanged 3 + 0; one changed 3 + 1;
+/// one gone 3 + 1 (resolved); refreshes only when due (30 to 60 days after the last
+/// update, spread by id), filling the batches they need. moto ignores GetFindings' filters
+/// and returns every finding in 3 pages; for one account's own findings AWS returns as many.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_first_sends_only_new_changed_gone_and_due_findings() {
+    use aws_sdk_securityhub::types::RecordState;
+    let account = Account::new(shared_moto()).await;
+    enable(&account).await;
+    let scope = Scope {
+        account_id: account.id.clone(),
+        partition: "aws".into(),
+        region: "us-east-1".into(),
+    };
+    let clients = account.clients();
+    let hub = clients.securityhub_in("us-east-1");
+    let calls = |c: &iam_warden::aws::Clients| {
+        (
+            c.calls.count("GetFindings"),
+            c.calls.count("BatchImportFindings"),
+            c.calls.total(),
+        )
+    };
+    // One `audit --export`: nothing kept between runs. Its (pages, imports) and report.
+    let run = |findings: Vec<export::ExportFinding>, now: chrono::DateTime<Utc>| {
+        let (hub, scope, clients) = (hub.clone(), scope.clone(), clients.clone());
+        async move {
+            let (p0, i0, t0) = calls(&clients);
+            let r = securityhub::export(
+                &hub,
+                &scope,
+                &findings,
+                &Sweep::All,
+                now,
+                &mut Known::default(),
+                None,
+            )
+            .await
+            .unwrap();
+            let (p1, i1, t1) = calls(&clients);
+            assert_eq!(
+                t1 - t0,
+                (p1 - p0) + (i1 - i0),
+                "no other call (no DescribeHub)"
+            );
+            assert_eq!(r.batches as u64, i1 - i0);
+            assert_eq!(r.failed, 0, "{r:?}");
+            ((p1 - p0, i1 - i0), r)
+        }
+    };
+    let by_id = |all: Vec<aws_sdk_securityhub::types::AwsSecurityFinding>| {
+        all.into_iter()
+            .filter_map(|f| Some((f.id.clone()?, f)))
+            .collect::<std::collections::BTreeMap<_, _>>()
+    };
+    let id_of = |i: usize| {
+        format!(
+            "iam-warden/{}/console-without-mfa/arn:aws:iam::{}:user/user-{i:03}",
+            account.id, account.id
+        )
+    };
+    let t0 = Utc::now();
+    let same = |_| "has a console password and no MFA device".to_string();
+
+    // First export: one empty page, 3 imports.
+    let (n, r) = run(console_findings(&scope, 250, same), t0).await;
+    assert_eq!(n, (1, 3));
+    assert_eq!(
+        (r.active, r.unchanged, r.refreshed, r.resolved),
+        (250, 0, 0, 0)
+    );
+    let first = by_id(all_findings(&account).await);
+    assert_eq!(first.len(), 250);
+
+    // Unchanged: 3 pages, nothing sent (UpdatedAt stays the first export's).
+    let (n, r) = run(
+        console_findings(&scope, 250, same),
+        t0 + chrono::Duration::hours(1),
+    )
+    .await;
+    assert_eq!(n, (3, 0));
+    assert_eq!(
+        (r.active, r.unchanged, r.refreshed, r.resolved),
+        (250, 250, 0, 0)
+    );
+    assert_eq!(by_id(all_findings(&account).await), first);
+
+    // One changed: that one sent, in 1 import; its CreatedAt kept.
+    let changed = |i: usize| match i {
+        7 => "has a console password and no MFA device (changed)".to_string(),
+        _ => same(i),
+    };
+    let (n, r) = run(
+        console_findings(&scope, 250, changed),
+        t0 + chrono::Duration::hours(2),
+    )
+    .await;
+    assert_eq!(n, (3, 1));
+    assert_eq!(
+        (r.active, r.unchanged, r.refreshed, r.resolved),
+        (250, 249, 0, 0)
+    );
+    let now = by_id(all_findings(&account).await);
+    let f7 = &now[&id_of(7)];
+    assert_eq!(
+        f7.description.as_deref(),
+        Some("has a console password and no MFA device (changed)")
+    );
+    assert_eq!(f7.created_at, first[&id_of(7)].created_at);
+    assert_ne!(f7.updated_at, first[&id_of(7)].updated_at);
+    assert_eq!(now[&id_of(6)], first[&id_of(6)], "the others untouched");
+
+    // One gone (user-249): resolved in 1 import, nothing else sent.
+    let (n, r) = run(
+        console_findings(&scope, 249, changed),
+        t0 + chrono::Duration::hours(3),
+    )
+    .await;
+    assert_eq!(n, (3, 1));
+    assert_eq!(
+        (r.active, r.unchanged, r.refreshed, r.resolved),
+        (249, 249, 0, 1)
+    );
+    let now = by_id(all_findings(&account).await);
+    assert_eq!(now.len(), 250, "resolved in place");
+    assert_eq!(now[&id_of(249)].record_state, Some(RecordState::Archived));
+    assert_eq!(
+        now.values()
+            .filter(|f| f.record_state == Some(RecordState::Active))
+            .count(),
+        249
+    );
+
+    // 29 days on: no refresh due yet.
+    let (n, r) = run(
+        console_findings(&scope, 249, changed),
+        t0 + chrono::Duration::days(29),
+    )
+    .await;
+    assert_eq!(n, (3, 0));
+    assert_eq!(r.refreshed, 0);
+
+    // 45 days on: the findings whose refresh age (30 days plus their spread) has passed
+    // are due; their batches are filled up with the other unchanged ones (all older than
+    // 30 days), oldest first.
+    let at = t0 + chrono::Duration::days(45);
+    let due = now
+        .values()
+        .filter(|f| f.record_state == Some(RecordState::Active))
+        .filter(|f| {
+            let updated = chrono::DateTime::parse_from_rfc3339(f.updated_at.as_deref().unwrap())
+                .unwrap()
+                .with_timezone(&Utc);
+            at.trunc_subsecs(3) - updated >= securityhub::refresh_age(f.id.as_deref().unwrap())
+        })
+        .count();
+    assert!(
+        due > 0 && due < 249,
+        "{due} due of 249 (spread over 30 days)"
+    );
+    let imports = due.div_ceil(100);
+    let (n, r) = run(console_findings(&scope, 249, changed), at).await;
+    assert_eq!(n, (3, imports as u64), "{due} due");
+    assert_eq!(r.refreshed, (imports * 100).min(249), "{r:?}");
+    assert_eq!(r.unchanged, 249 - r.refreshed);
+    let refreshed = by_id(all_findings(&account).await);
+    assert_eq!(
+        refreshed
+            .values()
+            .filter(|f| f.updated_at.as_deref()
+                == Some(iam_warden::export::asff::timestamp(at.trunc_subsecs(3)).as_str()))
+            .count(),
+        r.refreshed
+    );
+    assert!(
+        refreshed
+            .iter()
+            .all(|(id, f)| f.created_at == first[id].created_at),
+        "CreatedAt kept through refreshes"
+    );
+    // The same moment again: nothing due any more.
+    let (n, _) = run(console_findings(&scope, 249, changed), at).await;
+    assert_eq!(n, (3, 0));
+
+    // 130 days on: every active finding due (the youngest were refreshed 85 days ago), all
+    // sent in 3 imports.
+    let (n, r) = run(
+        console_findings(&scope, 249, changed),
+        t0 + chrono::Duration::days(130),
+    )
+    .await;
+    assert_eq!(n, (3, 3));
+    assert_eq!((r.refreshed, r.unchanged), (249, 0));
+    assert_eq!(all_findings(&account).await.len(), 250, "never duplicated");
 }
 
 /// The record state of each finding iam-warden exported about `user`.
@@ -384,6 +616,8 @@ async fn daemon_export_failure_is_counted_and_logged_once() {
     );
     let (code, log) = d.stop().await;
     assert_eq!(code, 0, "{log}");
+    // Nothing was imported (enabled now only to read: AWS refuses GetFindings before).
+    enable(&account).await;
     assert!(all_findings(&account).await.is_empty());
 }
 

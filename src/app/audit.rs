@@ -434,7 +434,6 @@ pub async fn export_to_securityhub(
     let scope = report.export_scope(cfg);
     let journal = Journal::open(&cfg.journal_path())?;
     let hub = clients.securityhub_in(&scope.region);
-    export::securityhub::check_hub(&hub, &scope).await?;
     export::securityhub::export(
         &hub,
         &scope,

@@ -117,6 +117,41 @@ fn heading(id: &str, name: Option<&str>) -> String {
     }
 }
 
+/// The per-account part of a multi-account text report, the same for `audit`, `plan` and
+/// `enforce`: one section per account (`=== account … ===`, then its report as `text`
+/// prints it, or `<unread>: <why>`), then the errors and the skipped accounts.
+fn account_sections<R>(
+    out: &mut String,
+    runs: &[AccountRun<R>],
+    errors: &[AccountError],
+    skipped: &[Skipped],
+    unread: &str,
+    text: impl Fn(&R) -> String,
+) {
+    for a in runs {
+        let _ = writeln!(out, "\n=== {} ===", heading(&a.id, a.name.as_deref()));
+        match (&a.report, &a.error) {
+            (Some(r), _) => out.push_str(&text(r)),
+            (None, Some(e)) => {
+                let _ = writeln!(out, "{unread}: {e}");
+            }
+            (None, None) => {}
+        }
+    }
+    if !errors.is_empty() {
+        let _ = writeln!(out, "\nerrors:");
+        for e in errors {
+            let _ = writeln!(out, "  {}: {}", e.id, e.error);
+        }
+    }
+    if !skipped.is_empty() {
+        let _ = writeln!(out, "\nskipped:");
+        for x in skipped {
+            let _ = writeln!(out, "  {}: {}", x.id, x.reason);
+        }
+    }
+}
+
 /// The totals of a multi-account audit.
 #[derive(Debug, Clone, Serialize)]
 pub struct MultiSummary {
@@ -249,31 +284,17 @@ impl MultiAudit {
             "{} audited, {} not readable; {} users: {} compliant, {} violating, {} exempt; {} findings",
             s.audited, s.failed, s.users, s.compliant, s.violating, s.exempt, s.findings
         );
-        for a in &self.accounts {
-            let _ = writeln!(out, "\n=== {} ===", heading(&a.id, a.name.as_deref()));
-            match (&a.report, &a.error) {
-                (Some(r), _) => match &r.benchmark {
-                    Some(b) => out.push_str(&b.to_text(r)),
-                    None => out.push_str(&r.to_text()),
-                },
-                (None, Some(e)) => {
-                    let _ = writeln!(out, "NOT AUDITED: {e}");
-                }
-                (None, None) => {}
-            }
-        }
-        if !self.errors.is_empty() {
-            let _ = writeln!(out, "\nerrors:");
-            for e in &self.errors {
-                let _ = writeln!(out, "  {}: {}", e.id, e.error);
-            }
-        }
-        if !self.skipped.is_empty() {
-            let _ = writeln!(out, "\nskipped:");
-            for x in &self.skipped {
-                let _ = writeln!(out, "  {}: {}", x.id, x.reason);
-            }
-        }
+        account_sections(
+            &mut out,
+            &self.accounts,
+            &self.errors,
+            &self.skipped,
+            "NOT AUDITED",
+            |r| match &r.benchmark {
+                Some(b) => b.to_text(r),
+                None => r.to_text(),
+            },
+        );
         let _ = writeln!(
             out,
             "\n{} AWS API calls ({} for discovery and AssumeRole)",
@@ -379,33 +400,127 @@ impl MultiEnforce {
             self.evaluated_at.format("%Y-%m-%d %H:%M:%SZ"),
             self.mode
         );
-        for a in &self.accounts {
-            let _ = writeln!(out, "\n=== {} ===", heading(&a.id, a.name.as_deref()));
-            match (&a.report, &a.error) {
-                (Some(r), _) => out.push_str(&r.to_text()),
-                (None, Some(e)) => {
-                    let _ = writeln!(out, "NOT READ: {e}");
-                }
-                (None, None) => {}
-            }
-        }
-        if !self.errors.is_empty() {
-            let _ = writeln!(out, "\nerrors:");
-            for e in &self.errors {
-                let _ = writeln!(out, "  {}: {}", e.id, e.error);
-            }
-        }
-        if !self.skipped.is_empty() {
-            let _ = writeln!(out, "\nskipped:");
-            for x in &self.skipped {
-                let _ = writeln!(out, "  {}: {}", x.id, x.reason);
-            }
-        }
+        account_sections(
+            &mut out,
+            &self.accounts,
+            &self.errors,
+            &self.skipped,
+            "NOT READ",
+            EnforceReport::to_text,
+        );
         let _ = writeln!(
             out,
             "\n{} AWS API calls ({} writes) in all accounts",
             self.aws_calls, self.aws_write_calls
         );
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+
+    fn unread<R>(id: &str, name: Option<&str>, error: &str) -> AccountRun<R> {
+        AccountRun {
+            id: id.into(),
+            name: name.map(str::to_string),
+            report: None,
+            error: Some(error.into()),
+            clients: None,
+        }
+    }
+
+    /// The accounts that could not be read, the errors and the skipped print alike in the
+    /// audit and in plan / enforce (only the word for "not read" differs).
+    #[test]
+    fn audit_and_enforce_print_their_accounts_alike() {
+        let at = Utc.with_ymd_and_hms(2026, 5, 1, 12, 0, 0).unwrap();
+        let why = "cannot assume role iam-warden: fix its trust policy";
+        let errors = vec![
+            AccountError {
+                id: "111111111111".into(),
+                name: Some("dev".into()),
+                error: why.into(),
+            },
+            AccountError {
+                id: "333333333333".into(),
+                name: None,
+                error: why.into(),
+            },
+        ];
+        let skipped = vec![Skipped {
+            id: "222222222222".into(),
+            reason: "SUSPENDED".into(),
+        }];
+        let audit = MultiAudit {
+            schema: AUDIT_SCHEMA,
+            evaluated_at: at,
+            source: "list",
+            caller_account: "999999999999".into(),
+            summary: MultiSummary {
+                accounts: 2,
+                audited: 0,
+                failed: 2,
+                users: 0,
+                compliant: 0,
+                violating: 0,
+                exempt: 0,
+                findings: 0,
+                by_check: BTreeMap::new(),
+            },
+            accounts: vec![
+                unread("111111111111", Some("dev"), why),
+                unread("333333333333", None, why),
+            ],
+            errors: errors.clone(),
+            skipped: skipped.clone(),
+            aws_calls: 3,
+            discovery_aws_calls: 3,
+        };
+        let sections = |unread: &str| {
+            format!(
+                "\n=== account 111111111111 (dev) ===\n{unread}: {why}\n\
+                 \n=== account 333333333333 ===\n{unread}: {why}\n\
+                 \nerrors:\n  111111111111: {why}\n  333333333333: {why}\n\
+                 \nskipped:\n  222222222222: SUSPENDED\n"
+            )
+        };
+        assert_eq!(
+            audit.to_text(),
+            format!(
+                "iam-warden audit of 2 accounts (accounts.source = list) at 2026-05-01 12:00:00Z\n\
+                 0 audited, 2 not readable; 0 users: 0 compliant, 0 violating, 0 exempt; 0 findings\n\
+                 {}\n3 AWS API calls (3 for discovery and AssumeRole)\n",
+                sections("NOT AUDITED")
+            )
+        );
+        let enforce = MultiEnforce {
+            schema: "iam-warden.enforce/v1",
+            mode: crate::config::Mode::DryRun,
+            command: "plan",
+            evaluated_at: at,
+            source: "organization",
+            caller_account: "999999999999".into(),
+            accounts: vec![
+                unread("111111111111", Some("dev"), why),
+                unread("333333333333", None, why),
+            ],
+            errors,
+            skipped,
+            aws_calls: 4,
+            aws_write_calls: 0,
+        };
+        assert_eq!(
+            enforce.to_text(),
+            format!(
+                "iam-warden plan of 2 accounts (accounts.source = organization) at 2026-05-01 12:00:00Z (mode {})\n\
+                 {}\n4 AWS API calls (0 writes) in all accounts\n",
+                crate::config::Mode::DryRun,
+                sections("NOT READ")
+            )
+        );
     }
 }

@@ -19,6 +19,9 @@ pub const TYPE_BEST_PRACTICE: &str =
 pub const MAX_ID: usize = 512;
 pub const MAX_TITLE: usize = 256;
 pub const MAX_DESCRIPTION: usize = 1024;
+/// The `ProductFields` key of a finding's [`fingerprint`]: an export compares it with the
+/// one Security Hub holds and does not send a finding again when they are equal.
+pub const FINGERPRINT_FIELD: &str = "iam-warden/fingerprint";
 
 /// One ASFF finding (the fields iam-warden sets).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -165,7 +168,7 @@ pub fn finding(
         Some(u) if f.kind == ResourceKind::User => format!("{check}: user {u}"),
         _ => format!("{check}: {}", resource_name(f)),
     };
-    AsffFinding {
+    let mut a = AsffFinding {
         schema_version: SCHEMA_VERSION,
         id: finding_id(&scope.account_id, check, &f.resource_id),
         product_arn: product_arn(scope),
@@ -199,5 +202,53 @@ pub fn finding(
         workflow: AsffWorkflow { status: "NEW" },
         record_state: "ACTIVE",
         product_fields,
-    }
+    };
+    let print = fingerprint(&a);
+    a.product_fields.insert(FINGERPRINT_FIELD, print);
+    a
+}
+
+/// What iam-warden says in `a`, as 32 hex digits (of a SHA-256): every field it sets but
+/// the times (`FirstObservedAt`, `CreatedAt`, `UpdatedAt`) and the fingerprint itself, and
+/// with the ages in the description left out ([`without_ages`]). Equal fingerprints: the
+/// finding in Security Hub already says this, and need not be sent again.
+pub fn fingerprint(a: &AsffFinding) -> String {
+    let mut c = a.clone();
+    c.first_observed_at.clear();
+    c.created_at.clear();
+    c.updated_at.clear();
+    c.product_fields.remove(FINGERPRINT_FIELD);
+    c.description = without_ages(&c.description);
+    // Plain strings, vectors and maps with string keys: serialising cannot fail.
+    let json = serde_json::to_vec(&c).unwrap_or_default();
+    Sha256::digest(&json)[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// `text` with every age (`97 days ago`, `400 days old`) replaced by `#`: a finding whose
+/// only change is that it is a day older is not a changed finding (its dates are in the
+/// text as well; the count is brought up to date by its next import). Limits (`limit 90
+/// days`) are kept: changing one changes the finding.
+pub fn without_ages(text: &str) -> String {
+    let words: Vec<&str> = text.split(' ').collect();
+    words
+        .iter()
+        .enumerate()
+        .map(|(i, w)| {
+            let number = !w.is_empty() && w.bytes().all(|b| b.is_ascii_digit());
+            let age = number
+                && words.get(i + 1) == Some(&"days")
+                && words
+                    .get(i + 2)
+                    .is_some_and(|n| n.starts_with("ago") || n.starts_with("old"));
+            if age {
+                "#"
+            } else {
+                w
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }

@@ -193,7 +193,6 @@ impl Exporter {
 /// The background task: one export at a time until closed and empty.
 async fn run(shared: Arc<Shared>, target: Target) {
     let mut known = Known::default();
-    let mut hub_checked = false;
     loop {
         let next = match shared.pending.lock() {
             Ok(mut p) => match p.pop() {
@@ -210,7 +209,7 @@ async fn run(shared: Arc<Shared>, target: Target) {
                 continue;
             }
         };
-        let result = send(&target, &job, &mut known, &mut hub_checked).await;
+        let result = send(&target, &job, &mut known).await;
         let (outcome, active, resolved, error) = match &result {
             Ok(r) if r.failed == 0 => (ExportOutcome::Exported, r.active, r.resolved, None),
             Ok(r) => (
@@ -237,17 +236,13 @@ async fn run(shared: Arc<Shared>, target: Target) {
     }
 }
 
-/// One export; Security Hub's enablement is asked until it answers yes once.
+/// One export (Security Hub not enabled: its first call fails with the error naming the
+/// fix, and the next export asks again).
 async fn send(
     target: &Target,
     job: &Job,
     known: &mut Known,
-    hub_checked: &mut bool,
 ) -> crate::error::Result<securityhub::ExportReport> {
-    if !*hub_checked {
-        securityhub::check_hub(&target.hub, &target.scope).await?;
-        *hub_checked = true;
-    }
     let journal = JournalTo {
         journal: &target.journal,
         mode: target.mode.clone(),

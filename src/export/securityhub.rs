@@ -2,13 +2,16 @@
 //! and the resolution of findings iam-warden exported before that are gone. The state is
 //! in Security Hub itself: the active iam-warden findings are read back with GetFindings.
 //!
-//! Calls for N current and R resolved findings, E of them exported before: 1 DescribeHub
-//! per process ([`check_hub`]: Security Hub enabled?); then either (read first: the CLI, a
-//! per-user export, the daemon's first whole-account export) ceil(E/100) GetFindings pages
-//! and ceil((N+R)/100) BatchImportFindings, or (import first: the daemon's later
-//! whole-account exports) ceil(N/100) BatchImportFindings, ceil(R/100) GetFindings pages
-//! of the stale findings (at least one) and ceil(R/100) BatchImportFindings. Security Hub's calls use the SDK's standard retries (throttling
-//! included, `aws.max_attempts`), not the IAM pacer: its quotas are its own.
+//! Calls for N current findings, E exported before (active), R of them resolved: either
+//! (read first: the CLI, a per-user export, the daemon's first whole-account export)
+//! ceil(E/100) GetFindings pages (at least one) and ceil((C+R)/100) BatchImportFindings,
+//! where C counts only the current findings that are new, changed ([`asff::fingerprint`])
+//! or due for a refresh ([`fate`]); or (import first: the daemon's later whole-account
+//! exports) ceil(N/100) BatchImportFindings, ceil(R/100) GetFindings pages of the stale
+//! findings (at least one) and ceil(R/100) BatchImportFindings. No DescribeHub: the first
+//! call answers InvalidAccessException when Security Hub is not enabled, which becomes the
+//! one-line error naming the fix. Security Hub's calls use the SDK's standard retries
+//! (throttling included, `aws.max_attempts`), not the IAM pacer: its quotas are its own.
 
 use std::collections::BTreeMap;
 
@@ -17,7 +20,8 @@ use aws_sdk_securityhub::types::{
     MapFilter, MapFilterComparison, RecordState, Resource, Severity, SeverityLabel, StringFilter,
     StringFilterComparison, Workflow, WorkflowStatus,
 };
-use chrono::{DateTime, SubsecRound, Utc};
+use chrono::{DateTime, Duration, SubsecRound, Utc};
+use sha2::{Digest, Sha256};
 
 use super::asff::{self, AsffFinding};
 use super::{ExportFinding, Scope, GENERATOR_PREFIX};
@@ -29,6 +33,13 @@ use crate::journal::{Entry, Journal};
 pub const BATCH: usize = 100;
 /// GetFindings returns at most 100 per page.
 pub const PAGE: i32 = 100;
+/// An unchanged finding is sent again once it was last updated this many days ago plus
+/// its spread ([`refresh_age`]): Security Hub deletes findings not updated for 90 days.
+pub const REFRESH_AFTER_DAYS: i64 = 30;
+/// The refreshes of findings exported together are spread, by finding id, over this many
+/// more days, so they do not all come due in one export: every unchanged finding is sent
+/// again 30 to 60 days after its last update, well within Security Hub's 90.
+pub const REFRESH_SPREAD_DAYS: i64 = 30;
 
 /// What an export did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -42,14 +53,19 @@ pub struct ExportReport {
     /// The first refusal: `<id>: <code> <message>`.
     pub first_failure: Option<String>,
     pub batches: usize,
+    /// Current findings not sent, as Security Hub already holds them (included in `active`).
+    pub unchanged: usize,
+    /// Current unchanged findings sent again so Security Hub keeps them (in `active`).
+    pub refreshed: usize,
 }
 
 impl ExportReport {
     /// One line for people.
     pub fn summary(&self) -> String {
         let mut s = format!(
-            "Security Hub: {} findings active, {} resolved, in {} BatchImportFindings calls",
-            self.active, self.resolved, self.batches
+            "Security Hub: {} findings active ({} unchanged, not sent again; {} refreshed), \
+             {} resolved, in {} BatchImportFindings calls",
+            self.active, self.unchanged, self.refreshed, self.resolved, self.batches
         );
         if self.failed > 0 {
             s.push_str(&format!(
@@ -103,32 +119,17 @@ impl Known {
     }
 }
 
-/// Is Security Hub enabled in the scope's account and region? One DescribeHub; a caller
-/// asks once per process (the daemon: until it succeeds once; the CLI: once per run).
-/// On real AWS a disabled hub also fails BatchImportFindings with InvalidAccessException
-/// (mapped to the same error), but moto accepts imports without a hub: this call is what
-/// gives the clear error there, and before anything is sent anywhere.
-pub async fn check_hub(hub: &aws_sdk_securityhub::Client, scope: &Scope) -> Result<()> {
-    // The SDK's futures are large (debug builds overflow a 2 MiB worker stack): boxed.
-    match Box::pin(hub.describe_hub().send()).await {
-        Ok(_) => Ok(()),
-        Err(e) => {
-            let err = aws_error("securityhub", "DescribeHub", e);
-            Err(match err.aws_code() {
-                Some("InvalidAccessException") => not_enabled(scope),
-                _ => err,
-            })
-        }
-    }
-}
-
 /// Send `findings` (the current ones) and resolve the earlier ones `sweep` covers that are
-/// no longer among them. Call [`check_hub`] first (once per process).
+/// no longer among them.
 ///
 /// Two orders, the same result:
 /// - read first (a per-user export, or a whole-account one while `known` is cold): the
-///   earlier findings `sweep` covers are read (their first-observed times are kept), then
-///   the current and the resolved ones are sent together;
+///   earlier findings `sweep` covers are read (their first-observed times are kept and
+///   their fingerprints compared), then the current findings that are new, changed or due
+///   for a refresh ([`fate`]) and the resolved ones are sent together; a batch sent anyway
+///   is filled up with the unchanged findings last updated longest ago (at least
+///   [`REFRESH_AFTER_DAYS`]). 10,000 findings: 1 + 100 calls the first time, 100 + 0 when
+///   nothing changed;
 /// - import first (a whole-account export with `known` warm): the current findings are
 ///   sent, then only iam-warden's ACTIVE findings not updated by this export are read:
 ///   exactly the stale ones, normally 0 or 1 page. 10,000 findings: 100 + 1 calls.
@@ -154,28 +155,49 @@ pub async fn export(
     } else {
         BTreeMap::new()
     };
-    let mut current: Vec<AwsSecurityFinding> = Vec::with_capacity(findings.len());
-    let mut sent: BTreeMap<String, (DateTime<Utc>, Option<String>)> = BTreeMap::new();
-    for f in findings {
-        let id = asff::finding_id(&scope.account_id, f.check.id(), &f.resource_id);
-        let first = earlier
-            .get(&id)
-            .and_then(|e| e.first_observed_at.as_deref())
-            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-            .map(|t| t.with_timezone(&Utc))
-            .or_else(|| known.first.get(&id).map(|(t, _)| *t))
-            .unwrap_or(now);
-        current.push(to_sdk(&asff::finding(f, scope, first, now)));
-        sent.insert(id, (first, f.user.clone()));
-    }
     let mut report = ExportReport {
-        active: current.len(),
+        active: findings.len(),
         ..Default::default()
     };
+    let mut current: Vec<AwsSecurityFinding> = Vec::with_capacity(findings.len());
+    // Unchanged findings that may fill a batch sent anyway: (last updated, finding).
+    let mut fillers: Vec<(DateTime<Utc>, AsffFinding)> = Vec::new();
+    // Every current finding's id, first observed time and user.
+    let mut seen: BTreeMap<String, (DateTime<Utc>, Option<String>)> = BTreeMap::new();
+    for f in findings {
+        let id = asff::finding_id(&scope.account_id, f.check.id(), &f.resource_id);
+        let before = earlier.get(&id);
+        let first = before
+            .and_then(|e| time(e.first_observed_at.as_deref()))
+            .or_else(|| known.first.get(&id).map(|(t, _)| *t))
+            .unwrap_or(now);
+        let a = asff::finding(f, scope, first, now);
+        let fate = if read_first {
+            let print = a.product_fields.get(asff::FINGERPRINT_FIELD);
+            fate(&id, print.map_or("", String::as_str), before, now)
+        } else {
+            // Import first sends every current finding: the stale ones are found by that.
+            Fate::Changed
+        };
+        match fate {
+            Fate::New | Fate::Changed => current.push(to_sdk(&a)),
+            Fate::Refresh => {
+                report.refreshed += 1;
+                current.push(to_sdk(&a));
+            }
+            Fate::Unchanged { updated } => {
+                report.unchanged += 1;
+                if now - updated >= Duration::days(REFRESH_AFTER_DAYS) {
+                    fillers.push((updated, a));
+                }
+            }
+        }
+        seen.insert(id, (first, f.user.clone()));
+    }
     let to_resolve = |earlier: BTreeMap<String, AwsSecurityFinding>| -> Vec<AwsSecurityFinding> {
         earlier
             .into_values()
-            .filter(|e| !e.id.as_deref().is_some_and(|id| sent.contains_key(id)))
+            .filter(|e| !e.id.as_deref().is_some_and(|id| seen.contains_key(id)))
             .filter(|e| user.is_none() || user_of(e) == user)
             .map(|e| resolve(e, now))
             .collect()
@@ -183,6 +205,14 @@ pub async fn export(
     if read_first {
         let resolved = to_resolve(std::mem::take(&mut earlier));
         report.resolved = resolved.len();
+        // The last batch's free places: the oldest unchanged findings, at no extra call.
+        let free = (BATCH - (current.len() + resolved.len()) % BATCH) % BATCH;
+        fillers.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.id.cmp(&b.1.id)));
+        for (_, a) in fillers.iter().take(free) {
+            current.push(to_sdk(a));
+            report.unchanged -= 1;
+            report.refreshed += 1;
+        }
         let all: Vec<AwsSecurityFinding> = current.into_iter().chain(resolved).collect();
         send(hub, scope, &all, user, journal, &mut report).await?;
     } else {
@@ -194,17 +224,74 @@ pub async fn export(
     }
     match user {
         None => {
-            known.first = sent;
+            known.first = seen;
             known.warm = true;
         }
         Some(u) => {
             known
                 .first
                 .retain(|_, (_, owner)| owner.as_deref() != Some(u));
-            known.first.extend(sent);
+            known.first.extend(seen);
         }
     }
     Ok(report)
+}
+
+/// What a read-first export does with a current finding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fate {
+    /// Security Hub holds no ACTIVE finding with its id: sent.
+    New,
+    /// It holds one that says something else (another fingerprint, or none: exported
+    /// before fingerprints): sent.
+    Changed,
+    /// It holds the same, last updated [`refresh_age`] ago or longer (or at an unreadable
+    /// time): sent again, so Security Hub does not delete it.
+    Refresh,
+    /// It holds the same, last updated at `updated`: not sent (unless it fills a batch).
+    Unchanged { updated: DateTime<Utc> },
+}
+
+/// The [`Fate`] of the current finding `id` with fingerprint `print`, given the ACTIVE
+/// finding Security Hub holds under that id (`earlier`), at `now`. Pure.
+pub fn fate(
+    id: &str,
+    print: &str,
+    earlier: Option<&AwsSecurityFinding>,
+    now: DateTime<Utc>,
+) -> Fate {
+    let Some(e) = earlier else {
+        return Fate::New;
+    };
+    let held = e
+        .product_fields
+        .as_ref()
+        .and_then(|m| m.get(asff::FINGERPRINT_FIELD));
+    if held.map(String::as_str) != Some(print) {
+        return Fate::Changed;
+    }
+    match time(e.updated_at.as_deref()) {
+        Some(updated) if now - updated < refresh_age(id) => Fate::Unchanged { updated },
+        _ => Fate::Refresh,
+    }
+}
+
+/// How long after its last update an unchanged finding is sent again:
+/// [`REFRESH_AFTER_DAYS`] plus a spread of less than [`REFRESH_SPREAD_DAYS`] that depends
+/// only on the id (the same in every process and run). Pure.
+pub fn refresh_age(id: &str) -> Duration {
+    let hash = Sha256::digest(id.as_bytes());
+    let mut head = [0u8; 8];
+    head.copy_from_slice(&hash[..8]);
+    let spread = (REFRESH_SPREAD_DAYS * 86_400) as u64;
+    Duration::days(REFRESH_AFTER_DAYS)
+        + Duration::seconds((u64::from_be_bytes(head) % spread) as i64)
+}
+
+/// An ASFF timestamp, when readable.
+fn time(t: Option<&str>) -> Option<DateTime<Utc>> {
+    t.and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| t.with_timezone(&Utc))
 }
 
 /// Send `findings` in batches of [`BATCH`], one journal line per batch.

@@ -218,9 +218,20 @@ fn asff_fields() {
         "Compliance": {"Status": "FAILED", "RelatedRequirements": ["CIS AWS Foundations Benchmark v5.0.0/1.9"]},
         "Workflow": {"Status": "NEW"},
         "RecordState": "ACTIVE",
-        "ProductFields": {"iam-warden/check": "console-without-mfa", "iam-warden/user": "alice"},
+        "ProductFields": {
+            "iam-warden/check": "console-without-mfa",
+            "iam-warden/fingerprint": mfa["ProductFields"]["iam-warden/fingerprint"],
+            "iam-warden/user": "alice",
+        },
     });
     assert_eq!(mfa, &want);
+    let print = mfa["ProductFields"]["iam-warden/fingerprint"]
+        .as_str()
+        .unwrap();
+    assert!(
+        print.len() == 32 && print.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{print}"
+    );
 
     let key = by("key-too-old");
     assert_eq!(key["Resources"][0]["Type"], "AwsIamAccessKey");
@@ -573,4 +584,192 @@ fn getfindings_filters_name_ours_and_only_the_stale_or_one_users() {
     let d = &stale.updated_at()[0];
     assert_eq!(d.end(), Some("2026-05-01T12:00:00.122Z"));
     assert_eq!(d.start(), None);
+}
+
+fn console_finding(reason: &str, severity: crate::baseline::checks::Severity) -> ExportFinding {
+    let mut f = Finding::new(Check::ConsoleUnused, reason);
+    f.severity = severity;
+    let v = verdict("alice", vec![f]);
+    collect(&scope(), &[], [(&v, Some(ALICE))]).remove(0)
+}
+
+#[test]
+fn ages_are_not_changes_limits_are() {
+    for (text, want) in [
+        (
+            "console password last used 97 days ago (2026-01-24); limit 90 days",
+            "console password last used # days ago (2026-01-24); limit 90 days",
+        ),
+        (
+            "AKIAEXAMPLE is 400 days old (created 2025-03-27); limit 90 days",
+            "AKIAEXAMPLE is # days old (created 2025-03-27); limit 90 days",
+        ),
+        (
+            "k never used; created 91 days ago",
+            "k never used; created # days ago",
+        ),
+        (
+            "3 active access keys: a, b, c",
+            "3 active access keys: a, b, c",
+        ),
+        ("limit 90 days", "limit 90 days"),
+        ("", ""),
+    ] {
+        assert_eq!(asff::without_ages(text), want, "{text}");
+    }
+}
+
+#[test]
+fn fingerprint_covers_what_iam_warden_says_not_when() {
+    use crate::baseline::checks::Severity as S;
+    let print = |f: &ExportFinding, first_days: i64, now_days: i64| {
+        let base = now();
+        let a = asff::finding(
+            f,
+            &scope(),
+            base - chrono::Duration::days(first_days),
+            base + chrono::Duration::days(now_days),
+        );
+        assert_eq!(
+            a.product_fields.get(asff::FINGERPRINT_FIELD),
+            Some(&asff::fingerprint(&a)),
+            "the finding carries its own fingerprint"
+        );
+        asff::fingerprint(&a)
+    };
+    let f = console_finding(
+        "console password last used 97 days ago (2026-01-24); limit 90 days",
+        S::Medium,
+    );
+    let same = print(&f, 3, 0);
+    // Other times, or only a day older: the same.
+    assert_eq!(print(&f, 10, 5), same);
+    let older = console_finding(
+        "console password last used 98 days ago (2026-01-24); limit 90 days",
+        S::Medium,
+    );
+    assert_eq!(print(&older, 3, 0), same);
+    // Anything else it says: another fingerprint.
+    for other in [
+        console_finding(
+            "console password last used 97 days ago (2026-01-24); limit 60 days",
+            S::Medium,
+        ),
+        console_finding(
+            "console password last used 97 days ago (2026-01-25); limit 90 days",
+            S::Medium,
+        ),
+        console_finding(
+            "console password last used 97 days ago (2026-01-24); limit 90 days",
+            S::High,
+        ),
+        ExportFinding {
+            cannot_check: true,
+            ..f.clone()
+        },
+        ExportFinding {
+            resource_id: "arn:aws:iam::123456789012:user/bob".into(),
+            ..f.clone()
+        },
+    ] {
+        assert_ne!(print(&other, 3, 0), same, "{other:?}");
+    }
+}
+
+#[test]
+fn an_unchanged_finding_is_not_sent_until_its_refresh_is_due() {
+    use aws_sdk_securityhub::types::AwsSecurityFinding;
+    use securityhub::{fate, refresh_age, Fate};
+    let id = "iam-warden/123456789012/console-unused/arn:aws:iam::123456789012:user/alice";
+    let held = |print: Option<&str>, updated: Option<String>| {
+        AwsSecurityFinding::builder()
+            .id(id)
+            .set_product_fields(print.map(|p| {
+                [(asff::FINGERPRINT_FIELD.to_string(), p.to_string())]
+                    .into_iter()
+                    .collect()
+            }))
+            .set_updated_at(updated)
+            .build()
+    };
+    let at = |ago: chrono::Duration| Some(asff::timestamp(now() - ago));
+    let day = chrono::Duration::days(1);
+    let due = refresh_age(id);
+    let ms = chrono::Duration::milliseconds(1);
+    let cases: Vec<(&str, Option<AwsSecurityFinding>, Fate)> = vec![
+        ("not in Security Hub", None, Fate::New),
+        (
+            "exported before fingerprints",
+            Some(held(None, at(day))),
+            Fate::Changed,
+        ),
+        (
+            "says something else",
+            Some(held(Some("other"), at(day))),
+            Fate::Changed,
+        ),
+        (
+            "the same, a day ago",
+            Some(held(Some("p"), at(day))),
+            Fate::Unchanged {
+                updated: now() - day,
+            },
+        ),
+        (
+            "the same, just before its refresh",
+            Some(held(Some("p"), at(due - ms))),
+            Fate::Unchanged {
+                updated: now() - due + ms,
+            },
+        ),
+        (
+            "the same, refresh due",
+            Some(held(Some("p"), at(due))),
+            Fate::Refresh,
+        ),
+        (
+            "the same, 89 days ago",
+            Some(held(Some("p"), at(day * 89))),
+            Fate::Refresh,
+        ),
+        (
+            "the same, unreadable time",
+            Some(held(Some("p"), Some("yesterday".into()))),
+            Fate::Refresh,
+        ),
+        (
+            "the same, no time",
+            Some(held(Some("p"), None)),
+            Fate::Refresh,
+        ),
+    ];
+    for (what, earlier, want) in cases {
+        assert_eq!(fate(id, "p", earlier.as_ref(), now()), want, "{what}");
+    }
+}
+
+#[test]
+fn refreshes_are_spread_over_30_to_60_days_by_id() {
+    use securityhub::{refresh_age, REFRESH_AFTER_DAYS, REFRESH_SPREAD_DAYS};
+    let lo = chrono::Duration::days(REFRESH_AFTER_DAYS);
+    let hi = lo + chrono::Duration::days(REFRESH_SPREAD_DAYS);
+    assert!(
+        hi < chrono::Duration::days(90),
+        "Security Hub keeps 90 days"
+    );
+    let ages: Vec<chrono::Duration> = (0..1000)
+        .map(|i| refresh_age(&format!("iam-warden/123456789012/key-unused/AKIA{i:016}")))
+        .collect();
+    assert!(ages.iter().all(|a| *a >= lo && *a < hi));
+    assert_eq!(
+        refresh_age("x"),
+        refresh_age("x"),
+        "the same for an id, always"
+    );
+    // Spread: each of the 30 days gets some of 1,000 ids, none more than twice its share.
+    let mut per_day = [0usize; 30];
+    for a in &ages {
+        per_day[((*a - lo).num_days()) as usize] += 1;
+    }
+    assert!(per_day.iter().all(|n| (1..=67).contains(n)), "{per_day:?}");
 }

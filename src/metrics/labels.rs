@@ -192,7 +192,6 @@ pub const AWS_OPERATIONS: &[(&str, &str)] = &[
     // owner notifications
     ("sns", "Publish"),
     // findings exported to Security Hub
-    ("securityhub", "DescribeHub"),
     ("securityhub", "GetFindings"),
     ("securityhub", "BatchImportFindings"),
 ];

@@ -83,6 +83,21 @@ def _keep_password(self, user_name, password, password_reset_required):
         password_reset_required = user.password_reset_required
     return _update_login_profile(self, user_name, password, password_reset_required)
 _iam_models.IAMBackend.update_login_profile = _keep_password
+# moto answers GetFindings and BatchImportFindings without Security Hub enabled; AWS
+# refuses them (InvalidAccessException: not subscribed to AWS Security Hub). Behave like AWS.
+from moto.securityhub import models as _sh_models
+def _needs_hub(call):
+    def checked(self, *args, **kwargs):
+        if not self.enabled:
+            raise _sh_models.RESTError(
+                "InvalidAccessException",
+                f"Account {self.account_id} is not subscribed to AWS Security Hub",
+            )
+        return call(self, *args, **kwargs)
+    return checked
+for _call in ("get_findings", "batch_import_findings"):
+    setattr(_sh_models.SecurityHubBackend, _call,
+            _needs_hub(getattr(_sh_models.SecurityHubBackend, _call)))
 from moto.server import main
 main(["-H", "127.0.0.1", "-p", "0"])
 "#;
