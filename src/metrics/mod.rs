@@ -34,14 +34,21 @@
 //!   pre-created.
 //! - `iam_warden_access_keys{phase}`: the 8 phases of `KEY_PHASES`, all pre-created; the
 //!   key age is one unlabelled [`GaugeHistogram`] (no per-user label).
+//! - `account` (the account id, or `all` with `server.metrics_per_account = false`):
+//!   `users` (accounts x 3), `users_failing_check` and `account_check_failing` /
+//!   `account_check_cannot_check` (accounts x checks); `account_up` and
+//!   `last_resync_success_timestamp_seconds` (accounts x 1, always by id). Created when an
+//!   account's controller starts, removed when it leaves the scope (`metrics/accounts.rs`).
+mod accounts;
 mod events;
 mod gauge_histogram;
 mod labels;
 mod registry;
 
+pub use accounts::ALL_ACCOUNTS;
 pub use events::{
-    ChangeHeld, EventMalformed, NoticeRaised, NotificationDelivery, QuarantineEvent, ReconcileDone,
-    RotationEvent, SecurityHubExported, WriteEvent,
+    AccountStatus, ChangeHeld, EventMalformed, NoticeRaised, NotificationDelivery, QuarantineEvent,
+    ReconcileDone, RotationEvent, SecurityHubExported, WriteEvent,
 };
 pub use gauge_histogram::GaugeHistogram;
 pub use labels::{
