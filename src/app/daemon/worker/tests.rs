@@ -1,9 +1,10 @@
 //! Fairness of the real work loop (real `WorkQueue`s, the real semaphore) with a fake
-//! reconcile of 10 ms (tokio's paused clock): a 5,000-key backlog in account A does not
-//! hold back a key enqueued later in account B.
+//! reconcile: a 5,000-key backlog in account A does not hold back a key enqueued later in
+//! account B. A's reconciles finish one at a time when the test says so (a gate), and the
+//! single-threaded runtime runs every ready task between two steps, so the count is exact,
+//! not a race against a clock.
 
 use std::sync::Mutex;
-use std::time::Duration;
 
 use tokio::task::JoinSet;
 
@@ -16,12 +17,10 @@ enum Event {
     Enqueued,
 }
 
-async fn until(what: &str, log: &Mutex<Vec<Event>>, f: impl Fn(&[Event]) -> bool) {
-    // A deadline in (paused) time: an hour of 10 ms reconciles is far beyond the bound.
-    let deadline = Instant::now() + Duration::from_secs(3600);
-    while !f(&log.lock().expect("log")) {
-        assert!(Instant::now() < deadline, "{what} never happened");
-        tokio::time::sleep(Duration::from_millis(1)).await;
+/// Let every ready task run until it waits again.
+async fn settle() {
+    for _ in 0..200 {
+        tokio::task::yield_now().await;
     }
 }
 
@@ -29,6 +28,8 @@ async fn until(what: &str, log: &Mutex<Vec<Event>>, f: impl Fn(&[Event]) -> bool
 /// reconcile completing, with `workers` permits and `per_account` workers per account.
 async fn a_done_while_b_waits(workers: usize, per_account: usize, backlog: usize) -> usize {
     let permits = Arc::new(Semaphore::new(workers));
+    // A reconcile of A finishes when the test adds a permit here.
+    let gate = Arc::new(Semaphore::new(0));
     let log = Arc::new(Mutex::new(Vec::new()));
     let a: WorkQueue<ReconcileKey> = WorkQueue::new(QueueConfig::default());
     let b: WorkQueue<ReconcileKey> = WorkQueue::new(QueueConfig::default());
@@ -38,24 +39,34 @@ async fn a_done_while_b_waits(workers: usize, per_account: usize, backlog: usize
     let mut tasks = JoinSet::new();
     for (name, q) in [('A', &a), ('B', &b)] {
         for _ in 0..per_account {
-            let log = log.clone();
+            let (log, gate) = (log.clone(), gate.clone());
             tasks.spawn(work_loop(q.clone(), permits.clone(), move |lease| {
-                let log = log.clone();
+                let (log, gate) = (log.clone(), gate.clone());
                 async move {
-                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    if name == 'A' {
+                        gate.acquire().await.expect("gate open").forget();
+                    }
                     log.lock().expect("log").push(Event::Done(name));
                     lease.done(QueueOutcome::success());
                 }
             }));
         }
     }
-    until("A's backlog starting", &log, |l| l.len() >= 50).await;
-    {
-        // One step (no await between): the enqueue is ordered among the completions.
-        log.lock().expect("log").push(Event::Enqueued);
-        assert!(b.add(ReconcileKey::User("new-user".into())));
+    // A's backlog under way: 50 done, `per_account` of them in flight.
+    gate.add_permits(50);
+    settle().await;
+    log.lock().expect("log").push(Event::Enqueued);
+    assert!(b.add(ReconcileKey::User("new-user".into())));
+    settle().await;
+    // Then A's reconciles finish one by one until B's is done.
+    let b_done = |l: &[Event]| l.contains(&Event::Done('B'));
+    let mut steps = 0;
+    while !b_done(&log.lock().expect("log")) {
+        steps += 1;
+        assert!(steps < backlog, "B's reconcile never ran");
+        gate.add_permits(1);
+        settle().await;
     }
-    until("B's reconcile", &log, |l| l.contains(&Event::Done('B'))).await;
     let log = log.lock().expect("log").clone();
     a.shutdown();
     b.shutdown();
@@ -68,9 +79,13 @@ async fn a_done_while_b_waits(workers: usize, per_account: usize, backlog: usize
         .iter()
         .position(|e| *e == Event::Done('B'))
         .expect("B done");
-    assert!(
-        log.iter().filter(|e| **e == Event::Done('A')).count() < backlog / 10,
-        "B was done only after most of A's backlog"
+    assert_eq!(
+        log[..from]
+            .iter()
+            .filter(|e| **e == Event::Done('A'))
+            .count(),
+        50,
+        "the backlog had started"
     );
     log[from..to]
         .iter()
@@ -78,15 +93,25 @@ async fn a_done_while_b_waits(workers: usize, per_account: usize, backlog: usize
         .count()
 }
 
-#[tokio::test(start_paused = true)]
+#[tokio::test]
 async fn a_backlog_in_one_account_does_not_hold_back_another() {
-    // (controller.workers, controller.account_workers)
-    for (workers, per_account) in [(4, 4), (8, 4), (4, 1), (1, 1), (16, 4), (4, 2)] {
+    // (controller.workers, controller.account_workers, the exact wait): A holds every
+    // permit when it has as many workers as there are permits, and B's worker is next in
+    // line for the first one released; with permits to spare B never waits.
+    for (workers, per_account, want) in [
+        (4, 4, 1),
+        (1, 1, 1),
+        (8, 4, 0),
+        (16, 4, 0),
+        (4, 2, 0),
+        (4, 1, 0),
+    ] {
         let n = a_done_while_b_waits(workers, per_account, 5_000).await;
         assert!(
             n <= workers,
             "workers {workers}, account_workers {per_account}: B waited for {n} of A's reconciles (bound {workers})"
         );
+        assert_eq!(n, want, "workers {workers}, account_workers {per_account}");
     }
 }
 
