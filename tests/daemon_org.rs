@@ -25,13 +25,18 @@ async fn in_group(iam: &aws_sdk_iam::Client, user: &str) -> bool {
     }
 }
 
-async fn wait_in_group(acct: &Account, user: &str) {
-    eventually(
-        &format!("{user} in {MFA_GROUP} in {}", acct.id),
-        DEADLINE,
-        || async { in_group(&acct.iam, user).await.then_some(()) },
-    )
-    .await;
+/// Wait until `user` of `acct` is in the MFA group; on time-out, fail with the daemon's log.
+async fn wait_in_group(daemon: &Daemon, acct: &Account, user: &str) {
+    let start = Instant::now();
+    while !in_group(&acct.iam, user).await {
+        assert!(
+            start.elapsed() < DEADLINE,
+            "timed out waiting for {user} in {MFA_GROUP} in {}; daemon log:\n{}",
+            acct.id,
+            daemon.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 fn journal(dir: &Path) -> Vec<serde_json::Value> {
@@ -82,6 +87,14 @@ async fn each_account_in_scope_is_enforced_and_one_down_does_not_stop_the_others
         Account::new(moto).await,
     );
     for acct in [&c, &a, &d, &x, &o] {
+        // The baseline group exists (empty): the first resync's account reconcile and
+        // user reconciles then do not race to create it.
+        acct.iam
+            .create_group()
+            .group_name(MFA_GROUP)
+            .send()
+            .await
+            .unwrap();
         acct.user("alice").await.password("alice").await;
         acct.user("bob").await.password("bob").await;
     }
@@ -111,9 +124,9 @@ id = "{x}"
     let daemon = start(&c, &proxy.url, dir.path(), &toml, &[]).await;
     daemon.wait_ready().await;
 
-    wait_in_group(&c, "alice").await;
-    wait_in_group(&c, "bob").await;
-    wait_in_group(&a, "alice").await;
+    wait_in_group(&daemon, &c, "alice").await;
+    wait_in_group(&daemon, &c, "bob").await;
+    wait_in_group(&daemon, &a, "alice").await;
     let up = |id: &str| format!("iam_warden_account_up{{account=\"{id}\"}}");
     eventually("C and A up, D down", DEADLINE, || async {
         let m = daemon.metrics().await;
@@ -247,7 +260,7 @@ id = "{a}"
         .send()
         .await
         .unwrap();
-    wait_in_group(&c, "newcomer").await;
+    wait_in_group(&daemon, &c, "newcomer").await;
     let waited = sent.elapsed();
     let done = a_done().await;
     assert!(
