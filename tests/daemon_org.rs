@@ -273,3 +273,114 @@ id = "{a}"
     let (code, log) = daemon.stop().await;
     assert_eq!(code, 0, "{log}");
 }
+
+/// A member account of the organization of `mgmt`, created now, seeded through the role
+/// moto creates in it.
+async fn new_member(moto: &support::Moto, mgmt: &Account, name: &str) -> Account {
+    let org = aws_sdk_organizations::Client::new(&mgmt.sdk);
+    let out = org
+        .create_account()
+        .account_name(name)
+        .email(format!("{name}@example.com"))
+        .send()
+        .await
+        .unwrap();
+    let id = out
+        .create_account_status()
+        .and_then(|s| s.account_id())
+        .expect("the new account's id")
+        .to_string();
+    let out = aws_sdk_sts::Client::new(&mgmt.sdk)
+        .assume_role()
+        .role_arn(format!(
+            "arn:aws:iam::{id}:role/OrganizationAccountAccessRole"
+        ))
+        .role_session_name("seed")
+        .send()
+        .await
+        .expect("AssumeRole into a member account");
+    let c = out.credentials().expect("credentials");
+    let creds = aws_credential_types::Credentials::from_keys(
+        c.access_key_id(),
+        c.secret_access_key(),
+        Some(c.session_token().to_string()),
+    );
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url(&moto.endpoint)
+        .credentials_provider(creds.clone())
+        .load()
+        .await;
+    let iam = aws_sdk_iam::Client::new(&sdk);
+    Account {
+        id,
+        endpoint: moto.endpoint.clone(),
+        creds,
+        sdk,
+        iam,
+    }
+}
+
+/// `accounts.source = "organization"` with the shortest discovery interval (1m): an
+/// account created in the organization after the start gets a controller at the next
+/// discovery, and its drifting user is enforced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discovery_picks_up_a_new_account() {
+    let moto = shared_moto();
+    let mgmt = Account::new(moto).await;
+    aws_sdk_organizations::Client::new(&mgmt.sdk)
+        .create_organization()
+        .feature_set(aws_sdk_organizations::types::OrganizationFeatureSet::All)
+        .send()
+        .await
+        .expect("CreateOrganization");
+    let first = new_member(moto, &mgmt, "first").await;
+    for acct in [&mgmt, &first] {
+        acct.iam
+            .create_group()
+            .group_name(MFA_GROUP)
+            .send()
+            .await
+            .unwrap();
+    }
+    first.user("alice").await.password("alice").await;
+    let dir = tempfile::tempdir().unwrap();
+    let toml = "[accounts]\nsource = \"organization\"\ndiscovery_interval = \"1m\"\n";
+    let daemon = start(&mgmt, &moto.endpoint, dir.path(), toml, &[]).await;
+    daemon.wait_ready().await;
+    wait_in_group(&daemon, &first, "alice").await;
+
+    let later = new_member(moto, &mgmt, "later").await;
+    later
+        .iam
+        .create_group()
+        .group_name(MFA_GROUP)
+        .send()
+        .await
+        .unwrap();
+    later.user("carol").await.password("carol").await;
+    let started = Instant::now();
+    // The next discovery is at most a minute away.
+    let deadline = Duration::from_secs(150);
+    while !in_group(&later.iam, "carol").await {
+        assert!(
+            started.elapsed() < deadline,
+            "the new account {} was not picked up; daemon log:\n{}",
+            later.id,
+            daemon.log()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(
+        daemon
+            .metric(&format!(
+                "iam_warden_account_up{{account=\"{}\"}}",
+                later.id
+            ))
+            .await,
+        1.0
+    );
+    assert!(daemon.log().contains("\"accounts discovered\""));
+    let (code, log) = daemon.stop().await;
+    assert_eq!(code, 0, "{log}");
+}
