@@ -54,6 +54,8 @@ pub(super) struct AccountSeries {
     /// Whether the empty-account placeholders were replaced.
     pub started: bool,
     pub figures: BTreeMap<String, Figures>,
+    /// Each account's work queue: (waiting, in flight); the queue gauges are the sums.
+    pub queues: BTreeMap<String, (usize, usize)>,
 }
 
 impl Default for AccountSeries {
@@ -62,6 +64,7 @@ impl Default for AccountSeries {
             per_account: true,
             started: false,
             figures: BTreeMap::new(),
+            queues: BTreeMap::new(),
         }
     }
 }

@@ -762,6 +762,12 @@ impl Metrics {
             return;
         };
         a.figures.remove(account);
+        a.queues.remove(account);
+        let (depth, in_flight) = a
+            .queues
+            .values()
+            .fold((0, 0), |(d, f), (x, y)| (d + x, f + y));
+        self.set_queue(depth, in_flight);
         if a.per_account {
             self.remove_series(account, true);
         } else {
@@ -801,5 +807,21 @@ impl Metrics {
                 );
             }
         }
+    }
+}
+
+impl Metrics {
+    /// `account`'s work queue: keys waiting and reconciles running. The queue gauges are
+    /// the sums over the accounts.
+    pub fn set_account_queue(&self, account: &str, depth: usize, in_flight: usize) {
+        let Ok(mut a) = self.accounts.lock() else {
+            return;
+        };
+        a.queues.insert(account.to_string(), (depth, in_flight));
+        let (depth, in_flight) = a
+            .queues
+            .values()
+            .fold((0, 0), |(d, f), (x, y)| (d + x, f + y));
+        self.set_queue(depth, in_flight);
     }
 }

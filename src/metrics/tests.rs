@@ -809,7 +809,11 @@ fn per_account_series_and_their_sum() {
             assert_eq!(key_too_old(&text, ALL_ACCOUNTS), Some(6.0));
             assert_eq!(users(&text, "111111111111"), None, "no per-account detail");
         }
+        m.set_account_queue("111111111111", 3, 1);
+        m.set_account_queue("222222222222", 5000, 4);
+        assert_eq!((m.queue_depth.get(), m.queue_in_flight.get()), (5003, 5));
         m.account_stopped("222222222222");
+        assert_eq!((m.queue_depth.get(), m.queue_in_flight.get()), (3, 1));
         let text = m.render();
         assert!(!text.contains("222222222222"), "{text}");
         if per_account {

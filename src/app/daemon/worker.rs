@@ -62,7 +62,8 @@ pub(super) async fn worker(ctx: Arc<Context>, permits: Arc<Semaphore>) {
 
 async fn reconcile_one(ctx: &Context, queue: &WorkQueue<ReconcileKey>, lease: Lease<ReconcileKey>) {
     ctx.metrics.queue_waited(lease.waited());
-    ctx.metrics.set_queue(queue.depth(), queue.in_flight());
+    ctx.metrics
+        .set_account_queue(&ctx.applier.account_id, queue.depth(), queue.in_flight());
     let key = lease.key().clone();
     let covered = ctx.dispatch.starting(&key);
     let started = Instant::now();
@@ -110,7 +111,8 @@ async fn reconcile_one(ctx: &Context, queue: &WorkQueue<ReconcileKey>, lease: Le
             ctx.metrics.queue_added(QueueSource::Retry);
         }
     }
-    ctx.metrics.set_queue(queue.depth(), queue.in_flight());
+    ctx.metrics
+        .set_account_queue(&ctx.applier.account_id, queue.depth(), queue.in_flight());
 }
 
 #[cfg(test)]
