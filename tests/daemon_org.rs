@@ -384,3 +384,25 @@ async fn discovery_picks_up_a_new_account() {
     let (code, log) = daemon.stop().await;
     assert_eq!(code, 0, "{log}");
 }
+
+/// With `accounts.source = "self"` an account controller that cannot start stops the
+/// daemon as it always did: a checkpoint path that is a directory is exit 2 with the error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn self_mode_exits_when_its_controller_cannot_start() {
+    let moto = shared_moto();
+    let acct = Account::new(moto).await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("cloudtrail-checkpoint.json")).unwrap();
+    let mut daemon = start(
+        &acct,
+        &moto.endpoint,
+        dir.path(),
+        "",
+        &[("IAM_WARDEN_SOURCES__CLOUDTRAIL__ENABLED", "true")],
+    )
+    .await;
+    let code = support::daemon::wait_exit(&mut daemon.child, DEADLINE).await;
+    let log = daemon.log();
+    assert_eq!(code, 2, "{log}");
+    assert!(log.contains("cloudtrail-checkpoint.json"), "{log}");
+}

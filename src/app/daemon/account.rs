@@ -129,6 +129,10 @@ async fn supervise(
     };
     let running = match Running::start(&shared, &target, connected) {
         Ok(r) => r,
+        Err(e) if shared.cfg.accounts.source == crate::config::AccountSource::Caller => {
+            let _ = shared.fatal.send(e);
+            return;
+        }
         Err(e) => {
             let error = format!("cannot start the account's controller: {e}");
             AccountStatus {

@@ -119,11 +119,16 @@ impl Fleet {
                 h.stop(Instant::now() + grace);
                 self.shared.readiness.forget(id);
                 let metrics = self.shared.metrics.clone();
+                // Gone from the scope: its series go; a changed role keeps the series
+                // of the account's new controller.
+                let left = !wanted.contains_key(id);
                 let id = id.clone();
                 tokio::spawn(async move {
                     h.finish(Instant::now() + grace + Duration::from_secs(10))
                         .await;
-                    metrics.account_stopped(&id);
+                    if left {
+                        metrics.account_stopped(&id);
+                    }
                 });
             }
         }

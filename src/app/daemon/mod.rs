@@ -55,6 +55,9 @@ pub(super) struct Shared {
     /// `controller.workers` permits: reconciles running at once, all accounts together.
     pub permits: Arc<Semaphore>,
     pub readiness: Arc<Readiness>,
+    /// With `accounts.source = "self"`, an account controller that cannot start (e.g. an
+    /// unreadable checkpoint) stops the daemon with its error, as it always did.
+    pub fatal: tokio::sync::mpsc::UnboundedSender<Error>,
 }
 
 /// Ready once every account in scope made its first resync attempt and one succeeded;
@@ -191,6 +194,7 @@ pub async fn run_with_clock(
     let permits = Arc::new(Semaphore::new(
         usize::try_from(cfg.controller.workers.max(1)).unwrap_or(1),
     ));
+    let (fatal, mut fatal_rx) = tokio::sync::mpsc::unbounded_channel();
     let shared = Arc::new(Shared {
         cfg: cfg.clone(),
         metrics: metrics.clone(),
@@ -201,6 +205,7 @@ pub async fn run_with_clock(
         clock,
         permits,
         readiness: Arc::new(Readiness::new(health.clone())),
+        fatal,
     });
     // The accounts in scope; retried until found (readiness stays off meanwhile).
     let mut fleet = discovery::Fleet::new(shared.clone());
@@ -219,7 +224,10 @@ pub async fn run_with_clock(
         }
     }
 
-    fleet.run_discovery(&stop_rx).await;
+    let fatal = tokio::select! {
+        _ = fleet.run_discovery(&stop_rx) => None,
+        Some(e) = fatal_rx.recv() => Some(e),
+    };
     tracing::info!("shutting down: readiness off, sources stopping, draining in-flight reconciles");
     health.set_shutting_down();
     let deadline = Instant::now() + cfg.controller.shutdown_grace.get();
@@ -234,7 +242,11 @@ pub async fn run_with_clock(
     fleet
         .finish(deadline.max(Instant::now() + Duration::from_secs(10)))
         .await;
-    server.finish().await
+    let served = server.finish().await;
+    match fatal {
+        Some(e) => Err(e),
+        None => served,
+    }
 }
 
 /// The one SQS consumer, on the caller's clients, feeding `dispatch` once its account is
