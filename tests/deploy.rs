@@ -202,6 +202,8 @@ const ALERTS: &[&str] = &[
     "IamWardenDown",
     "IamWardenNotReady",
     "IamWardenResyncStale",
+    "IamWardenAccountDown",
+    "IamWardenAccountResyncStale",
     "IamWardenCloudTrailPollStale",
     "IamWardenReconcileErrors",
     "IamWardenBreakerTripped",

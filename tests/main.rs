@@ -16,6 +16,7 @@ mod cis;
 mod cli;
 mod convergence;
 mod daemon;
+mod daemon_org;
 mod daemon_rotation;
 mod deploy;
 mod enforce;

@@ -579,7 +579,7 @@ async fn alert_rules(prom: &Prometheus) -> Vec<Value> {
         .collect()
 }
 
-/// Grafana's substitution of `$job` and `$instance` (a multi-value variable: its values
+/// Grafana's substitution of `$job`, `$instance` and `$account` (a multi-value variable: its values
 /// regex-escaped and joined with `|`, as Grafana does for `=~`).
 fn substitute(expr: &str, job: &str, instances: &[String]) -> String {
     let instance = instances
@@ -601,10 +601,13 @@ fn substitute(expr: &str, job: &str, instances: &[String]) -> String {
     for (from, to) in GRAFANA_INTERVALS {
         e = e.replace(from, to);
     }
+    // `$account`: the variable's "All" (its allValue).
     e.replace("${job}", job)
         .replace("$job", job)
         .replace("${instance}", &instance)
         .replace("$instance", &instance)
+        .replace("${account}", ".*")
+        .replace("$account", ".*")
 }
 
 // ---------------------------------------------------------------------------------

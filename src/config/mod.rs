@@ -375,12 +375,21 @@ pub struct SqsSource {
 #[serde(deny_unknown_fields, default)]
 pub struct Server {
     pub listen: SocketAddr,
+    /// The `account` label of the per-account compliance series (`users`,
+    /// `users_failing_check`, `account_check_failing`, `account_check_cannot_check`):
+    /// true, the account id (accounts x checks series); false, one `account="all"` series
+    /// each, the sum over the accounts (for very large organizations). `account_up` and
+    /// `last_resync_success_timestamp_seconds` keep the account id either way.
+    pub metrics_per_account: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Controller {
     pub workers: u32,
+    /// Reconciles one account may run at once (at most `workers`): an account with a
+    /// large backlog never holds every worker.
+    pub account_workers: u32,
     /// Start and ceiling of the adaptive limit on IAM writes (AIMD token bucket: halved on
     /// throttling, recovers after quiet periods).
     pub writes_per_second: f64,
@@ -570,6 +579,7 @@ impl Default for Server {
     fn default() -> Self {
         Server {
             listen: SocketAddr::from(([0, 0, 0, 0], 9464)),
+            metrics_per_account: true,
         }
     }
 }
@@ -578,6 +588,7 @@ impl Default for Controller {
     fn default() -> Self {
         Controller {
             workers: 4,
+            account_workers: 4,
             // AWS publishes no IAM request rate; 20/s is a start the AIMD bucket corrects
             // (see `crate::pacing`).
             writes_per_second: 20.0,

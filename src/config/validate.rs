@@ -170,6 +170,12 @@ fn sources(s: &Sources, errs: &mut Problems) {
 
 fn controller_ranges(c: &Controller, errs: &mut Problems) {
     errs.range("controller.workers", c.workers.into(), 1, 64);
+    errs.range(
+        "controller.account_workers",
+        c.account_workers.into(),
+        1,
+        64,
+    );
     errs.range("controller.write_burst", c.write_burst.into(), 1, 1000);
     errs.range(
         "controller.shutdown_grace (seconds)",

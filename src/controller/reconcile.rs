@@ -367,8 +367,10 @@ async fn reconcile_account(ctx: &Context) -> Result<Next> {
 /// With the CIS facts read: `account_check_failing{check}` from them.
 fn publish_account(ctx: &Context, snap: &AccountSnapshot, now: DateTime<Utc>) {
     if snap.cis.is_some() {
-        ctx.metrics
-            .set_account_checks(&evaluate_account(snap, &ctx.cfg, now));
+        ctx.metrics.set_account_checks(
+            &ctx.applier.account_id,
+            &evaluate_account(snap, &ctx.cfg, now),
+        );
     }
 }
 

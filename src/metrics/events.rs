@@ -103,16 +103,17 @@ impl Metrics {
         .emit(self);
     }
 
-    /// A full resync finished (`at`: when).
-    pub fn resync_done(&self, ok: bool, at: DateTime<Utc>) {
+    /// A full resync of `account` finished (`at`: when).
+    pub fn resync_done(&self, account: &str, ok: bool, at: DateTime<Utc>) {
         if ok {
             self.resyncs_total.with_label_values(&["success"]).inc();
             self.last_resync_success_timestamp_seconds
+                .with_label_values(&[account])
                 .set(unix_seconds(at));
-            tracing::info!(result = "success", at = %at.to_rfc3339(), "full resync done");
+            tracing::info!(account, result = "success", at = %at.to_rfc3339(), "full resync done");
         } else {
             self.resyncs_total.with_label_values(&["error"]).inc();
-            tracing::warn!(result = "error", at = %at.to_rfc3339(), "full resync failed");
+            tracing::warn!(account, result = "error", at = %at.to_rfc3339(), "full resync failed");
         }
     }
 
@@ -124,43 +125,38 @@ impl Metrics {
         tracing::trace!(source = source.as_str(), "poll ok");
     }
 
-    /// Users by state and by failing check at the last evaluation. `failing` maps a check
-    /// id ([`Check::id`]) to a user count; every check absent from it is set to zero, and
-    /// ids that are not checks are ignored (no new label).
+    /// `account`'s users by state and by failing check at the last evaluation. `failing`
+    /// maps a check id ([`Check::id`]) to a user count; every check absent from it is set
+    /// to zero, and ids that are not checks are ignored (no new label).
     pub fn set_compliance(
         &self,
+        account: &str,
         compliant: usize,
         violating: usize,
         exempt: usize,
         failing: &BTreeMap<&str, usize>,
     ) {
-        self.users
-            .with_label_values(&["compliant"])
-            .set(count(compliant));
-        self.users
-            .with_label_values(&["violating"])
-            .set(count(violating));
-        self.users.with_label_values(&["exempt"]).set(count(exempt));
-        for c in Check::ALL {
-            let n = failing.get(c.id()).copied().unwrap_or(0);
-            self.users_failing_check
-                .with_label_values(&[c.id()])
-                .set(count(n));
-        }
+        self.publish(account, |f| {
+            f.users = [count(compliant), count(violating), count(exempt)];
+            for (i, c) in Check::ALL.iter().enumerate() {
+                f.failing[i] = count(failing.get(c.id()).copied().unwrap_or(0));
+            }
+        });
         for unknown in failing
             .keys()
             .filter(|k| !Check::ALL.iter().any(|c| c.id() == **k))
         {
             tracing::debug!(check = unknown, "not a check id; not exported");
         }
-        tracing::info!(compliant, violating, exempt, "compliance");
+        tracing::info!(account, compliant, violating, exempt, "compliance");
     }
 
-    /// The account-level findings of the last resync: per account check, how many fail
-    /// and how many could not be made (every account check set, zeros included).
-    pub fn set_account_checks(&self, findings: &[Finding]) {
+    /// `account`'s account-level findings of the last resync: per account check, how
+    /// many fail and how many could not be made (every account check set, zeros included).
+    pub fn set_account_checks(&self, account: &str, findings: &[Finding]) {
         let mut failing = Vec::new();
         let mut unknown = Vec::new();
+        let mut figures = (Vec::new(), Vec::new());
         for c in Check::ACCOUNT {
             let of = |cannot: bool| {
                 findings
@@ -169,12 +165,8 @@ impl Metrics {
                     .count()
             };
             let (fail, cannot) = (of(false), of(true));
-            self.account_check_failing
-                .with_label_values(&[c.id()])
-                .set(count(fail));
-            self.account_check_cannot_check
-                .with_label_values(&[c.id()])
-                .set(count(cannot));
+            figures.0.push(count(fail));
+            figures.1.push(count(cannot));
             if fail > 0 {
                 failing.push(c.id());
             }
@@ -182,7 +174,11 @@ impl Metrics {
                 unknown.push(c.id());
             }
         }
+        self.publish(account, |f| {
+            (f.account_failing, f.cannot) = figures;
+        });
         tracing::info!(
+            account,
             failing = %failing.join(","),
             cannot_check = %unknown.join(","),
             "account checks"
@@ -761,5 +757,138 @@ impl SqsMessageSkipped<'_> {
                  the account as a 12-digit string"
             ),
         }
+    }
+}
+
+/// An account's state changed: its role could (not) be assumed, its resync (no longer)
+/// fails. Sets `iam_warden_account_up{account}` and logs once: down at warn with the
+/// reason and how to fix it (one line, never a secret), up at info.
+#[derive(Debug, Clone, Copy)]
+pub struct AccountStatus<'a> {
+    pub account: &'a str,
+    pub up: bool,
+    /// Down: why, with the fix.
+    pub error: Option<&'a str>,
+    /// Down: when it is tried again.
+    pub retry_in: Option<Duration>,
+}
+
+impl AccountStatus<'_> {
+    pub fn emit(&self, metrics: &Metrics) {
+        let AccountStatus {
+            account,
+            up,
+            error,
+            retry_in,
+        } = *self;
+        metrics
+            .account_up
+            .with_label_values(&[account])
+            .set(i64::from(up));
+        let retry_in_s = retry_in.map(|d| d.as_secs());
+        if up {
+            tracing::info!(account, up, "account up");
+        } else {
+            tracing::warn!(account, up, error, retry_in_s, "account down");
+        }
+    }
+}
+
+impl Metrics {
+    /// `server.metrics_per_account`: whether each account has its own compliance series
+    /// (else one `account="all"` series each, summed). Set before the first account starts.
+    pub fn set_per_account(&self, per_account: bool) {
+        if let Ok(mut a) = self.accounts.lock() {
+            a.per_account = per_account;
+        }
+    }
+
+    /// A controller for `account` started: its series at zero (`account_up` 0 until its
+    /// first resync succeeds), replacing the empty-account placeholders.
+    pub fn account_started(&self, account: &str) {
+        let Ok(mut a) = self.accounts.lock() else {
+            return;
+        };
+        if !a.started {
+            a.started = true;
+            self.remove_series("", true);
+        }
+        a.figures.entry(account.to_string()).or_default();
+        let f = a.published(account);
+        self.write_figures(a.label(account), &f);
+        self.account_up.with_label_values(&[account]).set(0);
+        self.last_resync_success_timestamp_seconds
+            .with_label_values(&[account]);
+        tracing::info!(account, "account controller started");
+    }
+
+    /// `account` left the scope: its series are removed (with the detail off, the sums
+    /// no longer count it).
+    pub fn account_stopped(&self, account: &str) {
+        let Ok(mut a) = self.accounts.lock() else {
+            return;
+        };
+        a.figures.remove(account);
+        a.queues.remove(account);
+        let (depth, in_flight) = a
+            .queues
+            .values()
+            .fold((0, 0), |(d, f), (x, y)| (d + x, f + y));
+        self.set_queue(depth, in_flight);
+        if a.per_account {
+            self.remove_series(account, true);
+        } else {
+            let _ = self.account_up.remove_label_values(&[account]);
+            let _ = self
+                .last_resync_success_timestamp_seconds
+                .remove_label_values(&[account]);
+            let f = a.published(account);
+            self.write_figures(super::accounts::ALL_ACCOUNTS, &f);
+        }
+        tracing::info!(account, "account left the scope; its controller stopped");
+    }
+
+    /// A discovery of the accounts in scope: counted by result and logged (a failure at
+    /// warn with the error and when it is retried; the current accounts are kept).
+    pub fn accounts_discovered(
+        &self,
+        result: std::result::Result<(usize, usize, usize), &str>,
+        retry_in: Option<Duration>,
+    ) {
+        match result {
+            Ok((accounts, added, removed)) => {
+                self.account_discoveries_total
+                    .with_label_values(&["success"])
+                    .inc();
+                tracing::info!(accounts, added, removed, "accounts discovered");
+            }
+            Err(error) => {
+                self.account_discoveries_total
+                    .with_label_values(&["error"])
+                    .inc();
+                let retry_in_s = retry_in.map(|d| d.as_secs());
+                tracing::warn!(
+                    error,
+                    retry_in_s,
+                    "account discovery failed; the accounts found before are kept"
+                );
+            }
+        }
+    }
+}
+
+impl Metrics {
+    /// `account`'s work queue: keys waiting and reconciles running. The queue gauges are
+    /// the sums over the accounts.
+    pub fn set_account_queue(&self, account: &str, depth: usize, in_flight: usize) {
+        let Ok(mut a) = self.accounts.lock() else {
+            return;
+        };
+        a.queues.insert(account.to_string(), (depth, in_flight));
+        let (depth, in_flight) = a
+            .queues
+            .values()
+            .fold((0, 0), |(d, f), (x, y)| (d + x, f + y));
+        self.set_queue(depth, in_flight);
     }
 }

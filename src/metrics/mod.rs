@@ -37,15 +37,22 @@
 //! - `iam_warden_sqs_messages_skipped_total{reason}`: the 4 [`SqsSkipReason`]s,
 //!   pre-created; the account skipped is in the log line only (never a label: an
 //!   organization-wide rule can send events of any number of accounts).
+//! - `account` (the account id, or `all` with `server.metrics_per_account = false`):
+//!   `users` (accounts x 3), `users_failing_check` and `account_check_failing` /
+//!   `account_check_cannot_check` (accounts x checks); `account_up` and
+//!   `last_resync_success_timestamp_seconds` (accounts x 1, always by id). Created when an
+//!   account's controller starts, removed when it leaves the scope (`metrics/accounts.rs`).
+mod accounts;
 mod events;
 mod gauge_histogram;
 mod labels;
 mod registry;
 
+pub use accounts::ALL_ACCOUNTS;
 pub use events::SqsMessageSkipped;
 pub use events::{
-    ChangeHeld, EventMalformed, NoticeRaised, NotificationDelivery, QuarantineEvent, ReconcileDone,
-    RotationEvent, SecurityHubExported, WriteEvent,
+    AccountStatus, ChangeHeld, EventMalformed, NoticeRaised, NotificationDelivery, QuarantineEvent,
+    ReconcileDone, RotationEvent, SecurityHubExported, WriteEvent,
 };
 pub use gauge_histogram::GaugeHistogram;
 pub use labels::SqsSkipReason;

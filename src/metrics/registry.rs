@@ -13,7 +13,6 @@ use prometheus::{
 use super::gauge_histogram::GaugeHistogram;
 use super::labels::*;
 use crate::aws::CallStats;
-use crate::baseline::checks::Check;
 use crate::baseline::plan::rotation::{KEY_AGE_BUCKETS_DAYS, KEY_PHASES};
 use crate::error::Error;
 
@@ -60,8 +59,13 @@ pub struct Metrics {
     pub event_to_enforcement_seconds: HistogramVec,
     /// `iam_warden_last_poll_success_timestamp_seconds{source}`.
     pub last_poll_success_timestamp_seconds: GaugeVec,
-    /// `iam_warden_last_resync_success_timestamp_seconds`.
-    pub last_resync_success_timestamp_seconds: Gauge,
+    /// `iam_warden_last_resync_success_timestamp_seconds{account}`.
+    pub last_resync_success_timestamp_seconds: GaugeVec,
+    /// `iam_warden_account_up{account}` 0/1: the account's role could be assumed and its
+    /// last resync succeeded.
+    pub account_up: IntGaugeVec,
+    /// `iam_warden_account_discoveries_total{result}`: discoveries of the accounts in scope.
+    pub account_discoveries_total: IntCounterVec,
     /// `iam_warden_resyncs_total{result}`.
     pub resyncs_total: IntCounterVec,
     /// `iam_warden_aws_calls_total{service, operation, outcome}` (every HTTP attempt).
@@ -70,14 +74,16 @@ pub struct Metrics {
     pub aws_throttles_total: IntCounterVec,
     /// `iam_warden_write_rate_per_second`: the adaptive IAM write limit now.
     pub write_rate_per_second: Gauge,
-    /// `iam_warden_users{state}`.
+    /// `iam_warden_users{account, state}`.
     pub users: IntGaugeVec,
-    /// `iam_warden_users_failing_check{check}`.
+    /// `iam_warden_users_failing_check{account, check}`.
     pub users_failing_check: IntGaugeVec,
-    /// `iam_warden_account_check_failing{check}`.
+    /// `iam_warden_account_check_failing{account, check}`.
     pub account_check_failing: IntGaugeVec,
-    /// `iam_warden_account_check_cannot_check{check}`.
+    /// `iam_warden_account_check_cannot_check{account, check}`.
     pub account_check_cannot_check: IntGaugeVec,
+    /// The accounts of the per-account series and, with the detail off, their figures.
+    pub(super) accounts: std::sync::Mutex<super::accounts::AccountSeries>,
     /// `iam_warden_writes_total{action, outcome}`.
     pub writes_total: IntCounterVec,
     /// `iam_warden_rotation_events_total{event}`.
@@ -263,10 +269,28 @@ impl Metrics {
                 )
                 .map_err(reg_err)?,
             )?,
-            last_resync_success_timestamp_seconds: gauge(
+            last_resync_success_timestamp_seconds: register(
                 &r,
-                "iam_warden_last_resync_success_timestamp_seconds",
-                "Unix time of the last successful full resync.",
+                GaugeVec::new(
+                    Opts::new(
+                        "iam_warden_last_resync_success_timestamp_seconds",
+                        "Unix time of the last successful full resync, by account.",
+                    ),
+                    &["account"],
+                )
+                .map_err(reg_err)?,
+            )?,
+            account_up: gauge_vec(
+                &r,
+                "iam_warden_account_up",
+                "1 when the account's role could be assumed and its last resync succeeded, by account.",
+                &["account"],
+            )?,
+            account_discoveries_total: counter_vec(
+                &r,
+                "iam_warden_account_discoveries_total",
+                "Discoveries of the accounts in scope (accounts.source), by result.",
+                &["result"],
             )?,
             resyncs_total: counter_vec(
                 &r,
@@ -294,26 +318,26 @@ impl Metrics {
             users: gauge_vec(
                 &r,
                 "iam_warden_users",
-                "IAM users at the last evaluation, by state.",
-                &["state"],
+                "IAM users at the last evaluation, by account and state.",
+                &["account", "state"],
             )?,
             users_failing_check: gauge_vec(
                 &r,
                 "iam_warden_users_failing_check",
-                "IAM users failing a baseline check at the last evaluation, by check id.",
-                &["check"],
+                "IAM users failing a baseline check at the last evaluation, by account and check id.",
+                &["account", "check"],
             )?,
             account_check_failing: gauge_vec(
                 &r,
                 "iam_warden_account_check_failing",
-                "Account-level findings at the last resync, by check id (the password policy and the CIS section 1 account checks: root, policies, roles, certificates, Access Analyzer).",
-                &["check"],
+                "Account-level findings at the last resync, by check id (the password policy and the CIS section 1 account checks: root, policies, roles, certificates, Access Analyzer), by account and check id.",
+                &["account", "check"],
             )?,
             account_check_cannot_check: gauge_vec(
                 &r,
                 "iam_warden_account_check_cannot_check",
-                "Account-level checks that could not be made at the last resync (input missing, an API failing), by check id: unknown, never passing.",
-                &["check"],
+                "Account-level checks that could not be made at the last resync (input missing, an API failing), by account and check id: unknown, never passing.",
+                &["account", "check"],
             )?,
             writes_total: counter_vec(
                 &r,
@@ -409,6 +433,7 @@ impl Metrics {
                 "SQS messages deleted without being acted on because of the account they are about, by reason (not_in_scope: an account iam-warden does not cover; missing, not_a_string, bad_shape: the EventBridge envelope's account field cannot be read).",
                 &["reason"],
             )?,
+            accounts: Default::default(),
             registry: r,
         };
         m.precreate(version);
@@ -448,15 +473,11 @@ impl Metrics {
             }
             self.aws_throttles_total.with_label_values(&[*op]);
         }
-        for state in ["compliant", "violating", "exempt"] {
-            self.users.with_label_values(&[state]);
-        }
-        for c in Check::ALL {
-            self.users_failing_check.with_label_values(&[c.id()]);
-        }
-        for c in Check::ACCOUNT {
-            self.account_check_failing.with_label_values(&[c.id()]);
-            self.account_check_cannot_check.with_label_values(&[c.id()]);
+        // Before the accounts are known, the per-account series have an empty account
+        // (the same as no label to Prometheus); the first account replaces them.
+        self.precreate_account("");
+        for result in ["success", "error"] {
+            self.account_discoveries_total.with_label_values(&[result]);
         }
         for p in ["mfa", "source-ip"] {
             self.baseline_changes_held_total.with_label_values(&[p]);

@@ -30,6 +30,8 @@ const NAMES: &[&str] = &[
     "iam_warden_aws_throttles_total",
     "iam_warden_write_rate_per_second",
     "iam_warden_users",
+    "iam_warden_account_up",
+    "iam_warden_account_discoveries_total",
     "iam_warden_users_failing_check",
     "iam_warden_account_check_failing",
     "iam_warden_account_check_cannot_check",
@@ -81,7 +83,10 @@ fn every_metric_is_present_right_after_new() {
 fn known_label_combinations_are_precreated_at_zero() {
     let text = metrics().render();
     for c in Check::ALL {
-        let s = format!("iam_warden_users_failing_check{{check=\"{}\"}}", c.id());
+        let s = format!(
+            "iam_warden_users_failing_check{{account=\"\",check=\"{}\"}}",
+            c.id()
+        );
         assert_eq!(sample(&text, &s), Some(0.0), "{s}");
     }
     for c in Check::ACCOUNT {
@@ -89,7 +94,7 @@ fn known_label_combinations_are_precreated_at_zero() {
             "iam_warden_account_check_failing",
             "iam_warden_account_check_cannot_check",
         ] {
-            let s = format!("{m}{{check=\"{}\"}}", c.id());
+            let s = format!("{m}{{account=\"\",check=\"{}\"}}", c.id());
             assert_eq!(sample(&text, &s), Some(0.0), "{s}");
         }
     }
@@ -158,7 +163,13 @@ fn labels_stay_bounded() {
         "arn:aws:iam::123456789012:user/alice",
         CallOutcome::Error,
     );
-    m.set_compliance(1, 2, 3, &BTreeMap::from([("key-too-old", 2), ("alice", 7)]));
+    m.set_compliance(
+        "111111111111",
+        1,
+        2,
+        3,
+        &BTreeMap::from([("key-too-old", 2), ("alice", 7)]),
+    );
     let text = m.render();
     assert_eq!(
         sample(
@@ -198,12 +209,15 @@ fn labels_stay_bounded() {
     assert_eq!(
         sample(
             &text,
-            "iam_warden_users_failing_check{check=\"key-too-old\"}"
+            "iam_warden_users_failing_check{account=\"111111111111\",check=\"key-too-old\"}"
         ),
         Some(2.0)
     );
     assert_eq!(
-        sample(&text, "iam_warden_users{state=\"exempt\"}"),
+        sample(
+            &text,
+            "iam_warden_users{account=\"111111111111\",state=\"exempt\"}"
+        ),
         Some(3.0)
     );
     for secretish in ["alice", "arn:", "delete_user", "warden-baseline", "\"s3\""] {
@@ -220,24 +234,31 @@ fn labels_stay_bounded() {
 fn set_compliance_zeroes_absent_checks() {
     let m = metrics();
     m.set_compliance(
+        "111111111111",
         0,
         5,
         0,
         &BTreeMap::from([("key-too-old", 5), ("key-unused", 1)]),
     );
-    m.set_compliance(4, 1, 0, &BTreeMap::from([("key-unused", 1)]));
+    m.set_compliance(
+        "111111111111",
+        4,
+        1,
+        0,
+        &BTreeMap::from([("key-unused", 1)]),
+    );
     let text = m.render();
     assert_eq!(
         sample(
             &text,
-            "iam_warden_users_failing_check{check=\"key-too-old\"}"
+            "iam_warden_users_failing_check{account=\"111111111111\",check=\"key-too-old\"}"
         ),
         Some(0.0)
     );
     assert_eq!(
         sample(
             &text,
-            "iam_warden_users_failing_check{check=\"key-unused\"}"
+            "iam_warden_users_failing_check{account=\"111111111111\",check=\"key-unused\"}"
         ),
         Some(1.0)
     );
@@ -276,8 +297,8 @@ fn helpers_update_the_metrics() {
     let at = DateTime::parse_from_rfc3339("2024-05-01T12:00:00Z")
         .expect("valid time")
         .with_timezone(&Utc);
-    m.resync_done(true, at);
-    m.resync_done(false, at);
+    m.resync_done("111111111111", true, at);
+    m.resync_done("111111111111", false, at);
     m.poll_ok(Source::Sqs, at);
     m.enforcement_latency(Some(Duration::from_secs(200)), Duration::from_secs(2));
     m.enforcement_latency(None, Duration::from_secs(1));
@@ -291,7 +312,10 @@ fn helpers_update_the_metrics() {
     let text = m.render();
     let ts = at.timestamp() as f64;
     assert_eq!(
-        sample(&text, "iam_warden_last_resync_success_timestamp_seconds"),
+        sample(
+            &text,
+            "iam_warden_last_resync_success_timestamp_seconds{account=\"111111111111\"}"
+        ),
         Some(ts)
     );
     assert_eq!(
@@ -669,14 +693,22 @@ fn gauge_histogram_rejects_unordered_bounds_and_clamps_counts() {
 fn account_checks_are_set_failing_or_cannot_check_and_reset() {
     use crate::baseline::checks::Finding;
     let m = metrics();
-    m.set_account_checks(&[
-        Finding::new(Check::RootAccessKey, "key").with_resource("arn:aws:iam::1:root"),
-        Finding::new(Check::PolicyFullAdmin, "a"),
-        Finding::new(Check::PolicyFullAdmin, "b"),
-        Finding::cannot_check(Check::AccessAnalyzerDisabled, "API failing"),
-    ]);
+    m.set_account_checks(
+        "111111111111",
+        &[
+            Finding::new(Check::RootAccessKey, "key").with_resource("arn:aws:iam::1:root"),
+            Finding::new(Check::PolicyFullAdmin, "a"),
+            Finding::new(Check::PolicyFullAdmin, "b"),
+            Finding::cannot_check(Check::AccessAnalyzerDisabled, "API failing"),
+        ],
+    );
     let text = m.render();
-    let v = |name: &str, c: &str| sample(&text, &format!("{name}{{check=\"{c}\"}}"));
+    let v = |name: &str, c: &str| {
+        sample(
+            &text,
+            &format!("{name}{{account=\"111111111111\",check=\"{c}\"}}"),
+        )
+    };
     assert_eq!(
         v("iam_warden_account_check_failing", "root-access-key"),
         Some(1.0)
@@ -701,12 +733,12 @@ fn account_checks_are_set_failing_or_cannot_check_and_reset() {
         Some(1.0),
         "...but as unknown, never as passing"
     );
-    m.set_account_checks(&[]);
+    m.set_account_checks("111111111111", &[]);
     let text = m.render();
     assert_eq!(
         sample(
             &text,
-            "iam_warden_account_check_failing{check=\"root-access-key\"}"
+            "iam_warden_account_check_failing{account=\"111111111111\",check=\"root-access-key\"}"
         ),
         Some(0.0)
     );
@@ -767,4 +799,86 @@ fn sqs_skip_reasons_are_precreated_and_counted_by_their_emit() {
     assert_eq!(got("not_in_scope"), Some(2.0), "a repeat is still counted");
     assert_eq!(got("bad_shape"), Some(1.0));
     assert_eq!(got("missing"), Some(0.0));
+}
+
+/// The account label: per account by id, replacing the empty-account placeholders; with
+/// the detail off one `account="all"` series, the sum; an account leaving removes its
+/// series (or its share of the sum); `account_up` follows the status events.
+#[test]
+fn per_account_series_and_their_sum() {
+    use crate::metrics::AccountStatus;
+    let failing = |n: usize| BTreeMap::from([("key-too-old", n)]);
+    let users = |text: &str, account: &str| {
+        sample(
+            text,
+            &format!("iam_warden_users{{account=\"{account}\",state=\"violating\"}}"),
+        )
+    };
+    let key_too_old = |text: &str, account: &str| {
+        sample(
+            text,
+            &format!(
+                "iam_warden_users_failing_check{{account=\"{account}\",check=\"key-too-old\"}}"
+            ),
+        )
+    };
+    for per_account in [true, false] {
+        let m = metrics();
+        m.set_per_account(per_account);
+        assert_eq!(
+            users(&m.render(), ""),
+            Some(0.0),
+            "placeholder before any account"
+        );
+        m.account_started("111111111111");
+        m.account_started("222222222222");
+        let text = m.render();
+        assert_eq!(users(&text, ""), None, "placeholder gone");
+        assert!(
+            !text.contains("account=\"\""),
+            "no placeholder left:\n{text}"
+        );
+        assert_eq!(
+            sample(&text, "iam_warden_account_up{account=\"111111111111\"}"),
+            Some(0.0),
+            "down until its first resync"
+        );
+        m.set_compliance("111111111111", 1, 2, 0, &failing(2));
+        m.set_compliance("222222222222", 0, 5, 1, &failing(4));
+        AccountStatus {
+            account: "111111111111",
+            up: true,
+            error: None,
+            retry_in: None,
+        }
+        .emit(&m);
+        let text = m.render();
+        assert_eq!(
+            sample(&text, "iam_warden_account_up{account=\"111111111111\"}"),
+            Some(1.0)
+        );
+        if per_account {
+            assert_eq!(users(&text, "111111111111"), Some(2.0));
+            assert_eq!(users(&text, "222222222222"), Some(5.0));
+            assert_eq!(key_too_old(&text, "222222222222"), Some(4.0));
+            assert_eq!(users(&text, ALL_ACCOUNTS), None);
+        } else {
+            assert_eq!(users(&text, ALL_ACCOUNTS), Some(7.0));
+            assert_eq!(key_too_old(&text, ALL_ACCOUNTS), Some(6.0));
+            assert_eq!(users(&text, "111111111111"), None, "no per-account detail");
+        }
+        m.set_account_queue("111111111111", 3, 1);
+        m.set_account_queue("222222222222", 5000, 4);
+        assert_eq!((m.queue_depth.get(), m.queue_in_flight.get()), (5003, 5));
+        m.account_stopped("222222222222");
+        assert_eq!((m.queue_depth.get(), m.queue_in_flight.get()), (3, 1));
+        let text = m.render();
+        assert!(!text.contains("222222222222"), "{text}");
+        if per_account {
+            assert_eq!(users(&text, "111111111111"), Some(2.0));
+        } else {
+            assert_eq!(users(&text, ALL_ACCOUNTS), Some(2.0), "its share removed");
+            assert_eq!(key_too_old(&text, ALL_ACCOUNTS), Some(2.0));
+        }
+    }
 }

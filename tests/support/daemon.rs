@@ -78,11 +78,13 @@ impl Daemon {
         self.get("/metrics").await.1
     }
 
-    /// The value of the first /metrics line starting with `needle` (0 when absent).
+    /// The value of the first /metrics line starting with `needle`, or of the same name
+    /// having (at least) the labels of `needle` (0 when absent): `name{check="x"}` finds
+    /// `name{account="1",check="x"}`.
     pub async fn metric(&self, needle: &str) -> f64 {
         let (_, body) = self.get("/metrics").await;
         body.lines()
-            .find(|l| l.starts_with(needle))
+            .find(|l| l.starts_with(needle) || has_labels(l, needle))
             .and_then(|l| l.rsplit(' ').next())
             .and_then(|v| v.parse().ok())
             .unwrap_or(0.0)
@@ -114,6 +116,25 @@ impl Drop for Daemon {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Whether sample `line` is of the metric of `needle` (`name{a="x",b="y"}`) with at least
+/// its labels.
+pub fn has_labels(line: &str, needle: &str) -> bool {
+    let Some((name, want)) = needle.split_once('{') else {
+        return false;
+    };
+    let Some((have, _)) = line
+        .strip_prefix(name)
+        .and_then(|r| r.strip_prefix('{'))
+        .and_then(|r| r.split_once('}'))
+    else {
+        return false;
+    };
+    want.trim_end_matches('}')
+        .split(',')
+        .filter(|p| !p.is_empty())
+        .all(|p| have.split(',').any(|h| h == p))
 }
 
 /// Wait (at most `deadline`) for `child` to exit; its exit code (-1: killed by a signal).
