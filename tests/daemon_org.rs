@@ -75,7 +75,8 @@ async fn start(
 /// Caller C (listed, its own credentials), members A and D, X listed but excluded, O not
 /// listed. Each has a console user without MFA; `bob` is exempt in A only. D's role
 /// cannot be assumed. C and A are enforced, each in its own account and journaled with
-/// it; X, O and A's bob are untouched; D is down and the daemon is ready anyway.
+/// it; X, O and A's bob are untouched; D is down and the daemon is ready anyway. Events of
+/// A and C on one SQS queue each reach their own account; X's is skipped as out of scope.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_account_in_scope_is_enforced_and_one_down_does_not_stop_the_others() {
     let moto = shared_moto();
@@ -100,6 +101,9 @@ async fn each_account_in_scope_is_enforced_and_one_down_does_not_stop_the_others
     }
     let proxy = FaultProxy::start(moto, 1, 0.0, &[]);
     proxy.refuse("AssumeRole", &d.id).await;
+    // One SQS queue for every account (an organization-wide EventBridge rule).
+    let sqs = aws_sdk_sqs::Client::new(&c.sdk);
+    let url = create_queue(&sqs, &format!("iam-warden-orgs-{}", c.id), &[]).await;
     let dir = tempfile::tempdir().unwrap();
     let toml = format!(
         r#"[accounts]
@@ -121,7 +125,17 @@ id = "{x}"
         d = d.id,
         x = x.id
     );
-    let daemon = start(&c, &proxy.url, dir.path(), &toml, &[]).await;
+    let daemon = start(
+        &c,
+        &proxy.url,
+        dir.path(),
+        &toml,
+        &[
+            ("IAM_WARDEN_SOURCES__SQS__QUEUE_URL", url.as_str()),
+            ("IAM_WARDEN_SOURCES__SQS__WAIT_TIME", "1s"),
+        ],
+    )
+    .await;
     daemon.wait_ready().await;
 
     wait_in_group(&daemon, &c, "alice").await;
@@ -138,6 +152,27 @@ id = "{x}"
             .then_some(())
     })
     .await;
+    // Events of two accounts on the one queue each reach their own account (the resync
+    // interval is 1 h: only the events bring these users in); X's event is out of scope.
+    for acct in [&a, &c, &x] {
+        acct.user("carol").await.password("carol").await;
+        sqs.send_message()
+            .queue_url(&url)
+            .message_body(iam_event(acct, "CreateLoginProfile", "carol"))
+            .send()
+            .await
+            .unwrap();
+    }
+    wait_in_group(&daemon, &a, "carol").await;
+    wait_in_group(&daemon, &c, "carol").await;
+    eventually("X's event skipped as out of scope", DEADLINE, || async {
+        let skipped = daemon
+            .metric("iam_warden_sqs_messages_skipped_total{reason=\"not_in_scope\"}")
+            .await;
+        (skipped >= 1.0).then_some(())
+    })
+    .await;
+    assert!(!in_group(&x.iam, "carol").await, "carol in X was changed");
     // A's exemption is A's: bob counted exempt there, not changed.
     assert_eq!(
         daemon
