@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# Benchmark: `iam-warden audit` of an emulated AWS Organization (accounts.source =
+# "organization").
+#
+# moto (plain) on a free port; bench/org_seed.py creates the organization in moto's
+# default account 123456789012 (the management account) with ACCOUNTS member accounts and
+# seeds USERS users in each through AssumeRole into it; `iam-warden enforce --once` over
+# the organization brings every account onto the baseline, then DRIFT of each account's
+# users drift. Then `iam-warden audit --output json` (release build) over the organization,
+# the management account excluded (it has no users), RUNS times with the CIS account checks
+# on (the default) and RUNS times with `cis.enabled = false`: median wall time, calls per
+# account (`accounts[].report.aws_calls`), discovery calls (`discovery_aws_calls`), and once
+# more each through bench/count-proxy.py for the calls per API operation.
+# Environment: ACCOUNTS (100), USERS (100), DRIFT (0.1), RUNS (3), CONCURRENCY
+# (accounts.concurrency, default iam-warden's), BASELINE (1; 0 skips the baseline enforce).
+# Results: state/bench/org-ACCOUNTSxUSERS.json.
+set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$ROOT"
+ACCOUNTS=${ACCOUNTS:-100} USERS=${USERS:-100} DRIFT=${DRIFT:-0.1} RUNS=${RUNS:-3}
+BASELINE=${BASELINE:-1}
+
+lib_init bench-org
+bench_build
+start_moto moto
+emulator_env "$MOTO_URL"
+CONFIG="$WORK/iam-warden.toml"
+bench_config "$CONFIG"
+cat >>"$CONFIG" <<EOT
+
+[accounts]
+source = "organization"
+# The management account (moto's default account) has no users.
+exclude = ["123456789012"]
+EOT
+[ -z "${CONCURRENCY:-}" ] || echo "concurrency = $CONCURRENCY" >>"$CONFIG"
+
+echo "seeding an organization of $ACCOUNTS accounts x $USERS users (drift $DRIFT)..." >&2
+warden_args=()
+[ "$BASELINE" = 0 ] || warden_args=(--warden "$WARDEN" --warden-config "$CONFIG")
+"$VENV_PY" bench/org_seed.py --accounts "$ACCOUNTS" --users "$USERS" --drift "$DRIFT" \
+    "${warden_args[@]}" >"$WORK/seed.json"
+cat "$WORK/seed.json" >&2
+
+# audit_runs NAME [VAR=VALUE...]: RUNS audits, then one through the counting proxy.
+audit_runs() {
+    local name=$1 i t0 t1 rc
+    shift
+    : >"$WORK/$name.times"
+    for ((i = 1; i <= RUNS; i++)); do
+        t0=$(now_s)
+        rc=0
+        env "$@" "$WARDEN" --config "$CONFIG" audit --output json >"$WORK/$name.json" || rc=$?
+        t1=$(now_s)
+        [ "$rc" = 0 ] || [ "$rc" = 1 ] || die "audit ($name) exited $rc"
+        elapsed "$t0" "$t1" >>"$WORK/$name.times"
+        echo >>"$WORK/$name.times"
+        echo "$name run $i: $(tail -n1 "$WORK/$name.times") s, $(py 'd["aws_calls"]' "$WORK/$name.json") AWS calls, exit $rc, load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+    done
+    "$VENV_PY" -c 'import urllib.request, sys; urllib.request.urlopen(urllib.request.Request(sys.argv[1] + "/__reset", method="POST")).read()' "$PROXY_URL"
+    env "$@" AWS_ENDPOINT_URL="$PROXY_URL" "$WARDEN" --config "$CONFIG" audit --output json >"$WORK/$name-proxy.json" || true
+    "$VENV_PY" -c 'import urllib.request, sys; print(urllib.request.urlopen(sys.argv[1] + "/__counts").read().decode())' \
+        "$PROXY_URL" >"$WORK/$name-ops.json"
+}
+
+start_count_proxy "$MOTO_URL"
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+audit_runs cis-on
+audit_runs cis-off IAM_WARDEN_CIS__ENABLED=false
+load_after=$(cut -d' ' -f1-3 /proc/loadavg)
+
+mkdir -p "$RESULTS"
+OUT="$RESULTS/org-${ACCOUNTS}x${USERS}.json"
+"$VENV_PY" - "$WORK" "$(machine)" "$load_before" "$load_after" >"$OUT" <<'PY'
+import json, statistics, sys
+work, machine, load_before, load_after = sys.argv[1:5]
+seed = json.load(open(f"{work}/seed.json"))
+
+def runs(name):
+    a = json.load(open(f"{work}/{name}.json"))
+    times = [float(t) for t in open(f"{work}/{name}.times").read().split()]
+    per = [x["report"]["aws_calls"] for x in a["accounts"] if "report" in x]
+    ops = json.load(open(f"{work}/{name}-ops.json"))
+    return {
+        "runs_seconds": [round(t, 3) for t in times],
+        "median_seconds": round(statistics.median(times), 3),
+        "accounts_in_scope": a["summary"].get("accounts"),
+        "audited": a["summary"].get("audited"),
+        "failed": a["summary"].get("failed"),
+        "users": a["summary"]["users"],
+        "findings": a["summary"]["findings"],
+        "aws_calls": a["aws_calls"],
+        "discovery_aws_calls": a["discovery_aws_calls"],
+        "calls_per_account": {"min": min(per), "max": max(per), "median": statistics.median(per)},
+        # Every call but GetCallerIdentity and ListAccounts, per account: its AssumeRole
+        # (counted under discovery) and its own reads.
+        "calls_per_account_with_assume_role": round((a["aws_calls"] - (a["discovery_aws_calls"] - len(per))) / len(per), 2),
+        "calls_by_operation": ops,
+        "errors": a.get("errors", []),
+    }
+
+print(json.dumps({
+    "benchmark": "org",
+    "machine": machine,
+    "load_average_before": load_before,
+    "load_average_after": load_after,
+    "seed": {**seed, "accounts": len(seed["accounts"])},
+    "cis_on": runs("cis-on"),
+    "cis_off": runs("cis-off"),
+}, indent=2))
+PY
+"$VENV_PY" - "$OUT" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+print(f"audit of an organization on {r['machine']} (load {r['load_average_before']} -> {r['load_average_after']})")
+for k in ("cis_on", "cis_off"):
+    x = r[k]
+    print(f"  {k}: {x['audited']} accounts, {x['users']} users, {x['findings']} findings, {len(x['errors'])} errors")
+    print(f"    wall time, median of {len(x['runs_seconds'])}: {x['median_seconds']:.3f} s   (runs: {', '.join(f'{t:.3f}' for t in x['runs_seconds'])})")
+    c = x["calls_per_account"]
+    print(f"    AWS calls: {x['aws_calls']} = discovery {x['discovery_aws_calls']} (GetCallerIdentity, ListAccounts pages, one AssumeRole per account) + per account {c['median']} (min {c['min']}, max {c['max']})")
+    print(f"    by operation: {', '.join(f'{k2} {v}' for k2, v in sorted(x['calls_by_operation'].items()))}")
+print(f"  results: {sys.argv[1]}")
+PY
