@@ -1248,6 +1248,22 @@ fn unit_directives(text: &str) -> Vec<(String, String, String)> {
 
 #[test]
 fn systemd_unit_verifies() {
+    // The drop-ins next to it are verified with it.
+    let dropins: Vec<(String, String)> = fs::read_dir(deploy("systemd/iam-warden.service.d"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .map(|p| {
+            (
+                p.file_name().unwrap().to_string_lossy().into_owned(),
+                read(&p),
+            )
+        })
+        .collect();
+    systemd_verify(&dropins);
+}
+
+/// `systemd-analyze verify` of the unit with these drop-ins (file name, text).
+fn systemd_verify(dropins: &[(String, String)]) {
     let original = read(&deploy("systemd/iam-warden.service"));
     let prefix = format!("ExecStart={BINARY} ");
     // Same unit, but ExecStart runs a binary that exists here; every other line identical.
@@ -1266,18 +1282,9 @@ fn systemd_unit_verifies() {
     let dir = tempfile::tempdir().unwrap();
     let unit = dir.path().join("iam-warden.service");
     fs::write(&unit, lines.join("\n") + "\n").unwrap();
-    // The drop-ins next to it are verified with it.
-    let dropins = deploy("systemd/iam-warden.service.d");
     fs::create_dir(dir.path().join("iam-warden.service.d")).unwrap();
-    for entry in fs::read_dir(&dropins).unwrap() {
-        let p = entry.unwrap().path();
-        fs::copy(
-            &p,
-            dir.path()
-                .join("iam-warden.service.d")
-                .join(p.file_name().unwrap()),
-        )
-        .unwrap();
+    for (name, text) in dropins {
+        fs::write(dir.path().join("iam-warden.service.d").join(name), text).unwrap();
     }
 
     let mut cmd = Command::new("systemd-analyze");
@@ -3332,5 +3339,195 @@ fn member_forwarding_exists_only_with_a_central_bus_and_targets_it() {
             serde_json::json!({"Effect": "Allow", "Action": "events:PutEvents", "Resource": bus})
         ],
         "the forwarding role may only put events on the central bus"
+    );
+}
+
+// ---------------------------------------------------------------------------------
+// Organization mode: the Kubernetes overlay and the systemd drop-in
+// ---------------------------------------------------------------------------------
+
+/// `iam-warden check-config` (the real loader: file, then `IAM_WARDEN_*` variables) of
+/// `toml` with `env`; the effective configuration it prints.
+fn check_config(toml_text: &str, env: &[(String, String)]) -> toml::Table {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("iam-warden.toml");
+    fs::write(&file, toml_text).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_iam-warden"));
+    cmd.args(["check-config", "--config"]).arg(&file);
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("IAM_WARDEN_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.envs(env.iter().map(|(k, v)| (k, v)));
+    let out = run_ok(&mut cmd, "cargo builds it");
+    out.parse::<toml::Table>()
+        .unwrap_or_else(|e| panic!("check-config output is TOML: {e}\n{out}"))
+}
+
+/// The queue URL the organization examples name: management.yaml's default queue.
+fn example_queue_url() -> String {
+    let t = cfn_template(&cfn("management.yaml"));
+    format!(
+        "https://sqs.us-east-1.amazonaws.com/111122223333/{}",
+        str_at(&t, "/Parameters/QueueName/Default")
+    )
+}
+
+#[test]
+fn kubernetes_organization_overlay_changes_only_accounts_and_the_queue() {
+    let dir = deploy("kubernetes-organization");
+    let kustomization = yaml_file(&dir.join("kustomization.yaml"));
+    assert_eq!(kustomization["kind"], "Kustomization");
+    assert_eq!(
+        kustomization["resources"],
+        serde_json::json!(["../kubernetes"]),
+        "the overlay builds on deploy/kubernetes"
+    );
+    assert_eq!(
+        kustomization["patches"],
+        serde_json::json!([{ "path": "configmap.yaml" }])
+    );
+    let patch = yaml_file(&dir.join("configmap.yaml"));
+    let k = K8s::load();
+    let base = k.one("ConfigMap");
+    for key in [
+        "/apiVersion",
+        "/kind",
+        "/metadata/name",
+        "/metadata/namespace",
+    ] {
+        assert_eq!(
+            patch.pointer(key),
+            base.pointer(key),
+            "the patch must name the base ConfigMap ({key})"
+        );
+    }
+    let keys = |v: &Value| -> BTreeSet<String> {
+        v["data"]
+            .as_object()
+            .expect("data")
+            .keys()
+            .cloned()
+            .collect()
+    };
+    assert_eq!(
+        keys(&patch),
+        keys(base),
+        "the patch replaces the same data keys"
+    );
+
+    let overlay_text = str_at(&patch, "/data/iam-warden.toml");
+    let mut overlay: toml::Table = overlay_text
+        .parse()
+        .unwrap_or_else(|e| panic!("overlay iam-warden.toml: {e}"));
+    let mut base_cfg = configmap_toml();
+    // What the overlay sets ...
+    let accounts = overlay.remove("accounts").expect("[accounts]");
+    assert_eq!(accounts["source"].as_str(), Some("organization"));
+    assert_eq!(
+        accounts["role_name"].as_str(),
+        Some(
+            cfn_template(&cfn("member-role.yaml"))["Parameters"]["RoleName"]["Default"]
+                .as_str()
+                .unwrap()
+        ),
+        "the member stacks' default RoleName"
+    );
+    let sqs = overlay["sources"]["sqs"]
+        .as_table()
+        .expect("[sources.sqs]")
+        .clone();
+    assert_eq!(
+        sqs.get("queue_url").and_then(toml::Value::as_str),
+        Some(example_queue_url().as_str())
+    );
+    // ... and nothing else differs from the base ConfigMap.
+    overlay["sources"]["sqs"]
+        .as_table_mut()
+        .unwrap()
+        .remove("queue_url");
+    assert!(base_cfg.get("accounts").is_none());
+    if let Some(s) = base_cfg
+        .get_mut("sources")
+        .and_then(|s| s.get_mut("sqs"))
+        .and_then(toml::Value::as_table_mut)
+    {
+        s.remove("queue_url");
+    }
+    assert_eq!(
+        overlay, base_cfg,
+        "the overlay's iam-warden.toml differs from the base beyond [accounts] and queue_url"
+    );
+
+    // iam-warden's loader accepts it and reads organization mode from it.
+    let effective = check_config(overlay_text, &[]);
+    assert_eq!(
+        effective["accounts"]["source"].as_str(),
+        Some("organization")
+    );
+    assert_eq!(
+        effective["sources"]["sqs"]["queue_url"].as_str(),
+        Some(example_queue_url().as_str())
+    );
+    assert_eq!(effective["mode"].as_str(), Some("dry-run"));
+}
+
+#[test]
+fn systemd_organization_dropin_verifies_and_sets_organization_mode() {
+    let name = "organization.conf.example";
+    let text = read(&deploy("systemd/iam-warden.service.d").join(name));
+    // Installed under a .conf name, it verifies with the unit and the other drop-ins.
+    let mut dropins: Vec<(String, String)> = fs::read_dir(deploy("systemd/iam-warden.service.d"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "conf"))
+        .map(|p| {
+            (
+                p.file_name().unwrap().to_string_lossy().into_owned(),
+                read(&p),
+            )
+        })
+        .collect();
+    dropins.push(("organization.conf".into(), text.clone()));
+    systemd_verify(&dropins);
+    assert!(
+        text.contains(&format!(
+            "install -D -m 0644 {name} /etc/systemd/system/iam-warden.service.d/organization.conf"
+        )),
+        "the drop-in says how to install it under a .conf name"
+    );
+
+    let directives = unit_directives(&text);
+    assert!(
+        directives
+            .iter()
+            .all(|(s, k, _)| s == "Service" && k == "Environment"),
+        "the drop-in only sets IAM_WARDEN_* variables: {directives:?}"
+    );
+    let env: Vec<(String, String)> = directives
+        .iter()
+        .map(|(_, _, v)| {
+            let (k, v) = v
+                .trim_matches('"')
+                .split_once('=')
+                .expect("Environment=NAME=VALUE");
+            assert!(k.starts_with("IAM_WARDEN_"), "{k}");
+            (k.to_string(), v.to_string())
+        })
+        .collect();
+    // On top of the documented example config, as the unit runs it.
+    let effective = check_config(&read(&root().join("config/iam-warden.toml")), &env);
+    assert_eq!(
+        effective["accounts"]["source"].as_str(),
+        Some("organization")
+    );
+    assert_eq!(
+        effective["accounts"]["role_name"].as_str(),
+        Some("iam-warden")
+    );
+    assert_eq!(
+        effective["sources"]["sqs"]["queue_url"].as_str(),
+        Some(example_queue_url().as_str())
     );
 }
