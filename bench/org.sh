@@ -11,8 +11,15 @@
 # on (the default) and RUNS times with `cis.enabled = false`: median wall time, calls per
 # account (`accounts[].report.aws_calls`), discovery calls (`discovery_aws_calls`), and once
 # more each through bench/count-proxy.py for the calls per API operation.
+#
+# With C7N_ORG=1, Cloud Custodian's c7n-org (installed by this script into state/c7n-venv,
+# as bench/custodian.sh does) runs bench/custodian-policies.yml with --dryrun (its filters,
+# i.e. its reads, and no action) over the same member accounts through the same role,
+# once, through the counting proxy: its wall time and calls per account. c7n-org runs one
+# process per account (C7N_ORG_PARALLEL at a time, default 4 x cores).
 # Environment: ACCOUNTS (100), USERS (100), DRIFT (0.1), RUNS (3), CONCURRENCY
-# (accounts.concurrency, default iam-warden's), BASELINE (1; 0 skips the baseline enforce).
+# (accounts.concurrency, default iam-warden's), BASELINE (1; 0 skips the baseline enforce),
+# C7N_ORG (0).
 # Results: state/bench/org-ACCOUNTSxUSERS.json.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -69,6 +76,57 @@ audit_runs cis-on
 audit_runs cis-off IAM_WARDEN_CIS__ENABLED=false
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 
+# ---- c7n-org (optional) --------------------------------------------------------------------
+echo '{}' >"$WORK/c7n.json"
+if [ "${C7N_ORG:-0}" = 1 ]; then
+    C7N_VENV="$ROOT/state/c7n-venv"
+    if ! [ -x "$C7N_VENV/bin/c7n-org" ]; then
+        echo "installing c7n-org into $C7N_VENV (pip install c7n-org)..." >&2
+        "$VENV_PY" -m venv "$C7N_VENV"
+        "$C7N_VENV/bin/pip" install --quiet --disable-pip-version-check c7n-org ||
+            die "pip install c7n-org failed (PyPI must be reachable)"
+    fi
+    "$VENV_PY" - "$WORK/seed.json" >"$WORK/c7n-accounts.yml" <<'PY'
+import json, sys
+seed = json.load(open(sys.argv[1]))
+print("accounts:")
+for i, a in enumerate(seed["accounts"]):
+    print(f'  - account_id: "{a}"\n    name: bench-{i:04d}\n    regions: [us-east-1]\n'
+          f'    role: arn:aws:iam::{a}:role/iam-warden')
+PY
+    "$VENV_PY" -c 'import urllib.request, sys; urllib.request.urlopen(urllib.request.Request(sys.argv[1] + "/__reset", method="POST")).read()' "$PROXY_URL"
+    echo "c7n-org run --dryrun over $ACCOUNTS accounts..." >&2
+    rc=0
+    t0=$(now_s)
+    AWS_ENDPOINT_URL="$PROXY_URL" "$C7N_VENV/bin/c7n-org" run --dryrun -c "$WORK/c7n-accounts.yml" \
+        -u bench/custodian-policies.yml -s "$WORK/c7n-out" -r us-east-1 >"$WORK/c7n.log" 2>&1 || rc=$?
+    t1=$(now_s)
+    [ "$rc" = 0 ] || { tail -n 20 "$WORK/c7n.log" >&2; die "c7n-org exited $rc"; }
+    "$VENV_PY" -c 'import urllib.request, sys; print(urllib.request.urlopen(sys.argv[1] + "/__counts").read().decode())' \
+        "$PROXY_URL" >"$WORK/c7n-ops.json"
+    "$VENV_PY" - "$WORK" "$(elapsed "$t0" "$t1")" "$("$C7N_VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("c7n"), m.version("c7n-org"))')" \
+        "$(cut -d' ' -f1-3 /proc/loadavg)" >"$WORK/c7n.json" <<'PY'
+import glob, json, sys
+work, secs, versions, load = sys.argv[1:5]
+ops = json.load(open(f"{work}/c7n-ops.json"))
+n = len(json.load(open(f"{work}/seed.json"))["accounts"])
+matched = {}
+for f in glob.glob(f"{work}/c7n-out/*/*/*/resources.json"):
+    policy = f.split("/")[-2]
+    matched[policy] = matched.get(policy, 0) + len(json.load(open(f)))
+print(json.dumps({
+    "versions": versions,
+    "seconds": float(secs),
+    "load_average_after": load,
+    "aws_calls": sum(ops.values()),
+    "calls_per_account": round(sum(ops.values()) / n, 1),
+    "calls_by_operation": ops,
+    "matched_by_policy": matched,
+}))
+PY
+    echo "c7n-org: $(py 'd["seconds"]' "$WORK/c7n.json") s, $(py 'd["aws_calls"]' "$WORK/c7n.json") calls" >&2
+fi
+
 mkdir -p "$RESULTS"
 OUT="$RESULTS/org-${ACCOUNTS}x${USERS}.json"
 "$VENV_PY" - "$WORK" "$(machine)" "$load_before" "$load_after" >"$OUT" <<'PY'
@@ -107,6 +165,7 @@ print(json.dumps({
     "seed": {**seed, "accounts": len(seed["accounts"])},
     "cis_on": runs("cis-on"),
     "cis_off": runs("cis-off"),
+    "c7n_org": json.load(open(f"{work}/c7n.json")),
 }, indent=2))
 PY
 "$VENV_PY" - "$OUT" <<'PY'
@@ -120,5 +179,9 @@ for k in ("cis_on", "cis_off"):
     c = x["calls_per_account"]
     print(f"    AWS calls: {x['aws_calls']} = discovery {x['discovery_aws_calls']} (GetCallerIdentity, ListAccounts pages, one AssumeRole per account) + per account {c['median']} (min {c['min']}, max {c['max']})")
     print(f"    by operation: {', '.join(f'{k2} {v}' for k2, v in sorted(x['calls_by_operation'].items()))}")
+c = r["c7n_org"]
+if c:
+    print(f"  c7n-org {c['versions']} --dryrun: {c['seconds']:.1f} s, {c['aws_calls']} calls ({c['calls_per_account']} per account)")
+    print(f"    by operation: {', '.join(f'{k2} {v}' for k2, v in sorted(c['calls_by_operation'].items()))}")
 print(f"  results: {sys.argv[1]}")
 PY
