@@ -19,7 +19,8 @@
 # process per account (C7N_ORG_PARALLEL at a time, default 4 x cores).
 # Environment: ACCOUNTS (100), USERS (100), DRIFT (0.1), RUNS (3), CONCURRENCY
 # (accounts.concurrency, default iam-warden's), BASELINE (1; 0 skips the baseline enforce),
-# C7N_ORG (0).
+# C7N_ORG (0), ALSO_CONCURRENCY (unset: with a number N, RUNS more audits of each kind with
+# accounts.concurrency = N, on the same organization).
 # Results: state/bench/org-ACCOUNTSxUSERS.json.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -74,6 +75,10 @@ start_count_proxy "$MOTO_URL"
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 audit_runs cis-on
 audit_runs cis-off IAM_WARDEN_CIS__ENABLED=false
+if [ -n "${ALSO_CONCURRENCY:-}" ]; then
+    audit_runs cis-on-c IAM_WARDEN_ACCOUNTS__CONCURRENCY="$ALSO_CONCURRENCY"
+    audit_runs cis-off-c IAM_WARDEN_CIS__ENABLED=false IAM_WARDEN_ACCOUNTS__CONCURRENCY="$ALSO_CONCURRENCY"
+fi
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # ---- c7n-org (optional) --------------------------------------------------------------------
@@ -130,7 +135,7 @@ fi
 mkdir -p "$RESULTS"
 OUT="$RESULTS/org-${ACCOUNTS}x${USERS}.json"
 "$VENV_PY" - "$WORK" "$(machine)" "$load_before" "$load_after" >"$OUT" <<'PY'
-import json, statistics, sys
+import json, os, statistics, sys
 work, machine, load_before, load_after = sys.argv[1:5]
 seed = json.load(open(f"{work}/seed.json"))
 
@@ -166,6 +171,9 @@ print(json.dumps({
     "cis_on": runs("cis-on"),
     "cis_off": runs("cis-off"),
     "c7n_org": json.load(open(f"{work}/c7n.json")),
+    **({"also_concurrency": {"concurrency": int(os.environ["ALSO_CONCURRENCY"]),
+                             "cis_on": runs("cis-on-c"), "cis_off": runs("cis-off-c")}}
+       if os.environ.get("ALSO_CONCURRENCY") else {}),
 }, indent=2))
 PY
 "$VENV_PY" - "$OUT" <<'PY'
@@ -179,6 +187,11 @@ for k in ("cis_on", "cis_off"):
     c = x["calls_per_account"]
     print(f"    AWS calls: {x['aws_calls']} = discovery {x['discovery_aws_calls']} (GetCallerIdentity, ListAccounts pages, one AssumeRole per account) + per account {c['median']} (min {c['min']}, max {c['max']})")
     print(f"    by operation: {', '.join(f'{k2} {v}' for k2, v in sorted(x['calls_by_operation'].items()))}")
+a = r.get("also_concurrency")
+if a:
+    for k in ("cis_on", "cis_off"):
+        x = a[k]
+        print(f"  {k} with accounts.concurrency = {a['concurrency']}: median {x['median_seconds']:.3f} s (runs: {', '.join(f'{t:.3f}' for t in x['runs_seconds'])}), {x['aws_calls']} calls")
 c = r["c7n_org"]
 if c:
     print(f"  c7n-org {c['versions']} --dryrun: {c['seconds']:.1f} s, {c['aws_calls']} calls ({c['calls_per_account']} per account)")
