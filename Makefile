@@ -5,7 +5,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 
 .DEFAULT_GOAL := help
-.PHONY: help setup build lint test fuzz demo bench bench-audit bench-enforce bench-daemon bench-custodian bench-faults bench-burst bench-impact bench-prowler clean-state
+.PHONY: help setup build lint test fuzz demo bench bench-audit bench-enforce bench-daemon bench-custodian bench-faults bench-burst bench-impact bench-prowler bench-org clean-state
 
 help:
 	@echo "make demo         set up, then run the demo against a local AWS emulator (moto)"
@@ -15,6 +15,7 @@ help:
 	@echo "make bench        benchmarks (release build): audit, enforce, daemon, custodian, faults,"
 	@echo "                  burst, impact; figures in README (each alone: make bench-NAME)"
 	@echo "make bench-prowler CIS verdicts next to Prowler's on one moto account (installs Prowler)"
+	@echo "make bench-org    audit of an emulated organization (ACCOUNTS=100 USERS=100; minutes of seeding)"
 	@echo "make setup        only the set-up (Debian packages, .venv with moto)"
 	@echo "make clean-state  remove benchmark results and leftovers of interrupted runs"
 
@@ -62,6 +63,10 @@ bench-burst: setup
 
 bench-impact: setup
 	@bash bench/impact.sh
+
+# Not part of `make bench`: seeds ACCOUNTS x USERS users into moto first (minutes).
+bench-org: setup
+	@bash bench/org.sh
 
 # Not part of `make bench`: installs Prowler from PyPI (minutes) into state/prowler-venv.
 bench-prowler: setup

@@ -309,6 +309,12 @@ fn python() -> (Command, String) {
 
 /// Loads YAML files as JSON (one array of documents per file), rejecting duplicate keys.
 fn yaml_files(paths: &[PathBuf]) -> Vec<Vec<Value>> {
+    yaml_files_with(paths, false)
+}
+
+/// [`yaml_files`]; with `cfn`, CloudFormation's short-form tags (`!Ref`, `!GetAtt`,
+/// `!Sub`, ...) become their long form (`{"Ref": ...}`, `{"Fn::GetAtt": [..]}`, ...).
+fn yaml_files_with(paths: &[PathBuf], cfn: bool) -> Vec<Vec<Value>> {
     const SCRIPT: &str = r#"
 import json, sys
 try:
@@ -330,8 +336,24 @@ def mapping(loader, node, deep=False):
     return loader.construct_mapping(node, deep)
 
 StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, mapping)
+
+def cfn_tag(loader, suffix, node):
+    if isinstance(node, yaml.ScalarNode):
+        value = loader.construct_scalar(node)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)
+    if suffix == "GetAtt" and isinstance(value, str):
+        value = value.split(".", 1)
+    return {suffix if suffix == "Ref" or suffix == "Condition" else "Fn::" + suffix: value}
+
+paths = sys.argv[1:]
+if paths[:1] == ["--cfn"]:
+    paths = paths[1:]
+    StrictLoader.add_multi_constructor("!", cfn_tag)
 out = []
-for path in sys.argv[1:]:
+for path in paths:
     with open(path) as f:
         try:
             out.append(list(yaml.load_all(f, Loader=StrictLoader)))
@@ -340,7 +362,11 @@ for path in sys.argv[1:]:
 json.dump(out, sys.stdout, default=str)
 "#;
     let (mut cmd, hint) = python();
-    cmd.arg("-c").arg(SCRIPT).args(paths);
+    cmd.arg("-c").arg(SCRIPT);
+    if cfn {
+        cmd.arg("--cfn");
+    }
+    cmd.args(paths);
     let stdout = run_ok(&mut cmd, &hint);
     serde_json::from_str(&stdout).expect("YAML-to-JSON output is JSON")
 }
@@ -1224,6 +1250,22 @@ fn unit_directives(text: &str) -> Vec<(String, String, String)> {
 
 #[test]
 fn systemd_unit_verifies() {
+    // The drop-ins next to it are verified with it.
+    let dropins: Vec<(String, String)> = fs::read_dir(deploy("systemd/iam-warden.service.d"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .map(|p| {
+            (
+                p.file_name().unwrap().to_string_lossy().into_owned(),
+                read(&p),
+            )
+        })
+        .collect();
+    systemd_verify(&dropins);
+}
+
+/// `systemd-analyze verify` of the unit with these drop-ins (file name, text).
+fn systemd_verify(dropins: &[(String, String)]) {
     let original = read(&deploy("systemd/iam-warden.service"));
     let prefix = format!("ExecStart={BINARY} ");
     // Same unit, but ExecStart runs a binary that exists here; every other line identical.
@@ -1242,18 +1284,9 @@ fn systemd_unit_verifies() {
     let dir = tempfile::tempdir().unwrap();
     let unit = dir.path().join("iam-warden.service");
     fs::write(&unit, lines.join("\n") + "\n").unwrap();
-    // The drop-ins next to it are verified with it.
-    let dropins = deploy("systemd/iam-warden.service.d");
     fs::create_dir(dir.path().join("iam-warden.service.d")).unwrap();
-    for entry in fs::read_dir(&dropins).unwrap() {
-        let p = entry.unwrap().path();
-        fs::copy(
-            &p,
-            dir.path()
-                .join("iam-warden.service.d")
-                .join(p.file_name().unwrap()),
-        )
-        .unwrap();
+    for (name, text) in dropins {
+        fs::write(dir.path().join("iam-warden.service.d").join(name), text).unwrap();
     }
 
     let mut cmd = Command::new("systemd-analyze");
@@ -2628,5 +2661,875 @@ fn dockerfile_state_directory_is_private() {
             && r.contains("--chown=65532:65532")
             && r.split_whitespace().any(|w| w == staged)),
         "the state directory is copied with its owner"
+    );
+}
+
+// ---------------------------------------------------------------------------------
+// CloudFormation (organization mode): deploy/cloudformation/
+// ---------------------------------------------------------------------------------
+
+/// The statements of deploy/iam/iam-warden-policy.json that only the account running
+/// iam-warden needs; the member role has every other one.
+const CALLER_ONLY_SIDS: &[&str] = &["DiscoverOrganizationAccounts", "AssumeRoleInMemberAccounts"];
+
+fn cfn(rel: &str) -> PathBuf {
+    deploy("cloudformation").join(rel)
+}
+
+/// Runs the real cfn-lint (from the Python of `python()`) on the templates.
+fn cfn_lint(paths: &[PathBuf]) {
+    let (mut cmd, hint) = python();
+    cmd.args([
+        "-c",
+        "import sys\ntry:\n    from cfnlint.runner import main\nexcept ImportError:\n    \
+         sys.exit('cfn-lint is missing from ' + sys.executable + ': pip install cfn-lint')\n\
+         sys.argv = ['cfn-lint'] + sys.argv[1:]\nsys.exit(main())",
+    ])
+    .args(paths);
+    run_ok(&mut cmd, &hint);
+}
+
+/// A template as JSON, the short-form intrinsics (`!Ref x`, `!GetAtt A.B`, `!If [...]`)
+/// turned into their long form (`{"Ref": "x"}`, `{"Fn::GetAtt": ["A", "B"]}`, ...).
+fn cfn_template(path: &Path) -> Value {
+    let mut docs = yaml_files_with(&[path.to_path_buf()], true).remove(0);
+    assert_eq!(docs.len(), 1, "{}: one YAML document", path.display());
+    docs.remove(0)
+}
+
+/// A template with its parameters (defaults, then `given`) and conditions applied:
+/// `Ref` to a parameter is its value, `Ref: AWS::NoValue` and resources whose condition
+/// is false are gone, `Fn::If` is the branch taken. `Ref`/`Fn::GetAtt` of resources and
+/// pseudo parameters other than `AWS::NoValue` stay as they are.
+fn cfn_resolve(template: &Value, given: &[(&str, &str)]) -> Value {
+    let mut params: BTreeMap<String, Value> = BTreeMap::new();
+    if let Some(ps) = template["Parameters"].as_object() {
+        for (name, p) in ps {
+            if let Some(d) = p.get("Default") {
+                params.insert(name.clone(), d.clone());
+            }
+        }
+    }
+    for (k, v) in given {
+        assert!(
+            template["Parameters"].get(*k).is_some(),
+            "no parameter {k} in the template"
+        );
+        params.insert(k.to_string(), Value::from(*v));
+    }
+    let mut conds: BTreeMap<String, bool> = BTreeMap::new();
+    if let Some(cs) = template["Conditions"].as_object() {
+        // Conditions may name earlier ones; a few passes settle them.
+        for _ in 0..cs.len() {
+            for (name, c) in cs {
+                if let Some(b) = cfn_condition(c, &params, &conds) {
+                    conds.insert(name.clone(), b);
+                }
+            }
+        }
+        assert_eq!(conds.len(), cs.len(), "unresolved conditions: {cs:?}");
+    }
+    let mut out = template.clone();
+    if let Some(resources) = out["Resources"].as_object_mut() {
+        resources.retain(|_, r| {
+            r.get("Condition")
+                .and_then(Value::as_str)
+                .is_none_or(|c| conds[c])
+        });
+    }
+    cfn_value(&out, &params, &conds).expect("the template itself")
+}
+
+fn cfn_condition(
+    v: &Value,
+    params: &BTreeMap<String, Value>,
+    conds: &BTreeMap<String, bool>,
+) -> Option<bool> {
+    let obj = v.as_object().filter(|o| o.len() == 1)?;
+    let (f, args) = obj.iter().next().unwrap();
+    let args = args.as_array();
+    let arg = |i: usize| args.and_then(|a| a.get(i)).cloned().unwrap_or(Value::Null);
+    match f.as_str() {
+        "Condition" => conds.get(obj[f].as_str()?).copied(),
+        "Fn::Not" => cfn_condition(&arg(0), params, conds).map(|b| !b),
+        "Fn::And" => args?
+            .iter()
+            .map(|c| cfn_condition(c, params, conds))
+            .collect::<Option<Vec<bool>>>()
+            .map(|v| v.iter().all(|b| *b)),
+        "Fn::Or" => args?
+            .iter()
+            .map(|c| cfn_condition(c, params, conds))
+            .collect::<Option<Vec<bool>>>()
+            .map(|v| v.iter().any(|b| *b)),
+        "Fn::Equals" => {
+            let a = cfn_value(&arg(0), params, conds)?;
+            let b = cfn_value(&arg(1), params, conds)?;
+            Some(a == b)
+        }
+        _ => None,
+    }
+}
+
+/// `None`: the value is `AWS::NoValue` (the key or element is dropped).
+fn cfn_value(
+    v: &Value,
+    params: &BTreeMap<String, Value>,
+    conds: &BTreeMap<String, bool>,
+) -> Option<Value> {
+    match v {
+        Value::Object(o) if o.len() == 1 && o.contains_key("Ref") => {
+            let name = o["Ref"].as_str().expect("Ref of a name");
+            if name == "AWS::NoValue" {
+                None
+            } else {
+                Some(params.get(name).cloned().unwrap_or_else(|| v.clone()))
+            }
+        }
+        Value::Object(o) if o.len() == 1 && o.contains_key("Fn::If") => {
+            let a = o["Fn::If"].as_array().expect("Fn::If [cond, then, else]");
+            let c = a[0].as_str().expect("Fn::If condition name");
+            let taken = if *conds
+                .get(c)
+                .unwrap_or_else(|| panic!("Fn::If of unknown condition {c}"))
+            {
+                &a[1]
+            } else {
+                &a[2]
+            };
+            cfn_value(taken, params, conds)
+        }
+        Value::Object(o) => Some(Value::Object(
+            o.iter()
+                .filter_map(|(k, x)| cfn_value(x, params, conds).map(|x| (k.clone(), x)))
+                .collect(),
+        )),
+        Value::Array(a) => Some(Value::Array(
+            a.iter()
+                .filter_map(|x| cfn_value(x, params, conds))
+                .collect(),
+        )),
+        other => Some(other.clone()),
+    }
+}
+
+/// The resources of `kind` in a (resolved) template: (logical id, resource).
+fn cfn_resources<'a>(t: &'a Value, kind: &str) -> Vec<(&'a str, &'a Value)> {
+    t["Resources"]
+        .as_object()
+        .expect("Resources")
+        .iter()
+        .filter(|(_, r)| r["Type"] == kind)
+        .map(|(id, r)| (id.as_str(), r))
+        .collect()
+}
+
+fn get_att(id: &str, attr: &str) -> Value {
+    serde_json::json!({ "Fn::GetAtt": [id, attr] })
+}
+
+fn cfn_ref(name: &str) -> Value {
+    serde_json::json!({ "Ref": name })
+}
+
+const WARDEN_ARN: &str = "arn:aws:iam::111122223333:role/iam-warden";
+
+#[test]
+fn cloudformation_templates_pass_cfn_lint() {
+    let mut files: Vec<PathBuf> = fs::read_dir(deploy("cloudformation"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
+    let names: Vec<String> = files
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    for t in ["management.yaml", "member-role.yaml"] {
+        assert!(names.iter().any(|n| n == t), "no {t} in {names:?}");
+    }
+    cfn_lint(&files);
+    // StackSet-ready: no account id (12 digits) written into any resource.
+    for path in &files {
+        let t = cfn_template(path);
+        let text = serde_json::to_string(&t["Resources"]).unwrap();
+        let digits: Vec<&str> = text
+            .split(|c: char| !c.is_ascii_digit())
+            .filter(|d| d.len() == 12)
+            .collect();
+        assert!(
+            digits.is_empty(),
+            "{}: account ids in resources: {digits:?}; make them parameters",
+            path.display()
+        );
+    }
+}
+
+#[test]
+fn member_role_policy_is_the_iam_policy_without_the_callers_statements() {
+    let t = cfn_resolve(
+        &cfn_template(&cfn("member-role.yaml")),
+        &[("WardenPrincipalArn", WARDEN_ARN)],
+    );
+    let roles: Vec<_> = cfn_resources(&t, "AWS::IAM::Role")
+        .into_iter()
+        .filter(|(_, r)| r.pointer("/Properties/RoleName").is_some())
+        .collect();
+    assert_eq!(roles.len(), 1, "one named role: {roles:?}");
+    let role = &roles[0].1["Properties"];
+    // The default role name is iam-warden's default accounts.role_name.
+    assert_eq!(
+        role["RoleName"],
+        iam_warden::config::Config::default()
+            .accounts
+            .role_name
+            .as_str()
+    );
+    let policies = role["Policies"].as_array().expect("inline Policies");
+    assert_eq!(policies.len(), 1, "one inline policy");
+    let in_template = &policies[0]["PolicyDocument"];
+    let source = iam_policy();
+    assert_eq!(in_template["Version"], source["Version"]);
+    let template_st = in_template["Statement"].as_array().expect("Statement");
+    let source_st = source["Statement"].as_array().unwrap();
+    let sid = |s: &Value| str_at(s, "/Sid").to_string();
+    let template_sids: BTreeSet<String> = template_st.iter().map(sid).collect();
+    let left_out: BTreeSet<String> = source_st
+        .iter()
+        .map(sid)
+        .filter(|s| !template_sids.contains(s))
+        .collect();
+    let caller_only: BTreeSet<String> = CALLER_ONLY_SIDS.iter().map(|s| s.to_string()).collect();
+    assert_eq!(
+        left_out, caller_only,
+        "the member role has every statement of deploy/iam/iam-warden-policy.json but the caller's"
+    );
+    let expected: Vec<&Value> = source_st
+        .iter()
+        .filter(|s| !caller_only.contains(&sid(s)))
+        .collect();
+    let got: Vec<&Value> = template_st.iter().collect();
+    assert_eq!(
+        got, expected,
+        "member-role.yaml's policy differs from deploy/iam/iam-warden-policy.json (statements, in order)"
+    );
+    // An inline role policy may have 10,240 characters (all inline policies of the role).
+    let size = serde_json::to_string(in_template).unwrap().len();
+    assert!(size <= 10_240, "the inline policy has {size} characters");
+}
+
+#[test]
+fn member_role_trust_requires_the_external_id_only_when_given() {
+    let raw = cfn_template(&cfn("member-role.yaml"));
+    assert_eq!(raw["Parameters"]["ExternalId"]["Default"], "");
+    assert_eq!(raw["Parameters"]["ExternalId"]["NoEcho"], true);
+    assert!(
+        raw["Parameters"]["WardenPrincipalArn"]
+            .get("Default")
+            .is_none(),
+        "the iam-warden principal has no default: each installation names its own"
+    );
+    let trust = |given: &[(&str, &str)]| -> Value {
+        let t = cfn_resolve(&raw, given);
+        let roles: Vec<_> = cfn_resources(&t, "AWS::IAM::Role")
+            .into_iter()
+            .filter(|(_, r)| r.pointer("/Properties/RoleName").is_some())
+            .collect();
+        let st = roles[0]
+            .1
+            .pointer("/Properties/AssumeRolePolicyDocument/Statement")
+            .and_then(Value::as_array)
+            .expect("trust statements");
+        assert_eq!(st.len(), 1, "one trust statement: {st:?}");
+        assert_eq!(st[0]["Effect"], "Allow");
+        assert_eq!(st[0]["Action"], "sts:AssumeRole");
+        assert_eq!(
+            st[0]["Principal"],
+            serde_json::json!({ "AWS": WARDEN_ARN }),
+            "only the iam-warden principal"
+        );
+        st[0].clone()
+    };
+    let without = trust(&[("WardenPrincipalArn", WARDEN_ARN)]);
+    assert!(
+        without.get("Condition").is_none(),
+        "no ExternalId given, no condition: {without}"
+    );
+    let with = trust(&[
+        ("WardenPrincipalArn", WARDEN_ARN),
+        ("ExternalId", "ext-0123456789"),
+    ]);
+    assert_eq!(
+        with["Condition"],
+        serde_json::json!({ "StringEquals": { "sts:ExternalId": "ext-0123456789" } }),
+        "the ExternalId given is required"
+    );
+}
+
+/// EventBridge envelopes the SQS consumer accepts (every IAM event name the daemon knows,
+/// a write it has no special name for, an exposed-key Health event) and ones it rejects.
+fn sample_events() -> (Vec<Value>, Vec<Value>) {
+    use iam_warden::sources::event::{
+        EVENTBRIDGE_DETAIL_TYPE, EVENTBRIDGE_SOURCE, IAM_EVENT_SOURCE, KNOWN_EVENT_NAMES,
+    };
+    let iam = |name: &str, source: &str, detail_type: &str| {
+        serde_json::json!({
+            "version": "0",
+            "id": format!("id-{name}"),
+            "detail-type": detail_type,
+            "source": source,
+            "account": "111122223333",
+            "time": "2026-08-01T13:42:21Z",
+            "region": "us-east-1",
+            "resources": [],
+            "detail": {
+                "eventVersion": "1.09",
+                "eventID": format!("ev-{name}"),
+                "eventName": name,
+                "eventSource": IAM_EVENT_SOURCE,
+                "eventTime": "2026-08-01T13:42:21Z",
+                "readOnly": false,
+                "requestParameters": { "userName": "bob" },
+                "userIdentity": {
+                    "type": "IAMUser",
+                    "arn": "arn:aws:iam::111122223333:user/alice",
+                    "userName": "alice"
+                }
+            }
+        })
+    };
+    let health = |code: &str| {
+        serde_json::json!({
+            "version": "0",
+            "id": format!("health-{code}"),
+            "detail-type": "AWS Health Event",
+            "source": "aws.health",
+            "account": "111122223333",
+            "time": "2026-08-01T13:42:21Z",
+            "region": "us-east-1",
+            "resources": [],
+            "detail": {
+                "eventArn": format!("arn:aws:health:us-east-1::event/RISK/{code}/x"),
+                "service": "RISK",
+                "eventTypeCode": code,
+                "eventTypeCategory": "issue",
+                "affectedEntities": [{ "entityValue": "AKIAIOSFODNN7EXAMPLE" }]
+            }
+        })
+    };
+    let mut accepted: Vec<Value> = KNOWN_EVENT_NAMES
+        .iter()
+        .map(|n| iam(n, EVENTBRIDGE_SOURCE, EVENTBRIDGE_DETAIL_TYPE))
+        .collect();
+    // Any IAM write naming a user makes the daemon look at that user.
+    accepted.push(iam(
+        "CreateServiceSpecificCredential",
+        EVENTBRIDGE_SOURCE,
+        EVENTBRIDGE_DETAIL_TYPE,
+    ));
+    accepted.push(health("AWS_RISK_CREDENTIALS_EXPOSED"));
+    let rejected = vec![
+        iam("PutObject", "aws.s3", EVENTBRIDGE_DETAIL_TYPE),
+        iam(
+            "CreateUser",
+            EVENTBRIDGE_SOURCE,
+            "AWS Service Event via CloudTrail",
+        ),
+        health("AWS_EC2_INSTANCE_RETIREMENT_SCHEDULED"),
+    ];
+    (accepted, rejected)
+}
+
+/// Which of the event patterns (name → pattern) match each event, by moto's EventBridge
+/// pattern matcher (the emulator the other tests run against).
+fn matching_rules(patterns: &BTreeMap<String, Value>, events: &[Value]) -> Vec<BTreeSet<String>> {
+    const SCRIPT: &str = r#"
+import json, sys
+try:
+    from moto.events.models import EventPattern
+except ImportError:
+    sys.exit("moto is missing from " + sys.executable + ": pip install 'moto[server]'")
+data = json.load(sys.stdin)
+pats = {k: EventPattern.load(json.dumps(p)) for k, p in data["patterns"].items()}
+json.dump([[k for k, p in pats.items() if p.matches_event(e)] for e in data["events"]], sys.stdout)
+"#;
+    let (mut cmd, hint) = python();
+    cmd.arg("-c")
+        .arg(SCRIPT)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => panic!("cannot run {}: {e}; {hint}", describe(&cmd)),
+    };
+    let input = serde_json::json!({ "patterns": patterns, "events": events });
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin
+            .write_all(input.to_string().as_bytes())
+            .expect("write to the pattern matcher");
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "pattern matcher failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("matcher output")
+}
+
+/// (template, its parameters, groups of rules: each group must match every accepted event).
+type RuleCase<'a> = (&'a str, Vec<(&'a str, &'a str)>, Vec<Vec<&'a str>>);
+
+#[test]
+fn event_rules_match_exactly_what_the_sqs_consumer_accepts() {
+    use iam_warden::sources::health::{parse_sqs_message, SqsEvent, HEALTH_PATTERN};
+    let (accepted, rejected) = sample_events();
+    for e in &accepted {
+        let parsed = parse_sqs_message(&e.to_string());
+        assert!(parsed.is_ok(), "the consumer rejects {e}: {parsed:?}");
+        if let Ok(SqsEvent::CloudTrail(ev)) = parsed {
+            let targets = iam_warden::sources::event::targets(&ev, &Default::default());
+            assert!(!targets.is_empty(), "{} maps to no work", ev.event_name);
+        }
+    }
+    for e in &rejected {
+        assert!(
+            parse_sqs_message(&e.to_string()).is_err(),
+            "the consumer accepts {e}"
+        );
+    }
+    let health_pattern: Value = serde_json::from_str(HEALTH_PATTERN).unwrap();
+
+    let cases: [RuleCase; 2] = [
+        (
+            "management.yaml",
+            vec![("OrganizationId", "o-exampleorgid")],
+            vec![
+                vec!["OrganizationIamEvents", "OrganizationExposedKeyEvents"],
+                vec!["OwnIamEvents", "OwnExposedKeyEvents"],
+            ],
+        ),
+        (
+            "member-role.yaml",
+            vec![
+                ("WardenPrincipalArn", WARDEN_ARN),
+                (
+                    "CentralEventBusArn",
+                    "arn:aws:events:us-east-1:111122223333:event-bus/iam-warden",
+                ),
+            ],
+            vec![vec!["ForwardIamEvents", "ForwardExposedKeyEvents"]],
+        ),
+    ];
+    for (file, params, groups) in cases {
+        let t = cfn_resolve(&cfn_template(&cfn(file)), &params);
+        let rules: BTreeMap<String, Value> = cfn_resources(&t, "AWS::Events::Rule")
+            .into_iter()
+            .map(|(id, r)| {
+                assert_eq!(r.pointer("/Properties/State"), Some(&"ENABLED".into()));
+                (
+                    id.to_string(),
+                    r.pointer("/Properties/EventPattern").cloned().unwrap(),
+                )
+            })
+            .collect();
+        let in_groups: BTreeSet<String> = groups.iter().flatten().map(|s| s.to_string()).collect();
+        assert_eq!(
+            rules.keys().cloned().collect::<BTreeSet<_>>(),
+            in_groups,
+            "{file}: rules"
+        );
+        for (id, p) in &rules {
+            if p["source"] == serde_json::json!(["aws.health"]) {
+                assert_eq!(
+                    p, &health_pattern,
+                    "{file} {id}: sources::health::HEALTH_PATTERN"
+                );
+            }
+        }
+        let hits = matching_rules(&rules, &accepted);
+        for (e, hit) in accepted.iter().zip(&hits) {
+            for g in &groups {
+                assert!(
+                    g.iter().any(|r| hit.contains(*r)),
+                    "{file}: no rule of {g:?} matches {} {}",
+                    e["source"],
+                    e.pointer("/detail/eventName")
+                        .or(e.pointer("/detail/eventTypeCode"))
+                        .unwrap()
+                );
+            }
+        }
+        let misses = matching_rules(&rules, &rejected);
+        for (e, hit) in rejected.iter().zip(&misses) {
+            assert!(
+                hit.is_empty(),
+                "{file}: {hit:?} match {e}, which the consumer rejects"
+            );
+        }
+    }
+}
+
+#[test]
+fn management_template_wires_queue_dlq_bus_and_policies() {
+    let t = cfn_resolve(
+        &cfn_template(&cfn("management.yaml")),
+        &[("OrganizationId", "o-exampleorgid")],
+    );
+    let one = |kind: &str| -> (String, Value) {
+        let r = cfn_resources(&t, kind);
+        assert_eq!(r.len(), 1, "one {kind}");
+        (r[0].0.to_string(), r[0].1["Properties"].clone())
+    };
+    // The queue and its dead-letter queue.
+    let queues = cfn_resources(&t, "AWS::SQS::Queue");
+    assert_eq!(queues.len(), 2, "the queue and its DLQ");
+    let (queue_id, queue) = queues
+        .iter()
+        .find(|(_, q)| q.pointer("/Properties/RedrivePolicy").is_some())
+        .map(|(id, q)| (id.to_string(), q["Properties"].clone()))
+        .expect("a queue with a redrive policy");
+    let (dlq_id, _) = queues.iter().find(|(id, _)| *id != queue_id).unwrap();
+    assert_eq!(
+        queue["RedrivePolicy"]["deadLetterTargetArn"],
+        get_att(dlq_id, "Arn")
+    );
+    assert_eq!(queue["RedrivePolicy"]["maxReceiveCount"], 5);
+    // Named so that deploy/iam/iam-warden-policy.json lets iam-warden read it.
+    let name = queue["QueueName"].as_str().expect("QueueName");
+    let consume = iam_policy()["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["Sid"] == "ConsumeEventBridgeQueue")
+        .cloned()
+        .expect("ConsumeEventBridgeQueue");
+    let prefix = str_at(&consume, "/Resource")
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .trim_end_matches('*')
+        .to_string();
+    assert!(
+        name.starts_with(&prefix),
+        "queue {name} is not readable under the policy's {prefix}*"
+    );
+
+    // Every rule sends to the queue; the queue admits exactly those rules.
+    let rules = cfn_resources(&t, "AWS::Events::Rule");
+    let mut rule_arns = BTreeSet::new();
+    for (id, r) in &rules {
+        let targets = r.pointer("/Properties/Targets").and_then(Value::as_array);
+        assert_eq!(
+            targets.map(|t| t.iter().map(|x| x["Arn"].clone()).collect::<Vec<_>>()),
+            Some(vec![get_att(&queue_id, "Arn")]),
+            "{id} targets the queue"
+        );
+        rule_arns.insert(get_att(id, "Arn").to_string());
+    }
+    let (_, qp) = one("AWS::SQS::QueuePolicy");
+    assert_eq!(qp["Queues"], serde_json::json!([cfn_ref(&queue_id)]));
+    let st = qp
+        .pointer("/PolicyDocument/Statement")
+        .and_then(Value::as_array)
+        .unwrap();
+    assert_eq!(st.len(), 1);
+    assert_eq!(
+        st[0]["Principal"],
+        serde_json::json!({"Service": "events.amazonaws.com"})
+    );
+    assert_eq!(st[0]["Action"], "sqs:SendMessage");
+    assert_eq!(st[0]["Resource"], get_att(&queue_id, "Arn"));
+    let sources: BTreeSet<String> = st[0]
+        .pointer("/Condition/ArnEquals/aws:SourceArn")
+        .and_then(Value::as_array)
+        .expect("aws:SourceArn condition")
+        .iter()
+        .map(Value::to_string)
+        .collect();
+    assert_eq!(
+        sources, rule_arns,
+        "the queue policy names every rule, and only those"
+    );
+
+    // The bus: the organization's accounts may put events, nobody else.
+    let (bus_id, _) = one("AWS::Events::EventBus");
+    let (_, bp) = one("AWS::Events::EventBusPolicy");
+    assert_eq!(bp["EventBusName"], cfn_ref(&bus_id));
+    assert_eq!(bp["Statement"]["Action"], "events:PutEvents");
+    assert_eq!(bp["Statement"]["Resource"], get_att(&bus_id, "Arn"));
+    assert_eq!(
+        bp["Statement"]["Condition"],
+        serde_json::json!({"StringEquals": {"aws:PrincipalOrgID": "o-exampleorgid"}})
+    );
+    // Rules on the central bus (members' events) and on the default bus (this account's).
+    let on_bus = rules
+        .iter()
+        .filter(|(_, r)| r.pointer("/Properties/EventBusName") == Some(&cfn_ref(&bus_id)))
+        .count();
+    let on_default = rules
+        .iter()
+        .filter(|(_, r)| r.pointer("/Properties/EventBusName").is_none())
+        .count();
+    assert_eq!((on_bus, on_default), (2, 2));
+
+    // What iam-warden and the member stacks need.
+    assert_eq!(t["Outputs"]["QueueUrl"]["Value"], cfn_ref(&queue_id));
+    assert_eq!(
+        t["Outputs"]["EventBusArn"]["Value"],
+        get_att(&bus_id, "Arn")
+    );
+}
+
+#[test]
+fn member_forwarding_exists_only_with_a_central_bus_and_targets_it() {
+    let raw = cfn_template(&cfn("member-role.yaml"));
+    let without = cfn_resolve(&raw, &[("WardenPrincipalArn", WARDEN_ARN)]);
+    assert!(cfn_resources(&without, "AWS::Events::Rule").is_empty());
+    assert_eq!(
+        cfn_resources(&without, "AWS::IAM::Role").len(),
+        1,
+        "only the iam-warden role without CentralEventBusArn"
+    );
+    let bus = "arn:aws:events:us-east-1:111122223333:event-bus/iam-warden";
+    let with = cfn_resolve(
+        &raw,
+        &[
+            ("WardenPrincipalArn", WARDEN_ARN),
+            ("CentralEventBusArn", bus),
+        ],
+    );
+    let rules = cfn_resources(&with, "AWS::Events::Rule");
+    assert_eq!(rules.len(), 2);
+    let forward_role = cfn_resources(&with, "AWS::IAM::Role")
+        .into_iter()
+        .find(|(_, r)| r.pointer("/Properties/RoleName").is_none())
+        .expect("the forwarding role");
+    for (id, r) in &rules {
+        let targets = r
+            .pointer("/Properties/Targets")
+            .and_then(Value::as_array)
+            .unwrap();
+        assert_eq!(targets.len(), 1, "{id}");
+        assert_eq!(targets[0]["Arn"], bus, "{id} targets the central bus");
+        assert_eq!(
+            targets[0]["RoleArn"],
+            get_att(forward_role.0, "Arn"),
+            "{id}"
+        );
+        assert!(
+            r.pointer("/Properties/EventBusName").is_none(),
+            "{id}: the default bus"
+        );
+    }
+    let p = forward_role.1["Properties"].clone();
+    assert_eq!(
+        p.pointer("/AssumeRolePolicyDocument/Statement/0/Principal"),
+        Some(&serde_json::json!({"Service": "events.amazonaws.com"}))
+    );
+    let st = p
+        .pointer("/Policies/0/PolicyDocument/Statement")
+        .and_then(Value::as_array)
+        .unwrap();
+    assert_eq!(
+        st,
+        &vec![
+            serde_json::json!({"Effect": "Allow", "Action": "events:PutEvents", "Resource": bus})
+        ],
+        "the forwarding role may only put events on the central bus"
+    );
+}
+
+// ---------------------------------------------------------------------------------
+// Organization mode: the Kubernetes overlay and the systemd drop-in
+// ---------------------------------------------------------------------------------
+
+/// `iam-warden check-config` (the real loader: file, then `IAM_WARDEN_*` variables) of
+/// `toml` with `env`; the effective configuration it prints.
+fn check_config(toml_text: &str, env: &[(String, String)]) -> toml::Table {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("iam-warden.toml");
+    fs::write(&file, toml_text).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_iam-warden"));
+    cmd.args(["check-config", "--config"]).arg(&file);
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("IAM_WARDEN_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.envs(env.iter().map(|(k, v)| (k, v)));
+    let out = run_ok(&mut cmd, "cargo builds it");
+    out.parse::<toml::Table>()
+        .unwrap_or_else(|e| panic!("check-config output is TOML: {e}\n{out}"))
+}
+
+/// The queue URL the organization examples name: management.yaml's default queue.
+fn example_queue_url() -> String {
+    let t = cfn_template(&cfn("management.yaml"));
+    format!(
+        "https://sqs.us-east-1.amazonaws.com/111122223333/{}",
+        str_at(&t, "/Parameters/QueueName/Default")
+    )
+}
+
+#[test]
+fn kubernetes_organization_overlay_changes_only_accounts_and_the_queue() {
+    let dir = deploy("kubernetes-organization");
+    let kustomization = yaml_file(&dir.join("kustomization.yaml"));
+    assert_eq!(kustomization["kind"], "Kustomization");
+    assert_eq!(
+        kustomization["resources"],
+        serde_json::json!(["../kubernetes"]),
+        "the overlay builds on deploy/kubernetes"
+    );
+    assert_eq!(
+        kustomization["patches"],
+        serde_json::json!([{ "path": "configmap.yaml" }])
+    );
+    let patch = yaml_file(&dir.join("configmap.yaml"));
+    let k = K8s::load();
+    let base = k.one("ConfigMap");
+    for key in [
+        "/apiVersion",
+        "/kind",
+        "/metadata/name",
+        "/metadata/namespace",
+    ] {
+        assert_eq!(
+            patch.pointer(key),
+            base.pointer(key),
+            "the patch must name the base ConfigMap ({key})"
+        );
+    }
+    let keys = |v: &Value| -> BTreeSet<String> {
+        v["data"]
+            .as_object()
+            .expect("data")
+            .keys()
+            .cloned()
+            .collect()
+    };
+    assert_eq!(
+        keys(&patch),
+        keys(base),
+        "the patch replaces the same data keys"
+    );
+
+    let overlay_text = str_at(&patch, "/data/iam-warden.toml");
+    let mut overlay: toml::Table = overlay_text
+        .parse()
+        .unwrap_or_else(|e| panic!("overlay iam-warden.toml: {e}"));
+    let mut base_cfg = configmap_toml();
+    // What the overlay sets ...
+    let accounts = overlay.remove("accounts").expect("[accounts]");
+    assert_eq!(accounts["source"].as_str(), Some("organization"));
+    assert_eq!(
+        accounts["role_name"].as_str(),
+        Some(
+            cfn_template(&cfn("member-role.yaml"))["Parameters"]["RoleName"]["Default"]
+                .as_str()
+                .unwrap()
+        ),
+        "the member stacks' default RoleName"
+    );
+    let sqs = overlay["sources"]["sqs"]
+        .as_table()
+        .expect("[sources.sqs]")
+        .clone();
+    assert_eq!(
+        sqs.get("queue_url").and_then(toml::Value::as_str),
+        Some(example_queue_url().as_str())
+    );
+    // ... and nothing else differs from the base ConfigMap.
+    overlay["sources"]["sqs"]
+        .as_table_mut()
+        .unwrap()
+        .remove("queue_url");
+    assert!(base_cfg.get("accounts").is_none());
+    if let Some(s) = base_cfg
+        .get_mut("sources")
+        .and_then(|s| s.get_mut("sqs"))
+        .and_then(toml::Value::as_table_mut)
+    {
+        s.remove("queue_url");
+    }
+    assert_eq!(
+        overlay, base_cfg,
+        "the overlay's iam-warden.toml differs from the base beyond [accounts] and queue_url"
+    );
+
+    // iam-warden's loader accepts it and reads organization mode from it.
+    let effective = check_config(overlay_text, &[]);
+    assert_eq!(
+        effective["accounts"]["source"].as_str(),
+        Some("organization")
+    );
+    assert_eq!(
+        effective["sources"]["sqs"]["queue_url"].as_str(),
+        Some(example_queue_url().as_str())
+    );
+    assert_eq!(effective["mode"].as_str(), Some("dry-run"));
+}
+
+#[test]
+fn systemd_organization_dropin_verifies_and_sets_organization_mode() {
+    let name = "organization.conf.example";
+    let text = read(&deploy("systemd/iam-warden.service.d").join(name));
+    // Installed under a .conf name, it verifies with the unit and the other drop-ins.
+    let mut dropins: Vec<(String, String)> = fs::read_dir(deploy("systemd/iam-warden.service.d"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "conf"))
+        .map(|p| {
+            (
+                p.file_name().unwrap().to_string_lossy().into_owned(),
+                read(&p),
+            )
+        })
+        .collect();
+    dropins.push(("organization.conf".into(), text.clone()));
+    systemd_verify(&dropins);
+    assert!(
+        text.contains(&format!(
+            "install -D -m 0644 {name} /etc/systemd/system/iam-warden.service.d/organization.conf"
+        )),
+        "the drop-in says how to install it under a .conf name"
+    );
+
+    let directives = unit_directives(&text);
+    assert!(
+        directives
+            .iter()
+            .all(|(s, k, _)| s == "Service" && k == "Environment"),
+        "the drop-in only sets IAM_WARDEN_* variables: {directives:?}"
+    );
+    let env: Vec<(String, String)> = directives
+        .iter()
+        .map(|(_, _, v)| {
+            let (k, v) = v
+                .trim_matches('"')
+                .split_once('=')
+                .expect("Environment=NAME=VALUE");
+            assert!(k.starts_with("IAM_WARDEN_"), "{k}");
+            (k.to_string(), v.to_string())
+        })
+        .collect();
+    // On top of the documented example config, as the unit runs it.
+    let effective = check_config(&read(&root().join("config/iam-warden.toml")), &env);
+    assert_eq!(
+        effective["accounts"]["source"].as_str(),
+        Some("organization")
+    );
+    assert_eq!(
+        effective["accounts"]["role_name"].as_str(),
+        Some("iam-warden")
+    );
+    assert_eq!(
+        effective["sources"]["sqs"]["queue_url"].as_str(),
+        Some(example_queue_url().as_str())
     );
 }
