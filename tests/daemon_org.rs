@@ -325,35 +325,7 @@ async fn new_member(moto: &support::Moto, mgmt: &Account, name: &str) -> Account
         .and_then(|s| s.account_id())
         .expect("the new account's id")
         .to_string();
-    let out = aws_sdk_sts::Client::new(&mgmt.sdk)
-        .assume_role()
-        .role_arn(format!(
-            "arn:aws:iam::{id}:role/OrganizationAccountAccessRole"
-        ))
-        .role_session_name("seed")
-        .send()
-        .await
-        .expect("AssumeRole into a member account");
-    let c = out.credentials().expect("credentials");
-    let creds = aws_credential_types::Credentials::from_keys(
-        c.access_key_id(),
-        c.secret_access_key(),
-        Some(c.session_token().to_string()),
-    );
-    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new("us-east-1"))
-        .endpoint_url(&moto.endpoint)
-        .credentials_provider(creds.clone())
-        .load()
-        .await;
-    let iam = aws_sdk_iam::Client::new(&sdk);
-    Account {
-        id,
-        endpoint: moto.endpoint.clone(),
-        creds,
-        sdk,
-        iam,
-    }
+    Account::member_of(moto, mgmt, &id).await
 }
 
 /// `accounts.source = "organization"` with the shortest discovery interval (1m): an

@@ -17,40 +17,6 @@ use iam_warden::pacing::PacingSettings;
 use support::faults::FaultProxy;
 use support::{bin, shared_moto, Account, Moto};
 
-/// An account of the organization, seeded through the role moto creates in it.
-async fn member(moto: &Moto, mgmt: &Account, id: &str) -> Account {
-    let sts = aws_sdk_sts::Client::new(&mgmt.sdk);
-    let out = sts
-        .assume_role()
-        .role_arn(format!(
-            "arn:aws:iam::{id}:role/OrganizationAccountAccessRole"
-        ))
-        .role_session_name("seed")
-        .send()
-        .await
-        .expect("AssumeRole into a member account");
-    let c = out.credentials().expect("credentials");
-    let creds = aws_credential_types::Credentials::from_keys(
-        c.access_key_id(),
-        c.secret_access_key(),
-        Some(c.session_token().to_string()),
-    );
-    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new("us-east-1"))
-        .endpoint_url(&moto.endpoint)
-        .credentials_provider(creds.clone())
-        .load()
-        .await;
-    let iam = aws_sdk_iam::Client::new(&sdk);
-    Account {
-        id: id.to_string(),
-        endpoint: moto.endpoint.clone(),
-        creds,
-        sdk,
-        iam,
-    }
-}
-
 /// The organization: management account `mgmt` (in the root), OUs prod (with prod/team)
 /// and dev, and member accounts:
 /// - `team`: under prod/team (nested), one console user without MFA;
@@ -122,7 +88,7 @@ async fn organization(moto: &Moto) -> Org {
             .send()
             .await
             .unwrap();
-        accounts.insert(name, member(moto, &mgmt, &id).await);
+        accounts.insert(name, Account::member_of(moto, &mgmt, &id).await);
     }
     org.close_account()
         .account_id(&accounts["closed"].id)

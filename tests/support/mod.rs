@@ -221,11 +221,41 @@ impl Account {
         )
         .load()
         .await;
-        let sts = aws_sdk_sts::Client::new(&boot);
-        let out = sts
+        Account::assumed(
+            moto,
+            &boot,
+            &id,
+            &format!("arn:aws:iam::{id}:role/iam-warden-test"),
+            "iam-warden-test",
+        )
+        .await
+    }
+
+    /// Account `id` of the organization of `mgmt` (moto made it: `CreateAccount`), acting
+    /// through the role moto creates in it.
+    pub async fn member_of(moto: &Moto, mgmt: &Account, id: &str) -> Account {
+        Account::assumed(
+            moto,
+            &mgmt.sdk,
+            id,
+            &format!("arn:aws:iam::{id}:role/OrganizationAccountAccessRole"),
+            "seed",
+        )
+        .await
+    }
+
+    /// Account `id` with the credentials of `role_arn`, assumed by the identity of `by`.
+    async fn assumed(
+        moto: &Moto,
+        by: &aws_types::SdkConfig,
+        id: &str,
+        role_arn: &str,
+        session: &str,
+    ) -> Account {
+        let out = aws_sdk_sts::Client::new(by)
             .assume_role()
-            .role_arn(format!("arn:aws:iam::{id}:role/iam-warden-test"))
-            .role_session_name("iam-warden-test")
+            .role_arn(role_arn)
+            .role_session_name(session)
             .send()
             .await
             .expect("AssumeRole on moto");
@@ -238,7 +268,7 @@ impl Account {
         let sdk = base_loader(&moto.endpoint, creds.clone()).load().await;
         let iam = aws_sdk_iam::Client::new(&sdk);
         Account {
-            id,
+            id: id.to_string(),
             endpoint: moto.endpoint.clone(),
             creds,
             sdk,
