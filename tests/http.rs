@@ -232,15 +232,17 @@ async fn metrics_pass_promtool() {
     let mut by_phase = [0; iam_warden::baseline::plan::rotation::KEY_PHASES.len()];
     by_phase[0] = 2;
     by_phase[3] = 1;
-    s.metrics
-        .set_key_stats(&iam_warden::baseline::plan::rotation::KeyStats {
+    s.metrics.set_key_stats(
+        "111122223333",
+        &iam_warden::baseline::plan::rotation::KeyStats {
             by_phase,
             age_buckets: [1, 1, 1, 1, 2, 2, 3, 3, 3],
             age_count: 3,
             age_sum_seconds: 3.0e7,
             oldest_active_age_seconds: 2.0e7,
             next_due: Some(chrono::Utc::now()),
-        });
+        },
+    );
     let body = get(s.addr, "/metrics").await.body;
     assert!(
         body.contains("iam_warden_access_key_age_seconds_bucket{le=\"7776000\"} 2"),

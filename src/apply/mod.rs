@@ -29,6 +29,9 @@ use crate::journal::{Entry, Journal};
 use crate::metrics::{Metrics, WriteEvent};
 use crate::notify::Notifier;
 
+/// How an action whose target was not found is reported: skipped, with this prefix.
+pub const GONE: &str = "no longer exists";
+
 /// What became of one planned action: the same type as the write's metric outcome.
 pub use crate::metrics::WriteOutcome as Outcome;
 
@@ -155,7 +158,7 @@ impl Applier {
         } else {
             match self.execute(snap, &pa.action, &pa.reason, now).await {
                 Ok(o) => o,
-                Err(e) if e.is_not_found() => Outcome::Skipped(format!("no longer exists: {e}")),
+                Err(e) if e.is_not_found() => Outcome::Skipped(format!("{GONE}: {e}")),
                 Err(e) if e.is_limit_exceeded() => {
                     Outcome::Skipped(format!("IAM quota reached: {e}"))
                 }

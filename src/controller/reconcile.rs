@@ -12,14 +12,14 @@ use tokio::time::Instant;
 use super::dispatch::Dispatch;
 use super::key::ReconcileKey;
 use super::preflight::{gate_user, HeldChange, TrafficReader};
-use crate::apply::{Applier, Outcome};
+use crate::apply::{Applier, Outcome, GONE};
 use crate::aws::Clients;
 use crate::baseline::breaker::{Admission, Window};
 use crate::baseline::checks::{evaluate_account, Check, Finding, UserVerdict};
 use crate::baseline::impact::gate::gated_policy;
 use crate::baseline::plan::cis as cis_plan;
 use crate::baseline::plan::{
-    inactive_marks, plan_account_level, plan_user, PlannedAction, UserPlan,
+    inactive_marks, plan_account_level, plan_user, Action, PlannedAction, UserPlan,
 };
 use crate::baseline::policies::desired_policies;
 use crate::config::Config;
@@ -160,7 +160,8 @@ impl Context {
         if let Ok(mut b) = self.breaker.lock() {
             b.reset(now, users_total);
         }
-        self.metrics.set_breaker(false, "new resync window");
+        self.metrics
+            .set_breaker(&self.applier.account_id, false, "new resync window");
     }
 
     /// Trip the breaker for the rest of the window: journal and alert.
@@ -168,7 +169,7 @@ impl Context {
         if let Ok(mut b) = self.breaker.lock() {
             b.trip();
         }
-        self.metrics.breaker_trip(reason);
+        self.metrics.breaker_trip(&self.applier.account_id, reason);
         journal_breaker(&self.applier, user, reason, detail);
     }
 
@@ -182,7 +183,7 @@ impl Context {
         };
         match &admission {
             Admission::Tripped(reason) => {
-                self.metrics.breaker_trip(reason);
+                self.metrics.breaker_trip(&self.applier.account_id, reason);
                 journal_breaker(
                     &self.applier,
                     Some(user),
@@ -301,6 +302,24 @@ async fn reconcile_user(name: &str, ctx: &Context) -> Result<Next> {
             "user {name}: {} write(s) failed: {}",
             failed.len(),
             failed.join("; ")
+        )));
+    }
+    // The user exists (read above): a group not found does not exist yet — the account
+    // reconcile creates the baseline groups, perhaps at this moment. Retried with the
+    // queue's backoff rather than left for the next resync.
+    if let Some(group) = results
+        .iter()
+        .find_map(|r| match (&r.planned.action, &r.outcome) {
+            (Action::AddUserToGroup { group, .. }, Outcome::Skipped(why))
+                if why.starts_with(GONE) =>
+            {
+                Some(group)
+            }
+            _ => None,
+        })
+    {
+        return Err(Error::Other(format!(
+            "user {name}: group {group} does not exist (yet): the account reconcile creates the baseline groups; retried"
         )));
     }
     Ok(Next::Requeue(requeue))

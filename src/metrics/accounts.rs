@@ -8,10 +8,13 @@
 //! the series carry an empty account (to Prometheus the same as no label), so that a fresh
 //! registry lists every check.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, Utc};
 
 use super::registry::Metrics;
 use crate::baseline::checks::Check;
+use crate::baseline::plan::rotation::KeyStats;
 
 /// The label value of the summed series when the per-account detail is off.
 pub const ALL_ACCOUNTS: &str = "all";
@@ -56,6 +59,13 @@ pub(super) struct AccountSeries {
     pub figures: BTreeMap<String, Figures>,
     /// Each account's work queue: (waiting, in flight); the queue gauges are the sums.
     pub queues: BTreeMap<String, (usize, usize)>,
+    /// The accounts whose blast-radius breaker is tripped; `breaker_tripped` is 1 while
+    /// any is (one account's new window must not clear another's trip).
+    pub tripped: BTreeSet<String>,
+    /// Each account's access keys at its last resync; the key gauges show them merged.
+    pub keys: BTreeMap<String, KeyStats>,
+    /// When each account's credential report was generated; the age gauge shows the oldest.
+    pub reports: BTreeMap<String, DateTime<Utc>>,
 }
 
 impl Default for AccountSeries {
@@ -65,6 +75,9 @@ impl Default for AccountSeries {
             started: false,
             figures: BTreeMap::new(),
             queues: BTreeMap::new(),
+            tripped: BTreeSet::new(),
+            keys: BTreeMap::new(),
+            reports: BTreeMap::new(),
         }
     }
 }

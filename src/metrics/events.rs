@@ -224,40 +224,52 @@ impl Metrics {
         self.queue_wait_seconds.observe(waited.as_secs_f64());
     }
 
-    /// The blast-radius breaker state; logs on every change (`reason` says why).
-    pub fn set_breaker(&self, tripped: bool, reason: &str) {
-        let was = self.breaker_tripped.get() != 0;
-        self.breaker_tripped.set(i64::from(tripped));
+    /// `account`'s blast-radius breaker state; logs on every change (`reason` says why).
+    /// `iam_warden_breaker_tripped` is 1 while any account's breaker is tripped.
+    pub fn set_breaker(&self, account: &str, tripped: bool, reason: &str) {
+        let Ok(mut a) = self.accounts.lock() else {
+            return;
+        };
+        let was = if tripped {
+            !a.tripped.insert(account.to_string())
+        } else {
+            a.tripped.remove(account)
+        };
+        self.breaker_tripped.set(i64::from(!a.tripped.is_empty()));
         match (was, tripped) {
             (false, true) => tracing::warn!(
+                account,
                 reason,
                 "blast-radius breaker tripped: writes that take access away stopped"
             ),
-            (true, false) => tracing::info!(reason, "blast-radius breaker reset: writes resume"),
+            (true, false) => {
+                tracing::info!(account, reason, "blast-radius breaker reset: writes resume")
+            }
             _ => {}
         }
     }
 
-    /// The blast-radius breaker tripped (once per window): counts the trip and sets the
-    /// gauge.
-    pub fn breaker_trip(&self, reason: &str) {
+    /// `account`'s blast-radius breaker tripped (once per window): counts the trip and
+    /// sets the gauge.
+    pub fn breaker_trip(&self, account: &str, reason: &str) {
         self.breaker_trips_total.inc();
-        self.set_breaker(true, reason);
+        self.set_breaker(account, true, reason);
     }
 
-    /// The access keys seen by a resync: keys by phase, the age distribution of the active
-    /// keys, the oldest one, and when the next rotation step is due.
-    pub fn set_key_stats(&self, s: &KeyStats) {
-        for (p, n) in KEY_PHASES.iter().zip(s.by_phase) {
-            self.access_keys.with_label_values(&[*p]).set(count(n));
-        }
-        self.access_key_age_seconds
-            .set(&s.age_buckets, s.age_count, s.age_sum_seconds);
-        self.oldest_access_key_age_seconds
-            .set(s.oldest_active_age_seconds);
-        self.rotation_next_due_timestamp_seconds
-            .set(s.next_due.map_or(0.0, unix_seconds));
+    /// The access keys seen by `account`'s resync: keys by phase, the age distribution of
+    /// the active keys, the oldest one, and when the next rotation step is due — the
+    /// gauges over every account in scope.
+    pub fn set_key_stats(&self, account: &str, s: &KeyStats) {
+        let all = match self.accounts.lock() {
+            Ok(mut a) => {
+                a.keys.insert(account.to_string(), s.clone());
+                KeyStats::merged(a.keys.values())
+            }
+            Err(_) => s.clone(),
+        };
+        self.write_key_stats(&all);
         tracing::info!(
+            account,
             active = s.phase("active"),
             warned = s.phase("warned"),
             rotating = s.phase("rotating"),
@@ -272,9 +284,34 @@ impl Metrics {
         );
     }
 
-    /// The credential report used was generated at `generated`; `now` is the current time.
-    pub fn credential_report_age(&self, generated: DateTime<Utc>, now: DateTime<Utc>) {
-        let age = (now - generated).num_milliseconds().max(0) as f64 / 1000.0;
+    fn write_key_stats(&self, s: &KeyStats) {
+        for (p, n) in KEY_PHASES.iter().zip(s.by_phase) {
+            self.access_keys.with_label_values(&[*p]).set(count(n));
+        }
+        self.access_key_age_seconds
+            .set(&s.age_buckets, s.age_count, s.age_sum_seconds);
+        self.oldest_access_key_age_seconds
+            .set(s.oldest_active_age_seconds);
+        self.rotation_next_due_timestamp_seconds
+            .set(s.next_due.map_or(0.0, unix_seconds));
+    }
+
+    /// The credential report `account`'s resync used was generated at `generated`; `now`
+    /// is the current time. The gauge is the age of the oldest report in use.
+    pub fn credential_report_age(
+        &self,
+        account: &str,
+        generated: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) {
+        let oldest = match self.accounts.lock() {
+            Ok(mut a) => {
+                a.reports.insert(account.to_string(), generated);
+                a.reports.values().min().copied().unwrap_or(generated)
+            }
+            Err(_) => generated,
+        };
+        let age = (now - oldest).num_milliseconds().max(0) as f64 / 1000.0;
         self.credential_report_age_seconds.set(age);
     }
 }
@@ -830,6 +867,12 @@ impl Metrics {
         };
         a.figures.remove(account);
         a.queues.remove(account);
+        // Its breaker, keys and credential report no longer count.
+        a.tripped.remove(account);
+        self.breaker_tripped.set(i64::from(!a.tripped.is_empty()));
+        a.keys.remove(account);
+        self.write_key_stats(&KeyStats::merged(a.keys.values()));
+        a.reports.remove(account);
         let (depth, in_flight) = a
             .queues
             .values()

@@ -306,8 +306,8 @@ fn helpers_update_the_metrics() {
     m.queue_added(Source::CloudTrail.into());
     m.set_queue(7, 2);
     m.queue_waited(Duration::from_millis(3));
-    m.breaker_trip("12 users would lose access (limit 10)");
-    m.credential_report_age(at - chrono::Duration::minutes(90), at);
+    m.breaker_trip("111122223333", "12 users would lose access (limit 10)");
+    m.credential_report_age("111122223333", at - chrono::Duration::minutes(90), at);
     m.write_failed("delete_access_key", Some("bob"), "AKIA-not-logged", &"boom");
     let text = m.render();
     let ts = at.timestamp() as f64;
@@ -638,8 +638,8 @@ fn key_stats_replace_the_gauges_and_the_age_distribution() {
             .map(|d| d.with_timezone(&Utc)),
     };
     // Twice: a gauge histogram is replaced, not accumulated.
-    m.set_key_stats(&stats);
-    m.set_key_stats(&stats);
+    m.set_key_stats("111122223333", &stats);
+    m.set_key_stats("111122223333", &stats);
     let text = m.render();
     for (s, want) in [
         ("iam_warden_access_keys{phase=\"active\"}", 3.0),
@@ -666,10 +666,13 @@ fn key_stats_replace_the_gauges_and_the_age_distribution() {
         assert_eq!(sample(&text, s), Some(want), "{s}\n{text}");
     }
     // Nothing due again: back to 0.
-    m.set_key_stats(&KeyStats {
-        next_due: None,
-        ..stats
-    });
+    m.set_key_stats(
+        "111122223333",
+        &KeyStats {
+            next_due: None,
+            ..stats
+        },
+    );
     assert_eq!(
         sample(
             &m.render(),
@@ -881,4 +884,62 @@ fn per_account_series_and_their_sum() {
             assert_eq!(key_too_old(&text, ALL_ACCOUNTS), Some(2.0));
         }
     }
+}
+
+/// The account-wide gauges with several accounts: one account's new breaker window does not
+/// clear another's trip; the key gauges add the accounts' keys; the credential report age is
+/// the oldest report's; an account leaving no longer counts.
+#[test]
+fn account_wide_gauges_combine_the_accounts() {
+    use crate::baseline::plan::rotation::{KeyStats, KEY_AGE_BUCKETS_DAYS};
+    let m = metrics();
+    let gauge = |name: &str| sample(&m.render(), name);
+    m.breaker_trip("111111111111", "A: 30 users would lose access");
+    m.set_breaker("222222222222", false, "new resync window");
+    assert_eq!(
+        gauge("iam_warden_breaker_tripped"),
+        Some(1.0),
+        "A is still tripped"
+    );
+    m.set_breaker("111111111111", false, "new resync window");
+    assert_eq!(gauge("iam_warden_breaker_tripped"), Some(0.0));
+
+    let at = |d: i64| DateTime::<Utc>::from_timestamp(1_800_000_000 + d * 86_400, 0).unwrap();
+    let keys = |active: usize, oldest_days: f64, due: i64| KeyStats {
+        by_phase: std::array::from_fn(|i| if i == 0 { active } else { 0 }),
+        age_buckets: [active as u64; KEY_AGE_BUCKETS_DAYS.len()],
+        age_count: active as u64,
+        age_sum_seconds: oldest_days * 86_400.0,
+        oldest_active_age_seconds: oldest_days * 86_400.0,
+        next_due: Some(at(due)),
+    };
+    m.set_key_stats("111111111111", &keys(3, 10.0, 5));
+    m.set_key_stats("222222222222", &keys(2, 40.0, 2));
+    assert_eq!(gauge("iam_warden_access_keys{phase=\"active\"}"), Some(5.0));
+    assert_eq!(
+        gauge("iam_warden_oldest_access_key_age_seconds"),
+        Some(40.0 * 86_400.0)
+    );
+    assert_eq!(
+        gauge("iam_warden_rotation_next_due_timestamp_seconds"),
+        Some(at(2).timestamp() as f64)
+    );
+    m.credential_report_age("111111111111", at(0), at(1));
+    m.credential_report_age("222222222222", at(1), at(1));
+    assert_eq!(
+        gauge("iam_warden_credential_report_age_seconds"),
+        Some(86_400.0),
+        "the oldest report in use"
+    );
+
+    m.account_started("111111111111");
+    m.account_started("222222222222");
+    m.breaker_trip("222222222222", "B tripped");
+    m.account_stopped("222222222222");
+    assert_eq!(gauge("iam_warden_breaker_tripped"), Some(0.0), "B left");
+    assert_eq!(
+        gauge("iam_warden_access_keys{phase=\"active\"}"),
+        Some(3.0),
+        "only A's keys"
+    );
 }

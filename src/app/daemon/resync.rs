@@ -98,7 +98,8 @@ pub async fn resync(ctx: &Context) -> Result<()> {
     ctx.metrics
         .set_account_checks(&ctx.applier.account_id, &account_findings);
     if let Some(generated) = snap.report_generated {
-        ctx.metrics.credential_report_age(generated, Utc::now());
+        ctx.metrics
+            .credential_report_age(&ctx.applier.account_id, generated, Utc::now());
     }
     // The findings of changes the pre-flight gate holds come from the users' reconciles.
     let verdicts: Vec<_> = plan
@@ -132,8 +133,10 @@ pub async fn resync(ctx: &Context) -> Result<()> {
         exempt,
         &failing,
     );
-    ctx.metrics
-        .set_key_stats(&rotation::key_stats(&snap.users, &plan.users, now));
+    ctx.metrics.set_key_stats(
+        &ctx.applier.account_id,
+        &rotation::key_stats(&snap.users, &plan.users, now),
+    );
     if let Some(exporter) = &ctx.exporter {
         // The whole account's findings; the earlier ones that are gone are resolved.
         let arns: BTreeMap<&str, &str> = snap

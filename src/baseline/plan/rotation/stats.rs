@@ -50,6 +50,38 @@ pub struct KeyStats {
 }
 
 impl KeyStats {
+    /// Several accounts' figures as one: counts and sums added, the oldest key the oldest
+    /// of all, the next due step the earliest of all.
+    pub fn merged<'a>(all: impl IntoIterator<Item = &'a KeyStats>) -> KeyStats {
+        let mut m = KeyStats {
+            by_phase: [0; KEY_PHASES.len()],
+            age_buckets: [0; KEY_AGE_BUCKETS_DAYS.len()],
+            age_count: 0,
+            age_sum_seconds: 0.0,
+            oldest_active_age_seconds: 0.0,
+            next_due: None,
+        };
+        for s in all {
+            m.by_phase
+                .iter_mut()
+                .zip(s.by_phase)
+                .for_each(|(a, b)| *a += b);
+            m.age_buckets
+                .iter_mut()
+                .zip(s.age_buckets)
+                .for_each(|(a, b)| *a += b);
+            m.age_count += s.age_count;
+            m.age_sum_seconds += s.age_sum_seconds;
+            m.oldest_active_age_seconds =
+                m.oldest_active_age_seconds.max(s.oldest_active_age_seconds);
+            m.next_due = match (m.next_due, s.next_due) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
+        m
+    }
+
     /// The number of keys in `phase` (0 for a name outside [`KEY_PHASES`]).
     pub fn phase(&self, phase: &str) -> usize {
         KEY_PHASES
