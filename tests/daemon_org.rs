@@ -304,25 +304,6 @@ id = "{a}"
     assert_eq!(code, 0, "{log}");
 }
 
-/// A member account of the organization of `mgmt`, created now, seeded through the role
-/// moto creates in it.
-async fn new_member(moto: &support::Moto, mgmt: &Account, name: &str) -> Account {
-    let org = aws_sdk_organizations::Client::new(&mgmt.sdk);
-    let out = org
-        .create_account()
-        .account_name(name)
-        .email(format!("{name}@example.com"))
-        .send()
-        .await
-        .unwrap();
-    let id = out
-        .create_account_status()
-        .and_then(|s| s.account_id())
-        .expect("the new account's id")
-        .to_string();
-    Account::member_of(moto, mgmt, &id).await
-}
-
 /// `accounts.source = "organization"` with the shortest discovery interval (1m): an
 /// account created in the organization after the start gets a controller at the next
 /// discovery, and its drifting user is enforced.
@@ -336,7 +317,7 @@ async fn discovery_picks_up_a_new_account() {
         .send()
         .await
         .expect("CreateOrganization");
-    let first = new_member(moto, &mgmt, "first").await;
+    let first = Account::create_member(moto, &mgmt, "first").await;
     for acct in [&mgmt, &first] {
         acct.iam
             .create_group()
@@ -352,7 +333,7 @@ async fn discovery_picks_up_a_new_account() {
     daemon.wait_ready().await;
     wait_in_group(&daemon, &first, "alice").await;
 
-    let later = new_member(moto, &mgmt, "later").await;
+    let later = Account::create_member(moto, &mgmt, "later").await;
     later
         .iam
         .create_group()

@@ -8,7 +8,7 @@ use crate::support;
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
 
-use aws_sdk_organizations::types::{CreateAccountState, OrganizationFeatureSet};
+use aws_sdk_organizations::types::OrganizationFeatureSet;
 use iam_warden::app::multi;
 use iam_warden::app::EnforceOptions;
 use iam_warden::config::{AccountSource, Config, Mode};
@@ -71,24 +71,15 @@ async fn organization(moto: &Moto) -> Org {
         ("dev", &dev),
         ("closed", &prod),
     ] {
-        let status = org
-            .create_account()
-            .account_name(name)
-            .email(format!("{name}@example.com"))
-            .send()
-            .await
-            .unwrap();
-        let status = status.create_account_status().unwrap();
-        assert_eq!(status.state(), Some(&CreateAccountState::Succeeded));
-        let id = status.account_id().unwrap().to_string();
+        let member = Account::create_member(moto, &mgmt, name).await;
         org.move_account()
-            .account_id(&id)
+            .account_id(&member.id)
             .source_parent_id(&root)
             .destination_parent_id(parent.as_str())
             .send()
             .await
             .unwrap();
-        accounts.insert(name, Account::member_of(moto, &mgmt, &id).await);
+        accounts.insert(name, member);
     }
     org.close_account()
         .account_id(&accounts["closed"].id)

@@ -244,6 +244,28 @@ impl Account {
         .await
     }
 
+    /// A new account of the organization of `mgmt` (`CreateAccount` named `name`), acting
+    /// through the role moto creates in it.
+    pub async fn create_member(moto: &Moto, mgmt: &Account, name: &str) -> Account {
+        let out = aws_sdk_organizations::Client::new(&mgmt.sdk)
+            .create_account()
+            .account_name(name)
+            .email(format!("{name}@example.com"))
+            .send()
+            .await
+            .expect("CreateAccount on moto");
+        let status = out.create_account_status().expect("the account's status");
+        assert_eq!(
+            status.state(),
+            Some(&aws_sdk_organizations::types::CreateAccountState::Succeeded)
+        );
+        let id = status
+            .account_id()
+            .expect("the new account's id")
+            .to_string();
+        Account::member_of(moto, mgmt, &id).await
+    }
+
     /// Account `id` with the credentials of `role_arn`, assumed by the identity of `by`.
     async fn assumed(
         moto: &Moto,
