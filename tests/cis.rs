@@ -221,10 +221,12 @@ async fn every_check_moto_can_make_is_made() {
         "{users:?}"
     );
 
-    // The calls: the baseline's, 4 IAM lists, one ListAnalyzers; no per-user call.
+    // The calls: the baseline's, 3 IAM lists, one ListAnalyzers; no per-user call. No
+    // ListVirtualMFADevices: moto's credential report has no root row, so 1.5 cannot be
+    // checked and the device list (pages of 1,000 on a large account) is not read.
     let ops = clients.calls.by_operation();
+    assert!(!ops.contains_key("ListVirtualMFADevices"), "{ops:?}");
     for op in [
-        "ListVirtualMFADevices",
         "ListServerCertificates",
         "ListSAMLProviders",
         "ListOpenIDConnectProviders",
@@ -235,7 +237,7 @@ async fn every_check_moto_can_make_is_made() {
     }
     assert!(!ops.contains_key("GetUser"), "{ops:?}");
     assert!(
-        report.aws_calls <= 11,
+        report.aws_calls <= 10,
         "{} calls: {ops:?}",
         report.aws_calls
     );

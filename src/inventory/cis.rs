@@ -73,7 +73,8 @@ pub struct CisFacts {
     pub aws_policies: BTreeMap<String, ManagedPolicyState>,
     /// Inline policy names by user name (users without inline policies left out).
     pub user_inline_policies: BTreeMap<String, Vec<String>>,
-    /// Assigned virtual MFA devices.
+    /// Assigned virtual MFA devices; read only when the root row says root has MFA
+    /// ([`needs_virtual_mfa`]), empty otherwise.
     pub virtual_mfa: Vec<VirtualMfa>,
     pub server_certificates: Vec<ServerCertificate>,
     /// SAML provider ARNs.
@@ -84,19 +85,19 @@ pub struct CisFacts {
     pub access_analyzers: Vec<(String, AnalyzerRead)>,
 }
 
-/// The calls of [`CisFacts`] beyond GAAD and the credential report, concurrently: virtual
-/// MFA devices, server certificates, SAML and OIDC providers (an IAM error fails the read,
-/// like every other IAM read), and ListAnalyzers in each region (an error there is kept as
-/// [`AnalyzerRead::Failed`]: moto, for one, has no Access Analyzer).
+/// The calls of [`CisFacts`] beyond GAAD and the credential report, concurrently: server
+/// certificates, SAML and OIDC providers (an IAM error fails the read, like every other IAM
+/// read), and ListAnalyzers in each region (an error there is kept as
+/// [`AnalyzerRead::Failed`]: moto, for one, has no Access Analyzer). The virtual MFA
+/// devices are read after the credential report, and only when it needs them
+/// ([`needs_virtual_mfa`]).
 pub async fn read_extra(clients: &Clients, regions: &[String], facts: &mut CisFacts) -> Result<()> {
-    let (mfa, certs, saml, oidc, analyzers) = tokio::join!(
-        read_virtual_mfa(&clients.iam),
+    let (certs, saml, oidc, analyzers) = tokio::join!(
         read_server_certificates(&clients.iam),
         read_saml(&clients.iam),
         read_oidc(&clients.iam),
         futures_util::future::join_all(regions.iter().map(|r| read_analyzers(clients, r))),
     );
-    facts.virtual_mfa = mfa?;
     facts.server_certificates = certs?;
     facts.saml_providers = saml?;
     facts.oidc_providers = oidc?;
@@ -104,7 +105,17 @@ pub async fn read_extra(clients: &Clients, regions: &[String], facts: &mut CisFa
     Ok(())
 }
 
-async fn read_virtual_mfa(iam: &aws_sdk_iam::Client) -> Result<Vec<VirtualMfa>> {
+/// Whether CIS 1.5 (the root user's MFA is a hardware device) needs the list of virtual
+/// MFA devices: only when the credential report's root row says root has MFA. Without MFA
+/// 1.5 fails on the report alone; without a readable root row every root check says it
+/// cannot check. The list is paged by 1,000 devices (a large account's users' devices too),
+/// so this saves every page in the accounts where the answer is already known.
+pub fn needs_virtual_mfa(root: &RootEntry) -> bool {
+    matches!(root, RootEntry::Read(r) if r.mfa_active)
+}
+
+/// The assigned virtual MFA devices (ListVirtualMFADevices, pages of 1,000).
+pub async fn read_virtual_mfa(iam: &aws_sdk_iam::Client) -> Result<Vec<VirtualMfa>> {
     let mut out = Vec::new();
     let mut marker = None;
     loop {
@@ -205,5 +216,30 @@ async fn read_analyzers(clients: &Clients, region: &str) -> AnalyzerRead {
                 .to_string()
                 .replace('\n', " "),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inventory::credential_report::RootRow;
+
+    #[test]
+    fn the_virtual_mfa_devices_are_read_only_when_root_has_mfa() {
+        let root = |mfa_active| {
+            RootEntry::Read(RootRow {
+                arn: "arn:aws:iam::123456789012:root".into(),
+                mfa_active,
+                password_last_used: None,
+                keys: Vec::new(),
+            })
+        };
+        // Root has MFA: virtual or hardware is only told by the device list.
+        assert!(needs_virtual_mfa(&root(true)));
+        // No MFA: 1.5 fails on the report alone.
+        assert!(!needs_virtual_mfa(&root(false)));
+        // No root row, or an unreadable one: every root check says it cannot check.
+        assert!(!needs_virtual_mfa(&RootEntry::Missing));
+        assert!(!needs_virtual_mfa(&RootEntry::Unreadable("bad".into())));
     }
 }

@@ -45,10 +45,20 @@ async fn read(clients: &Clients, cis: Option<&[String]>) -> Result<AccountSnapsh
             None => Ok(()),
         }
     };
+    // The virtual MFA devices (CIS 1.5) after the report, and only if its root row needs
+    // them: on a large account they are several pages.
+    let report = async {
+        let report = read_credential_report(iam).await?;
+        let mfa = match cis {
+            Some(_) if cis::needs_virtual_mfa(&report.0.root) => cis::read_virtual_mfa(iam).await?,
+            _ => Vec::new(),
+        };
+        Ok::<_, Error>((report, mfa))
+    };
     let (caller, gaad, report, password_policy, extra) = tokio::join!(
         clients.caller_identity(),
         read_authorization_details(iam, true, cis.is_some()),
-        read_credential_report(iam),
+        report,
         read_password_policy(iam),
         extra,
     );
@@ -63,10 +73,11 @@ async fn read(clients: &Clients, cis: Option<&[String]>) -> Result<AccountSnapsh
         aws_policies,
         user_inline_policies,
     } = gaad?;
-    let (mut report, report_generated) = report?;
+    let ((mut report, report_generated), virtual_mfa) = report?;
     let password_policy = password_policy?;
     extra?;
     let cis = cis.map(|_| {
+        facts.virtual_mfa = virtual_mfa;
         facts.root = std::mem::take(&mut report.root);
         facts.roles = roles;
         facts.aws_policies = aws_policies;
