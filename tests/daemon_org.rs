@@ -148,8 +148,9 @@ id = "{x}"
     })
     .await;
     // Events of two accounts on the one queue each reach their own account (the resync
-    // interval is 1 h: only the events bring these users in); X's event is out of scope.
-    for acct in [&a, &c, &x] {
+    // interval is 1 h: only the events bring these users in); X's event is out of scope,
+    // D's is of an account in scope that is down.
+    for acct in [&a, &c, &x, &d] {
         acct.user("carol").await.password("carol").await;
         sqs.send_message()
             .queue_url(&url)
@@ -160,12 +161,19 @@ id = "{x}"
     }
     wait_in_group(&daemon, &a, "carol").await;
     wait_in_group(&daemon, &c, "carol").await;
-    eventually("X's event skipped as out of scope", DEADLINE, || async {
-        let skipped = daemon
-            .metric("iam_warden_sqs_messages_skipped_total{reason=\"not_in_scope\"}")
-            .await;
-        (skipped >= 1.0).then_some(())
-    })
+    eventually(
+        "X's event skipped as out of scope, D's as down",
+        DEADLINE,
+        || async {
+            let out = daemon
+                .metric("iam_warden_sqs_messages_skipped_total{reason=\"not_in_scope\"}")
+                .await;
+            let down = daemon
+                .metric("iam_warden_sqs_messages_skipped_total{reason=\"account_down\"}")
+                .await;
+            (out == 1.0 && down == 1.0).then_some(())
+        },
+    )
     .await;
     assert!(!in_group(&x.iam, "carol").await, "carol in X was changed");
     // A's exemption is A's: bob counted exempt there, not changed.

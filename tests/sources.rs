@@ -928,6 +928,14 @@ async fn sqs_routes_each_event_to_the_dispatch_of_its_account() {
     let router = Router::new(metrics.clone());
     router.insert(&a.id, da.clone());
     router.insert(&b.id, db.clone());
+    // In scope, but its controller not running (its role cannot be assumed yet).
+    let down = &loop {
+        let id = format!("{:012}", fastrand::u64(100_000_000_000..999_999_999_999));
+        if ![&a.id, &b.id, &outside].contains(&&id) {
+            break id;
+        }
+    };
+    router.expect(down);
 
     let now = rfc3339(Utc::now());
     q.send(&envelope(
@@ -944,6 +952,8 @@ async fn sqs_routes_each_event_to_the_dispatch_of_its_account() {
         &record("o-1", "CreateUser", "mallory", &now),
     ))
     .await;
+    q.send(&envelope(down, &record("d-1", "CreateUser", "dave", &now)))
+        .await;
     // A's event for user eve, with its account field replaced (None: removed).
     let with_account = |account: Option<Value>| {
         let mut v: Value =
@@ -978,16 +988,27 @@ async fn sqs_routes_each_event_to_the_dispatch_of_its_account() {
         || {
             let done = da.queue().depth() == 1
                 && db.queue().depth() == 2
-                && ["not_in_scope", "missing", "not_a_string", "bad_shape"]
-                    .iter()
-                    .map(|r| skipped(r))
-                    .sum::<f64>()
-                    == 5.0;
+                && [
+                    "not_in_scope",
+                    "account_down",
+                    "missing",
+                    "not_a_string",
+                    "bad_shape",
+                ]
+                .iter()
+                .map(|r| skipped(r))
+                .sum::<f64>()
+                    == 6.0;
             async move { done.then_some(()) }
         },
     )
     .await;
     assert_eq!(skipped("not_in_scope"), 1.0);
+    assert_eq!(
+        skipped("account_down"),
+        1.0,
+        "in scope, not running: not out of scope"
+    );
     assert_eq!(skipped("missing"), 2.0, "no account field, and null");
     assert_eq!(skipped("not_a_string"), 1.0);
     assert_eq!(skipped("bad_shape"), 1.0);

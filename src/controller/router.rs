@@ -13,11 +13,12 @@ use std::sync::{Arc, PoisonError, RwLock};
 use super::dispatch::Dispatch;
 use crate::metrics::Metrics;
 
-/// The accounts in scope, each with its dispatch. Clones share one table.
+/// The accounts in scope, each with its dispatch once its controller runs (`None` while
+/// it cannot: its role cannot be assumed yet). Clones share one table.
 #[derive(Clone)]
 pub struct Router {
     metrics: Arc<Metrics>,
-    accounts: Arc<RwLock<BTreeMap<String, Dispatch>>>,
+    accounts: Arc<RwLock<BTreeMap<String, Option<Dispatch>>>>,
 }
 
 impl Router {
@@ -37,13 +38,25 @@ impl Router {
         r
     }
 
+    /// `account_id` is in scope, its controller not running yet: its events are skipped
+    /// as `account_down` (not `not_in_scope`) until [`Router::insert`]. Keeps a dispatch
+    /// already there.
+    pub fn expect(&self, account_id: &str) {
+        self.accounts
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(account_id.to_owned())
+            .or_insert(None);
+    }
+
     /// Route the events of `account_id` (12 digits) to `dispatch` from now on; returns the
     /// dispatch it replaces, if any.
     pub fn insert(&self, account_id: &str, dispatch: Dispatch) -> Option<Dispatch> {
         self.accounts
             .write()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert(account_id.to_owned(), dispatch)
+            .insert(account_id.to_owned(), Some(dispatch))
+            .flatten()
     }
 
     /// Stop routing the events of `account_id` (it left the scope); returns its dispatch.
@@ -52,15 +65,26 @@ impl Router {
             .write()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(account_id)
+            .flatten()
     }
 
-    /// The dispatch of `account_id`, `None` when that account is not in scope.
+    /// The dispatch of `account_id`, `None` when that account is not in scope or its
+    /// controller is not running.
     pub fn get(&self, account_id: &str) -> Option<Dispatch> {
         self.accounts
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .get(account_id)
             .cloned()
+            .flatten()
+    }
+
+    /// Whether `account_id` is in scope, its controller running or not.
+    pub fn in_scope(&self, account_id: &str) -> bool {
+        self.accounts
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains_key(account_id)
     }
 
     /// The accounts in scope, sorted.
@@ -141,6 +165,33 @@ mod tests {
         assert!(r.insert("222222222222", dispatch(&m)).is_some());
         assert_eq!(r.len(), 1);
         assert!(Arc::ptr_eq(r.metrics(), &m));
+    }
+
+    #[test]
+    fn an_expected_account_is_in_scope_without_a_dispatch_until_inserted() {
+        let m = Metrics::new("test").unwrap();
+        let r = Router::new(m.clone());
+        r.expect("111111111111");
+        assert!(r.in_scope("111111111111"));
+        assert!(
+            r.get("111111111111").is_none(),
+            "not running: nothing to route to"
+        );
+        assert!(!r.in_scope("222222222222"));
+        assert_eq!(r.len(), 1);
+        // Up: routed; expecting it again keeps its dispatch.
+        assert!(r.insert("111111111111", dispatch(&m)).is_none());
+        r.expect("111111111111");
+        assert!(r.get("111111111111").is_some());
+        // Gone from the scope: neither routed nor in scope.
+        assert!(r.remove("111111111111").is_some());
+        assert!(!r.in_scope("111111111111"));
+        r.expect("111111111111");
+        assert!(
+            r.remove("111111111111").is_none(),
+            "never up: no dispatch to return"
+        );
+        assert!(r.is_empty());
     }
 
     #[test]

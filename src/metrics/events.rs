@@ -779,6 +779,12 @@ impl SqsMessageSkipped<'_> {
                  organization's include filter); otherwise narrow the EventBridge rule (or the \
                  central event bus's rule) to the accounts in scope"
             ),
+            SqsSkipReason::AccountDown => log!(
+                "SQS event of an account in scope whose controller is not running (its role \
+                 cannot be assumed: see the account's `account down` line); deleted \
+                 unhandled, its first resync once the account is up reconciles every user. \
+                 Fix the account's role (deploy/cloudformation/member-role.yaml)"
+            ),
             SqsSkipReason::Missing => log!(
                 "SQS message without an `account` field; deleted unhandled. Feed the queue \
                  only from an EventBridge rule: its events name the account they are about"

@@ -536,6 +536,9 @@ pub fn write_action_label(action: &str) -> &'static str {
 pub enum SqsSkipReason {
     /// A well-formed account id that is not in scope (`[accounts]`).
     NotInScope,
+    /// An account in scope whose controller is not running (its role cannot be assumed
+    /// yet): its first resync once it is up reconciles every user.
+    AccountDown,
     /// No `account` field (or null).
     Missing,
     /// `account` is a JSON number, boolean, array or object.
@@ -545,8 +548,9 @@ pub enum SqsSkipReason {
 }
 
 impl SqsSkipReason {
-    pub const ALL: [SqsSkipReason; 4] = [
+    pub const ALL: [SqsSkipReason; 5] = [
         SqsSkipReason::NotInScope,
+        SqsSkipReason::AccountDown,
         SqsSkipReason::Missing,
         SqsSkipReason::NotAString,
         SqsSkipReason::BadShape,
@@ -555,6 +559,7 @@ impl SqsSkipReason {
     pub fn as_str(self) -> &'static str {
         match self {
             SqsSkipReason::NotInScope => "not_in_scope",
+            SqsSkipReason::AccountDown => "account_down",
             SqsSkipReason::Missing => "missing",
             SqsSkipReason::NotAString => "not_a_string",
             SqsSkipReason::BadShape => "bad_shape",

@@ -430,7 +430,7 @@ impl Metrics {
             sqs_messages_skipped_total: counter_vec(
                 &r,
                 "iam_warden_sqs_messages_skipped_total",
-                "SQS messages deleted without being acted on because of the account they are about, by reason (not_in_scope: an account iam-warden does not cover; missing, not_a_string, bad_shape: the EventBridge envelope's account field cannot be read).",
+                "SQS messages deleted without being acted on because of the account they are about, by reason (not_in_scope: an account iam-warden does not cover; account_down: an account in scope whose role cannot be assumed yet; missing, not_a_string, bad_shape: the EventBridge envelope's account field cannot be read).",
                 &["reason"],
             )?,
             accounts: Default::default(),

@@ -397,9 +397,18 @@ impl SqsConsumer {
         let body = m.body().unwrap_or("");
         let (dispatch, parsed) = match route(body, |account| self.router.get(account)) {
             Route::Dispatch { to, event, .. } => (to, event),
-            Route::Skip(skip) => {
+            Route::Skip(mut skip) => {
+                if skip.reason == SqsSkipReason::NotInScope && self.router.in_scope(&skip.account) {
+                    skip.reason = SqsSkipReason::AccountDown;
+                }
+                // One warning per account and reason, then debug lines.
                 let repeat =
-                    skip.reason == SqsSkipReason::NotInScope && !self.warned.first(&skip.account);
+                    matches!(
+                        skip.reason,
+                        SqsSkipReason::NotInScope | SqsSkipReason::AccountDown
+                    ) && !self
+                        .warned
+                        .first(&format!("{}/{}", skip.reason.as_str(), skip.account));
                 SqsMessageSkipped {
                     reason: skip.reason,
                     account: &skip.account,

@@ -138,6 +138,9 @@ impl Fleet {
                 continue;
             }
             self.shared.readiness.expect(&id);
+            // In scope from now on: until its controller runs, its SQS events are skipped
+            // as `account_down`, not as another account's.
+            self.shared.router.expect(&id);
             // The controller enters itself in the SQS router once connected.
             self.accounts
                 .insert(id, Handle::spawn(self.shared.clone(), t));
