@@ -20,13 +20,18 @@
 # Environment: ACCOUNTS (100), USERS (100), DRIFT (0.1), RUNS (3), CONCURRENCY
 # (accounts.concurrency, default iam-warden's), BASELINE (1; 0 skips the baseline enforce),
 # C7N_ORG (0), ALSO_CONCURRENCY (unset: with a number N, RUNS more audits of each kind with
-# accounts.concurrency = N, on the same organization).
+# accounts.concurrency = N, on the same organization), MEM_ROUNDS (3; 0 skips the daemon's
+# memory), MEM_INTERVAL (the daemon's resync interval there, 30s).
+#
+# Last, the daemon's memory: `iam-warden run` (dry-run, CloudTrail off) over the same
+# organization, its VmRSS and VmHWM (peak) once ready and after every account resynced
+# MEM_ROUNDS times.
 # Results: state/bench/org-ACCOUNTSxUSERS.json.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
 ACCOUNTS=${ACCOUNTS:-100} USERS=${USERS:-100} DRIFT=${DRIFT:-0.1} RUNS=${RUNS:-3}
-BASELINE=${BASELINE:-1}
+BASELINE=${BASELINE:-1} MEM_ROUNDS=${MEM_ROUNDS:-3} MEM_INTERVAL=${MEM_INTERVAL:-30s}
 
 lib_init bench-org
 bench_build
@@ -80,6 +85,20 @@ if [ -n "${ALSO_CONCURRENCY:-}" ]; then
     audit_runs cis-off-c IAM_WARDEN_CIS__ENABLED=false IAM_WARDEN_ACCOUNTS__CONCURRENCY="$ALSO_CONCURRENCY"
 fi
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# ---- daemon memory -------------------------------------------------------------------------
+# `iam-warden run` over the same organization (dry-run, CloudTrail off, no queue, resync
+# every MEM_INTERVAL): VmRSS/VmHWM at ready and after every account resynced MEM_ROUNDS
+# times (resyncs_total counts one per account resync). MEM_ROUNDS=0 skips it.
+echo '{}' >"$WORK/memory.json"
+if [ "$MEM_ROUNDS" != 0 ]; then
+    echo "daemon memory: iam-warden run over the organization, until each account resynced $MEM_ROUNDS times..." >&2
+    start_daemon memory IAM_WARDEN_CONFIG="$CONFIG" IAM_WARDEN_MODE=dry-run \
+        IAM_WARDEN_RESYNC__INTERVAL="$MEM_INTERVAL" IAM_WARDEN_SOURCES__CLOUDTRAIL__ENABLED=false
+    "$VENV_PY" "$BENCH_PY" memory --url "$DAEMON_URL" --pid "$DAEMON_PID" \
+        --resyncs "$((MEM_ROUNDS * ACCOUNTS))" --timeout 1800 --out "$WORK/memory.json"
+    stop_daemon memory
+fi
 
 # ---- c7n-org (optional) --------------------------------------------------------------------
 echo '{}' >"$WORK/c7n.json"
@@ -171,6 +190,7 @@ print(json.dumps({
     "cis_on": runs("cis-on"),
     "cis_off": runs("cis-off"),
     "c7n_org": json.load(open(f"{work}/c7n.json")),
+    "daemon_memory": json.load(open(f"{work}/memory.json")),
     **({"also_concurrency": {"concurrency": int(os.environ["ALSO_CONCURRENCY"]),
                              "cis_on": runs("cis-on-c"), "cis_off": runs("cis-off-c")}}
        if os.environ.get("ALSO_CONCURRENCY") else {}),
@@ -192,6 +212,12 @@ if a:
     for k in ("cis_on", "cis_off"):
         x = a[k]
         print(f"  {k} with accounts.concurrency = {a['concurrency']}: median {x['median_seconds']:.3f} s (runs: {', '.join(f'{t:.3f}' for t in x['runs_seconds'])}), {x['aws_calls']} calls")
+m = r["daemon_memory"]
+if m:
+    a1, a2 = m["after_ready"]["status"], m["after_resync"]["status"]
+    print(f"  daemon: ready with VmRSS {a1['VmRSS'] / 1024:.1f} MiB; after {m['after_resync']['resyncs']} account resyncs "
+          f"({m['after_resync']['waited_seconds']} s) VmRSS {a2['VmRSS'] / 1024:.1f} MiB, peak VmHWM {a2['VmHWM'] / 1024:.1f} MiB "
+          f"({m['after_resync']['users']} users); goal <= 60 MB: {a2['VmHWM'] * 1024 <= 60e6}")
 c = r["c7n_org"]
 if c:
     print(f"  c7n-org {c['versions']} --dryrun: {c['seconds']:.1f} s, {c['aws_calls']} calls ({c['calls_per_account']} per account)")
