@@ -215,6 +215,10 @@ pub struct Clients {
     /// to build the same clients with other credentials ([`Clients::with_credentials`]).
     shared: aws_types::SdkConfig,
     cloudtrail_endpoint: Option<String>,
+    /// The identity these credentials act as (ARN, account id), when STS already said it
+    /// (an assumed role's `AssumedRoleUser`): [`Clients::caller_identity`] answers it
+    /// without a call.
+    identity: Option<Arc<(String, String)>>,
 }
 
 impl Clients {
@@ -403,6 +407,7 @@ impl Clients {
             base_http: Some(base_http),
             shared: shared.clone(),
             cloudtrail_endpoint: cloudtrail_endpoint.map(str::to_owned),
+            identity: None,
         }
     }
 
@@ -456,8 +461,20 @@ impl Clients {
         )
     }
 
-    /// The caller's ARN (sts:GetCallerIdentity) and account id.
+    /// The same clients, knowing the identity they act as: `arn` and `account_id` as STS
+    /// answered them (AssumeRole's `AssumedRoleUser`), so that [`Clients::caller_identity`]
+    /// makes no call.
+    pub fn with_identity(mut self, arn: String, account_id: String) -> Clients {
+        self.identity = Some(Arc::new((arn, account_id)));
+        self
+    }
+
+    /// The caller's ARN (sts:GetCallerIdentity, unless STS already said it:
+    /// [`Clients::with_identity`]) and account id.
     pub async fn caller_identity(&self) -> Result<(String, String), Error> {
+        if let Some(id) = &self.identity {
+            return Ok((id.0.clone(), id.1.clone()));
+        }
         let out = self
             .sts
             .get_caller_identity()

@@ -29,6 +29,9 @@ pub struct AssumedRole {
     /// The credentials of the first AssumeRole (made to find out at once whether the
     /// role can be assumed), handed to the identity cache on its first call.
     first: Mutex<Option<Credentials>>,
+    /// The ARN of the assumed-role session (`AssumedRoleUser.Arn`, the same for every
+    /// AssumeRole of this role: the session name is fixed); empty if STS did not say it.
+    session_arn: String,
 }
 
 impl AssumedRole {
@@ -38,20 +41,28 @@ impl AssumedRole {
         role_arn: &str,
         external_id: Option<&str>,
     ) -> Result<AssumedRole, Error> {
-        let role = AssumedRole {
+        let mut role = AssumedRole {
             sts: sts.clone(),
             role_arn: role_arn.to_string(),
             external_id: external_id.map(str::to_owned),
             first: Mutex::new(None),
+            session_arn: String::new(),
         };
-        let creds = role.fetch().await?;
+        let (creds, session_arn) = role.fetch().await?;
+        role.session_arn = session_arn;
         if let Ok(mut f) = role.first.lock() {
             *f = Some(creds);
         }
         Ok(role)
     }
 
-    async fn fetch(&self) -> Result<Credentials, Error> {
+    /// The assumed-role session's ARN and its account id (the ARN's fifth field), as STS
+    /// answered the first AssumeRole; `None` if it did not say.
+    pub fn identity(&self) -> Option<(String, String)> {
+        session_identity(&self.session_arn)
+    }
+
+    async fn fetch(&self) -> Result<(Credentials, String), Error> {
         let out = self
             .sts
             .assume_role()
@@ -68,12 +79,19 @@ impl AssumedRole {
             ))
         })?;
         let expiry = SystemTime::try_from(*c.expiration()).ok();
-        Ok(Credentials::new(
-            c.access_key_id(),
-            c.secret_access_key(),
-            Some(c.session_token().to_string()),
-            expiry,
-            "iam-warden-assume-role",
+        let session_arn = out
+            .assumed_role_user()
+            .map(|u| u.arn().to_string())
+            .unwrap_or_default();
+        Ok((
+            Credentials::new(
+                c.access_key_id(),
+                c.secret_access_key(),
+                Some(c.session_token().to_string()),
+                expiry,
+                "iam-warden-assume-role",
+            ),
+            session_arn,
         ))
     }
 
@@ -98,8 +116,23 @@ impl ProvideCredentials for AssumedRole {
             }
             self.fetch()
                 .await
+                .map(|(c, _)| c)
                 .map_err(|e| CredentialsError::provider_error(OneLine(e.to_string())))
         })
+    }
+}
+
+/// The ARN and account id of an assumed-role session ARN
+/// (`arn:PARTITION:sts::ACCOUNT:assumed-role/ROLE/SESSION`); `None` for anything else.
+fn session_identity(arn: &str) -> Option<(String, String)> {
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    match parts.as_slice() {
+        ["arn", _, "sts", "", account, resource]
+            if crate::config::is_account_id(account) && resource.starts_with("assumed-role/") =>
+        {
+            Some((arn.to_string(), (*account).to_string()))
+        }
+        _ => None,
     }
 }
 
@@ -114,3 +147,32 @@ impl std::fmt::Display for OneLine {
 }
 
 impl std::error::Error for OneLine {}
+
+#[cfg(test)]
+mod tests {
+    use super::session_identity;
+
+    #[test]
+    fn the_session_arn_names_the_account_or_nothing_is_assumed() {
+        let arn = "arn:aws:sts::210987654321:assumed-role/iam-warden/iam-warden";
+        assert_eq!(
+            session_identity(arn),
+            Some((arn.to_string(), "210987654321".to_string()))
+        );
+        let gov = "arn:aws-us-gov:sts::210987654321:assumed-role/iam-warden/iam-warden";
+        assert_eq!(
+            session_identity(gov).map(|i| i.1),
+            Some("210987654321".into())
+        );
+        // Anything else: GetCallerIdentity is asked instead.
+        for bad in [
+            "",
+            "arn:aws:iam::210987654321:user/alice",
+            "arn:aws:sts::21098765432:assumed-role/iam-warden/iam-warden",
+            "arn:aws:sts::210987654321:federated-user/x",
+            "not an arn",
+        ] {
+            assert_eq!(session_identity(bad), None, "{bad}");
+        }
+    }
+}

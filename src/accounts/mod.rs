@@ -273,18 +273,24 @@ async fn ancestors(
 /// its own pacing and call counter. The error is that account's, one line with the fix.
 pub async fn connect(cfg: &Config, caller: &Clients, target: &Target) -> Result<Clients, String> {
     let settings = PacingSettings::from_config(cfg);
-    let credentials = match &target.role_arn {
-        None => None,
+    let (credentials, identity) = match &target.role_arn {
+        None => (None, None),
         Some(arn) => {
             let role = AssumedRole::assume(&caller.sts, arn, cfg.accounts.external_id.as_deref())
                 .await
                 .map_err(|e| assume_error(arn, &target.id, &e))?;
-            Some(SharedCredentialsProvider::new(role))
+            // STS said who the session is: no GetCallerIdentity per audit or resync.
+            let identity = role.identity();
+            (Some(SharedCredentialsProvider::new(role)), identity)
         }
     };
-    caller
+    let clients = caller
         .with_credentials(credentials, CallStats::new(), &settings)
-        .map_err(|e| e.to_string())
+        .map_err(|e| e.to_string())?;
+    Ok(match identity {
+        Some((arn, account)) => clients.with_identity(arn, account),
+        None => clients,
+    })
 }
 
 /// "cannot assume ROLE: CODE: message; how to fix it".
