@@ -34,7 +34,7 @@
 //!   pre-created.
 //! - `iam_warden_access_keys{phase}`: the 8 phases of `KEY_PHASES`, all pre-created; the
 //!   key age is one unlabelled [`GaugeHistogram`] (no per-user label).
-//! - `iam_warden_sqs_messages_skipped_total{reason}`: the 4 [`SqsSkipReason`]s,
+//! - `iam_warden_sqs_messages_skipped_total{reason}`: the 5 [`SqsSkipReason`]s,
 //!   pre-created; the account skipped is in the log line only (never a label: an
 //!   organization-wide rule can send events of any number of accounts).
 //! - `account` (the account id, or `all` with `server.metrics_per_account = false`):
