@@ -2,13 +2,14 @@
 //! and the resolution of findings iam-warden exported before that are gone. The state is
 //! in Security Hub itself: the active iam-warden findings are read back with GetFindings.
 //!
-//! Calls for N current findings, E exported before (active), R of them resolved: either
-//! (read first: the CLI, a per-user export, the daemon's first whole-account export)
-//! ceil(E/100) GetFindings pages (at least one) and ceil((C+R)/100) BatchImportFindings,
-//! where C counts only the current findings that are new, changed ([`asff::fingerprint`])
-//! or due for a refresh ([`fate`]); or (import first: the daemon's later whole-account
-//! exports) ceil(N/100) BatchImportFindings, ceil(R/100) GetFindings pages of the stale
-//! findings (at least one) and ceil(R/100) BatchImportFindings. No DescribeHub: the first
+//! Calls for E findings exported before (active), R of them resolved: ceil(E/100)
+//! GetFindings pages (at least one) and ceil((C+R)/100) BatchImportFindings, where C counts
+//! only the current findings that are new, changed ([`asff::fingerprint`]) or due for a
+//! refresh ([`fate`]). Every export reads first, the daemon's every resync too: an unchanged
+//! finding is never imported again (each import is a finding ingestion event, billed past
+//! Security Hub's free tier, and an EventBridge "Findings - Imported" event; reads are
+//! neither), so a steady account costs its pages of reads and no import. No
+//! DescribeHub: the first
 //! call answers InvalidAccessException when Security Hub is not enabled, which becomes the
 //! one-line error naming the fix. Security Hub's calls use the SDK's standard retries
 //! (throttling included, `aws.max_attempts`), not the IAM pacer: its quotas are its own.
@@ -16,8 +17,8 @@
 use std::collections::BTreeMap;
 
 use aws_sdk_securityhub::types::{
-    AwsSecurityFinding, AwsSecurityFindingFilters, Compliance, ComplianceStatus, DateFilter,
-    MapFilter, MapFilterComparison, RecordState, Resource, Severity, SeverityLabel, StringFilter,
+    AwsSecurityFinding, AwsSecurityFindingFilters, Compliance, ComplianceStatus, MapFilter,
+    MapFilterComparison, RecordState, Resource, Severity, SeverityLabel, StringFilter,
     StringFilterComparison, Workflow, WorkflowStatus,
 };
 use chrono::{DateTime, Duration, SubsecRound, Utc};
@@ -102,37 +103,35 @@ fn not_enabled(scope: &Scope) -> Error {
 }
 
 /// What an export learned about the findings in Security Hub, kept between exports by a
-/// long-running caller (the daemon) so a whole-account export need not read every earlier
-/// finding back first. `warm` once a whole-account export succeeded in this process:
-/// from then on the first-observed time of every current iam-warden finding is here.
+/// long-running caller (the daemon): the first-observed time of every current iam-warden
+/// finding, for a finding Security Hub no longer lists as active (archived by someone)
+/// that comes back.
 #[derive(Debug, Clone, Default)]
 pub struct Known {
-    warm: bool,
     /// Finding id → (first observed, the user it names).
     first: BTreeMap<String, (DateTime<Utc>, Option<String>)>,
 }
 
 impl Known {
-    /// Whether a whole-account export can skip reading every earlier finding first.
-    pub fn is_warm(&self) -> bool {
-        self.warm
+    /// How many findings' first-observed times are kept.
+    pub fn len(&self) -> usize {
+        self.first.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.first.is_empty()
     }
 }
 
 /// Send `findings` (the current ones) and resolve the earlier ones `sweep` covers that are
 /// no longer among them.
 ///
-/// Two orders, the same result:
-/// - read first (a per-user export, or a whole-account one while `known` is cold): the
-///   earlier findings `sweep` covers are read (their first-observed times are kept and
-///   their fingerprints compared), then the current findings that are new, changed or due
-///   for a refresh ([`fate`]) and the resolved ones are sent together; a batch sent anyway
-///   is filled up with the unchanged findings last updated longest ago (at least
-///   [`REFRESH_AFTER_DAYS`]). 10,000 findings: 1 + 100 calls the first time, 100 + 0 when
-///   nothing changed;
-/// - import first (a whole-account export with `known` warm): the current findings are
-///   sent, then only iam-warden's ACTIVE findings not updated by this export are read:
-///   exactly the stale ones, normally 0 or 1 page. 10,000 findings: 100 + 1 calls.
+/// The earlier findings `sweep` covers are read (their first-observed times are kept and
+/// their fingerprints compared), then the current findings that are new, changed or due
+/// for a refresh ([`fate`]) and the resolved ones are sent together; a batch sent anyway is
+/// filled up with the unchanged findings last updated longest ago (at least
+/// [`REFRESH_AFTER_DAYS`]). 10,000 findings: 1 + 100 calls the first time, 100 + 0 when
+/// nothing changed, 100 + 1 with up to 100 changed or gone.
 pub async fn export(
     hub: &aws_sdk_securityhub::Client,
     scope: &Scope,
@@ -149,12 +148,7 @@ pub async fn export(
     // Whole milliseconds, as ASFF timestamps carry: this export's own UpdatedAt is then
     // exactly `now`, and "updated before `now`" excludes what it sent.
     let now = now.trunc_subsecs(3);
-    let read_first = user.is_some() || !known.warm;
-    let mut earlier = if read_first {
-        Box::pin(active_findings(hub, scope, user, None)).await?
-    } else {
-        BTreeMap::new()
-    };
+    let mut earlier = Box::pin(active_findings(hub, scope, user)).await?;
     let mut report = ExportReport {
         active: findings.len(),
         ..Default::default()
@@ -172,14 +166,8 @@ pub async fn export(
             .or_else(|| known.first.get(&id).map(|(t, _)| *t))
             .unwrap_or(now);
         let a = asff::finding(f, scope, first, now);
-        let fate = if read_first {
-            let print = a.product_fields.get(asff::FINGERPRINT_FIELD);
-            fate(&id, print.map_or("", String::as_str), before, now)
-        } else {
-            // Import first sends every current finding: the stale ones are found by that.
-            Fate::Changed
-        };
-        match fate {
+        let print = a.product_fields.get(asff::FINGERPRINT_FIELD);
+        match fate(&id, print.map_or("", String::as_str), before, now) {
             Fate::New | Fate::Changed => current.push(to_sdk(&a)),
             Fate::Refresh => {
                 report.refreshed += 1;
@@ -202,31 +190,20 @@ pub async fn export(
             .map(|e| resolve(e, now))
             .collect()
     };
-    if read_first {
-        let resolved = to_resolve(std::mem::take(&mut earlier));
-        report.resolved = resolved.len();
-        // The last batch's free places: the oldest unchanged findings, at no extra call.
-        let free = (BATCH - (current.len() + resolved.len()) % BATCH) % BATCH;
-        fillers.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.id.cmp(&b.1.id)));
-        for (_, a) in fillers.iter().take(free) {
-            current.push(to_sdk(a));
-            report.unchanged -= 1;
-            report.refreshed += 1;
-        }
-        let all: Vec<AwsSecurityFinding> = current.into_iter().chain(resolved).collect();
-        send(hub, scope, &all, user, journal, &mut report).await?;
-    } else {
-        send(hub, scope, &current, user, journal, &mut report).await?;
-        let stale = Box::pin(active_findings(hub, scope, None, Some(now))).await?;
-        let resolved = to_resolve(stale);
-        report.resolved = resolved.len();
-        send(hub, scope, &resolved, user, journal, &mut report).await?;
+    let resolved = to_resolve(std::mem::take(&mut earlier));
+    report.resolved = resolved.len();
+    // The last batch's free places: the oldest unchanged findings, at no extra call.
+    let free = (BATCH - (current.len() + resolved.len()) % BATCH) % BATCH;
+    fillers.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.id.cmp(&b.1.id)));
+    for (_, a) in fillers.iter().take(free) {
+        current.push(to_sdk(a));
+        report.unchanged -= 1;
+        report.refreshed += 1;
     }
+    let all: Vec<AwsSecurityFinding> = current.into_iter().chain(resolved).collect();
+    send(hub, scope, &all, user, journal, &mut report).await?;
     match user {
-        None => {
-            known.first = seen;
-            known.warm = true;
-        }
+        None => known.first = seen,
         Some(u) => {
             known
                 .first
@@ -390,10 +367,9 @@ pub async fn active_findings(
     hub: &aws_sdk_securityhub::Client,
     scope: &Scope,
     user: Option<&str>,
-    updated_before: Option<DateTime<Utc>>,
 ) -> Result<BTreeMap<String, AwsSecurityFinding>> {
     let product = asff::product_arn(scope);
-    let filters = filters(scope, user, updated_before);
+    let filters = filters(scope, user);
     let mut out = BTreeMap::new();
     let mut token: Option<String> = None;
     loop {
@@ -419,8 +395,7 @@ pub async fn active_findings(
                 && f.generator_id
                     .as_deref()
                     .is_some_and(|g| g.starts_with(GENERATOR_PREFIX))
-                && user.is_none_or(|u| user_of(&f) == Some(u))
-                && updated_before.is_none_or(|t| updated_before_time(&f, t));
+                && user.is_none_or(|u| user_of(&f) == Some(u));
             if let (true, Some(id)) = (ours, f.id.clone()) {
                 out.insert(id, f);
             }
@@ -434,11 +409,7 @@ pub async fn active_findings(
 }
 
 /// The GetFindings filters of [`active_findings`]. Pure.
-pub fn filters(
-    scope: &Scope,
-    user: Option<&str>,
-    updated_before: Option<DateTime<Utc>>,
-) -> AwsSecurityFindingFilters {
+pub fn filters(scope: &Scope, user: Option<&str>) -> AwsSecurityFindingFilters {
     let eq = |v: &str| {
         StringFilter::builder()
             .value(v)
@@ -465,21 +436,7 @@ pub fn filters(
                 .build(),
         );
     }
-    if let Some(t) = updated_before {
-        // The end is inclusive: one millisecond before (ASFF times are whole milliseconds).
-        let end = t.trunc_subsecs(3) - chrono::Duration::milliseconds(1);
-        filters = filters.updated_at(DateFilter::builder().end(asff::timestamp(end)).build());
-    }
     filters.build()
-}
-
-/// Was `f` last updated before `t`? A finding without a readable `UpdatedAt` counts as
-/// stale (it was not written by this export, which sets it).
-fn updated_before_time(f: &AwsSecurityFinding, t: DateTime<Utc>) -> bool {
-    f.updated_at
-        .as_deref()
-        .and_then(|u| DateTime::parse_from_rfc3339(u).ok())
-        .is_none_or(|u| u.with_timezone(&Utc) < t)
 }
 
 /// An earlier finding that is gone: PASSED, RESOLVED, ARCHIVED, updated now.
