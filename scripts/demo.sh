@@ -20,6 +20,8 @@
 #     the recorder is brought onto the baseline; an AWS Health AWS_RISK_CREDENTIALS_EXPOSED
 #     event on the queue deactivates exactly that key at once; the journal, the metrics,
 #     SIGTERM -> exit 0
+# 10. one daemon for the three accounts of 6d on one SQS queue: each account's first
+#     resync, an event of one account enforced there, one of an account out of scope skipped
 #
 # Owner notices go to scripts/webhook-receiver.py, which checks their signature and prints
 # each one (enforce and the daemon are configured with it).
@@ -601,6 +603,97 @@ wait "$DAEMON_PID" || rc=$?
 [ "$rc" = 0 ] || { tail -n 20 "$DAEMON_LOG" >&2; die "the daemon exited $rc on SIGTERM, expected 0"; }
 note "(exit $rc; CloudTrail checkpoint saved in $STATE/cloudtrail-checkpoint.json: polled until"
 note " $("$VENV_PY" -c 'import json, sys; print(json.load(open(sys.argv[1]))["polled_until"])' "$STATE/cloudtrail-checkpoint.json"))"
+
+step "16. One daemon for several accounts (the accounts of step 6d), one SQS queue for all"
+note "iam-warden run with the accounts list of 6d: a controller per account (its own role,"
+note "queue, breaker, resync and journal lines), one queue fed by an organization-wide rule:"
+note "each event goes to the account its envelope names; an account out of scope is skipped."
+ORG_QUEUE_URL=$("$VENV_PY" -c 'import sys, boto3
+print(boto3.client("sqs", endpoint_url=sys.argv[1], region_name="us-east-1").create_queue(
+    QueueName="iam-warden-org-events")["QueueUrl"])' "$MOTO_URL")
+PORT=$(free_port)
+ORG_DAEMON_LOG="$WORK/daemon-accounts.log"
+before=$(wc -l <"$JOURNAL")
+IAM_WARDEN_CONFIG="$ORG_CONFIG" IAM_WARDEN_MODE=enforce \
+    IAM_WARDEN_SAFETY__CONFIRM_LARGE_CHANGE=true \
+    IAM_WARDEN_SERVER__LISTEN="127.0.0.1:$PORT" \
+    IAM_WARDEN_SOURCES__CLOUDTRAIL__ENABLED=false \
+    IAM_WARDEN_SOURCES__SQS__QUEUE_URL="$ORG_QUEUE_URL" \
+    IAM_WARDEN_SOURCES__SQS__WAIT_TIME=1s \
+    IAM_WARDEN_RESYNC__INTERVAL=1h \
+    "$WARDEN" run 2>"$ORG_DAEMON_LOG" &
+DAEMON_PID=$!
+LIB_PIDS+=("$DAEMON_PID")
+note "\$ IAM_WARDEN_CONFIG=$(basename "$ORG_CONFIG") IAM_WARDEN_MODE=enforce iam-warden run   (pid $DAEMON_PID)"
+up=""
+for _ in $(seq 1 300); do
+    kill -0 "$DAEMON_PID" 2>/dev/null || { cat "$ORG_DAEMON_LOG" >&2; die "the daemon exited (log above)"; }
+    up=$(http /metrics | grep -c '^iam_warden_account_up{account="[0-9]*"} 1' || true)
+    [ "$up" = 3 ] && [ "$(http /readyz | cut -d' ' -f1)" = 200 ] && break
+    sleep 0.2
+done
+[ "$up" = 3 ] || { cat "$ORG_DAEMON_LOG" >&2; die "not every account was up within 60 s"; }
+http /metrics | grep -E '^iam_warden_(account_up|users)\{' | grep -vE ' 0$'
+note "The first resync of each account: journal lines by account (the team users of 6d joined"
+note "the MFA group in their own accounts; the demo account was on the baseline already):"
+tail -n +"$((before + 1))" "$JOURNAL" | "$VENV_PY" -c '
+import collections, json, sys
+n = collections.Counter((e.get("account", "?"), e["action"]) for e in map(json.loads, sys.stdin)
+                        if e.get("outcome") == "applied")
+for (acct, action), k in sorted(n.items()):
+    print(f"  account {acct}: {k} x {action}")'
+note "A contractor gets a console password in account 444455556666; its event, and one of an"
+note "account not in scope (999988887777), arrive on the one queue:"
+"$VENV_PY" - "$MOTO_URL" "$ORG_QUEUE_URL" <<'PY'
+import datetime, json, sys, time, uuid, boto3
+moto, queue = sys.argv[1:]
+sts = boto3.client("sts", endpoint_url=moto, region_name="us-east-1")
+c = sts.assume_role(RoleArn="arn:aws:iam::444455556666:role/iam-warden", RoleSessionName="demo-admin")["Credentials"]
+iam = boto3.client("iam", endpoint_url=moto, region_name="us-east-1", aws_access_key_id=c["AccessKeyId"],
+                   aws_secret_access_key=c["SecretAccessKey"], aws_session_token=c["SessionToken"])
+iam.create_user(UserName="contractor")
+iam.create_login_profile(UserName="contractor", Password="Correct-Horse-Battery-9!")
+sqs = boto3.client("sqs", endpoint_url=moto, region_name="us-east-1")
+now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+def event(acct, user):
+    record = {"eventVersion": "1.09", "eventTime": now, "eventSource": "iam.amazonaws.com",
+              "userIdentity": {"type": "AssumedRole", "accountId": acct,
+                               "arn": f"arn:aws:sts::{acct}:assumed-role/admin/demo"},
+              "eventName": "CreateLoginProfile", "awsRegion": "us-east-1",
+              "requestParameters": {"userName": user}, "responseElements": None,
+              "eventID": str(uuid.uuid4()), "readOnly": False, "eventType": "AwsApiCall",
+              "recipientAccountId": acct}
+    return json.dumps({"version": "0", "id": str(uuid.uuid4()), "detail-type": "AWS API Call via CloudTrail",
+                       "source": "aws.iam", "account": acct, "time": now, "region": "us-east-1",
+                       "resources": [], "detail": record})
+t0 = time.monotonic()
+sqs.send_message(QueueUrl=queue, MessageBody=event("444455556666", "contractor"))
+sqs.send_message(QueueUrl=queue, MessageBody=event("999988887777", "contractor"))
+while time.monotonic() < t0 + 30:
+    groups = [g["GroupName"] for g in iam.list_groups_for_user(UserName="contractor")["Groups"]]
+    if "iam-warden-require-mfa" in groups:
+        print(f"contractor (444455556666) in {', '.join(sorted(groups))} "
+              f"{time.monotonic() - t0:.2f} s after the event was sent")
+        break
+    time.sleep(0.05)
+else:
+    sys.exit("demo: error: contractor was not on the baseline 30 s after its event")
+PY
+skipped=""
+for _ in $(seq 1 100); do
+    skipped=$(http /metrics | grep '^iam_warden_sqs_messages_skipped_total{reason="not_in_scope"}' | cut -d' ' -f2)
+    [ "$skipped" = 1 ] && break
+    sleep 0.1
+done
+[ "$skipped" = 1 ] || die "the event of the account out of scope was not counted as skipped"
+note "The event of 999988887777 was counted and deleted, never acted on:"
+grep -m1 'does not cover' "$ORG_DAEMON_LOG" | cut -c1-200 || true
+http /metrics | grep '^iam_warden_sqs_messages_skipped_total{reason="not_in_scope"}'
+kill -TERM "$DAEMON_PID"
+rc=0
+wait "$DAEMON_PID" || rc=$?
+[ "$rc" = 0 ] || { tail -n 20 "$ORG_DAEMON_LOG" >&2; die "the daemon exited $rc on SIGTERM, expected 0"; }
+note "(SIGTERM: exit $rc)"
 # --- end of daemon part ---
 
 step "Done"
