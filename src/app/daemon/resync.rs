@@ -33,7 +33,9 @@ pub(super) async fn resync_loop(
     let mut failures = 0u32;
     let mut up = false;
     loop {
-        let result = resync(&ctx).await;
+        // Boxed: the loop's task is then small between resyncs (one per account); the
+        // resync's own state lives only while it runs.
+        let result = Box::pin(resync(&ctx)).await;
         // The snapshot is dropped by now: give its pages back.
         crate::memory::release_free_memory();
         let wait = match result {

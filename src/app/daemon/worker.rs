@@ -75,7 +75,9 @@ async fn reconcile_one(ctx: &Context, queue: &WorkQueue<ReconcileKey>, lease: Le
     );
     let result = {
         let _e = span.enter();
-        reconcile(&key, ctx).await
+        // Boxed: an idle worker's task is then a few bytes, not the size of a reconcile's
+        // state (tens of KiB; `controller.account_workers` workers in every account).
+        Box::pin(reconcile(&key, ctx)).await
     };
     match result {
         Ok(next) => {
