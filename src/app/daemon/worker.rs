@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use crate::config::{AccountSource, Config};
 use crate::controller::key::ReconcileKey;
@@ -73,12 +74,12 @@ async fn reconcile_one(ctx: &Context, queue: &WorkQueue<ReconcileKey>, lease: Le
         key = %key,
         attempt = lease.attempt()
     );
-    let result = {
-        let _e = span.enter();
-        // Boxed: an idle worker's task is then a few bytes, not the size of a reconcile's
-        // state (tens of KiB; `controller.account_workers` workers in every account).
-        Box::pin(reconcile(&key, ctx)).await
-    };
+    // Boxed: an idle worker's task is then a few bytes, not the size of a reconcile's state
+    // (tens of KiB; `controller.account_workers` workers in every account). Instrumented,
+    // not entered: a span entered across an await stays entered on the thread while the
+    // task waits, and other tasks' log lines (an SQS skip, another account's reconcile)
+    // came out inside this reconcile's account and key.
+    let result = Box::pin(reconcile(&key, ctx).instrument(span)).await;
     match result {
         Ok(next) => {
             let (res, requeue_at) = match next {
