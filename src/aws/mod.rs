@@ -166,6 +166,7 @@ impl Clients {
         // the root certificates again (~0.15 MiB a time; with 100 accounts most of the
         // daemon's heap).
         let base_http = shared.http_client().unwrap_or_else(default_http_client);
+        let shared = &shared.to_builder().http_client(base_http.clone()).build();
         // IAM and STS: one attempt per SDK call; pacing and retries are in the HTTP layer.
         // What the SDK sees as one attempt is every try the pacer makes, with its waits for
         // the rate and its backoffs: the pacer cuts each try at aws.attempt_timeout itself,
@@ -192,46 +193,39 @@ impl Clients {
         sts = sts.http_client(paced_http(base_http.clone(), &pacer, "sts", &calls));
         let iam = aws_sdk_iam::Client::from_conf(iam.build());
         let sts = aws_sdk_sts::Client::from_conf(sts.build());
-        let mut ct = aws_sdk_cloudtrail::config::Builder::from(shared)
-            .http_client(base_http.clone())
-            .interceptor(counter("cloudtrail"));
+        let mut ct =
+            aws_sdk_cloudtrail::config::Builder::from(shared).interceptor(counter("cloudtrail"));
         if let Some(url) = cloudtrail_endpoint {
             ct = ct.endpoint_url(url);
         }
         let cloudtrail = aws_sdk_cloudtrail::Client::from_conf(ct.build());
         let sqs = aws_sdk_sqs::Client::from_conf(
             aws_sdk_sqs::config::Builder::from(shared)
-                .http_client(base_http.clone())
                 .interceptor(counter("sqs"))
                 .build(),
         );
         let secretsmanager = aws_sdk_secretsmanager::Client::from_conf(
             aws_sdk_secretsmanager::config::Builder::from(shared)
-                .http_client(base_http.clone())
                 .interceptor(counter("secretsmanager"))
                 .build(),
         );
         let ssm = aws_sdk_ssm::Client::from_conf(
             aws_sdk_ssm::config::Builder::from(shared)
-                .http_client(base_http.clone())
                 .interceptor(counter("ssm"))
                 .build(),
         );
         let sns = aws_sdk_sns::Client::from_conf(
             aws_sdk_sns::config::Builder::from(shared)
-                .http_client(base_http.clone())
                 .interceptor(counter("sns"))
                 .build(),
         );
         let securityhub = aws_sdk_securityhub::Client::from_conf(
             aws_sdk_securityhub::config::Builder::from(shared)
-                .http_client(base_http.clone())
                 .interceptor(counter("securityhub"))
                 .build(),
         );
         let accessanalyzer = aws_sdk_accessanalyzer::Client::from_conf(
             aws_sdk_accessanalyzer::config::Builder::from(shared)
-                .http_client(base_http.clone())
                 .interceptor(counter("accessanalyzer"))
                 // One attempt: a failure is reported as "cannot check" (never a pass) and
                 // the next audit asks again; retries would multiply the audit's calls.
@@ -240,7 +234,6 @@ impl Clients {
         );
         let organizations = aws_sdk_organizations::Client::from_conf(
             aws_sdk_organizations::config::Builder::from(shared)
-                .http_client(base_http.clone())
                 .interceptor(counter("organizations"))
                 .build(),
         );
@@ -275,11 +268,8 @@ impl Clients {
         calls: CallStats,
         settings: &PacingSettings,
     ) -> Result<Clients, Error> {
+        // `shared` holds the HTTP client: every account shares its pool and TLS set-up.
         let mut sdk = self.shared.to_builder();
-        // The same HTTP client (its connection pool, its TLS set-up) for every account.
-        if let Some(h) = &self.base_http {
-            sdk = sdk.http_client(h.clone());
-        }
         if let Some(c) = credentials {
             sdk = sdk.credentials_provider(c).identity_cache(
                 aws_config::identity::IdentityCache::lazy()
