@@ -82,6 +82,21 @@ only_user() {
 
 # The webhook receiver's lines after line FROM (line 1 is its URL), or a note that none came.
 hook_lines() { wc -l <"$HOOK_OUT"; }
+
+# create_queue NAME: a moto SQS queue; prints its URL.
+create_queue() {
+    "$VENV_PY" -c 'import sys, boto3
+print(boto3.client("sqs", endpoint_url=sys.argv[1], region_name="us-east-1").create_queue(
+    QueueName=sys.argv[2])["QueueUrl"])' "$MOTO_URL" "$1"
+}
+
+# stop_daemon LOG: SIGTERM to $DAEMON_PID; the demo stops unless it exits 0 (LOG's tail shown).
+stop_daemon() {
+    kill -TERM "$DAEMON_PID"
+    rc=0
+    wait "$DAEMON_PID" || rc=$?
+    [ "$rc" = 0 ] || { tail -n 20 "$1" >&2; die "the daemon exited $rc on SIGTERM, expected 0"; }
+}
 # show_notices FROM [EVENT]: with EVENT, that notice must arrive (polled for up to 10 s:
 # delivery is in the background) or the demo stops.
 show_notices() {
@@ -477,9 +492,7 @@ note "it every 2 s (default 60 s); resync is an hour away, so only the events ca
 note "The SQS queue stands for the one EventBridge feeds (here: an AWS Health event, step 12)."
 start_recorder "$MOTO_URL"
 note "recorder: $RECORDER_URL"
-QUEUE_URL=$("$VENV_PY" -c 'import sys, boto3
-print(boto3.client("sqs", endpoint_url=sys.argv[1], region_name="us-east-1").create_queue(
-    QueueName="iam-warden-events")["QueueUrl"])' "$MOTO_URL")
+QUEUE_URL=$(create_queue iam-warden-events)
 note "queue: $QUEUE_URL"
 PORT=$(free_port)
 DAEMON_LOG="$WORK/daemon.log"
@@ -597,10 +610,7 @@ http /metrics | grep -E '^iam_warden_(events_total|writes_total|reconciles_total
     grep -vE ' 0$' || true
 
 step "15. SIGTERM: readiness off, sources stop, in-flight work drains, checkpoint saved, exit 0"
-kill -TERM "$DAEMON_PID"
-rc=0
-wait "$DAEMON_PID" || rc=$?
-[ "$rc" = 0 ] || { tail -n 20 "$DAEMON_LOG" >&2; die "the daemon exited $rc on SIGTERM, expected 0"; }
+stop_daemon "$DAEMON_LOG"
 note "(exit $rc; CloudTrail checkpoint saved in $STATE/cloudtrail-checkpoint.json: polled until"
 note " $("$VENV_PY" -c 'import json, sys; print(json.load(open(sys.argv[1]))["polled_until"])' "$STATE/cloudtrail-checkpoint.json"))"
 
@@ -608,9 +618,7 @@ step "16. One daemon for several accounts (the accounts of step 6d), one SQS que
 note "iam-warden run with the accounts list of 6d: a controller per account (its own role,"
 note "queue, breaker, resync and journal lines), one queue fed by an organization-wide rule:"
 note "each event goes to the account its envelope names; an account out of scope is skipped."
-ORG_QUEUE_URL=$("$VENV_PY" -c 'import sys, boto3
-print(boto3.client("sqs", endpoint_url=sys.argv[1], region_name="us-east-1").create_queue(
-    QueueName="iam-warden-org-events")["QueueUrl"])' "$MOTO_URL")
+ORG_QUEUE_URL=$(create_queue iam-warden-org-events)
 PORT=$(free_port)
 ORG_DAEMON_LOG="$WORK/daemon-accounts.log"
 before=$(wc -l <"$JOURNAL")
@@ -700,10 +708,7 @@ note "The event of 999988887777 was counted and deleted, never acted on:"
 sed 's/\x1b\[[0-9;]*m//g' "$ORG_DAEMON_LOG" | grep -m1 'SQS event of an account iam-warden does not cover' |
     cut -c1-220 || true
 http /metrics | grep '^iam_warden_sqs_messages_skipped_total{reason="not_in_scope"}'
-kill -TERM "$DAEMON_PID"
-rc=0
-wait "$DAEMON_PID" || rc=$?
-[ "$rc" = 0 ] || { tail -n 20 "$ORG_DAEMON_LOG" >&2; die "the daemon exited $rc on SIGTERM, expected 0"; }
+stop_daemon "$ORG_DAEMON_LOG"
 note "(SIGTERM: exit $rc)"
 # --- end of daemon part ---
 
