@@ -2101,7 +2101,8 @@ fn library_sources() -> Vec<(String, String)> {
 
 /// Walk a method chain backwards from byte `end` (just before a `.`): the first method
 /// of the chain and the name it is called on, e.g. `self.clients.iam.get_user().user_name(u)`
-/// gives (`iam`, `get_user`). `None` when the chain does not start at a name.
+/// gives (`iam`, `get_user`), and so does `clients.iam().get_user()` (a client accessor).
+/// `None` when the chain does not start at a name.
 fn chain_head(s: &[u8], mut end: usize) -> Option<(String, Option<String>)> {
     let ident = |s: &[u8], mut i: usize| {
         let stop = i;
@@ -2139,9 +2140,14 @@ fn chain_head(s: &[u8], mut end: usize) -> Option<(String, Option<String>)> {
                     _ => {}
                 }
             }
+            let no_args = i + 2 == end;
             let (name, mut start) = ident(s, i);
             if name.is_empty() {
                 return None;
+            }
+            // A client accessor (`clients.cloudtrail()`): the client is the receiver.
+            if no_args && first_method.is_some() && CLIENT_NAMES.iter().any(|(n, _)| *n == name) {
+                return Some((name, first_method));
             }
             if start >= 2 && &s[start - 2..start] == b"r#" {
                 start -= 2; // a raw identifier: `.r#type(...)`
@@ -2255,6 +2261,16 @@ fn sdk_call_scanner_finds_clients_builders_and_paginators() {
     assert_eq!(
         chain_head(b, at(";\nreq = ")),
         Some(("client".to_string(), Some("publish".to_string())))
+    );
+    // A client behind an accessor method (the lazily built ones of `Clients`).
+    let acc =
+        "let page = caller\n    .organizations()\n    .list_accounts()\n    .send()\n    .await;";
+    assert_eq!(
+        chain_head(acc.as_bytes(), acc.find(".send()").unwrap()),
+        Some((
+            "organizations".to_string(),
+            Some("list_accounts".to_string())
+        ))
     );
     assert_eq!(op_key("list_mfa_devices"), op_key("ListMFADevices"));
     // What the code calls today, including a builder kept in a variable (SNS Publish,

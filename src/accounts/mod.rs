@@ -173,7 +173,7 @@ async fn list_organization(
     let mut token: Option<String> = None;
     loop {
         let page = caller
-            .organizations
+            .organizations()
             .list_accounts()
             .set_next_token(token.take())
             .send()
@@ -236,7 +236,7 @@ async fn ancestors(
             Some(p) => p.clone(),
             None => {
                 let page = caller
-                    .organizations
+                    .organizations()
                     .list_parents()
                     .child_id(&at)
                     .send()

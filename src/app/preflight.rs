@@ -39,7 +39,7 @@ impl LookupReader {
         pacer: LookupPacer,
     ) -> Result<LookupReader> {
         Ok(LookupReader {
-            cloudtrail: clients.cloudtrail.clone(),
+            cloudtrail: clients.cloudtrail().clone(),
             rules: Rules::from_config(cfg, account_id)?,
             pacer,
         })

@@ -7,10 +7,12 @@
 //! other services use the SDK's standard retries.
 //!
 //! [`calls`]: the call counter and its interceptor; [`error`]: an SDK error as one line
-//! with the fix, and whether a failed write may have been applied.
+//! with the fix, and whether a failed write may have been applied; [`services`]: the
+//! clients beyond IAM and STS, built on first use.
 
 mod calls;
 mod error;
+mod services;
 
 pub use calls::{CallOutcome, CallStats};
 pub use error::{aws_error, may_have_been_applied};
@@ -27,35 +29,23 @@ use crate::error::Error;
 pub use crate::pacing::is_read_operation;
 use crate::pacing::{PacedHttpClient, Pacer, PacingSettings};
 use calls::CountingInterceptor;
+use services::Services;
 
 /// All clients iam-warden uses, sharing one [`CallStats`] and (IAM and STS) one [`Pacer`].
+/// IAM and STS are built at once; the other services' clients on first use
+/// ([`services`]), through the methods of the same names.
 #[derive(Clone, Debug)]
 pub struct Clients {
     pub iam: aws_sdk_iam::Client,
     pub sts: aws_sdk_sts::Client,
-    pub cloudtrail: aws_sdk_cloudtrail::Client,
-    pub sqs: aws_sdk_sqs::Client,
-    /// Delivery of rotated keys (`rotation.delivery`).
-    pub secretsmanager: aws_sdk_secretsmanager::Client,
-    pub ssm: aws_sdk_ssm::Client,
-    /// Owner notifications (`notifications.sns_topic_arn`).
-    pub sns: aws_sdk_sns::Client,
-    /// Findings exported to Security Hub (`export.securityhub`), in `aws.region`; see
-    /// [`Clients::securityhub_in`] for another region.
-    pub securityhub: aws_sdk_securityhub::Client,
-    /// IAM Access Analyzer (CIS 1.19), in `aws.region`; [`Clients::accessanalyzer_in`]
-    /// for another region.
-    pub accessanalyzer: aws_sdk_accessanalyzer::Client,
-    /// AWS Organizations (`accounts.source = "organization"`: ListAccounts, ListParents).
-    pub organizations: aws_sdk_organizations::Client,
     pub calls: CallStats,
     pub pacer: Arc<Pacer>,
     /// The HTTP client under the pacing layer (to re-pace with other settings).
     base_http: Option<aws_smithy_runtime_api::client::http::SharedHttpClient>,
-    /// The SDK config the clients were built from, and the CloudTrail endpoint override:
-    /// to build the same clients with other credentials ([`Clients::with_credentials`]).
-    shared: aws_types::SdkConfig,
-    cloudtrail_endpoint: Option<String>,
+    /// The other services' clients, and the SDK config and CloudTrail endpoint override
+    /// everything was built from (to build the same clients with other credentials:
+    /// [`Clients::with_credentials`]).
+    services: Arc<Services>,
     /// The identity these credentials act as (ARN, account id), when STS already said it
     /// (an assumed role's `AssumedRoleUser`): [`Clients::caller_identity`] answers it
     /// without a call.
@@ -104,28 +94,16 @@ impl Clients {
     /// The same clients with IAM and STS paced by `settings` (a fresh pacer, reporting its
     /// write rate to the call counter's rate hook).
     pub fn paced(self, settings: &PacingSettings) -> Result<Clients, Error> {
-        let calls = self.calls.clone();
-        let pacer = Pacer::new(settings)
-            .map_err(|e| Error::Config(format!("controller pacing settings: {e}")))?
-            .with_rate_hook(move |r| calls.write_rate(r));
-        let calls = &self.calls;
-        let pacer = Arc::new(pacer);
+        let pacer = pacer_for(settings, &self.calls)?;
         let Some(base) = self.base_http.clone() else {
             return Err(Error::Other(
                 "the AWS clients have no HTTP client to pace; build them with aws-config".into(),
             ));
         };
-        let iam = self.iam.config().to_builder();
-        let sts = self.sts.config().to_builder();
+        let (iam, sts) = paced_iam_sts(self.services.shared(), &base, &pacer, &self.calls);
         Ok(Clients {
-            iam: aws_sdk_iam::Client::from_conf(
-                iam.http_client(paced_http(base.clone(), &pacer, "iam", calls))
-                    .build(),
-            ),
-            sts: aws_sdk_sts::Client::from_conf(
-                sts.http_client(paced_http(base, &pacer, "sts", calls))
-                    .build(),
-            ),
+            iam,
+            sts,
             pacer,
             ..self
         })
@@ -157,102 +135,24 @@ impl Clients {
         calls: CallStats,
         pacer: Arc<Pacer>,
     ) -> Clients {
-        let counter = |service| CountingInterceptor {
-            service,
-            stats: calls.clone(),
-        };
         // One HTTP client for every service (and, through `with_credentials`, for every
         // account): left unset, each SDK client builds its own on first use, each loading
         // the root certificates again (~0.15 MiB a time; with 100 accounts most of the
         // daemon's heap).
         let base_http = shared.http_client().unwrap_or_else(default_http_client);
-        let shared = &shared.to_builder().http_client(base_http.clone()).build();
-        // IAM and STS: one attempt per SDK call; pacing and retries are in the HTTP layer.
-        // What the SDK sees as one attempt is every try the pacer makes, with its waits for
-        // the rate and its backoffs: the pacer cuts each try at aws.attempt_timeout itself,
-        // so the SDK's attempt timeout and its stalled-stream check (which reads a request
-        // waiting for the rate as a stalled upload) are off here; aws.operation_timeout
-        // still bounds the whole call.
-        let paced_timeouts = shared
-            .timeout_config()
-            .map(|t| t.to_builder())
-            .unwrap_or_default()
-            .disable_operation_attempt_timeout()
-            .build();
-        let mut iam = aws_sdk_iam::config::Builder::from(shared)
-            .interceptor(counter("iam"))
-            .retry_config(RetryConfig::disabled())
-            .timeout_config(paced_timeouts.clone())
-            .stalled_stream_protection(StalledStreamProtectionConfig::disabled());
-        let mut sts = aws_sdk_sts::config::Builder::from(shared)
-            .interceptor(counter("sts"))
-            .retry_config(RetryConfig::disabled())
-            .timeout_config(paced_timeouts)
-            .stalled_stream_protection(StalledStreamProtectionConfig::disabled());
-        iam = iam.http_client(paced_http(base_http.clone(), &pacer, "iam", &calls));
-        sts = sts.http_client(paced_http(base_http.clone(), &pacer, "sts", &calls));
-        let iam = aws_sdk_iam::Client::from_conf(iam.build());
-        let sts = aws_sdk_sts::Client::from_conf(sts.build());
-        let mut ct =
-            aws_sdk_cloudtrail::config::Builder::from(shared).interceptor(counter("cloudtrail"));
-        if let Some(url) = cloudtrail_endpoint {
-            ct = ct.endpoint_url(url);
-        }
-        let cloudtrail = aws_sdk_cloudtrail::Client::from_conf(ct.build());
-        let sqs = aws_sdk_sqs::Client::from_conf(
-            aws_sdk_sqs::config::Builder::from(shared)
-                .interceptor(counter("sqs"))
-                .build(),
-        );
-        let secretsmanager = aws_sdk_secretsmanager::Client::from_conf(
-            aws_sdk_secretsmanager::config::Builder::from(shared)
-                .interceptor(counter("secretsmanager"))
-                .build(),
-        );
-        let ssm = aws_sdk_ssm::Client::from_conf(
-            aws_sdk_ssm::config::Builder::from(shared)
-                .interceptor(counter("ssm"))
-                .build(),
-        );
-        let sns = aws_sdk_sns::Client::from_conf(
-            aws_sdk_sns::config::Builder::from(shared)
-                .interceptor(counter("sns"))
-                .build(),
-        );
-        let securityhub = aws_sdk_securityhub::Client::from_conf(
-            aws_sdk_securityhub::config::Builder::from(shared)
-                .interceptor(counter("securityhub"))
-                .build(),
-        );
-        let accessanalyzer = aws_sdk_accessanalyzer::Client::from_conf(
-            aws_sdk_accessanalyzer::config::Builder::from(shared)
-                .interceptor(counter("accessanalyzer"))
-                // One attempt: a failure is reported as "cannot check" (never a pass) and
-                // the next audit asks again; retries would multiply the audit's calls.
-                .retry_config(RetryConfig::disabled())
-                .build(),
-        );
-        let organizations = aws_sdk_organizations::Client::from_conf(
-            aws_sdk_organizations::config::Builder::from(shared)
-                .interceptor(counter("organizations"))
-                .build(),
-        );
+        let shared = shared.to_builder().http_client(base_http.clone()).build();
+        let (iam, sts) = paced_iam_sts(&shared, &base_http, &pacer, &calls);
         Clients {
             iam,
             sts,
-            cloudtrail,
-            sqs,
-            secretsmanager,
-            ssm,
-            sns,
-            securityhub,
-            accessanalyzer,
-            organizations,
+            services: Arc::new(Services::new(
+                shared,
+                cloudtrail_endpoint.map(str::to_owned),
+                calls.clone(),
+            )),
             calls,
             pacer,
             base_http: Some(base_http),
-            shared: shared.clone(),
-            cloudtrail_endpoint: cloudtrail_endpoint.map(str::to_owned),
             identity: None,
         }
     }
@@ -269,7 +169,7 @@ impl Clients {
         settings: &PacingSettings,
     ) -> Result<Clients, Error> {
         // `shared` holds the HTTP client: every account shares its pool and TLS set-up.
-        let mut sdk = self.shared.to_builder();
+        let mut sdk = self.services.shared().to_builder();
         if let Some(c) = credentials {
             sdk = sdk.credentials_provider(c).identity_cache(
                 aws_config::identity::IdentityCache::lazy()
@@ -277,35 +177,56 @@ impl Clients {
                     .build(),
             );
         }
-        Clients::from_sdk_config(&sdk.build(), self.cloudtrail_endpoint.as_deref(), calls)
-            .paced(settings)
+        let pacer = pacer_for(settings, &calls)?;
+        Ok(Clients::build(
+            &sdk.build(),
+            self.services.cloudtrail_endpoint(),
+            calls,
+            pacer,
+        ))
     }
 
-    /// The Security Hub client for `region` (the same credentials, endpoint, retries and
-    /// call counter).
+    /// CloudTrail (LookupEvents), at the CloudTrail endpoint override if one is set.
+    pub fn cloudtrail(&self) -> &aws_sdk_cloudtrail::Client {
+        self.services.cloudtrail()
+    }
+
+    /// The SQS source's queue.
+    pub fn sqs(&self) -> &aws_sdk_sqs::Client {
+        self.services.sqs()
+    }
+
+    /// Delivery of rotated keys (`rotation.delivery`).
+    pub fn secretsmanager(&self) -> &aws_sdk_secretsmanager::Client {
+        self.services.secretsmanager()
+    }
+
+    /// Delivery of rotated keys to SSM Parameter Store.
+    pub fn ssm(&self) -> &aws_sdk_ssm::Client {
+        self.services.ssm()
+    }
+
+    /// Owner notifications (`notifications.sns_topic_arn`).
+    pub fn sns(&self) -> &aws_sdk_sns::Client {
+        self.services.sns()
+    }
+
+    /// AWS Organizations (`accounts.source = "organization"`: ListAccounts, ListParents).
+    pub fn organizations(&self) -> &aws_sdk_organizations::Client {
+        self.services.organizations()
+    }
+
+    /// The Security Hub client for `region` (findings are exported in
+    /// `export.securityhub`'s region; the same credentials, endpoint, retries and call
+    /// counter).
     pub fn securityhub_in(&self, region: &str) -> aws_sdk_securityhub::Client {
-        if self.securityhub.config().region().map(|r| r.as_ref()) == Some(region) {
-            return self.securityhub.clone();
-        }
-        aws_sdk_securityhub::Client::from_conf(
-            self.securityhub
-                .config()
-                .to_builder()
-                .region(Region::new(region.to_string()))
-                .build(),
-        )
+        self.services.securityhub_in(region)
     }
 
-    /// The Access Analyzer client for `region` (analyzers are regional), counted like the
-    /// others.
+    /// The IAM Access Analyzer client for `region` (CIS 1.19; analyzers are regional),
+    /// counted like the others.
     pub fn accessanalyzer_in(&self, region: &str) -> aws_sdk_accessanalyzer::Client {
-        aws_sdk_accessanalyzer::Client::from_conf(
-            self.accessanalyzer
-                .config()
-                .to_builder()
-                .region(Region::new(region.to_string()))
-                .build(),
-        )
+        self.services.accessanalyzer_in(region)
     }
 
     /// The same clients, knowing the identity they act as: `arn` and `account_id` as STS
@@ -333,6 +254,55 @@ impl Clients {
             out.account().unwrap_or_default().to_string(),
         ))
     }
+}
+
+/// A fresh pacer for `settings`, reporting its write rate to `calls`' rate hook.
+fn pacer_for(settings: &PacingSettings, calls: &CallStats) -> Result<Arc<Pacer>, Error> {
+    let hook = calls.clone();
+    let pacer = Pacer::new(settings)
+        .map_err(|e| Error::Config(format!("controller pacing settings: {e}")))?
+        .with_rate_hook(move |r| hook.write_rate(r));
+    Ok(Arc::new(pacer))
+}
+
+/// IAM and STS from `shared`, over `base` paced by `pacer`: one attempt per SDK call;
+/// pacing and retries are in the HTTP layer. What the SDK sees as one attempt is every try
+/// the pacer makes, with its waits for the rate and its backoffs: the pacer cuts each try
+/// at aws.attempt_timeout itself, so the SDK's attempt timeout and its stalled-stream
+/// check (which reads a request waiting for the rate as a stalled upload) are off here;
+/// aws.operation_timeout still bounds the whole call.
+fn paced_iam_sts(
+    shared: &aws_types::SdkConfig,
+    base: &aws_smithy_runtime_api::client::http::SharedHttpClient,
+    pacer: &Arc<Pacer>,
+    calls: &CallStats,
+) -> (aws_sdk_iam::Client, aws_sdk_sts::Client) {
+    let counter = |service| CountingInterceptor {
+        service,
+        stats: calls.clone(),
+    };
+    let paced_timeouts = shared
+        .timeout_config()
+        .map(|t| t.to_builder())
+        .unwrap_or_default()
+        .disable_operation_attempt_timeout()
+        .build();
+    let iam = aws_sdk_iam::config::Builder::from(shared)
+        .interceptor(counter("iam"))
+        .retry_config(RetryConfig::disabled())
+        .timeout_config(paced_timeouts.clone())
+        .stalled_stream_protection(StalledStreamProtectionConfig::disabled())
+        .http_client(paced_http(base.clone(), pacer, "iam", calls));
+    let sts = aws_sdk_sts::config::Builder::from(shared)
+        .interceptor(counter("sts"))
+        .retry_config(RetryConfig::disabled())
+        .timeout_config(paced_timeouts)
+        .stalled_stream_protection(StalledStreamProtectionConfig::disabled())
+        .http_client(paced_http(base.clone(), pacer, "sts", calls));
+    (
+        aws_sdk_iam::Client::from_conf(iam.build()),
+        aws_sdk_sts::Client::from_conf(sts.build()),
+    )
 }
 
 /// The SDK's default HTTPS client (hyper 1, rustls with aws-lc, proxy from the

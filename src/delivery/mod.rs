@@ -180,7 +180,7 @@ async fn store_secret(
     user: &str,
     json: &Zeroizing<String>,
 ) -> Result<()> {
-    let sm = &clients.secretsmanager;
+    let sm = clients.secretsmanager();
     let mut tags = vec![sm_tag(SECRET_USER_TAG, user)];
     if let Some(o) = target.owner {
         tags.push(sm_tag(target.owner_tag, o));
@@ -223,7 +223,7 @@ async fn store_parameter(
     json: &Zeroizing<String>,
 ) -> Result<()> {
     clients
-        .ssm
+        .ssm()
         .put_parameter()
         .name(target.name)
         .description("Access key of an IAM user, rotated by iam-warden")
@@ -253,7 +253,7 @@ pub async fn stored_key_id(
     let value: Zeroizing<String> = match delivery {
         Delivery::SecretsManager => {
             match clients
-                .secretsmanager
+                .secretsmanager()
                 .get_secret_value()
                 .secret_id(name)
                 .send()
@@ -267,7 +267,7 @@ pub async fn stored_key_id(
         }
         Delivery::Ssm => {
             match clients
-                .ssm
+                .ssm()
                 .get_parameter()
                 .name(name)
                 .with_decryption(true)

@@ -219,7 +219,7 @@ impl Notifier {
     ) -> Arc<Notifier> {
         let timeout = cfg.timeout.get();
         let Channels { webhook, sns_topic } = channels;
-        let sns = sns_topic.map(|arn| (clients.sns.clone(), arn));
+        let sns = sns_topic.map(|arn| (clients.sns().clone(), arn));
         let mut channels = Vec::new();
         if let Some(w) = &webhook {
             channels.push((NotifyChannel::Webhook, w.shown().to_string()));

@@ -197,7 +197,7 @@ impl CloudTrailPoller {
             cp.polled_until
         });
         Ok(CloudTrailPoller {
-            client: clients.cloudtrail.clone(),
+            client: clients.cloudtrail().clone(),
             dispatch,
             state_dir: state_dir.to_path_buf(),
             poll_interval: cfg.poll_interval.get(),

@@ -188,7 +188,7 @@ impl SqsConsumer {
             })?
             .to_string();
         Ok(SqsConsumer {
-            sqs: clients.sqs.clone(),
+            sqs: clients.sqs().clone(),
             queue_url,
             wait_time: cfg.wait_time.get(),
             max_messages: cfg.max_messages.clamp(1, 10),

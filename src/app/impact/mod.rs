@@ -144,7 +144,7 @@ pub async fn impact(cfg: &Config, clients: &Clients, opts: &ImpactOptions) -> Re
             let mut tally = Tally::default();
             let mut show = Progress::new();
             let stats = replay_lookup(
-                &clients.cloudtrail,
+                clients.cloudtrail(),
                 None,
                 start,
                 opts.now,
