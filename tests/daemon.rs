@@ -675,6 +675,72 @@ async fn onboarding_new_users_does_not_trip_the_breaker() {
     assert!(!log.contains("breaker tripped"), "{log}");
 }
 
+/// A fresh daemon in an account without the baseline groups: its first resync enqueues the
+/// account (which creates them) and the users only once the account's reconcile has ended,
+/// so with 16 workers no user's reconcile fails first on a group not created yet (it did,
+/// and was retried a second later with an error line, before).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fresh_start_creates_the_groups_before_it_reconciles_the_users() {
+    let acct = Account::new(shared_moto()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let sqs = aws_sdk_sqs::Client::new(&acct.sdk);
+    let url = create_queue(&sqs, &format!("iam-warden-fresh-{}", acct.id), &[]).await;
+    let users: Vec<String> = (0..12).map(|i| format!("console-{i}")).collect();
+    for u in &users {
+        acct.user(u).await.password(u).await;
+    }
+    let creds = session(&acct, "iam-warden-daemon").await;
+    let mut env = sqs_only_env(dir.path(), &url, "100");
+    env.push(("IAM_WARDEN_CONTROLLER__WORKERS", "16".to_string()));
+    let d = Daemon::start(&creds, &shared_moto().endpoint, &env);
+    for u in &users {
+        wait_in_group(&acct.iam, u, "iam-warden-require-mfa").await;
+    }
+    // The account and every user reconciled, none failed.
+    assert!(
+        d.metric("iam_warden_reconciles_total{result=\"success\"}")
+            .await
+            >= 13.0,
+        "{}",
+        d.log()
+    );
+    assert_eq!(
+        d.metric("iam_warden_reconciles_total{result=\"error\"}")
+            .await,
+        0.0,
+        "{}",
+        d.log()
+    );
+    let j = journal_lines(dir.path());
+    let created = j
+        .iter()
+        .position(|e| {
+            e["action"] == "create_group"
+                && e["target"] == "iam-warden-require-mfa"
+                && e["outcome"] == "applied"
+        })
+        .unwrap_or_else(|| panic!("no create_group of the MFA group: {j:?}"));
+    // Every line of a join (its intent and its outcome) after the group's creation.
+    let joins: Vec<usize> = j
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| e["action"] == "add_user_to_group")
+        .map(|(i, _)| i)
+        .collect();
+    assert!(joins.iter().all(|&i| i > created), "{j:?}");
+    let applied = joins
+        .iter()
+        .filter(|&&i| j[i]["outcome"] == "applied")
+        .count();
+    assert_eq!(applied, users.len(), "{j:?}");
+    assert!(
+        j.iter().all(|e| e["outcome"] != "failed"),
+        "a write failed: {j:?}"
+    );
+    let (code, log) = d.stop().await;
+    assert_eq!(code, 0, "{log}");
+}
+
 /// The daemon's window breaker, end to end: the same onboarding with new_user_grace = 0s
 /// (every user counts, as the old breaker did): 3 of 35 users (8.6 %) are admitted, the
 /// fourth (11.4 %) trips the breaker once (metric, counter, one `breaker` journal entry, not

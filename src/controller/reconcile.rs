@@ -27,7 +27,7 @@ use crate::error::{Error, Result};
 use crate::export::{self, background::Exporter, securityhub::Sweep};
 use crate::inventory::{live, snapshot, AccountSnapshot, UserState};
 use crate::journal::Entry;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, QueueSource};
 
 /// What a successful reconcile asks of the queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,6 +99,12 @@ pub struct Context {
     /// The `baseline-would-deny` findings of the users whose changes the gate held at their
     /// last reconcile, so that the resync's export and compliance keep them.
     pub held: Mutex<HashMap<String, Vec<Finding>>>,
+    /// The users a resync found to change while the account itself had changes to make
+    /// (the baseline groups and policies their changes need), and when the resync enqueued
+    /// them: they wait for the end of the account's reconcile
+    /// ([`Context::release_after_account`]), so that none fails first on a group not
+    /// created yet.
+    pub after_account: Mutex<Option<(Vec<ReconcileKey>, Instant)>>,
 }
 
 impl Context {
@@ -148,6 +154,35 @@ impl Context {
                 Cow::Owned(v)
             }
             None => Cow::Borrowed(verdict),
+        }
+    }
+
+    /// Enqueue a resync's `users` (received at `received`): at once, or, when the account
+    /// has changes to make (`account_first`), the account first and the users when its
+    /// reconcile ends (replacing users an earlier resync left waiting).
+    pub fn enqueue_resync(&self, account_first: bool, users: Vec<ReconcileKey>, received: Instant) {
+        if !account_first {
+            for key in users {
+                self.dispatch
+                    .enqueue(key, QueueSource::Resync, None, received);
+            }
+            return;
+        }
+        if let Ok(mut waiting) = self.after_account.lock() {
+            *waiting = (!users.is_empty()).then_some((users, received));
+        }
+        self.dispatch
+            .enqueue(ReconcileKey::Account, QueueSource::Resync, None, received);
+    }
+
+    /// The account's reconcile ended (applied or failed): enqueue the users waiting for it.
+    pub fn release_after_account(&self) {
+        let waiting = self.after_account.lock().ok().and_then(|mut w| w.take());
+        if let Some((users, received)) = waiting {
+            for key in users {
+                self.dispatch
+                    .enqueue(key, QueueSource::Resync, None, received);
+            }
         }
     }
 

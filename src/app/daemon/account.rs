@@ -284,6 +284,7 @@ impl Running {
             exporter: exporter.clone(),
             preflight,
             held: Mutex::new(Default::default()),
+            after_account: Mutex::new(None),
         });
         let (sources_stop, stop_rx) = watch::channel(false);
         let mut sources = JoinSet::new();

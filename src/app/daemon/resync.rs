@@ -174,25 +174,17 @@ pub async fn resync(ctx: &Context) -> Result<()> {
     } else {
         ctx.reset_breaker(now, users_total);
     }
-    let received = Instant::now();
-    if !plan.account_actions.is_empty() {
-        ctx.dispatch
-            .enqueue(ReconcileKey::Account, QueueSource::Resync, None, received);
-    }
-    for u in plan
+    let users = plan
         .users
         .iter()
         .filter(|u| !u.actions.is_empty())
         // Tripped: only the users whose changes take nothing away.
         .filter(|u| !blocked || !u.counts_toward_breaker())
-    {
-        ctx.dispatch.enqueue(
-            ReconcileKey::User(u.verdict.user.clone()),
-            QueueSource::Resync,
-            None,
-            received,
-        );
-    }
+        .map(|u| ReconcileKey::User(u.verdict.user.clone()))
+        .collect();
+    // With account changes to make (a fresh account: the baseline groups), the users after
+    // the account's reconcile.
+    ctx.enqueue_resync(!plan.account_actions.is_empty(), users, Instant::now());
     // Rotation phases due before the next resync: scheduled at their time.
     let horizon =
         now + chrono::Duration::from_std(ctx.cfg.resync.interval.get()).unwrap_or_default();

@@ -114,6 +114,9 @@ async fn reconcile_one(ctx: &Context, queue: &WorkQueue<ReconcileKey>, lease: Le
             ctx.metrics.queue_added(QueueSource::Retry);
         }
     }
+    if key == ReconcileKey::Account {
+        ctx.release_after_account();
+    }
     ctx.metrics
         .set_account_queue(&ctx.applier.account_id, queue.depth(), queue.in_flight());
 }
