@@ -23,6 +23,9 @@
 # accounts.concurrency = N, on the same organization), MEM_ROUNDS (3; 0 skips the daemon's
 # memory), MEM_INTERVAL (the daemon's resync interval there, 30s).
 #
+# Each audit run also records the CPU seconds moto (one Python process) and iam-warden
+# used: moto busy for most of the wall time means the emulator, not iam-warden, sets it.
+#
 # Last, the daemon's memory: `iam-warden run` (dry-run, CloudTrail off) over the same
 # organization, its VmRSS and VmHWM (peak) once ready and after every account resynced
 # MEM_ROUNDS times.
@@ -36,6 +39,7 @@ BASELINE=${BASELINE:-1} MEM_ROUNDS=${MEM_ROUNDS:-3} MEM_INTERVAL=${MEM_INTERVAL:
 lib_init bench-org
 bench_build
 start_moto moto
+MOTO_PID=${LIB_PIDS[-1]}
 emulator_env "$MOTO_URL"
 CONFIG="$WORK/iam-warden.toml"
 bench_config "$CONFIG"
@@ -55,20 +59,32 @@ warden_args=()
     "${warden_args[@]}" >"$WORK/seed.json"
 cat "$WORK/seed.json" >&2
 
+# cpu_s PID: the CPU seconds (user + system, every thread) PID has used so far.
+cpu_s() {
+    awk -v hz="$(getconf CLK_TCK)" '{ sub(/.*\) /, ""); printf "%.2f", ($12 + $13) / hz }' "/proc/$1/stat"
+}
+
 # audit_runs NAME [VAR=VALUE...]: RUNS audits, then one through the counting proxy.
 audit_runs() {
-    local name=$1 i t0 t1 rc
+    local name=$1 i t0 t1 rc m0 m1
     shift
     : >"$WORK/$name.times"
+    : >"$WORK/$name.cpu"
     for ((i = 1; i <= RUNS; i++)); do
+        m0=$(cpu_s "$MOTO_PID")
         t0=$(now_s)
         rc=0
-        env "$@" "$WARDEN" --config "$CONFIG" audit --output json >"$WORK/$name.json" || rc=$?
+        /usr/bin/time -f '%U %S' -o "$WORK/$name.time1" \
+            env "$@" "$WARDEN" --config "$CONFIG" audit --output json >"$WORK/$name.json" || rc=$?
         t1=$(now_s)
+        m1=$(cpu_s "$MOTO_PID")
         [ "$rc" = 0 ] || [ "$rc" = 1 ] || die "audit ($name) exited $rc"
         elapsed "$t0" "$t1" >>"$WORK/$name.times"
         echo >>"$WORK/$name.times"
-        echo "$name run $i: $(tail -n1 "$WORK/$name.times") s, $(py 'd["aws_calls"]' "$WORK/$name.json") AWS calls, exit $rc, load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+        # "moto's CPU seconds, iam-warden's CPU seconds" of the run
+        # (GNU time's last line: a failing exit adds a line before it; audit exits 1 on findings)
+        echo "$(elapsed "$m0" "$m1") $(tail -n1 "$WORK/$name.time1" | awk '{ printf "%.2f", $1 + $2 }')" >>"$WORK/$name.cpu"
+        echo "$name run $i: $(tail -n1 "$WORK/$name.times") s, $(py 'd["aws_calls"]' "$WORK/$name.json") AWS calls, exit $rc, CPU s moto/iam-warden $(tail -n1 "$WORK/$name.cpu"), load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
     done
     "$VENV_PY" -c 'import urllib.request, sys; urllib.request.urlopen(urllib.request.Request(sys.argv[1] + "/__reset", method="POST")).read()' "$PROXY_URL"
     env "$@" AWS_ENDPOINT_URL="$PROXY_URL" "$WARDEN" --config "$CONFIG" audit --output json >"$WORK/$name-proxy.json" || true
@@ -163,9 +179,14 @@ def runs(name):
     times = [float(t) for t in open(f"{work}/{name}.times").read().split()]
     per = [x["report"]["aws_calls"] for x in a["accounts"] if "report" in x]
     ops = json.load(open(f"{work}/{name}-ops.json"))
+    cpu = [tuple(map(float, l.split())) for l in open(f"{work}/{name}.cpu") if l.strip()]
     return {
         "runs_seconds": [round(t, 3) for t in times],
         "median_seconds": round(statistics.median(times), 3),
+        # CPU seconds of each run: moto's (one Python process: its request handling is
+        # serial) and iam-warden's.
+        "moto_cpu_seconds": [c[0] for c in cpu],
+        "iam_warden_cpu_seconds": [c[1] for c in cpu],
         "accounts_in_scope": a["summary"].get("accounts"),
         "audited": a["summary"].get("audited"),
         "failed": a["summary"].get("failed"),
@@ -204,6 +225,7 @@ for k in ("cis_on", "cis_off"):
     x = r[k]
     print(f"  {k}: {x['audited']} accounts, {x['users']} users, {x['findings']} findings, {len(x['errors'])} errors")
     print(f"    wall time, median of {len(x['runs_seconds'])}: {x['median_seconds']:.3f} s   (runs: {', '.join(f'{t:.3f}' for t in x['runs_seconds'])})")
+    print(f"    CPU seconds per run: moto {', '.join(map(str, x['moto_cpu_seconds']))}; iam-warden {', '.join(map(str, x['iam_warden_cpu_seconds']))}")
     c = x["calls_per_account"]
     print(f"    AWS calls: {x['aws_calls']} = discovery {x['discovery_aws_calls']} (GetCallerIdentity, ListAccounts pages, one AssumeRole per account) + per account {c['median']} (min {c['min']}, max {c['max']})")
     print(f"    by operation: {', '.join(f'{k2} {v}' for k2, v in sorted(x['calls_by_operation'].items()))}")
@@ -217,7 +239,7 @@ if m:
     a1, a2 = m["after_ready"]["status"], m["after_resync"]["status"]
     print(f"  daemon: ready with VmRSS {a1['VmRSS'] / 1024:.1f} MiB; after {m['after_resync']['resyncs']} account resyncs "
           f"({m['after_resync']['waited_seconds']} s) VmRSS {a2['VmRSS'] / 1024:.1f} MiB, peak VmHWM {a2['VmHWM'] / 1024:.1f} MiB "
-          f"({m['after_resync']['users']} users); goal <= 60 MB: {a2['VmHWM'] * 1024 <= 60e6}")
+          f"({m['after_resync']['users']} users); goal between resyncs <= 60 MB: {a2['VmRSS'] * 1024 <= 60e6}")
 c = r["c7n_org"]
 if c:
     print(f"  c7n-org {c['versions']} --dryrun: {c['seconds']:.1f} s, {c['aws_calls']} calls ({c['calls_per_account']} per account)")
