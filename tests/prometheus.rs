@@ -755,10 +755,6 @@ async fn every_dashboard_panel_and_alert_works_against_a_live_prometheus() {
         ("IAM_WARDEN_SAFETY__NEW_USER_GRACE", "0s".into()),
         ("IAM_WARDEN_CONTROLLER__WRITES_PER_SECOND", "100".into()),
         ("IAM_WARDEN_CONTROLLER__WRITE_BURST", "100".into()),
-        // The scenario's order (the baseline groups first, then the users) holds with few
-        // workers: with the default 16, stale-console's reconcile may run before its group
-        // exists, fail, and on its retry no longer need the group (its password is gone).
-        ("IAM_WARDEN_CONTROLLER__WORKERS", "4".into()),
         ("IAM_WARDEN_RESYNC__INTERVAL", "1h".into()),
         ("IAM_WARDEN_AWS__MAX_ATTEMPTS", "2".into()),
         ("IAM_WARDEN_AWS__BACKOFF_MAX_MS", "200".into()),
