@@ -50,7 +50,8 @@ pub struct Accounts {
     pub exclude: Vec<String>,
     /// `source = "organization"`: how often the daemon lists the accounts again.
     pub discovery_interval: Secs,
-    /// Accounts read (and enforced) at once by `audit`, `plan` and `enforce --once`.
+    /// Accounts read (and enforced) at once by `audit`, `plan` and `enforce --once`, and
+    /// accounts the daemon resyncs at once.
     pub concurrency: u32,
     /// Per-account exempt users: account id → user names (in addition to `[exemptions]`).
     pub exempt: BTreeMap<String, Vec<String>>,

@@ -303,7 +303,12 @@ impl Running {
         for _ in 0..worker::account_workers(&shared.cfg) {
             workers.spawn(worker::worker(ctx.clone(), shared.permits.clone()));
         }
-        sources.spawn(resync_loop(ctx.clone(), shared.readiness.clone(), stop_rx));
+        sources.spawn(resync_loop(
+            ctx.clone(),
+            shared.readiness.clone(),
+            shared.resyncs.clone(),
+            stop_rx,
+        ));
         Ok(Running {
             ctx,
             queue,

@@ -55,6 +55,9 @@ pub(super) struct Shared {
     pub clock: Clock,
     /// `controller.workers` permits: reconciles running at once, all accounts together.
     pub permits: Arc<Semaphore>,
+    /// `accounts.concurrency` permits: accounts resyncing (reading the whole account) at
+    /// once.
+    pub resyncs: Arc<Semaphore>,
     /// The SQS consumer's routes: account id → that account's dispatch, entered by each
     /// account controller once connected.
     pub router: Router,
@@ -210,6 +213,9 @@ pub async fn run_with_clock(
         caller_account: account_id,
         clock,
         permits,
+        resyncs: Arc::new(Semaphore::new(
+            usize::try_from(cfg.accounts.concurrency.max(1)).unwrap_or(1),
+        )),
         router: Router::new(metrics.clone()),
         lookup_limit: LookupLimit::from_config(&cfg.sources.cloudtrail),
         readiness: Arc::new(Readiness::new(health.clone())),

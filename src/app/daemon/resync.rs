@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use tokio::sync::watch;
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 use super::Readiness;
@@ -27,15 +27,20 @@ use crate::metrics::{AccountStatus, QueueSource};
 pub(super) async fn resync_loop(
     ctx: Arc<Context>,
     readiness: Arc<Readiness>,
+    limit: Arc<Semaphore>,
     mut stop: watch::Receiver<bool>,
 ) {
     let account = ctx.applier.account_id.clone();
     let mut failures = 0u32;
     let mut up = false;
     loop {
+        let Some(slot) = slot(&limit, &mut stop).await else {
+            return;
+        };
         // Boxed: the loop's task is then small between resyncs (one per account); the
         // resync's own state lives only while it runs.
         let result = Box::pin(resync(&ctx)).await;
+        drop(slot);
         // The snapshot is dropped by now: give its pages back.
         crate::memory::release_free_memory();
         let wait = match result {
@@ -80,6 +85,22 @@ pub(super) async fn resync_loop(
         if *stop.borrow() {
             return;
         }
+    }
+}
+
+/// One of the `accounts.concurrency` resync slots, or `None` once `stop` is set. An
+/// organization's accounts start together and, unbounded, would read and hold all their
+/// snapshots at the same moment, again at every interval.
+async fn slot(
+    limit: &Arc<Semaphore>,
+    stop: &mut watch::Receiver<bool>,
+) -> Option<OwnedSemaphorePermit> {
+    if *stop.borrow() {
+        return None;
+    }
+    tokio::select! {
+        permit = limit.clone().acquire_owned() => permit.ok(),
+        _ = stop.changed() => None,
     }
 }
 
@@ -207,4 +228,40 @@ pub async fn resync(ctx: &Context) -> Result<()> {
         "resync done"
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::FutureExt;
+
+    #[tokio::test]
+    async fn resyncs_wait_for_a_slot_and_stop_ends_the_wait() {
+        let limit = Arc::new(Semaphore::new(1));
+        let (stop_tx, mut stop) = watch::channel(false);
+        let first = slot(&limit, &mut stop).now_or_never().flatten();
+        assert!(first.is_some(), "the first account resyncs at once");
+        // The second waits while the first resyncs...
+        let mut second = Box::pin(async {
+            let mut stop = stop_tx.subscribe();
+            slot(&limit, &mut stop).await
+        });
+        assert!((&mut second).now_or_never().is_none());
+        // ...and resyncs when the first is done.
+        drop(first);
+        assert!(second.now_or_never().flatten().is_some());
+        // A wait ends without a slot on shutdown.
+        let held = slot(&limit, &mut stop).now_or_never().flatten();
+        assert!(held.is_some());
+        let mut waiting = Box::pin(async {
+            let mut stop = stop_tx.subscribe();
+            slot(&limit, &mut stop).await
+        });
+        assert!((&mut waiting).now_or_never().is_none());
+        stop_tx.send(true).unwrap();
+        assert_eq!(waiting.now_or_never().map(|p| p.is_some()), Some(false));
+        // Once stopped, no slot even when one is free.
+        drop(held);
+        assert!(slot(&limit, &mut stop).now_or_never().flatten().is_none());
+    }
 }
