@@ -129,8 +129,18 @@ impl CallStats {
 
 #[derive(Debug)]
 pub(super) struct CountingInterceptor {
-    pub(super) service: &'static str,
-    pub(super) stats: CallStats,
+    service: &'static str,
+    stats: CallStats,
+}
+
+impl CountingInterceptor {
+    /// Counts the calls of a client as `service` in `stats`.
+    pub(super) fn new(service: &'static str, stats: &CallStats) -> CountingInterceptor {
+        CountingInterceptor {
+            service,
+            stats: stats.clone(),
+        }
+    }
 }
 
 impl Intercept for CountingInterceptor {

@@ -95,11 +95,7 @@ impl Clients {
     /// write rate to the call counter's rate hook).
     pub fn paced(self, settings: &PacingSettings) -> Result<Clients, Error> {
         let pacer = pacer_for(settings, &self.calls)?;
-        let Some(base) = self.base_http.clone() else {
-            return Err(Error::Other(
-                "the AWS clients have no HTTP client to pace; build them with aws-config".into(),
-            ));
-        };
+        let base = self.base_http()?;
         let (iam, sts) = paced_iam_sts(self.services.shared(), &base, &pacer, &self.calls);
         Ok(Clients {
             iam,
@@ -114,11 +110,7 @@ impl Clients {
     /// they meet still slows everyone else): for the few writes that must not queue behind
     /// a bulk of baseline work, the quarantine of an exposed key.
     pub fn priority(&self) -> Result<Clients, Error> {
-        let Some(base) = self.base_http.clone() else {
-            return Err(Error::Other(
-                "the AWS clients have no HTTP client to pace; build them with aws-config".into(),
-            ));
-        };
+        let base = self.base_http()?;
         let iam = self.iam.config().to_builder();
         Ok(Clients {
             iam: aws_sdk_iam::Client::from_conf(
@@ -126,6 +118,15 @@ impl Clients {
                     .build(),
             ),
             ..self.clone()
+        })
+    }
+
+    /// The HTTP client under the pacing layer.
+    fn base_http(&self) -> Result<aws_smithy_runtime_api::client::http::SharedHttpClient, Error> {
+        self.base_http.clone().ok_or_else(|| {
+            Error::Other(
+                "the AWS clients have no HTTP client to pace; build them with aws-config".into(),
+            )
         })
     }
 
@@ -277,10 +278,6 @@ fn paced_iam_sts(
     pacer: &Arc<Pacer>,
     calls: &CallStats,
 ) -> (aws_sdk_iam::Client, aws_sdk_sts::Client) {
-    let counter = |service| CountingInterceptor {
-        service,
-        stats: calls.clone(),
-    };
     let paced_timeouts = shared
         .timeout_config()
         .map(|t| t.to_builder())
@@ -288,13 +285,13 @@ fn paced_iam_sts(
         .disable_operation_attempt_timeout()
         .build();
     let iam = aws_sdk_iam::config::Builder::from(shared)
-        .interceptor(counter("iam"))
+        .interceptor(CountingInterceptor::new("iam", calls))
         .retry_config(RetryConfig::disabled())
         .timeout_config(paced_timeouts.clone())
         .stalled_stream_protection(StalledStreamProtectionConfig::disabled())
         .http_client(paced_http(base.clone(), pacer, "iam", calls));
     let sts = aws_sdk_sts::config::Builder::from(shared)
-        .interceptor(counter("sts"))
+        .interceptor(CountingInterceptor::new("sts", calls))
         .retry_config(RetryConfig::disabled())
         .timeout_config(paced_timeouts)
         .stalled_stream_protection(StalledStreamProtectionConfig::disabled())

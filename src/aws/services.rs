@@ -30,11 +30,23 @@ pub(super) struct Services {
     organizations: OnceLock<aws_sdk_organizations::Client>,
 }
 
-/// `$builder` from the shared config, counting its calls as `$service`.
+/// `$sdk`'s config builder from the shared config, counting its calls as `$service`.
 macro_rules! builder {
-    ($self:ident, $sdk:ident, $service:literal) => {
-        $sdk::config::Builder::from(&$self.shared).interceptor($self.counter($service))
+    ($self:ident, $sdk:ident, $service:expr) => {
+        $sdk::config::Builder::from(&$self.shared)
+            .interceptor(CountingInterceptor::new($service, &$self.calls))
     };
+}
+
+/// The accessors of the clients built with nothing but the shared config, each counted as
+/// its field's name: `name: sdk_crate`.
+macro_rules! simple_clients {
+    ($($name:ident: $sdk:ident),* $(,)?) => {$(
+        pub(super) fn $name(&self) -> &$sdk::Client {
+            self.$name
+                .get_or_init(|| $sdk::Client::from_conf(builder!(self, $sdk, stringify!($name)).build()))
+        }
+    )*};
 }
 
 impl Services {
@@ -69,11 +81,13 @@ impl Services {
         self.cloudtrail_endpoint.as_deref()
     }
 
-    fn counter(&self, service: &'static str) -> CountingInterceptor {
-        CountingInterceptor {
-            service,
-            stats: self.calls.clone(),
-        }
+    simple_clients! {
+        sqs: aws_sdk_sqs,
+        secretsmanager: aws_sdk_secretsmanager,
+        ssm: aws_sdk_ssm,
+        sns: aws_sdk_sns,
+        securityhub: aws_sdk_securityhub,
+        organizations: aws_sdk_organizations,
     }
 
     pub(super) fn cloudtrail(&self) -> &aws_sdk_cloudtrail::Client {
@@ -83,40 +97,6 @@ impl Services {
                 b = b.endpoint_url(url);
             }
             aws_sdk_cloudtrail::Client::from_conf(b.build())
-        })
-    }
-
-    pub(super) fn sqs(&self) -> &aws_sdk_sqs::Client {
-        self.sqs.get_or_init(|| {
-            aws_sdk_sqs::Client::from_conf(builder!(self, aws_sdk_sqs, "sqs").build())
-        })
-    }
-
-    pub(super) fn secretsmanager(&self) -> &aws_sdk_secretsmanager::Client {
-        self.secretsmanager.get_or_init(|| {
-            aws_sdk_secretsmanager::Client::from_conf(
-                builder!(self, aws_sdk_secretsmanager, "secretsmanager").build(),
-            )
-        })
-    }
-
-    pub(super) fn ssm(&self) -> &aws_sdk_ssm::Client {
-        self.ssm.get_or_init(|| {
-            aws_sdk_ssm::Client::from_conf(builder!(self, aws_sdk_ssm, "ssm").build())
-        })
-    }
-
-    pub(super) fn sns(&self) -> &aws_sdk_sns::Client {
-        self.sns.get_or_init(|| {
-            aws_sdk_sns::Client::from_conf(builder!(self, aws_sdk_sns, "sns").build())
-        })
-    }
-
-    pub(super) fn securityhub(&self) -> &aws_sdk_securityhub::Client {
-        self.securityhub.get_or_init(|| {
-            aws_sdk_securityhub::Client::from_conf(
-                builder!(self, aws_sdk_securityhub, "securityhub").build(),
-            )
         })
     }
 
@@ -151,14 +131,6 @@ impl Services {
                 .clone();
         }
         build(Some(Region::new(region.to_string())))
-    }
-
-    pub(super) fn organizations(&self) -> &aws_sdk_organizations::Client {
-        self.organizations.get_or_init(|| {
-            aws_sdk_organizations::Client::from_conf(
-                builder!(self, aws_sdk_organizations, "organizations").build(),
-            )
-        })
     }
 
     /// Whether `region` is the SDK config's own.

@@ -162,11 +162,7 @@ impl Context {
     /// reconcile ends (replacing users an earlier resync left waiting).
     pub fn enqueue_resync(&self, account_first: bool, users: Vec<ReconcileKey>, received: Instant) {
         if !account_first {
-            for key in users {
-                self.dispatch
-                    .enqueue(key, QueueSource::Resync, None, received);
-            }
-            return;
+            return self.enqueue_users(users, received);
         }
         if let Ok(mut waiting) = self.after_account.lock() {
             *waiting = (!users.is_empty()).then_some((users, received));
@@ -179,10 +175,14 @@ impl Context {
     pub fn release_after_account(&self) {
         let waiting = self.after_account.lock().ok().and_then(|mut w| w.take());
         if let Some((users, received)) = waiting {
-            for key in users {
-                self.dispatch
-                    .enqueue(key, QueueSource::Resync, None, received);
-            }
+            self.enqueue_users(users, received);
+        }
+    }
+
+    fn enqueue_users(&self, users: Vec<ReconcileKey>, received: Instant) {
+        for key in users {
+            self.dispatch
+                .enqueue(key, QueueSource::Resync, None, received);
         }
     }
 
